@@ -1,0 +1,40 @@
+# eightms: built with PGXS.  `make && make install`, or see README.md.
+
+EXTENSION = eightms
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" eightms.control)
+
+# The extension's SQL, one file per domain, in dependency order.  Each later
+# capability appends its file here; privileges.sql stays last because it
+# sweeps PUBLIC's grants off everything created before it.
+SQL_PARTS = \
+	sql/schema.sql \
+	sql/tenancy.sql \
+	sql/api_tenancy.sql \
+	sql/privileges.sql
+
+MODULE_big = eightms
+# The module: its entry point plus one file per capability.
+OBJS = \
+	src/eightms.o \
+	src/random.o
+
+DATA_built = eightms--$(EXTVERSION).sql
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK =
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+eightms--$(EXTVERSION).sql: $(SQL_PARTS) eightms.control
+	@{ echo "-- eightms $(EXTVERSION): generated from sql/*.sql by make; edit those files, not this one."; \
+	   printf '%s\n' '\echo Use "CREATE EXTENSION eightms CASCADE" to load this file. \quit'; \
+	   for f in $(SQL_PARTS); do echo; echo "-- ==== $$f"; cat $$f; done; } > $@
+
+.PHONY: up test
+up:
+	bash test/up.sh
+test:
+	bash test/run.sh

@@ -1,0 +1,488 @@
+-- api_tenancy.sql: the account API PostgREST exposes, and its pre-request hook.
+--
+-- Functions run as the caller (SECURITY INVOKER) so that row-level security
+-- is what keeps tenants apart.  The few that must look across accounts
+-- (the pre-request hook, creating an account, accepting an invitation,
+-- listing the caller's own accounts) are SECURITY DEFINER, pin search_path
+-- and filter by the caller's identity themselves.
+
+CREATE VIEW eightms_api.profile WITH (security_invoker = true) AS
+	SELECT account_id, company_name, display_name, timezone, default_region,
+		   status, created_at, updated_at
+	  FROM eightms.account;
+COMMENT ON VIEW eightms_api.profile IS 'The business profile of the account the request acts on';
+
+CREATE VIEW eightms_api.members WITH (security_invoker = true) AS
+	SELECT account_id, user_id, email, role, invited_by, created_at
+	  FROM eightms.member;
+COMMENT ON VIEW eightms_api.members IS 'Members of the account the request acts on';
+
+CREATE VIEW eightms_api.invitations WITH (security_invoker = true) AS
+	SELECT account_id, invitation_id, email, role, invited_by, created_at,
+		   expires_at, accepted_at, accepted_by, revoked_at
+	  FROM eightms.invitation;
+COMMENT ON VIEW eightms_api.invitations IS 'Invitations of the account the request acts on (never their tokens)';
+
+GRANT SELECT ON eightms_api.profile TO eightms_user, eightms_phone;
+GRANT SELECT ON eightms_api.members, eightms_api.invitations TO eightms_user;
+
+-- PostgREST db-pre-request: runs at the start of every request, after the
+-- role and claims are set.  It decides which account the request acts on,
+-- refuses disabled accounts and signed-out sessions, and re-issues the
+-- claims with SET LOCAL so that eightms.current_account_id() sees the checked
+-- account (and so that Citus workers see them too; see DESIGN.md).
+CREATE FUNCTION eightms_api.pre_request() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims		jsonb := eightms.jwt_claims();
+	api_role	text := coalesce(claims ->> 'role', 'eightms_anon');
+	uid			text := nullif(claims ->> 'sub', '');
+	headers		jsonb;
+	wanted		text;
+	acct		uuid;
+	mrole		text;
+	astatus		text;
+	sid			text;
+	shash		bytea;
+	srevoked	timestamptz;
+	sfound		boolean;
+BEGIN
+	IF api_role = 'eightms_user' THEN
+		IF uid IS NULL THEN
+			RAISE EXCEPTION 'the JWT has no "sub" claim'
+				USING ERRCODE = '28000',
+					  HINT = 'Dashboard tokens must name the signed-in user in "sub".';
+		END IF;
+
+		headers := coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}');
+		wanted := coalesce(nullif(headers ->> 'x-eightms-account', ''), nullif(claims ->> 'account_id', ''));
+
+		IF wanted IS NOT NULL THEN
+			IF wanted !~* '^[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}$' THEN
+				RAISE EXCEPTION 'invalid account id "%"', left(wanted, 64)
+					USING ERRCODE = '22P02',
+						  HINT = 'X-Eightms-Account must be one of the ids eightms_api.my_accounts() returns.';
+			END IF;
+			acct := wanted::uuid;
+			SELECT m.role, a.status INTO mrole, astatus
+			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			 WHERE m.account_id = acct AND m.user_id = uid;
+			IF NOT FOUND THEN
+				RAISE EXCEPTION 'not a member of account %', acct
+					USING ERRCODE = '42501',
+						  HINT = 'eightms_api.my_accounts() lists the accounts you belong to.';
+			END IF;
+		ELSE
+			-- No choice made: a user with exactly one account acts on it.
+			SELECT min(m.account_id::text)::uuid, min(m.role), min(a.status)
+			  INTO acct, mrole, astatus
+			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			 WHERE m.user_id = uid
+			HAVING count(*) = 1;
+		END IF;
+
+		IF acct IS NOT NULL AND astatus <> 'active' THEN
+			RAISE EXCEPTION 'account % is %', acct, astatus
+				USING ERRCODE = '42501',
+					  HINT = 'Contact support to reactivate the account.';
+		END IF;
+
+		-- Sessions signed out before their JWT expires are refused.
+		sid := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
+		IF acct IS NOT NULL AND sid IS NOT NULL THEN
+			shash := eightms.token_hash(sid);
+			SELECT true, s.revoked_at INTO sfound, srevoked
+			  FROM eightms.session s
+			 WHERE s.account_id = acct AND s.session_hash = shash;
+			IF srevoked IS NOT NULL THEN
+				RAISE EXCEPTION 'this session has been signed out'
+					USING ERRCODE = '28000',
+						  HINT = 'Sign in again to get a new session.';
+			END IF;
+			-- GET requests run read-only under PostgREST: record then only
+			-- what a writable transaction can.
+			IF current_setting('transaction_read_only') = 'off' THEN
+				IF sfound IS NULL THEN
+					INSERT INTO eightms.session (account_id, session_hash, user_id)
+					VALUES (acct, shash, uid)
+					ON CONFLICT DO NOTHING;
+				ELSE
+					UPDATE eightms.session s SET last_seen_at = now()
+					 WHERE s.account_id = acct AND s.session_hash = shash
+					   AND s.last_seen_at < now() - interval '1 minute';
+				END IF;
+			END IF;
+		END IF;
+
+		IF acct IS NULL THEN
+			claims := claims - 'account_id' - 'account_role';
+		ELSE
+			claims := claims || jsonb_build_object('account_id', acct, 'account_role', mrole);
+		END IF;
+	ELSIF api_role = 'eightms_phone' THEN
+		-- Device tokens carry the account they were paired to.
+		BEGIN
+			acct := (claims ->> 'account_id')::uuid;
+		EXCEPTION WHEN invalid_text_representation THEN
+			acct := NULL;
+		END;
+		IF acct IS NULL THEN
+			RAISE EXCEPTION 'device token has no valid account_id claim'
+				USING ERRCODE = '28000',
+					  HINT = 'Pair the phone again to get a new token.';
+		END IF;
+		SELECT a.status INTO astatus FROM eightms.account a WHERE a.account_id = acct;
+		IF astatus IS NULL OR astatus <> 'active' THEN
+			RAISE EXCEPTION 'account % is not active', acct
+				USING ERRCODE = '42501';
+		END IF;
+	ELSE
+		-- Anonymous (and any other) callers act on no account.
+		claims := claims - 'account_id' - 'account_role';
+	END IF;
+
+	EXECUTE format('SET LOCAL request.jwt.claims = %L', claims::text);
+END
+$$;
+COMMENT ON FUNCTION eightms_api.pre_request() IS
+	'PostgREST db-pre-request: picks and checks the account (X-Eightms-Account header), refuses disabled accounts and signed-out sessions';
+GRANT EXECUTE ON FUNCTION eightms_api.pre_request() TO eightms_anon, eightms_user, eightms_phone;
+
+-- The accounts the signed-in user belongs to.
+CREATE FUNCTION eightms_api.my_accounts()
+RETURNS TABLE (account_id uuid, company_name text, display_name text, role text, status text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.account_id, a.company_name, a.display_name, m.role, a.status, m.created_at
+	  FROM eightms.member m JOIN eightms.account a ON a.account_id = m.account_id
+	 WHERE m.user_id = eightms.require_user()
+	 ORDER BY m.created_at, a.account_id
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.my_accounts() TO eightms_user;
+
+-- Raise unless the JWT's email may be trusted.
+CREATE FUNCTION eightms.require_verified_email() RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims	jsonb := eightms.jwt_claims();
+	email	text := lower(nullif(btrim(claims ->> 'email'), ''));
+BEGIN
+	IF email IS NULL THEN
+		RAISE EXCEPTION 'the JWT has no "email" claim'
+			USING ERRCODE = '28000',
+				  HINT = 'Configure the auth provider to include the verified email in the token.';
+	END IF;
+	IF current_setting('eightms.require_verified_email', true) IS DISTINCT FROM 'off'
+	   AND claims ? 'email_verified'
+	   AND claims -> 'email_verified' IN ('false'::jsonb, '"false"'::jsonb) THEN
+		RAISE EXCEPTION 'email % is not verified', email
+			USING ERRCODE = '28000',
+				  HINT = 'Verify the email address with the sign-in provider, then sign in again.';
+	END IF;
+	RETURN email;
+END
+$$;
+
+-- The signed-in user creates an account and becomes its owner.
+CREATE FUNCTION eightms_api.create_account(
+	company_name text,
+	timezone text DEFAULT 'UTC',
+	display_name text DEFAULT NULL,
+	default_region text DEFAULT 'US')
+RETURNS eightms_api.profile
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid		text := eightms.require_user();
+	email	text := eightms.require_verified_email();
+	acct	eightms.account;
+	result	eightms_api.profile;
+BEGIN
+	PERFORM eightms.check_profile(company_name, timezone, display_name, default_region);
+	INSERT INTO eightms.account (company_name, display_name, timezone, default_region)
+	VALUES (btrim(company_name), nullif(btrim(display_name), ''), timezone, upper(default_region))
+	RETURNING * INTO acct;
+	INSERT INTO eightms.member (account_id, user_id, email, role)
+	VALUES (acct.account_id, uid, email, 'owner');
+	SELECT acct.account_id, acct.company_name, acct.display_name, acct.timezone,
+		   acct.default_region, acct.status, acct.created_at, acct.updated_at
+	  INTO result;
+	RETURN result;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.create_account(text, text, text, text) TO eightms_user;
+
+-- Explain a bad profile field with its own message rather than a bare
+-- check-constraint violation.
+CREATE FUNCTION eightms.check_profile(company_name text, timezone text, display_name text, default_region text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF company_name IS NOT NULL AND length(btrim(company_name)) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'company name must be 1 to 200 characters'
+			USING ERRCODE = '22023';
+	END IF;
+	IF display_name IS NOT NULL AND length(display_name) > 200 THEN
+		RAISE EXCEPTION 'display name must be at most 200 characters'
+			USING ERRCODE = '22023';
+	END IF;
+	IF timezone IS NOT NULL AND NOT eightms.is_timezone_name(timezone) THEN
+		RAISE EXCEPTION 'unknown time zone "%"', left(timezone, 64)
+			USING ERRCODE = '22023',
+				  HINT = 'Use an IANA time zone name such as "America/New_York" or "Europe/Paris".';
+	END IF;
+	IF default_region IS NOT NULL AND NOT eightms.is_region_code(upper(default_region)) THEN
+		RAISE EXCEPTION 'unknown region "%"', left(default_region, 16)
+			USING ERRCODE = '22023',
+				  HINT = 'Use an ISO 3166-1 alpha-2 code such as "US", "GB" or "DE".';
+	END IF;
+END
+$$;
+
+-- The profile of the account the request acts on.
+CREATE FUNCTION eightms_api.get_profile() RETURNS eightms_api.profile
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result eightms_api.profile;
+BEGIN
+	SELECT * INTO result FROM eightms_api.profile p WHERE p.account_id = eightms.require_account();
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account not found' USING ERRCODE = 'P0002';
+	END IF;
+	RETURN result;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.get_profile() TO eightms_user, eightms_phone;
+
+-- Owners and admins update the business profile; NULL leaves a field as it
+-- is, and an empty display name clears it.
+CREATE FUNCTION eightms_api.update_profile(
+	company_name text DEFAULT NULL,
+	display_name text DEFAULT NULL,
+	timezone text DEFAULT NULL,
+	default_region text DEFAULT NULL)
+RETURNS eightms_api.profile
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	acct := eightms.current_account_id();
+	PERFORM eightms.check_profile(update_profile.company_name, update_profile.timezone,
+								  update_profile.display_name, update_profile.default_region);
+	UPDATE eightms.account a SET
+		company_name = coalesce(btrim(update_profile.company_name), a.company_name),
+		display_name = CASE WHEN update_profile.display_name IS NULL THEN a.display_name
+							ELSE nullif(btrim(update_profile.display_name), '') END,
+		timezone = coalesce(update_profile.timezone, a.timezone),
+		default_region = coalesce(upper(update_profile.default_region), a.default_region),
+		updated_at = now()
+	 WHERE a.account_id = acct;
+	RETURN eightms_api.get_profile();
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.update_profile(text, text, text, text) TO eightms_user;
+
+-- Owners invite any role, admins invite agents.  The token is returned once.
+CREATE FUNCTION eightms_api.invite_member(email text, role text DEFAULT 'agent')
+RETURNS TABLE (invitation_id uuid, token text, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	mine	text := eightms.require_member_role('owner', 'admin');
+	addr	text := lower(btrim(invite_member.email));
+	tok		text := eightms.random_token(24);
+	inv		eightms.invitation;
+BEGIN
+	IF invite_member.role IS NULL OR invite_member.role NOT IN ('owner', 'admin', 'agent') THEN
+		RAISE EXCEPTION 'unknown member role "%"', left(invite_member.role, 32)
+			USING ERRCODE = '22023', HINT = 'Roles are owner, admin and agent.';
+	END IF;
+	IF mine = 'admin' AND invite_member.role <> 'agent' THEN
+		RAISE EXCEPTION 'admins can invite agents only'
+			USING ERRCODE = '42501', HINT = 'Ask an owner to invite owners and admins.';
+	END IF;
+	IF addr IS NULL OR addr !~ '^[^@[:space:]]+@[^@[:space:]]+$' OR length(addr) > 320 THEN
+		RAISE EXCEPTION 'invalid email address "%"', left(invite_member.email, 64)
+			USING ERRCODE = '22023';
+	END IF;
+	IF EXISTS (SELECT FROM eightms.member m
+				WHERE m.account_id = eightms.current_account_id() AND lower(m.email) = addr) THEN
+		RAISE EXCEPTION '% is already a member of this account', addr
+			USING ERRCODE = '23505';
+	END IF;
+	INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at)
+	VALUES (eightms.current_account_id(), addr, invite_member.role, eightms.token_hash(tok),
+			eightms.current_user_id(),
+			now() + make_interval(secs => current_setting('eightms.invitation_ttl', true)::int))
+	RETURNING * INTO inv;
+	RETURN QUERY SELECT inv.invitation_id, tok, inv.expires_at;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.invite_member(text, text) TO eightms_user;
+
+CREATE FUNCTION eightms_api.revoke_invitation(invitation_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	UPDATE eightms.invitation i SET revoked_at = now()
+	 WHERE i.account_id = eightms.current_account_id()
+	   AND i.invitation_id = revoke_invitation.invitation_id
+	   AND i.accepted_at IS NULL AND i.revoked_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no open invitation %', revoke_invitation.invitation_id
+			USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.revoke_invitation(uuid) TO eightms_user;
+
+-- The invited user, signed in with the invited email, joins the account.
+CREATE FUNCTION eightms_api.accept_invitation(token text) RETURNS eightms_api.profile
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid		text := eightms.require_user();
+	email	text := eightms.require_verified_email();
+	inv		eightms.invitation;
+	result	eightms_api.profile;
+BEGIN
+	SELECT * INTO inv FROM eightms.invitation i
+	 WHERE i.token_hash = eightms.token_hash(coalesce(accept_invitation.token, ''))
+	 FOR UPDATE;
+	-- One message for unknown, used, revoked and expired tokens alike, so
+	-- the answer tells a guesser nothing.
+	IF NOT FOUND OR inv.accepted_at IS NOT NULL OR inv.revoked_at IS NOT NULL
+	   OR inv.expires_at < now() THEN
+		RAISE EXCEPTION 'invitation is invalid or has expired'
+			USING ERRCODE = '28000',
+				  HINT = 'Ask the account owner for a new invitation.';
+	END IF;
+	IF inv.email <> email THEN
+		RAISE EXCEPTION 'this invitation was sent to another email address'
+			USING ERRCODE = '42501',
+				  HINT = 'Sign in with the address the invitation was sent to.';
+	END IF;
+	INSERT INTO eightms.member (account_id, user_id, email, role, invited_by)
+	VALUES (inv.account_id, uid, email, inv.role, inv.invited_by)
+	ON CONFLICT (account_id, user_id) DO NOTHING;
+	UPDATE eightms.invitation i SET accepted_at = now(), accepted_by = uid
+	 WHERE i.account_id = inv.account_id AND i.invitation_id = inv.invitation_id;
+	SELECT a.account_id, a.company_name, a.display_name, a.timezone, a.default_region,
+		   a.status, a.created_at, a.updated_at
+	  INTO result FROM eightms.account a WHERE a.account_id = inv.account_id;
+	RETURN result;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.accept_invitation(text) TO eightms_user;
+
+-- Owners change roles; the account always keeps at least one owner.
+CREATE FUNCTION eightms_api.set_member_role(user_id text, role text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	old_role text;
+BEGIN
+	PERFORM eightms.require_member_role('owner');
+	acct := eightms.current_account_id();
+	IF set_member_role.role IS NULL OR set_member_role.role NOT IN ('owner', 'admin', 'agent') THEN
+		RAISE EXCEPTION 'unknown member role "%"', left(set_member_role.role, 32)
+			USING ERRCODE = '22023', HINT = 'Roles are owner, admin and agent.';
+	END IF;
+	-- Lock the account's owners so two demotions cannot both pass the check.
+	PERFORM FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner' FOR UPDATE;
+	SELECT m.role INTO old_role FROM eightms.member m
+	 WHERE m.account_id = acct AND m.user_id = set_member_role.user_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no member % in this account', set_member_role.user_id
+			USING ERRCODE = 'P0002';
+	END IF;
+	IF old_role = 'owner' AND set_member_role.role <> 'owner'
+	   AND (SELECT count(*) FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner') = 1 THEN
+		RAISE EXCEPTION 'an account must keep at least one owner'
+			USING ERRCODE = '23514', HINT = 'Make another member an owner first.';
+	END IF;
+	UPDATE eightms.member m SET role = set_member_role.role
+	 WHERE m.account_id = acct AND m.user_id = set_member_role.user_id;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.set_member_role(text, text) TO eightms_user;
+
+-- Owners remove anyone, admins remove agents, and anyone may leave; the last
+-- owner cannot go.
+CREATE FUNCTION eightms_api.remove_member(user_id text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me			text := eightms.require_user();
+	acct		uuid := eightms.require_account();
+	mine		text := eightms.current_member_role();
+	their_role	text;
+BEGIN
+	PERFORM FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner' FOR UPDATE;
+	SELECT m.role INTO their_role FROM eightms.member m
+	 WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no member % in this account', remove_member.user_id
+			USING ERRCODE = 'P0002';
+	END IF;
+	IF remove_member.user_id <> me AND NOT (mine = 'owner' OR (mine = 'admin' AND their_role = 'agent')) THEN
+		RAISE EXCEPTION 'you cannot remove a member with the % role', their_role
+			USING ERRCODE = '42501',
+				  HINT = 'Owners remove anyone; admins remove agents.';
+	END IF;
+	IF their_role = 'owner'
+	   AND (SELECT count(*) FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner') = 1 THEN
+		RAISE EXCEPTION 'an account must keep at least one owner'
+			USING ERRCODE = '23514',
+				  HINT = 'Make another member an owner first, or delete the account.';
+	END IF;
+	DELETE FROM eightms.member m WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.remove_member(text) TO eightms_user;
+
+-- Sign out this session, or every session of the user in this account.
+CREATE FUNCTION eightms_api.sign_out(everywhere boolean DEFAULT false) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me		text := eightms.require_user();
+	acct	uuid := eightms.require_account();
+	claims	jsonb := eightms.jwt_claims();
+	sid		text := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
+	n		integer;
+BEGIN
+	IF NOT everywhere AND sid IS NULL THEN
+		RAISE EXCEPTION 'the JWT names no session'
+			USING ERRCODE = '22023',
+				  HINT = 'Use sign_out(everywhere => true), or a token with a session_id claim.';
+	END IF;
+	UPDATE eightms.session s SET revoked_at = now()
+	 WHERE s.account_id = acct AND s.user_id = me AND s.revoked_at IS NULL
+	   AND (everywhere OR s.session_hash = eightms.token_hash(sid));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.sign_out(boolean) TO eightms_user;

@@ -1,0 +1,103 @@
+-- schema.sql: roles, the API schema, and who the caller is.
+--
+-- The extension's own schema "eightms" (from eightms.control) holds tables,
+-- internals and C functions and is never exposed.  "eightms_api" is the one
+-- schema PostgREST exposes (db-schemas): RPC functions and views only.
+
+-- Roles are cluster-wide, so they may already exist from another database
+-- or an earlier install: create each one only when missing.
+DO $roles$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT * FROM (VALUES
+			('eightms_anon',   'PostgREST anonymous role: pairing and webhooks only', false),
+			('eightms_user',   'dashboard users (JWT role)', false),
+			('eightms_phone',  'paired Android phones (device JWT minted at pairing)', false),
+			('eightms_dba',    'operators: data-subject requests and purges across accounts', true),
+			('eightms_worker', 'the bridge background worker', true)
+		) AS v(name, purpose, bypass)
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r.name) THEN
+			EXECUTE format('CREATE ROLE %I NOLOGIN %s', r.name,
+						   CASE WHEN r.bypass THEN 'BYPASSRLS' ELSE 'NOBYPASSRLS' END);
+		END IF;
+		EXECUTE format('COMMENT ON ROLE %I IS %L', r.name, 'eightms: ' || r.purpose);
+	END LOOP;
+END
+$roles$;
+
+CREATE SCHEMA eightms_api;
+COMMENT ON SCHEMA eightms_api IS 'eightms: the API PostgREST exposes (RPC functions and views)';
+
+REVOKE ALL ON SCHEMA eightms FROM PUBLIC;
+REVOKE ALL ON SCHEMA eightms_api FROM PUBLIC;
+GRANT USAGE ON SCHEMA eightms_api TO eightms_anon, eightms_user, eightms_phone, eightms_dba, eightms_worker;
+-- API functions run as the caller (so row-level security applies to them);
+-- the roles therefore need to reach the tables, which RLS then filters.
+GRANT USAGE ON SCHEMA eightms TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
+-- The caller's JWT claims as PostgREST set them for this transaction.
+CREATE FUNCTION eightms.jwt_claims() RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb,
+					'{}'::jsonb)
+$$;
+COMMENT ON FUNCTION eightms.jwt_claims() IS
+	'The JWT claims of the current request (request.jwt.claims), or {} outside a request';
+
+-- The account the current request acts on.  Every tenant policy compares
+-- account_id to this and nothing else.  It reads only the claims: the
+-- pre-request hook (eightms_api.pre_request) has already checked that the
+-- caller belongs to the account and re-issued the claims with it.
+CREATE FUNCTION eightms.current_account_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT (nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb
+			->> 'account_id')::uuid
+$$;
+COMMENT ON FUNCTION eightms.current_account_id() IS
+	'The account of the current request, from request.jwt.claims; NULL when none (then no tenant row is visible)';
+
+-- The signed-in user (JWT "sub"), or NULL for anonymous callers and phones.
+CREATE FUNCTION eightms.current_user_id() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT nullif(eightms.jwt_claims() ->> 'sub', '')
+$$;
+
+-- Raised by API functions that need a signed-in user.
+CREATE FUNCTION eightms.require_user() RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := eightms.current_user_id();
+BEGIN
+	IF uid IS NULL THEN
+		RAISE EXCEPTION 'not signed in'
+			USING ERRCODE = '28000',
+				  HINT = 'Call the API with a user JWT whose "sub" claim names the user.';
+	END IF;
+	RETURN uid;
+END
+$$;
+
+-- Raised by API functions that act on an account when the request has none.
+CREATE FUNCTION eightms.require_account() RETURNS uuid
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid := eightms.current_account_id();
+BEGIN
+	IF acct IS NULL THEN
+		RAISE EXCEPTION 'no account selected for this request'
+			USING ERRCODE = '28000',
+				  HINT = 'Send the X-Eightms-Account header with one of your account ids (see eightms_api.my_accounts()), or create an account first.';
+	END IF;
+	RETURN acct;
+END
+$$;

@@ -1,0 +1,185 @@
+-- tenancy.sql: accounts, their members and invitations, and sign-in sessions.
+--
+-- Every tenant table leads its primary key with account_id, its foreign keys
+-- include it, and its one policy compares it to eightms.current_account_id().
+
+-- ISO 3166-1 alpha-2 codes (plus XK, which numbering plans use for Kosovo):
+-- the default region an account's phone numbers are read in.
+CREATE FUNCTION eightms.is_region_code(code text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT code = ANY ('{AD,AE,AF,AG,AI,AL,AM,AO,AQ,AR,AS,AT,AU,AW,AX,AZ,BA,BB,BD,BE,BF,BG,BH,BI,BJ,BL,BM,BN,BO,BQ,BR,BS,BT,BV,BW,BY,BZ,CA,CC,CD,CF,CG,CH,CI,CK,CL,CM,CN,CO,CR,CU,CV,CW,CX,CY,CZ,DE,DJ,DK,DM,DO,DZ,EC,EE,EG,EH,ER,ES,ET,FI,FJ,FK,FM,FO,FR,GA,GB,GD,GE,GF,GG,GH,GI,GL,GM,GN,GP,GQ,GR,GS,GT,GU,GW,GY,HK,HM,HN,HR,HT,HU,ID,IE,IL,IM,IN,IO,IQ,IR,IS,IT,JE,JM,JO,JP,KE,KG,KH,KI,KM,KN,KP,KR,KW,KY,KZ,LA,LB,LC,LI,LK,LR,LS,LT,LU,LV,LY,MA,MC,MD,ME,MF,MG,MH,MK,ML,MM,MN,MO,MP,MQ,MR,MS,MT,MU,MV,MW,MX,MY,MZ,NA,NC,NE,NF,NG,NI,NL,NO,NP,NR,NU,NZ,OM,PA,PE,PF,PG,PH,PK,PL,PM,PN,PR,PS,PT,PW,PY,QA,RE,RO,RS,RU,RW,SA,SB,SC,SD,SE,SG,SH,SI,SJ,SK,SL,SM,SN,SO,SR,SS,ST,SV,SX,SY,SZ,TC,TD,TF,TG,TH,TJ,TK,TL,TM,TN,TO,TR,TT,TV,TW,TZ,UA,UG,UM,US,UY,UZ,VA,VC,VE,VG,VI,VN,VU,WF,WS,XK,YE,YT,ZA,ZM,ZW}'::text[])
+$$;
+
+-- An IANA time zone name as the server's tz database knows it ("Europe/Paris",
+-- "UTC"), not an abbreviation or a POSIX offset string.
+CREATE FUNCTION eightms.is_timezone_name(tz text) RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT tz ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$'
+	   AND EXISTS (SELECT FROM pg_catalog.pg_timezone_names n WHERE n.name = tz)
+$$;
+
+CREATE TABLE eightms.account (
+	account_id		uuid NOT NULL DEFAULT gen_random_uuid(),
+	company_name	text NOT NULL
+		CONSTRAINT account_company_name_check CHECK (length(btrim(company_name)) BETWEEN 1 AND 200),
+	display_name	text
+		CONSTRAINT account_display_name_check CHECK (length(display_name) <= 200),
+	timezone		text NOT NULL DEFAULT 'UTC'
+		CONSTRAINT account_timezone_check CHECK (eightms.is_timezone_name(timezone)),
+	default_region	text NOT NULL DEFAULT 'US'
+		CONSTRAINT account_default_region_check CHECK (eightms.is_region_code(default_region)),
+	status			text NOT NULL DEFAULT 'active'
+		CONSTRAINT account_status_check CHECK (status IN ('active', 'suspended', 'disabled')),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id)
+);
+COMMENT ON TABLE eightms.account IS 'A business account: its profile and status';
+COMMENT ON COLUMN eightms.account.default_region IS 'ISO 3166-1 region used to read phone numbers written without a country code';
+COMMENT ON COLUMN eightms.account.status IS 'active; suspended or disabled accounts are refused by the pre-request hook';
+
+-- user_id is the JWT "sub" of the auth provider; email is the verified email
+-- that provider put in the JWT when the member joined.
+CREATE TABLE eightms.member (
+	account_id		uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	user_id			text NOT NULL
+		CONSTRAINT member_user_id_check CHECK (length(user_id) BETWEEN 1 AND 255),
+	email			text NOT NULL
+		CONSTRAINT member_email_check CHECK (email ~ '^[^@[:space:]]+@[^@[:space:]]+$' AND length(email) <= 320),
+	role			text NOT NULL
+		CONSTRAINT member_role_check CHECK (role IN ('owner', 'admin', 'agent')),
+	invited_by		text,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id, user_id)
+);
+-- eightms_api.my_accounts() and the pre-request hook look members up by user.
+CREATE INDEX member_user_id_idx ON eightms.member (user_id);
+COMMENT ON TABLE eightms.member IS 'Users of an account (JWT sub) and their role: owner, admin or agent';
+
+-- An invitation is accepted with a token shown once to the inviter; only its
+-- SHA-256 is kept.
+CREATE TABLE eightms.invitation (
+	account_id		uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	invitation_id	uuid NOT NULL DEFAULT gen_random_uuid(),
+	email			text NOT NULL
+		CONSTRAINT invitation_email_check CHECK (email ~ '^[^@[:space:]]+@[^@[:space:]]+$' AND length(email) <= 320),
+	role			text NOT NULL
+		CONSTRAINT invitation_role_check CHECK (role IN ('owner', 'admin', 'agent')),
+	token_hash		bytea NOT NULL
+		CONSTRAINT invitation_token_hash_check CHECK (length(token_hash) = 32),
+	invited_by		text NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	expires_at		timestamptz NOT NULL,
+	accepted_at		timestamptz,
+	accepted_by		text,
+	revoked_at		timestamptz,
+	PRIMARY KEY (account_id, invitation_id)
+);
+-- Accepting looks the invitation up by its token before the account is known.
+CREATE INDEX invitation_token_hash_idx ON eightms.invitation (token_hash);
+COMMENT ON TABLE eightms.invitation IS 'Pending invitations to join an account; the token is stored only as SHA-256';
+
+-- Sign-in sessions of the auth provider, by the SHA-256 of the JWT's
+-- session id claim (session_id or sid), so a session can be signed out
+-- before its JWT expires.  The raw id is never stored.
+CREATE TABLE eightms.session (
+	account_id		uuid NOT NULL,
+	session_hash	bytea NOT NULL
+		CONSTRAINT session_hash_check CHECK (length(session_hash) = 32),
+	user_id			text NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	last_seen_at	timestamptz NOT NULL DEFAULT now(),
+	revoked_at		timestamptz,
+	PRIMARY KEY (account_id, session_hash),
+	FOREIGN KEY (account_id, user_id) REFERENCES eightms.member (account_id, user_id) ON DELETE CASCADE
+);
+CREATE INDEX session_user_idx ON eightms.session (account_id, user_id);
+COMMENT ON TABLE eightms.session IS 'Sign-in sessions, keyed by SHA-256 of the JWT session id; never the raw id';
+
+-- Row-level security: one policy per table, the same comparison everywhere.
+ALTER TABLE eightms.account ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.account FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.account
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+ALTER TABLE eightms.member ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.member FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.member
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+ALTER TABLE eightms.invitation ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.invitation FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.invitation
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+ALTER TABLE eightms.session ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.session FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.session
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+-- Table privileges for the API roles; RLS narrows them to the caller's account.
+GRANT SELECT ON eightms.account TO eightms_user, eightms_phone;
+GRANT UPDATE (company_name, display_name, timezone, default_region, updated_at) ON eightms.account TO eightms_user;
+GRANT DELETE ON eightms.account TO eightms_user;
+GRANT SELECT, DELETE ON eightms.member TO eightms_user;
+GRANT UPDATE (role) ON eightms.member TO eightms_user;
+GRANT SELECT, INSERT ON eightms.invitation TO eightms_user;
+GRANT UPDATE (revoked_at) ON eightms.invitation TO eightms_user;
+GRANT SELECT ON eightms.session TO eightms_user;
+GRANT UPDATE (revoked_at) ON eightms.session TO eightms_user;
+GRANT SELECT ON ALL TABLES IN SCHEMA eightms TO eightms_dba;
+
+-- The caller's role in the current account, or NULL.
+CREATE FUNCTION eightms.current_member_role() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT m.role FROM eightms.member m
+	 WHERE m.account_id = eightms.current_account_id()
+	   AND m.user_id = eightms.current_user_id()
+$$;
+
+-- Raise unless the caller holds one of the given roles in the current account.
+CREATE FUNCTION eightms.require_member_role(VARIADIC allowed text[]) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r text;
+BEGIN
+	PERFORM eightms.require_user();
+	PERFORM eightms.require_account();
+	r := eightms.current_member_role();
+	IF r IS NULL OR NOT r = ANY (allowed) THEN
+		RAISE EXCEPTION 'this needs the % role in the account', array_to_string(allowed, ' or ')
+			USING ERRCODE = '42501',
+				  DETAIL = format('Your role is %s.', coalesce(r, 'none')),
+				  HINT = 'Ask an owner of the account to change your role.';
+	END IF;
+	RETURN r;
+END
+$$;
+
+-- Tokens shown once (invitations, pairing codes) and their stored hash.
+CREATE FUNCTION eightms.random_bytes(nbytes int) RETURNS bytea
+AS 'MODULE_PATHNAME', 'eightms_random_bytes'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.random_bytes(int) IS 'nbytes (1..1024) from the server''s cryptographically strong random source';
+
+CREATE FUNCTION eightms.random_token(nbytes int DEFAULT 24) RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.translate(pg_catalog.rtrim(pg_catalog.encode(eightms.random_bytes(nbytes), 'base64'), '='), '+/', '-_')
+$$;
+COMMENT ON FUNCTION eightms.random_token(int) IS 'A URL-safe random token of nbytes random bytes (base64url, no padding)';
+
+CREATE FUNCTION eightms.token_hash(token text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8'))
+$$;

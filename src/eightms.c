@@ -1,0 +1,51 @@
+/*
+ * eightms.c
+ *		Module entry: _PG_init and the GUCs that belong to no one capability.
+ *
+ * The library is meant to be loaded through shared_preload_libraries (the
+ * bridge worker and the key ring need that), but every SQL-callable function
+ * also works when the library is merely loaded on first use.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "eightms.h"
+
+PG_MODULE_MAGIC;
+
+/* How long an invitation to join an account stays usable, in seconds. */
+int			eightms_invitation_ttl = 7 * 24 * 60 * 60;
+
+/* Refuse sign-ins whose JWT says the email is not verified. */
+bool		eightms_require_verified_email = true;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("eightms.invitation_ttl",
+							"How long an invitation to join an account stays valid.",
+							"An invitation not accepted within this time can no longer be used.",
+							&eightms_invitation_ttl,
+							7 * 24 * 60 * 60,
+							60,
+							90 * 24 * 60 * 60,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("eightms.require_verified_email",
+							 "Require email_verified in the caller's JWT when it carries the claim.",
+							 "When on, a JWT whose email_verified claim is false cannot create or join an account.",
+							 &eightms_require_verified_email,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("eightms");
+}

@@ -1,0 +1,123 @@
+# test/lib.sh: shared by test/up.sh and test/run.sh.  Sourced, not run.
+#
+# Both commands run as root on a fresh Debian 12 machine: they install what
+# they need with apt-get (only what is missing, so a second run is quick) and
+# run PostgreSQL as the "postgres" user, since it refuses to run as root.
+
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGVER=15
+PGBIN=/usr/lib/postgresql/$PGVER/bin
+
+# Debian packages the build, the cluster and the tests need.
+EIGHTMS_PACKAGES=(
+	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-$PGVER-cron
+	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
+	libcurl4-openssl-dev libssl-dev build-essential pkg-config ca-certificates
+	openssl libphonenumber-dev clang nginx-light procps
+)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ensure_packages() {
+	local missing=() p
+	for p in "${EIGHTMS_PACKAGES[@]}" "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' \
+			|| missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	[ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root so they can be installed"
+	say "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# Debian's postgresql-common would create and start a "main" cluster on
+	# port 5432 that nothing here uses: tell it not to.
+	mkdir -p /etc/postgresql-common
+	if ! grep -qs '^create_main_cluster *= *false' /etc/postgresql-common/createcluster.conf; then
+		echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+	fi
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Build the extension with the server's PGXS.  Warnings are errors.
+build_extension() {
+	say "building eightms"
+	make -C "$REPO" -s -j2 PG_CONFIG=$PGBIN/pg_config >/dev/null
+}
+
+as_postgres() { runuser -u postgres -- "$@"; }
+
+# Can the postgres user reach (and create files in) a directory?
+postgres_can_use() {
+	as_postgres test -x "$1" -a -w "$1" 2>/dev/null
+}
+
+# Secrets the server reads from its environment, generated once: the seal key
+# ring (AES-256-GCM keys, "id:base64") and the HS256 JWT secret PostgREST is
+# given too.  Kept in a 0600 file beside the cluster, never in a table or GUC.
+ensure_secrets() {
+	local file=$1
+	if [ ! -s "$file" ]; then
+		say "generating the server's secrets into $file"
+		umask 077
+		{
+			echo "# eightms server secrets, generated $(date -u +%FT%TZ). Keep this file private."
+			echo "EIGHTMS_SEAL_KEYS=1:$(head -c 32 /dev/urandom | base64 -w0)"
+			echo "EIGHTMS_SEAL_ACTIVE_KEY=1"
+			echo "EIGHTMS_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0 | tr '+/' '-_')"
+		} > "$file"
+	fi
+	chown postgres:postgres "$file"
+	chmod 600 "$file"
+}
+
+# initdb a cluster (once) and write the eightms settings into it.
+# $1 data dir, $2 port, $3 socket dir, $4 database name for pg_cron
+init_cluster() {
+	local data=$1 port=$2 sockdir=$3 cron_db=$4
+	mkdir -p "$sockdir"
+	chown postgres:postgres "$sockdir"
+	if [ ! -s "$data/PG_VERSION" ]; then
+		mkdir -p "$data"
+		chown postgres:postgres "$data"
+		chmod 700 "$data"
+		as_postgres "$INITDB" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
+			--auth-local=trust --auth-host=scram-sha-256 >/dev/null
+		echo "include_if_exists = 'eightms.conf'" >> "$data/postgresql.conf"
+	fi
+	cat > "$data/eightms.conf" <<CONF
+# Written by eightms's test/lib.sh on every start; edit postgresql.conf for
+# settings of your own (later lines win).
+port = $port
+listen_addresses = 'localhost'
+unix_socket_directories = '$sockdir'
+shared_preload_libraries = 'pg_cron,eightms'
+cron.database_name = '$cron_db'
+max_worker_processes = 16
+logging_collector = off
+log_line_prefix = '%m [%p] %q%u@%d '
+CONF
+	chown postgres:postgres "$data/eightms.conf"
+}
+
+# Start the cluster with the secrets in its environment (restart if running,
+# so that a newly installed library is loaded).
+start_cluster() {
+	local data=$1 secrets=$2 log=$3
+	touch "$log"; chown postgres:postgres "$log"
+	if as_postgres "$PGCTL" -D "$data" status >/dev/null 2>&1; then
+		as_postgres "$PGCTL" -D "$data" -m fast -w stop >/dev/null
+	fi
+	as_postgres bash -c 'set -a; . "$1"; set +a; exec "$2" -D "$3" -l "$4" -w -t 60 start' \
+		_ "$secrets" "$PGCTL" "$data" "$log" >/dev/null \
+		|| { tail -n 30 "$log" >&2; die "the server did not start (log: $log)"; }
+}
+
+stop_cluster() {
+	local data=$1
+	if as_postgres "$PGCTL" -D "$data" status >/dev/null 2>&1; then
+		as_postgres "$PGCTL" -D "$data" -m fast -w stop >/dev/null || true
+	fi
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# test/run.sh: build eightms and run the whole test suite against a
+# throwaway cluster of its own.  Ends with "N passed, N failed".
+#
+# The cluster, and a private copy of the PostgreSQL installation that the
+# extension is installed into, live under /tmp (CI's clone may sit where the
+# postgres user cannot enter), so the suite never touches the cluster
+# test/up.sh runs nor the system's installed extension.
+#
+#   EIGHTMS_TEST_DIR   where to put it all (default /tmp/eightms-test)
+#   EIGHTMS_TEST_PORT  the port (default 54331)
+#   EIGHTMS_TEST_KEEP  set to 1 to leave the cluster running afterwards
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+T=${EIGHTMS_TEST_DIR:-/tmp/eightms-test}
+PORT=${EIGHTMS_TEST_PORT:-54331}
+DB=eightms_test
+ROOT=$T/root
+DATA=$T/data
+SOCK=$T/run
+LOG=$T/server.log
+SECRETS=$T/secrets.env
+
+ensure_packages
+build_extension
+
+say "preparing a private PostgreSQL installation in $ROOT"
+if [ -d "$T" ]; then
+	[ -s "$DATA/postmaster.pid" ] && PGCTL=$ROOT$PGBIN/pg_ctl stop_cluster "$DATA"
+	rm -rf "$T"
+fi
+mkdir -p "$ROOT/usr/lib/postgresql" "$ROOT/usr/share/postgresql"
+chmod 755 "$T"
+# PostgreSQL finds its share and lib directories relative to its binaries,
+# so a copy of the tree is a complete installation of its own.
+cp -a /usr/lib/postgresql/$PGVER "$ROOT/usr/lib/postgresql/"
+cp -a /usr/share/postgresql/$PGVER "$ROOT/usr/share/postgresql/"
+make -C "$REPO" -s install DESTDIR="$ROOT" PG_CONFIG=$PGBIN/pg_config >/dev/null
+INITDB=$ROOT$PGBIN/initdb
+PGCTL=$ROOT$PGBIN/pg_ctl
+export PATH=$ROOT$PGBIN:$PATH
+
+ensure_secrets "$SECRETS"
+init_cluster "$DATA" "$PORT" "$SOCK" "$DB"
+# Tests reach the stand-in HTTP peers on 127.0.0.1.
+echo "log_min_messages = warning" >> "$DATA/eightms.conf"
+trap '[ "${EIGHTMS_TEST_KEEP:-0}" = 1 ] || stop_cluster "$DATA"' EXIT
+say "starting the test cluster on port $PORT"
+start_cluster "$DATA" "$SECRETS" "$LOG"
+
+export PGHOST=$SOCK PGPORT=$PORT PGUSER=postgres
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+passed=0
+failed=0
+
+# ---- pg_regress: C functions' exact output ------------------------------
+# pg_regress wants inputdir/sql and inputdir/expected; ours are test/regress
+# and the top-level expected/.
+RIN=$T/regress-in
+ROUT=$T/regress-out
+mkdir -p "$RIN" "$ROUT"
+ln -s "$REPO/test/regress" "$RIN/sql"
+ln -s "$REPO/expected" "$RIN/expected"
+chown -R postgres:postgres "$ROUT"
+mapfile -t REGRESS < <(cd "$REPO/test/regress" && ls *.sql 2>/dev/null | sed 's/\.sql$//' | sort)
+if [ ${#REGRESS[@]} -gt 0 ]; then
+	say "pg_regress: ${REGRESS[*]}"
+	set +e
+	"$ROOT$PGBIN/../lib/pgxs/src/test/regress/pg_regress" \
+		--use-existing --host="$SOCK" --port="$PORT" --user=postgres \
+		--dbname=eightms_regress --bindir="$ROOT$PGBIN" \
+		--inputdir="$RIN" --outputdir="$ROUT" "${REGRESS[@]}" > "$ROUT/summary.txt" 2>&1
+	set -e
+	cat "$ROUT/summary.txt"
+	# pg_regress 15 prints "test name ... ok" lines; count those directly.
+	r_ok=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. ok' "$ROUT/summary.txt" || true)
+	r_fail=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. FAILED' "$ROUT/summary.txt" || true)
+	[ -s "$ROUT/regression.diffs" ] && cat "$ROUT/regression.diffs"
+	passed=$((passed + r_ok)); failed=$((failed + r_fail))
+fi
+
+# ---- pgTAP via pg_prove: behaviour -------------------------------------
+say "creating database $DB with eightms, pg_cron and pgTAP"
+psql -d postgres -c "CREATE DATABASE $DB"
+psql -d "$DB" -c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pgtap" \
+	-c "CREATE EXTENSION pg_cron"
+psql -d "$DB" -f "$REPO/test/helpers.sql"
+
+# Stand-in HTTP peers and other per-suite setup hook in here.
+for hook in "$REPO"/test/setup.d/*.sh; do
+	[ -e "$hook" ] || continue
+	say "setup: $(basename "$hook")"
+	# shellcheck source=/dev/null
+	source "$hook"
+done
+
+mapfile -t SUITES < <(cd "$REPO/test/pgtap" && ls *.sql | sort)
+say "pg_prove: ${#SUITES[@]} suites"
+set +e
+(cd "$REPO/test/pgtap" && pg_prove --verbose --host "$SOCK" --port "$PORT" \
+	--username postgres --dbname "$DB" "${SUITES[@]}") > "$T/pg_prove.out" 2>&1
+prove_rc=$?
+set -e
+# Show failures in full and successes as one line each.
+grep -vE '^ok [0-9]+' "$T/pg_prove.out" || true
+t_ok=$(grep -cE '^ok [0-9]+' "$T/pg_prove.out" || true)
+t_fail=$(grep -cE '^not ok [0-9]+' "$T/pg_prove.out" || true)
+# A suite that dies or runs off its plan has no "not ok" line: count it.
+if [ "$prove_rc" -ne 0 ] && [ "$t_fail" -eq 0 ]; then
+	t_fail=1
+fi
+passed=$((passed + t_ok)); failed=$((failed + t_fail))
+
+# Extra harnesses (differential, fuzz-corpus replay, ...) add their counts.
+for extra in "$REPO"/test/extra.d/*.sh; do
+	[ -e "$extra" ] || continue
+	say "extra: $(basename "$extra")"
+	set +e
+	out=$(bash "$extra" 2>&1)
+	rc=$?
+	set -e
+	printf '%s\n' "$out"
+	line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+	if [ -n "$line" ]; then
+		passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+		failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+	fi
+	[ "$rc" -ne 0 ] && [ -z "$line" ] && failed=$((failed + 1))
+done
+
+if grep -qE 'server process .* was terminated by signal' "$LOG"; then
+	echo "the server log shows a crashed backend:" >&2
+	grep -E 'terminated by signal' "$LOG" >&2
+	failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
