@@ -327,7 +327,7 @@ BEGIN
 	INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at)
 	VALUES (eightms.current_account_id(), addr, invite_member.role, eightms.token_hash(tok),
 			eightms.current_user_id(),
-			now() + make_interval(secs => current_setting('eightms.invitation_ttl', true)::int))
+			now() + current_setting('eightms.invitation_ttl')::interval)
 	RETURNING * INTO inv;
 	RETURN QUERY SELECT inv.invitation_id, tok, inv.expires_at;
 END

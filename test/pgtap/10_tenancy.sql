@@ -1,0 +1,171 @@
+-- Tenancy through the PostgREST contract: accounts, members, invitations,
+-- sessions, and the pre-request hook.
+BEGIN;
+SELECT * FROM no_plan();
+SELECT pgrst.share_tap();
+
+-- Alice creates account A and Bob account B.
+SELECT pgrst.as_user('alice');
+CREATE TEMP TABLE acct_a AS SELECT * FROM eightms_api.create_account('Acme Plumbing', 'America/Chicago', 'Acme', 'us');
+SELECT pgrst.as_user('bob');
+CREATE TEMP TABLE acct_b AS SELECT * FROM eightms_api.create_account('Bobs Bakery', 'Europe/Paris', NULL, 'FR');
+SELECT pgrst.reset();
+GRANT SELECT ON acct_a, acct_b TO eightms_user, eightms_anon, eightms_phone;
+
+SELECT is((SELECT default_region FROM acct_a), 'US', 'create_account upper-cases the default region');
+SELECT is((SELECT status FROM acct_a), 'active', 'a new account is active');
+SELECT is((SELECT role FROM eightms.member m JOIN acct_a USING (account_id) WHERE user_id = 'alice'),
+		  'owner', 'the creator becomes the owner');
+SELECT is((SELECT email FROM eightms.member m JOIN acct_a USING (account_id)),
+		  'alice@example.test', 'the member keeps the email from the JWT');
+
+-- A user with one account acts on it without naming it.
+SELECT pgrst.as_user('alice');
+SELECT is((SELECT company_name FROM eightms_api.get_profile()), 'Acme Plumbing',
+		  'a user with one account acts on it by default');
+SELECT is((SELECT count(*) FROM eightms_api.my_accounts()), 1::bigint, 'my_accounts lists only the caller''s accounts');
+
+-- Cross-tenant reads: every tenant table shows Alice only account A's rows.
+SELECT is((SELECT count(*) FROM eightms.account), 1::bigint, 'alice sees one account row');
+SELECT is((SELECT count(*) FROM eightms.account WHERE account_id = (SELECT account_id FROM acct_b)), 0::bigint,
+		  'alice cannot read account B');
+SELECT is((SELECT count(*) FROM eightms_api.members WHERE account_id = (SELECT account_id FROM acct_b)), 0::bigint,
+		  'alice cannot list account B''s members');
+SELECT is((SELECT count(*) FROM eightms_api.profile), 1::bigint, 'the profile view shows only the current account');
+
+-- Cross-tenant writes are refused or touch nothing.
+UPDATE eightms.account SET company_name = 'pwned' WHERE account_id = (SELECT account_id FROM acct_b);
+DELETE FROM eightms.member WHERE account_id = (SELECT account_id FROM acct_b);
+SELECT throws_ok(
+	format('INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at) VALUES (%L, ''x@y.z'', ''agent'', sha256(''x''), ''alice'', now() + interval ''1 day'')',
+		   (SELECT account_id FROM acct_b)),
+	'42501', NULL, 'alice cannot insert an invitation into account B');
+SELECT throws_ok('SELECT pgrst.as_user(''alice'', (SELECT account_id FROM acct_b))',
+	'42501', 'not a member of account ' || (SELECT account_id FROM acct_b),
+	'choosing an account you do not belong to is refused by the pre-request hook');
+SELECT throws_ok('SELECT pgrst.request(''eightms_user'', jsonb_build_object(''sub'', ''alice'', ''account_id'', (SELECT account_id FROM acct_b)::text))',
+	'42501', NULL, 'an account_id claim for a foreign account is refused too');
+SELECT pgrst.reset();
+SELECT is((SELECT company_name FROM eightms.account WHERE account_id = (SELECT account_id FROM acct_b)), 'Bobs Bakery',
+		  'account B was not changed by alice''s update');
+SELECT is((SELECT count(*) FROM eightms.member WHERE account_id = (SELECT account_id FROM acct_b)), 1::bigint,
+		  'account B''s members were not deleted by alice');
+
+-- Every tenant table: rows of account B are invisible to Alice, whatever
+-- the table (holds for tables added later).
+SELECT pgrst.as_user('alice');
+SELECT is(
+	(SELECT count(*) FROM eightms.session WHERE account_id = (SELECT account_id FROM acct_b))
+	+ (SELECT count(*) FROM eightms.invitation WHERE account_id = (SELECT account_id FROM acct_b)),
+	0::bigint, 'no session or invitation of account B is visible to alice');
+SELECT pgrst.reset();
+
+-- Anonymous callers reach nothing but what is meant for them.
+SELECT pgrst.as_anon();
+SELECT throws_ok('SELECT * FROM eightms_api.create_account(''x'')', '42501', NULL,
+				 'anonymous callers cannot create accounts');
+SELECT throws_ok('SELECT * FROM eightms_api.profile', '42501', NULL,
+				 'anonymous callers cannot read profiles');
+SELECT throws_ok('SELECT * FROM eightms.account', '42501', NULL,
+				 'anonymous callers cannot reach the private schema');
+SELECT pgrst.reset();
+SELECT is(
+	ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
+		   WHERE p.pronamespace = 'eightms_api'::regnamespace
+			 AND has_function_privilege('eightms_anon', p.oid, 'EXECUTE')
+			 AND p.proname NOT IN ('pair_phone', 'stripe_webhook', 'ghl_webhook')
+		   ORDER BY 1),
+	ARRAY['eightms_api.pre_request()'],
+	'the anonymous role may execute only the pre-request hook and the pairing/webhook entry points');
+
+-- Bad profile input gets its own message and SQLSTATE.
+SELECT pgrst.as_user('alice');
+SELECT throws_ok('SELECT eightms_api.update_profile(timezone => ''Mars/Olympus'')', '22023',
+				 'unknown time zone "Mars/Olympus"', 'an unknown time zone is refused');
+SELECT throws_ok('SELECT eightms_api.update_profile(timezone => ''EST5EDT,M3.2.0'')', '22023', NULL,
+				 'a POSIX time zone string is not an IANA name');
+SELECT throws_ok('SELECT eightms_api.update_profile(default_region => ''ZZ'')', '22023',
+				 'unknown region "ZZ"', 'an unknown region code is refused');
+SELECT throws_ok('SELECT eightms_api.update_profile(company_name => ''   '')', '22023', NULL,
+				 'a blank company name is refused');
+SELECT is((SELECT timezone FROM eightms_api.update_profile(timezone => 'Europe/Berlin', display_name => '')),
+		  'Europe/Berlin', 'an owner updates the time zone');
+SELECT is((SELECT display_name FROM eightms_api.get_profile()), NULL, 'an empty display name clears it');
+
+-- Invitations: owner invites, the invitee joins with the same email only.
+CREATE TEMP TABLE inv AS SELECT * FROM eightms_api.invite_member('Carol@Example.test', 'agent');
+SELECT pgrst.reset();
+GRANT SELECT ON inv TO eightms_user;
+SELECT is((SELECT count(*) FROM eightms.invitation WHERE token_hash = sha256(convert_to((SELECT token FROM inv), 'UTF8'))),
+		  1::bigint, 'the invitation stores the SHA-256 of its token');
+SELECT is((SELECT count(*) FROM eightms.invitation i, inv WHERE i.token_hash::text LIKE '%' || inv.token || '%'),
+		  0::bigint, 'the raw token is not stored');
+SELECT pgrst.as_user('mallory', NULL, 'mallory@example.test');
+SELECT throws_ok(format('SELECT eightms_api.accept_invitation(%L)', (SELECT token FROM inv)), '42501',
+				 'this invitation was sent to another email address', 'another user cannot use the invitation');
+SELECT throws_ok('SELECT eightms_api.accept_invitation(''guess'')', '28000',
+				 'invitation is invalid or has expired', 'a guessed token is refused');
+SELECT pgrst.as_user('carol', NULL, 'carol@example.test');
+SELECT is((SELECT company_name FROM eightms_api.accept_invitation((SELECT token FROM inv))), 'Acme Plumbing',
+		  'the invited user joins the account');
+SELECT throws_ok(format('SELECT eightms_api.accept_invitation(%L)', (SELECT token FROM inv)), '28000', NULL,
+				 'an invitation works once');
+-- The next request of carol's acts on the account she joined.
+SELECT pgrst.as_user('carol', NULL, 'carol@example.test');
+SELECT is((SELECT role FROM eightms_api.members WHERE user_id = 'carol'), 'agent', 'carol is an agent of A');
+SELECT throws_ok('SELECT eightms_api.update_profile(company_name => ''Carol Co'')', '42501',
+				 'this needs the owner or admin role in the account', 'agents cannot change the profile');
+SELECT throws_ok('SELECT * FROM eightms_api.invite_member(''dave@example.test'')', '42501', NULL,
+				 'agents cannot invite');
+SELECT throws_ok('SELECT eightms_api.remove_member(''alice'')', '42501', NULL,
+				 'agents cannot remove the owner');
+
+-- Unverified emails cannot join or create.
+SELECT pgrst.request('eightms_user', '{"sub":"eve","email":"eve@example.test","email_verified":false}');
+SELECT throws_ok('SELECT * FROM eightms_api.create_account(''Eve Inc'')', '28000',
+				 'email eve@example.test is not verified', 'an unverified email cannot create an account');
+
+-- Several accounts: the header picks one, and none is chosen by default.
+SELECT pgrst.as_user('alice');
+SELECT * FROM eightms_api.create_account('Acme West') \gset second_
+SELECT pgrst.as_user('alice');
+SELECT is(eightms.current_account_id(), NULL, 'with two accounts and no header, no account is chosen');
+SELECT throws_ok('SELECT * FROM eightms_api.get_profile()', '28000', 'no account selected for this request',
+				 'API calls then ask for the header');
+SELECT pgrst.as_user('alice', (SELECT account_id FROM acct_a));
+SELECT is((SELECT company_name FROM eightms_api.get_profile()), 'Acme Plumbing', 'X-Eightms-Account picks account A');
+SELECT is(eightms.jwt_claims() ->> 'account_role', 'owner', 'pre-request re-issues the claims with the role');
+
+-- Members: the last owner stays; owners remove and promote.
+SELECT throws_ok('SELECT eightms_api.remove_member(''alice'')', '23514', 'an account must keep at least one owner',
+				 'the last owner cannot be removed');
+SELECT throws_ok('SELECT eightms_api.set_member_role(''alice'', ''agent'')', '23514', NULL,
+				 'the last owner cannot be demoted');
+SELECT lives_ok('SELECT eightms_api.set_member_role(''carol'', ''owner'')', 'an owner promotes a member to owner');
+SELECT lives_ok('SELECT eightms_api.remove_member(''alice'')', 'with another owner, an owner may leave');
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.member WHERE account_id = (SELECT account_id FROM acct_a)), 1::bigint,
+		  'alice left account A');
+
+-- Sessions: stored hashed; signing out refuses the session at once.
+SELECT pgrst.as_user('bob', NULL, NULL, '{"session_id":"sess-123"}');
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.session WHERE session_hash = sha256('sess-123')), 1::bigint,
+		  'the session is recorded by the SHA-256 of its id');
+SELECT is((SELECT count(*) FROM eightms.session s WHERE encode(s.session_hash, 'escape') LIKE '%sess-123%'), 0::bigint,
+		  'the raw session id is not stored');
+SELECT pgrst.as_user('bob', NULL, NULL, '{"session_id":"sess-123"}');
+SELECT is(eightms_api.sign_out(), 1, 'sign_out revokes the current session');
+SELECT throws_ok('SELECT pgrst.as_user(''bob'', NULL, NULL, ''{"session_id":"sess-123"}'')', '28000',
+				 'this session has been signed out', 'a signed-out session is refused by the pre-request hook');
+SELECT lives_ok('SELECT pgrst.as_user(''bob'', NULL, NULL, ''{"session_id":"sess-456"}'')',
+				'a new session of the same user works');
+
+-- Read-only requests (PostgREST GET) pass the hook without writing.
+SELECT pgrst.reset();
+SET LOCAL transaction_read_only = on;
+SELECT lives_ok('SELECT pgrst.as_user(''bob'', NULL, NULL, ''{"session_id":"sess-789"}'')',
+				'the pre-request hook works in a read-only transaction');
+
+SELECT * FROM finish();
+ROLLBACK;
