@@ -66,6 +66,8 @@ chown -R postgres:postgres "$ROUT"
 mapfile -t REGRESS < <(cd "$REPO/test/regress" && ls *.sql 2>/dev/null | sed 's/\.sql$//' | sort)
 if [ ${#REGRESS[@]} -gt 0 ]; then
 	say "pg_regress: ${REGRESS[*]}"
+	psql -d postgres -c "CREATE DATABASE eightms_regress"
+	psql -d eightms_regress -c "SET client_min_messages = warning" -c "CREATE EXTENSION eightms CASCADE"
 	set +e
 	"$ROOT$PGBIN/../lib/pgxs/src/test/regress/pg_regress" \
 		--use-existing --host="$SOCK" --port="$PORT" --user=postgres \
