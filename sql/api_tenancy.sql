@@ -26,6 +26,25 @@ COMMENT ON VIEW eightms_api.invitations IS 'Invitations of the account the reque
 GRANT SELECT ON eightms_api.profile TO eightms_user, eightms_phone;
 GRANT SELECT ON eightms_api.members, eightms_api.invitations TO eightms_user;
 
+-- Re-issue the request's claims so that it acts on an account (the caller
+-- must already have been checked as its member).  SET LOCAL rather than
+-- set_config so that Citus propagates it to the workers (see DESIGN.md).
+CREATE FUNCTION eightms.act_on_account(acct uuid, member_role text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims jsonb := eightms.jwt_claims();
+BEGIN
+	IF acct IS NULL THEN
+		claims := claims - 'account_id' - 'account_role';
+	ELSE
+		claims := claims || jsonb_build_object('account_id', acct, 'account_role', member_role);
+	END IF;
+	EXECUTE format('SET LOCAL request.jwt.claims = %L', claims::text);
+END
+$$;
+
 -- PostgREST db-pre-request: runs at the start of every request, after the
 -- role and claims are set.  It decides which account the request acts on,
 -- refuses disabled accounts and signed-out sessions, and re-issues the
@@ -116,11 +135,8 @@ BEGIN
 			END IF;
 		END IF;
 
-		IF acct IS NULL THEN
-			claims := claims - 'account_id' - 'account_role';
-		ELSE
-			claims := claims || jsonb_build_object('account_id', acct, 'account_role', mrole);
-		END IF;
+		PERFORM eightms.act_on_account(acct, mrole);
+		RETURN;
 	ELSIF api_role = 'eightms_phone' THEN
 		-- Device tokens carry the account they were paired to.
 		BEGIN
@@ -138,12 +154,12 @@ BEGIN
 			RAISE EXCEPTION 'account % is not active', acct
 				USING ERRCODE = '42501';
 		END IF;
+		-- Re-issued unchanged, for Citus.
+		EXECUTE format('SET LOCAL request.jwt.claims = %L', claims::text);
 	ELSE
 		-- Anonymous (and any other) callers act on no account.
-		claims := claims - 'account_id' - 'account_role';
+		PERFORM eightms.act_on_account(NULL, NULL);
 	END IF;
-
-	EXECUTE format('SET LOCAL request.jwt.claims = %L', claims::text);
 END
 $$;
 COMMENT ON FUNCTION eightms_api.pre_request() IS
@@ -210,6 +226,8 @@ BEGIN
 	RETURNING * INTO acct;
 	INSERT INTO eightms.member (account_id, user_id, email, role)
 	VALUES (acct.account_id, uid, email, 'owner');
+	-- The rest of this request acts on the new account.
+	PERFORM eightms.act_on_account(acct.account_id, 'owner');
 	SELECT acct.account_id, acct.company_name, acct.display_name, acct.timezone,
 		   acct.default_region, acct.status, acct.created_at, acct.updated_at
 	  INTO result;
@@ -384,6 +402,8 @@ BEGIN
 	ON CONFLICT (account_id, user_id) DO NOTHING;
 	UPDATE eightms.invitation i SET accepted_at = now(), accepted_by = uid
 	 WHERE i.account_id = inv.account_id AND i.invitation_id = inv.invitation_id;
+	PERFORM eightms.act_on_account(inv.account_id,
+		(SELECT m.role FROM eightms.member m WHERE m.account_id = inv.account_id AND m.user_id = uid));
 	SELECT a.account_id, a.company_name, a.display_name, a.timezone, a.default_region,
 		   a.status, a.created_at, a.updated_at
 	  INTO result FROM eightms.account a WHERE a.account_id = inv.account_id;

@@ -128,6 +128,8 @@ SELECT throws_ok('SELECT * FROM eightms_api.create_account(''Eve Inc'')', '28000
 -- Several accounts: the header picks one, and none is chosen by default.
 SELECT pgrst.as_user('alice');
 SELECT * FROM eightms_api.create_account('Acme West') \gset second_
+SELECT is((SELECT company_name FROM eightms_api.get_profile()), 'Acme West',
+		  'the rest of the request that created an account acts on it');
 SELECT pgrst.as_user('alice');
 SELECT is(eightms.current_account_id(), NULL, 'with two accounts and no header, no account is chosen');
 SELECT throws_ok('SELECT * FROM eightms_api.get_profile()', '28000', 'no account selected for this request',

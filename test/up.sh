@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# test/up.sh: build and install eightms, run a private PostgreSQL cluster
+# with pg_cron and eightms preloaded, create the database and the extension,
+# and print how to connect plus a short demo.  Safe to run again: it keeps
+# the cluster, its data and its secrets, and restarts the server so a newly
+# built library is loaded.
+#
+#   EIGHTMS_PORT  the port (default 54329)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PORT=${EIGHTMS_PORT:-54329}
+DB=eightms
+INITDB=$PGBIN/initdb
+PGCTL=$PGBIN/pg_ctl
+
+ensure_packages
+build_extension
+say "installing eightms into PostgreSQL $PGVER"
+make -C "$REPO" -s install PG_CONFIG=$PGBIN/pg_config >/dev/null
+
+# The cluster lives under the repo (ignored by git) when the postgres user
+# can reach it; a clone under /root (mode 700) cannot be, so fall back.
+LOCAL=$REPO/.local
+if ! as_postgres test -x "$REPO" 2>/dev/null; then
+	LOCAL=/var/lib/eightms/local
+	say "the postgres user cannot enter $REPO; keeping the cluster in $LOCAL instead"
+fi
+mkdir -p "$LOCAL"
+chown postgres:postgres "$LOCAL"
+chmod 700 "$LOCAL"
+DATA=$LOCAL/pgdata
+SOCK=$LOCAL/run
+LOG=$LOCAL/server.log
+SECRETS=$LOCAL/secrets.env
+
+ensure_secrets "$SECRETS"
+init_cluster "$DATA" "$PORT" "$SOCK" "$DB"
+say "starting the cluster in $DATA on port $PORT"
+start_cluster "$DATA" "$SECRETS" "$LOG"
+
+export PGHOST=$SOCK PGPORT=$PORT PGUSER=postgres
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+if ! psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
+	psql -d postgres -c "CREATE DATABASE $DB"
+fi
+psql -d "$DB" -c "SET client_min_messages = warning" \
+	-c "CREATE EXTENSION IF NOT EXISTS eightms CASCADE" \
+	-c "CREATE EXTENSION IF NOT EXISTS pg_cron"
+# The same version with a changed script cannot be updated in place (that
+# needs an upgrade script); say so rather than drop the data.
+BUILT_SUM=$(sha256sum "$REPO"/eightms--*.sql | cut -c1-64)
+if [ -s "$LOCAL/installed-script.sha256" ] && [ "$(cat "$LOCAL/installed-script.sha256")" != "$BUILT_SUM" ]; then
+	say "note: the extension's SQL changed since it was created in database $DB, under the same version."
+	say "      To start over (this deletes the database's data):"
+	say "      psql -h $SOCK -p $PORT -U postgres -d postgres -c 'DROP DATABASE $DB WITH (FORCE)' && bash test/up.sh"
+else
+	echo "$BUILT_SUM" > "$LOCAL/installed-script.sha256"
+fi
+# Scheduled jobs, once the extension has any (named, so this is idempotent).
+psql -d "$DB" -Atc "SELECT to_regprocedure('eightms.schedule_jobs()') IS NOT NULL" | grep -q t \
+	&& psql -d "$DB" -c "SELECT eightms.schedule_jobs()" >/dev/null
+
+# A login role for PostgREST (the "authenticator"), with a password kept
+# beside the cluster, and a PostgREST configuration that uses it.
+PGRST_ENV=$LOCAL/postgrest.env
+if [ ! -s "$PGRST_ENV" ]; then
+	umask 077
+	echo "EIGHTMS_AUTHENTICATOR_PASSWORD=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')" > "$PGRST_ENV"
+fi
+# shellcheck source=/dev/null
+. "$PGRST_ENV"
+PGOPTIONS="-c client_min_messages=warning" psql -d "$DB" -v pw="$EIGHTMS_AUTHENTICATOR_PASSWORD" <<'SQL'
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'eightms_authenticator') AS missing \gset
+\if :missing
+CREATE ROLE eightms_authenticator LOGIN NOINHERIT;
+\endif
+ALTER ROLE eightms_authenticator PASSWORD :'pw';
+GRANT eightms_anon, eightms_user, eightms_phone TO eightms_authenticator;
+SQL
+
+say "demo: the main flow as PostgREST would drive it"
+psql -d "$DB" -P pager=off <<'SQL'
+\pset footer off
+-- A dashboard user signs in (JWT sub "demo-owner") and creates an account,
+-- once; PostgREST does exactly these steps for each request.
+BEGIN;
+SELECT set_config('role', 'eightms_user', true),
+	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true),
+	   set_config('request.headers', '{}', true) \gset
+SELECT eightms_api.pre_request() \gset
+SELECT count(*) = 0 AS first_run FROM eightms_api.my_accounts() \gset
+\if :first_run
+\echo 'First run: demo-owner creates an account and invites an agent (the token is shown once):'
+SELECT account_id, company_name, timezone, default_region
+  FROM eightms_api.create_account('Demo Dental', 'America/New_York', 'Demo', 'US');
+SELECT invitation_id, token, expires_at FROM eightms_api.invite_member('agent@demo.example', 'agent');
+\endif
+COMMIT;
+
+-- Another business signs up; it must stay invisible to the first.
+BEGIN;
+SELECT set_config('role', 'eightms_user', true),
+	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-other","email":"boss@other.example","email_verified":true}', true) \gset
+SELECT eightms_api.pre_request() \gset
+SELECT count(*) = 0 AS first_run FROM eightms_api.my_accounts() \gset
+\if :first_run
+SELECT account_id AS other_account FROM eightms_api.create_account('Other Org', 'Europe/London', NULL, 'GB') \gset
+\endif
+COMMIT;
+
+BEGIN;
+SELECT set_config('role', 'eightms_user', true),
+	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT eightms_api.pre_request() \gset
+\echo 'The demo owner''s accounts (eightms_api.my_accounts):'
+SELECT account_id, company_name, role, status FROM eightms_api.my_accounts();
+\echo 'Row-level security: the same query as demo-owner and as the superuser:'
+SELECT count(*) AS accounts_visible_to_demo_owner FROM eightms.account;
+COMMIT;
+SELECT count(*) AS accounts_in_database FROM eightms.account;
+SELECT extname, extversion FROM pg_extension WHERE extname IN ('eightms', 'pg_cron', 'pgcrypto') ORDER BY 1;
+SQL
+
+cat <<EOF2
+
+eightms is running.
+  connect:   psql -h $SOCK -p $PORT -U postgres $DB
+  over TCP:  postgres://eightms_authenticator:<password in $PGRST_ENV>@localhost:$PORT/$DB
+  secrets:   $SECRETS (0600; the server's environment)
+  log:       $LOG
+  PostgREST: see "Running PostgREST" in README.md (front/postgrest.conf)
+  stop:      runuser -u postgres -- $PGCTL -D $DATA stop
+EOF2
