@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# bench/rls: the cost of row-level security.  The same per-tenant queries
+# run through pgbench as eightms_user under RLS (the policy supplies the
+# account filter) and as a role that bypasses RLS with the filter written by
+# hand, alternating, on one cluster in one run.  Prints TPS for both and the
+# ratio; DESIGN.md's target is RLS within 10% (ratio >= 0.90).
+#
+#   BENCH_SECONDS  seconds per pgbench run (default 10), BENCH_ROUNDS (3)
+source "$(dirname "${BASH_SOURCE[0]}")/../../test/lib.sh"
+
+T=${EIGHTMS_BENCH_DIR:-/tmp/eightms-bench-rls}
+PORT=${EIGHTMS_BENCH_PORT:-54341}
+SECS=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+DB=eightms_bench
+
+ensure_packages
+build_extension
+[ -s "$T/data/postmaster.pid" ] && PGCTL=$T/root$PGBIN/pg_ctl stop_cluster "$T/data"
+rm -rf "$T"; mkdir -p "$T/root/usr/lib/postgresql" "$T/root/usr/share/postgresql"; chmod 755 "$T"
+cp -a /usr/lib/postgresql/$PGVER "$T/root/usr/lib/postgresql/"
+cp -a /usr/share/postgresql/$PGVER "$T/root/usr/share/postgresql/"
+make -C "$REPO" -s install DESTDIR="$T/root" PG_CONFIG=$PGBIN/pg_config >/dev/null
+INITDB=$T/root$PGBIN/initdb PGCTL=$T/root$PGBIN/pg_ctl
+ensure_secrets "$T/secrets.env"
+init_cluster "$T/data" "$PORT" "$T/run" "$DB"
+echo "shared_buffers = 512MB" >> "$T/data/eightms.conf"
+trap 'stop_cluster "$T/data"' EXIT
+start_cluster "$T/data" "$T/secrets.env" "$T/server.log"
+export PGHOST=$T/run PGPORT=$PORT PGUSER=postgres PATH=$T/root$PGBIN:$PATH
+
+psql -X -q -d postgres -c "CREATE DATABASE $DB"
+psql -X -q -d "$DB" -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION eightms CASCADE;
+-- 500 accounts with 400 members each (200,000 rows); the benchmark reads one
+-- account's rows at a time, as dashboards do.
+INSERT INTO eightms.account (account_id, company_name)
+SELECT md5('acct' || a)::uuid, 'Company ' || a FROM generate_series(1, 500) a;
+INSERT INTO eightms.member (account_id, user_id, email, role, created_at)
+SELECT md5('acct' || a)::uuid, 'user-' || a || '-' || u, 'u' || u || '@c' || a || '.example', 'agent',
+	   now() - u * interval '1 minute'
+  FROM generate_series(1, 500) a, generate_series(1, 400) u;
+VACUUM ANALYZE;
+SQL
+
+# Each transaction sets role and claims the way PostgREST does, then runs
+# two typical queries: a count and the newest page of rows.
+cat > "$T/rls.sql" <<'SQL'
+\set a random(1, 500)
+BEGIN;
+SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","account_id":"' || md5('acct' || :a)::uuid || '"}', true);
+SELECT count(*) FROM eightms.member;
+SELECT user_id, email FROM eightms.member ORDER BY account_id, user_id LIMIT 50;
+COMMIT;
+SQL
+cat > "$T/hand.sql" <<'SQL'
+\set a random(1, 500)
+BEGIN;
+SELECT set_config('role', 'eightms_dba', true), set_config('request.jwt.claims', '{"role":"eightms_dba","account_id":"' || md5('acct' || :a)::uuid || '"}', true);
+SELECT count(*) FROM eightms.member WHERE account_id = md5('acct' || :a)::uuid;
+SELECT user_id, email FROM eightms.member WHERE account_id = md5('acct' || :a)::uuid ORDER BY account_id, user_id LIMIT 50;
+COMMIT;
+SQL
+
+tps() { pgbench -n -c 2 -j 2 -T "$SECS" -f "$1" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1; }
+rls_sum=0; hand_sum=0
+for r in $(seq 1 "$ROUNDS"); do
+	h=$(tps "$T/hand.sql"); x=$(tps "$T/rls.sql")
+	printf 'round %d: hand-written filter %s tps, RLS %s tps\n' "$r" "$h" "$x"
+	hand_sum=$(echo "$hand_sum + $h" | bc -l); rls_sum=$(echo "$rls_sum + $x" | bc -l)
+done
+printf 'hand-written filter: %.0f tps\nunder RLS:           %.0f tps\nratio RLS/hand:      %.3f (target >= 0.90)\n' \
+	"$(echo "$hand_sum / $ROUNDS" | bc -l)" "$(echo "$rls_sum / $ROUNDS" | bc -l)" "$(echo "$rls_sum / $hand_sum" | bc -l)"
