@@ -63,7 +63,7 @@ SELECT user_id, email FROM eightms.member WHERE account_id = md5('acct' || :a)::
 COMMIT;
 SQL
 
-tps() { pgbench -n -c 2 -j 2 -T "$SECS" -f "$1" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1; }
+tps() { pgbench -n -M prepared -c 2 -j 2 -T "$SECS" -f "$1" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1; }
 rls_sum=0; hand_sum=0
 for r in $(seq 1 "$ROUNDS"); do
 	h=$(tps "$T/hand.sql"); x=$(tps "$T/rls.sql")
