@@ -47,7 +47,8 @@ build_extension() {
 	make -C "$REPO" -s -j2 PG_CONFIG=$PGBIN/pg_config >/dev/null
 }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+# From / so that a working directory postgres cannot enter is no bother.
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
 # Can the postgres user reach (and create files in) a directory?
 postgres_can_use() {
