@@ -10,6 +10,7 @@ SQL_PARTS = \
 	sql/schema.sql \
 	sql/tenancy.sql \
 	sql/api_tenancy.sql \
+	sql/jobs.sql \
 	sql/privileges.sql
 
 MODULE_big = eightms

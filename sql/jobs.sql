@@ -1,0 +1,89 @@
+-- jobs.sql: scheduled work through pg_cron.
+--
+-- Each domain registers its jobs in eightms.scheduled_job; an operator runs
+-- eightms.schedule_jobs() (test/up.sh does) to install them.  Jobs are named,
+-- so running it again changes nothing, and a job dropped from the registry is
+-- unscheduled.
+
+CREATE TABLE eightms.scheduled_job (
+	job_name	text NOT NULL PRIMARY KEY
+		CONSTRAINT scheduled_job_name_check CHECK (job_name ~ '^eightms-[a-z0-9-]+$'),
+	schedule	text NOT NULL,
+	command		text NOT NULL,
+	description	text NOT NULL
+);
+COMMENT ON TABLE eightms.scheduled_job IS
+	'global: pg_cron jobs eightms needs, installed by eightms.schedule_jobs()';
+
+-- pg_cron keeps a row per run in cron.job_run_details and never deletes
+-- them; with jobs every few seconds that table grows without bound.
+CREATE FUNCTION eightms.purge_cron_history(keep interval DEFAULT '7 days') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint := 0;
+BEGIN
+	IF to_regclass('cron.job_run_details') IS NULL THEN
+		RETURN 0;
+	END IF;
+	EXECUTE 'DELETE FROM cron.job_run_details WHERE end_time < now() - $1' USING keep;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eightms.purge_cron_history(interval) IS
+	'Delete pg_cron run history older than keep; scheduled daily by eightms.schedule_jobs()';
+
+INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
+	('eightms-purge-cron-history', '17 3 * * *', 'SELECT eightms.purge_cron_history()',
+	 'delete pg_cron run history older than 7 days');
+
+-- Install (or update) every registered job in pg_cron, and unschedule
+-- eightms jobs no longer registered.  Idempotent.
+CREATE FUNCTION eightms.schedule_jobs()
+RETURNS TABLE (job_name text, schedule text, jobid bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cron_db text := current_setting('cron.database_name', true);
+	j record;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+		IF cron_db IS NULL THEN
+			RAISE EXCEPTION 'pg_cron is not loaded in this server'
+				USING ERRCODE = '55000',
+					  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name = '''
+							 || current_database() || ''', restart, then CREATE EXTENSION pg_cron here.';
+		ELSIF cron_db <> current_database() THEN
+			RAISE EXCEPTION 'pg_cron lives in database "%", not in "%"', cron_db, current_database()
+				USING ERRCODE = '55000',
+					  HINT = 'Set cron.database_name = ''' || current_database()
+							 || ''' and restart, or in database ' || quote_ident(cron_db)
+							 || ' run cron.schedule_in_database() for each row of eightms.scheduled_job with database '''
+							 || current_database() || '''.';
+		ELSE
+			RAISE EXCEPTION 'the pg_cron extension is not created in this database'
+				USING ERRCODE = '55000',
+					  HINT = 'Run CREATE EXTENSION pg_cron; then call eightms.schedule_jobs() again.';
+		END IF;
+	END IF;
+
+	FOR j IN SELECT s.job_name, s.schedule, s.command FROM eightms.scheduled_job s ORDER BY s.job_name LOOP
+		job_name := j.job_name;
+		schedule := j.schedule;
+		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid USING j.job_name, j.schedule, j.command;
+		RETURN NEXT;
+	END LOOP;
+
+	EXECUTE $q$
+		SELECT count(cron.unschedule(c.jobid))
+		  FROM cron.job c
+		 WHERE c.jobname LIKE 'eightms-%'
+		   AND c.jobname NOT IN (SELECT s.job_name FROM eightms.scheduled_job s)
+	$q$;
+END
+$$;
+COMMENT ON FUNCTION eightms.schedule_jobs() IS
+	'Install the jobs in eightms.scheduled_job into pg_cron (idempotent: jobs are named)';
