@@ -506,3 +506,27 @@ BEGIN
 END
 $$;
 GRANT EXECUTE ON FUNCTION eightms_api.sign_out(boolean) TO eightms_user;
+
+-- The owner deletes the account and everything it holds: every tenant
+-- table's foreign keys lead to eightms.account with ON DELETE CASCADE.  The
+-- company name must be typed back, as a guard against a stray call.
+CREATE FUNCTION eightms_api.delete_account(confirm_company_name text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	name text;
+BEGIN
+	PERFORM eightms.require_member_role('owner');
+	acct := eightms.current_account_id();
+	SELECT a.company_name INTO name FROM eightms.account a WHERE a.account_id = acct FOR UPDATE;
+	IF confirm_company_name IS DISTINCT FROM name THEN
+		RAISE EXCEPTION 'the confirmation does not match the company name'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass the account''s company name exactly as get_profile() shows it.';
+	END IF;
+	DELETE FROM eightms.account a WHERE a.account_id = acct;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.delete_account(text) TO eightms_user;
