@@ -11,19 +11,25 @@ SQL_PARTS = \
 	sql/tenancy.sql \
 	sql/api_tenancy.sql \
 	sql/jobs.sql \
+	sql/seal.sql \
 	sql/privileges.sql
 
 MODULE_big = eightms
 # The module: its entry point plus one file per capability.
 OBJS = \
 	src/eightms.o \
-	src/random.o
+	src/random.o \
+	src/seal_gcm.o \
+	src/seal.o \
+	src/base64url.o \
+	src/jwt.o \
+	src/webhook_signature.o
 
 DATA_built = eightms--$(EXTVERSION).sql
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK =
+SHLIB_LINK = -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -48,4 +48,8 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("eightms");
+
+	/* Secrets from the environment: the seal key ring and the JWT secret. */
+	eightms_seal_init();
+	eightms_jwt_init();
 }

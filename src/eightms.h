@@ -13,4 +13,15 @@
 extern int	eightms_invitation_ttl;
 extern bool eightms_require_verified_email;
 
+/*
+ * SQLSTATEs of eightms's own.  Class "E8" is implementation-defined space
+ * (the standard leaves classes starting with a letter past H to products).
+ */
+/* E8S01: a sealed value could not be opened (tampered, wrong context, unknown key) */
+#define ERRCODE_EIGHTMS_UNSEAL_FAILED	MAKE_SQLSTATE('E','8','S','0','1')
+
+/* Start-up work of each capability, called from _PG_init. */
+extern void eightms_seal_init(void);
+extern void eightms_jwt_init(void);
+
 #endif							/* EIGHTMS_H */

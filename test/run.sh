@@ -49,6 +49,9 @@ say "starting the test cluster on port $PORT"
 start_cluster "$DATA" "$SECRETS" "$LOG"
 
 export PGHOST=$SOCK PGPORT=$PORT PGUSER=postgres
+# For test/setup.d and test/extra.d scripts.
+export EIGHTMS_TEST_DIR=$T EIGHTMS_TEST_PORT=$PORT EIGHTMS_TEST_DB=$DB EIGHTMS_TEST_ROOT=$ROOT \
+	EIGHTMS_TEST_LOG=$LOG EIGHTMS_TEST_SECRETS=$SECRETS
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 passed=0
