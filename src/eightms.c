@@ -8,6 +8,8 @@
  */
 #include "postgres.h"
 
+#include <stdlib.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -23,6 +25,20 @@ int			eightms_invitation_ttl = 7 * 24 * 60 * 60;
 bool		eightms_require_verified_email = true;
 
 void		_PG_init(void);
+
+void
+eightms_forget_env(const char *name)
+{
+	char	   *value = getenv(name);
+
+	if (value != NULL)
+	{
+		/* volatile stores, so the compiler cannot drop them as dead */
+		for (volatile char *p = value; *p != '\0'; p++)
+			*p = '\0';
+		unsetenv(name);
+	}
+}
 
 void
 _PG_init(void)

@@ -20,6 +20,9 @@ extern bool eightms_require_verified_email;
 /* E8S01: a sealed value could not be opened (tampered, wrong context, unknown key) */
 #define ERRCODE_EIGHTMS_UNSEAL_FAILED	MAKE_SQLSTATE('E','8','S','0','1')
 
+/* Wipe an environment variable's value in place, then remove it. */
+extern void eightms_forget_env(const char *name);
+
 /* Start-up work of each capability, called from _PG_init. */
 extern void eightms_seal_init(void);
 extern void eightms_jwt_init(void);

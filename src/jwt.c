@@ -69,7 +69,7 @@ eightms_jwt_init(void)
 	}
 	if (process_shared_preload_libraries_in_progress && !IsUnderPostmaster)
 	{
-		unsetenv("EIGHTMS_JWT_SECRET");
+		eightms_forget_env("EIGHTMS_JWT_SECRET");
 		if (s != NULL && jwt.problem != NULL)
 			ereport(WARNING,
 					(errmsg("eightms: %s; device tokens cannot be signed or verified", jwt.problem)));

@@ -204,9 +204,12 @@ eightms_seal_init(void)
 
 	if (process_shared_preload_libraries_in_progress && !IsUnderPostmaster)
 	{
-		/* Children inherit the parsed ring by fork, not the variables. */
-		unsetenv("EIGHTMS_SEAL_KEYS");
-		unsetenv("EIGHTMS_SEAL_ACTIVE_KEY");
+		/*
+		 * Backends inherit the parsed ring by fork; programs the server runs
+		 * (archive_command, COPY ... PROGRAM) must not inherit the variables.
+		 */
+		eightms_forget_env("EIGHTMS_SEAL_KEYS");
+		eightms_forget_env("EIGHTMS_SEAL_ACTIVE_KEY");
 		if (ring.problem != NULL && spec != NULL)
 			ereport(WARNING,
 					(errmsg("eightms: the seal key ring is unusable: %s", ring.problem),

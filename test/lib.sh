@@ -62,13 +62,15 @@ ensure_secrets() {
 	local file=$1
 	if [ ! -s "$file" ]; then
 		say "generating the server's secrets into $file"
-		umask 077
-		{
+		(
+			umask 077
 			echo "# eightms server secrets, generated $(date -u +%FT%TZ). Keep this file private."
 			echo "EIGHTMS_SEAL_KEYS=1:$(head -c 32 /dev/urandom | base64 -w0)"
 			echo "EIGHTMS_SEAL_ACTIVE_KEY=1"
 			echo "EIGHTMS_JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0 | tr '+/' '-_')"
-		} > "$file"
+		) > "$file.new"
+		chmod 600 "$file.new"
+		mv "$file.new" "$file"
 	fi
 	chown postgres:postgres "$file"
 	chmod 600 "$file"
@@ -111,7 +113,10 @@ start_cluster() {
 	if as_postgres "$PGCTL" -D "$data" status >/dev/null 2>&1; then
 		as_postgres "$PGCTL" -D "$data" -m fast -w stop >/dev/null
 	fi
-	as_postgres bash -c 'set -a; . "$1"; set +a; exec "$2" -D "$3" -l "$4" -w -t 60 start' \
+	# A clean environment: the server gets the secrets file and nothing
+	# else of the caller's.
+	as_postgres env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+		bash -c 'set -a; . "$1"; set +a; exec "$2" -D "$3" -l "$4" -w -t 60 start' \
 		_ "$secrets" "$PGCTL" "$data" "$log" >/dev/null \
 		|| { tail -n 30 "$log" >&2; die "the server did not start (log: $log)"; }
 }

@@ -65,8 +65,7 @@ psql -d "$DB" -Atc "SELECT to_regprocedure('eightms.schedule_jobs()') IS NOT NUL
 # beside the cluster, and a PostgREST configuration that uses it.
 PGRST_ENV=$LOCAL/postgrest.env
 if [ ! -s "$PGRST_ENV" ]; then
-	umask 077
-	echo "EIGHTMS_AUTHENTICATOR_PASSWORD=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')" > "$PGRST_ENV"
+	(umask 077; echo "EIGHTMS_AUTHENTICATOR_PASSWORD=$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')" > "$PGRST_ENV")
 fi
 # shellcheck source=/dev/null
 . "$PGRST_ENV"
