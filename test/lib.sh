@@ -15,7 +15,7 @@ EIGHTMS_PACKAGES=(
 	postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-$PGVER-cron
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	libcurl4-openssl-dev libssl-dev build-essential pkg-config ca-certificates
-	openssl libphonenumber-dev clang nginx-light procps bc
+	openssl libphonenumber-dev clang nginx-light procps bc python3 python3-cryptography
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
