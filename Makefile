@@ -12,6 +12,7 @@ SQL_PARTS = \
 	sql/api_tenancy.sql \
 	sql/jobs.sql \
 	sql/seal.sql \
+	sql/bridge.sql \
 	sql/privileges.sql
 
 MODULE_big = eightms
@@ -23,13 +24,15 @@ OBJS = \
 	src/seal.o \
 	src/base64url.o \
 	src/jwt.o \
-	src/webhook_signature.o
+	src/webhook_signature.o \
+	src/bridge_address.o \
+	src/bridge.o
 
 DATA_built = eightms--$(EXTVERSION).sql
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = -lcrypto
+SHLIB_LINK = -lcrypto -lcurl
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

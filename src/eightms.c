@@ -63,9 +63,12 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	MarkGUCPrefixReserved("eightms");
-
 	/* Secrets from the environment: the seal key ring and the JWT secret. */
 	eightms_seal_init();
 	eightms_jwt_init();
+
+	/* The HTTP bridge worker (registered only when preloaded). */
+	eightms_bridge_init();
+
+	MarkGUCPrefixReserved("eightms");
 }

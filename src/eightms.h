@@ -26,5 +26,6 @@ extern void eightms_forget_env(const char *name);
 /* Start-up work of each capability, called from _PG_init. */
 extern void eightms_seal_init(void);
 extern void eightms_jwt_init(void);
+extern void eightms_bridge_init(void);
 
 #endif							/* EIGHTMS_H */

@@ -42,9 +42,20 @@ export PATH=$ROOT$PGBIN:$PATH
 
 ensure_secrets "$SECRETS"
 init_cluster "$DATA" "$PORT" "$SOCK" "$DB"
-# Tests reach the stand-in HTTP peers on 127.0.0.1.
-echo "log_min_messages = warning" >> "$DATA/eightms.conf"
-trap '[ "${EIGHTMS_TEST_KEEP:-0}" = 1 ] || stop_cluster "$DATA"' EXIT
+# The bridge serves the test database and may reach the stand-in HTTP peer
+# on 127.0.0.1; short retry delays keep the suite quick.
+cat >> "$DATA/eightms.conf" <<CONF
+eightms.bridge_database = '$DB'
+eightms.bridge_allow_private_addresses = on
+eightms.bridge_retry_base = 50ms
+eightms.bridge_retry_max = 2s
+CONF
+CLEANUP_PIDS=()
+cleanup() {
+	for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	[ "${EIGHTMS_TEST_KEEP:-0}" = 1 ] || stop_cluster "$DATA"
+}
+trap cleanup EXIT
 say "starting the test cluster on port $PORT"
 start_cluster "$DATA" "$SECRETS" "$LOG"
 

@@ -143,10 +143,10 @@ keep=$(q "SELECT encode(secret, 'hex') FROM public.vault WHERE id = 1")
 printf 'EIGHTMS_SEAL_KEYS=1:%s,2:%s\nEIGHTMS_SEAL_ACTIVE_KEY=2\n' "$K1" "$K2" > "$W/k12.env"
 restart_with "$W/k12.env"
 check "with two keys, key 2 is active" test "$(q "SELECT string_agg(key_id || ':' || active, ',' ORDER BY key_id) FROM eightms.seal_status()")" = "1:false,2:true"
-r1=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000)")
-r2=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000)")
-r3=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000)")
-r4=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000)")
+r1=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000) WHERE table_name = 'public.vault'::regclass")
+r2=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000) WHERE table_name = 'public.vault'::regclass")
+r3=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000) WHERE table_name = 'public.vault'::regclass")
+r4=$(q "SELECT moved || '/' || remaining FROM eightms.rotate_seals(1000) WHERE table_name = 'public.vault'::regclass")
 check "rotation moves 1000 per batch and reports what remains ($r1 $r2 $r3 $r4)" \
 	test "$r1 $r2 $r3 $r4" = "1000/1500 1000/500 500/0 0/0"
 check "after rotation every value is under key 2" \

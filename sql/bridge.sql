@@ -1,0 +1,255 @@
+-- bridge.sql: the outbound HTTP bridge's durable queue.
+--
+-- http_enqueue() inserts one row in the caller's transaction; the bridge
+-- background worker (src/bridge.c), woken when that transaction commits,
+-- sends it on a libcurl multi handle, retries with backoff, records every
+-- attempt, and runs the callback.  A rolled-back transaction sends nothing.
+
+CREATE TABLE eightms.http_request (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	method				text NOT NULL
+		CONSTRAINT http_request_method_check CHECK (method IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE')),
+	url					text NOT NULL,
+	host				text NOT NULL,
+	headers				jsonb NOT NULL DEFAULT '{}',
+	secret_headers		bytea,
+	body				bytea,
+	timeout_ms			integer NOT NULL DEFAULT 30000
+		CONSTRAINT http_request_timeout_check CHECK (timeout_ms BETWEEN 100 AND 600000),
+	max_attempts		integer NOT NULL DEFAULT 5
+		CONSTRAINT http_request_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+	follow_redirects	boolean NOT NULL DEFAULT false,
+	idempotency_key		text NOT NULL,
+	callback			regprocedure,
+	callback_context	jsonb,
+	enqueued_by			regrole NOT NULL DEFAULT current_user::regrole,
+	state				text NOT NULL DEFAULT 'queued'
+		CONSTRAINT http_request_state_check CHECK (state IN ('queued', 'running', 'done', 'dead')),
+	attempts			integer NOT NULL DEFAULT 0,
+	next_attempt_at		timestamptz NOT NULL DEFAULT now(),
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	finished_at			timestamptz,
+	response_status		integer,
+	response_headers	jsonb,
+	response_body		bytea,
+	error				text,
+	callback_error		text,
+	CONSTRAINT http_request_idempotency_key_key UNIQUE (idempotency_key)
+);
+COMMENT ON TABLE eightms.http_request IS
+	'global: the bridge''s durable queue of outbound HTTP requests (internal; no API role reads it)';
+COMMENT ON COLUMN eightms.http_request.secret_headers IS
+	'Headers such as Authorization, sealed with context ''http_request:'' || idempotency_key; opened only by the worker';
+-- The worker's claim: due requests in order.
+CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
+-- Purges and the by-host view.
+CREATE INDEX http_request_finished_idx ON eightms.http_request (finished_at) WHERE state IN ('done', 'dead');
+
+CREATE TABLE eightms.http_attempt (
+	request_id	bigint NOT NULL REFERENCES eightms.http_request (id) ON DELETE CASCADE,
+	attempt		integer NOT NULL,
+	started_at	timestamptz NOT NULL,
+	duration_ms	double precision NOT NULL,
+	status		integer,
+	error		text,
+	PRIMARY KEY (request_id, attempt)
+);
+COMMENT ON TABLE eightms.http_attempt IS 'global: every attempt the bridge made: when, how long, status or error';
+
+INSERT INTO eightms.sealed_column VALUES
+	('eightms.http_request', 'secret_headers', $$'http_request:' || idempotency_key$$);
+
+-- Header names are tokens, values have no line breaks: nothing a caller
+-- passes can add a header or split the request.
+CREATE FUNCTION eightms.http_check_headers(h jsonb, what text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	v jsonb;
+BEGIN
+	IF h IS NULL THEN
+		RETURN;
+	END IF;
+	IF jsonb_typeof(h) <> 'object' THEN
+		RAISE EXCEPTION '% must be a JSON object of header names to string values', what
+			USING ERRCODE = '22023';
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(h) LOOP
+		IF k !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
+			RAISE EXCEPTION 'invalid header name in %: "%"', what, left(k, 64) USING ERRCODE = '22023';
+		END IF;
+		IF jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n\x00]' THEN
+			RAISE EXCEPTION 'header % in % must be a string without line breaks', k, what USING ERRCODE = '22023';
+		END IF;
+		IF lower(k) IN ('idempotency-key', 'host', 'content-length', 'transfer-encoding', 'connection') THEN
+			RAISE EXCEPTION 'header % is set by the bridge', k USING ERRCODE = '22023';
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- Queue one request; returns its id.  Costs one INSERT in the caller's
+-- transaction, and asks for the worker to be woken when it commits.
+CREATE FUNCTION eightms.http_enqueue(
+	method text,
+	url text,
+	headers jsonb DEFAULT '{}',
+	body bytea DEFAULT NULL,
+	secret_headers jsonb DEFAULT NULL,
+	timeout interval DEFAULT '30 seconds',
+	max_attempts integer DEFAULT 5,
+	idempotency_key text DEFAULT NULL,
+	callback regprocedure DEFAULT NULL,
+	callback_context jsonb DEFAULT NULL,
+	follow_redirects boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text := upper(method);
+	parts text[];
+	ikey text := coalesce(idempotency_key, gen_random_uuid()::text);
+	new_id bigint;
+BEGIN
+	IF url IS NULL OR length(url) > 8192 THEN
+		RAISE EXCEPTION 'the URL is missing or longer than 8192 characters' USING ERRCODE = '22023';
+	END IF;
+	parts := regexp_match(url, '^(https?)://(?:[^@/?#]*@)?(\[[0-9A-Fa-f:.]+\]|[^:/?#]+)(?::([0-9]{1,5}))?(?:[/?#]|$)', 'i');
+	IF parts IS NULL THEN
+		RAISE EXCEPTION 'only http and https URLs can be requested: "%"', left(url, 128)
+			USING ERRCODE = '22023',
+				  HINT = 'Use an absolute URL such as https://api.example.com/path.';
+	END IF;
+	IF url ~ '[\s\x00-\x1f]' THEN
+		RAISE EXCEPTION 'the URL contains spaces or control characters' USING ERRCODE = '22023';
+	END IF;
+	IF m NOT IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE') THEN
+		RAISE EXCEPTION 'unsupported HTTP method "%"', left(method, 16)
+			USING ERRCODE = '22023', HINT = 'Use GET, HEAD, POST, PUT, PATCH or DELETE.';
+	END IF;
+	PERFORM eightms.http_check_headers(headers, 'headers');
+	PERFORM eightms.http_check_headers(secret_headers, 'secret_headers');
+	IF length(ikey) NOT BETWEEN 1 AND 255 OR ikey ~ '[\r\n\x00]' THEN
+		RAISE EXCEPTION 'the idempotency key must be 1 to 255 characters without line breaks' USING ERRCODE = '22023';
+	END IF;
+	IF timeout IS NULL OR timeout < interval '100 milliseconds' OR timeout > interval '10 minutes' THEN
+		RAISE EXCEPTION 'timeout must be between 100 milliseconds and 10 minutes' USING ERRCODE = '22023';
+	END IF;
+	IF max_attempts IS NULL OR max_attempts NOT BETWEEN 1 AND 100 THEN
+		RAISE EXCEPTION 'max_attempts must be between 1 and 100' USING ERRCODE = '22023';
+	END IF;
+	IF callback IS NOT NULL AND NOT EXISTS (
+			SELECT FROM pg_proc p
+			 WHERE p.oid = callback AND p.pronargs = 2
+			   AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype) THEN
+		RAISE EXCEPTION 'callback % must take (request_id bigint, context jsonb)', callback
+			USING ERRCODE = '22023';
+	END IF;
+
+	INSERT INTO eightms.http_request AS r
+		(method, url, host, headers, secret_headers, body, timeout_ms, max_attempts,
+		 follow_redirects, idempotency_key, callback, callback_context)
+	VALUES
+		(m, url, lower(trim(both '[]' FROM parts[2])), coalesce(headers, '{}'),
+		 CASE WHEN secret_headers IS NOT NULL AND secret_headers <> '{}'
+			  THEN eightms.seal(secret_headers::text, 'http_request:' || ikey) END,
+		 body, (extract(epoch FROM timeout) * 1000)::integer, max_attempts,
+		 follow_redirects, ikey, callback, callback_context)
+	RETURNING r.id INTO new_id;
+	PERFORM eightms.bridge_wake_at_commit();
+	RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION eightms.http_enqueue(text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean) IS
+	'Queue an HTTP request for the bridge worker (sent after commit, at least once, with a stable Idempotency-Key)';
+
+-- Worker helpers: response headers as a JSON object (names lower-cased,
+-- repeated headers joined with ", "), and the secret headers opened just
+-- before sending (NULL when they cannot be opened, so one bad value cannot
+-- stop the worker's batch).
+CREATE FUNCTION eightms.http_parse_headers(raw text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(jsonb_object_agg(k, v), '{}')
+	  FROM (SELECT lower(btrim(split_part(line, ':', 1))) AS k,
+				   string_agg(btrim(substr(line, strpos(line, ':') + 1)), ', ' ORDER BY n) AS v
+			  FROM regexp_split_to_table(raw, '\r?\n') WITH ORDINALITY AS l(line, n)
+			 WHERE strpos(line, ':') > 1 AND line !~ '^HTTP/'
+			 GROUP BY 1) s
+$$;
+
+CREATE FUNCTION eightms.http_secret_header_lines(sealed bytea, idempotency_key text) RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF sealed IS NULL THEN
+		RETURN '{}';
+	END IF;
+	RETURN ARRAY(SELECT k || ': ' || v
+				   FROM jsonb_each_text(eightms.unseal(sealed, 'http_request:' || idempotency_key)::jsonb) AS h(k, v));
+EXCEPTION WHEN OTHERS THEN
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION eightms.bridge_wake_at_commit() RETURNS void
+AS 'MODULE_PATHNAME', 'eightms_bridge_wake_at_commit'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eightms.bridge_wake_at_commit() IS
+	'Wake the bridge worker when the current transaction commits';
+
+CREATE FUNCTION eightms.is_public_address(address inet) RETURNS boolean
+AS 'MODULE_PATHNAME', 'eightms_is_public_address'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.is_public_address(inet) IS
+	'False for loopback, private, link-local, shared, documentation, multicast and other reserved addresses: the bridge refuses them';
+
+-- Queue depth and outcomes by host, for operators.
+CREATE VIEW eightms.http_queue_stats AS
+	SELECT r.host,
+		   count(*) FILTER (WHERE r.state = 'queued') AS queued,
+		   count(*) FILTER (WHERE r.state = 'queued' AND r.next_attempt_at <= now()) AS due,
+		   count(*) FILTER (WHERE r.state = 'running') AS in_flight,
+		   count(*) FILTER (WHERE r.state = 'done') AS done,
+		   count(*) FILTER (WHERE r.state = 'dead') AS dead,
+		   coalesce(sum(greatest(r.attempts - 1, 0)), 0) AS retries,
+		   count(*) FILTER (WHERE r.error IS NOT NULL) AS with_errors,
+		   count(*) FILTER (WHERE r.callback_error IS NOT NULL) AS callback_errors,
+		   min(r.next_attempt_at) FILTER (WHERE r.state = 'queued') AS next_due
+	  FROM eightms.http_request r
+	 GROUP BY r.host;
+COMMENT ON VIEW eightms.http_queue_stats IS 'The bridge by host: queued, due, in flight, done, dead, retries, errors';
+
+-- Delete finished requests (and their attempts) older than keep.
+CREATE FUNCTION eightms.http_purge(keep interval DEFAULT '7 days') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM eightms.http_request r
+	 WHERE r.state IN ('done', 'dead') AND r.finished_at < now() - keep;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+
+INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
+	('eightms-purge-http-requests', '23 3 * * *', 'SELECT eightms.http_purge()',
+	 'delete bridge requests finished more than 7 days ago');
+
+GRANT EXECUTE ON FUNCTION
+	eightms.http_enqueue(text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean),
+	eightms.http_check_headers(jsonb, text), eightms.bridge_wake_at_commit(),
+	eightms.http_parse_headers(text)
+TO eightms_worker, eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.http_secret_header_lines(bytea, text) TO eightms_worker;
+GRANT SELECT ON eightms.http_queue_stats TO eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.http_purge(interval), eightms.is_public_address(inet) TO eightms_dba;
+GRANT SELECT, INSERT ON eightms.http_request TO eightms_worker, eightms_dba;
+GRANT SELECT ON eightms.http_attempt TO eightms_worker, eightms_dba;

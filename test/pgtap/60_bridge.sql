@@ -1,0 +1,263 @@
+-- The HTTP bridge against a real HTTP server on 127.0.0.1 (test/bridge/peer.py).
+-- Requests must commit for the worker to see them, so this suite runs in
+-- autocommit and cleans up after itself.
+\set ON_ERROR_STOP 1
+SELECT * FROM no_plan();
+
+-- Wait (bounded) for a request to finish; returns its final state.
+CREATE FUNCTION pg_temp.wait(req bigint, seconds int DEFAULT 30) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	st text;
+BEGIN
+	FOR i IN 1 .. seconds * 20 LOOP
+		SELECT state INTO st FROM eightms.http_request WHERE id = req;
+		IF st IN ('done', 'dead') THEN
+			RETURN st;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN 'timed out in ' || st;
+END
+$$;
+CREATE FUNCTION pg_temp.peer(path text) RETURNS text
+LANGUAGE sql AS $$ SELECT current_setting('test.peer') || path $$;
+-- What the peer received, as JSON lines.
+CREATE FUNCTION pg_temp.peer_log() RETURNS SETOF jsonb
+LANGUAGE sql AS $$
+	SELECT line::jsonb FROM regexp_split_to_table(pg_read_file(current_setting('test.peer_log')), '\n') AS line
+	 WHERE line <> ''
+$$;
+CREATE FUNCTION pg_temp.send(path text, method text DEFAULT 'GET', max_attempts int DEFAULT 5,
+							 timeout interval DEFAULT '10 seconds', follow boolean DEFAULT false) RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT eightms.http_enqueue(method, pg_temp.peer(path), timeout => timeout,
+								max_attempts => max_attempts, follow_redirects => follow)
+$$;
+
+-- A plain GET, its Idempotency-Key and its attempt record.
+SELECT pg_temp.send('/echo') AS r1 \gset
+SELECT is(pg_temp.wait(:r1), 'done', 'a GET to the peer completes');
+SELECT is((SELECT response_status FROM eightms.http_request WHERE id = :r1), 200, 'the response status is stored');
+SELECT is((SELECT convert_from(response_body, 'UTF8')::jsonb -> 'headers' ->> 'idempotency-key' FROM eightms.http_request WHERE id = :r1),
+		  (SELECT idempotency_key FROM eightms.http_request WHERE id = :r1),
+		  'the request carried its Idempotency-Key');
+SELECT is((SELECT response_headers ->> 'x-peer' FROM eightms.http_request WHERE id = :r1), 'eightms-test',
+		  'response headers are stored as JSON with lower-case names');
+SELECT is((SELECT count(*) FROM eightms.http_attempt WHERE request_id = :r1 AND status = 200 AND duration_ms >= 0), 1::bigint,
+		  'the attempt is recorded with its status and duration');
+
+-- POST with headers, a body and secret headers.
+SELECT eightms.http_enqueue('POST', pg_temp.peer('/echo'),
+		headers => '{"Content-Type":"application/json","X-Trace":"t-1"}',
+		body => convert_to('{"hello":"world"}', 'UTF8'),
+		secret_headers => '{"Authorization":"Bearer sk_live_SECRET_4242"}',
+		idempotency_key => 'post-echo-1') AS r2 \gset
+SELECT is(pg_temp.wait(:r2), 'done', 'a POST completes');
+SELECT is((SELECT convert_from(response_body, 'UTF8')::jsonb ->> 'body' FROM eightms.http_request WHERE id = :r2),
+		  '{"hello":"world"}', 'the body arrives byte for byte');
+SELECT is((SELECT convert_from(response_body, 'UTF8')::jsonb -> 'headers' ->> 'x-trace' FROM eightms.http_request WHERE id = :r2),
+		  't-1', 'ordinary headers arrive');
+SELECT is((SELECT p ->> 'auth' FROM pg_temp.peer_log() p WHERE p ->> 'key' = 'post-echo-1'),
+		  'Bearer sk_live_SECRET_4242', 'secret headers arrive at the peer');
+SELECT is((SELECT count(*) FROM eightms.http_request
+			WHERE id = :r2 AND (position('sk_live_SECRET_4242' IN encode(secret_headers, 'escape')) > 0
+								OR headers::text LIKE '%SECRET%')),
+		  0::bigint, 'secret headers are not stored in clear');
+SELECT is((SELECT eightms.sealed_key_id(secret_headers) > 0 FROM eightms.http_request WHERE id = :r2), true,
+		  'secret headers are stored sealed');
+
+-- Other 4xx: no retry.
+SELECT pg_temp.send('/status/404') AS r3 \gset
+SELECT is(pg_temp.wait(:r3), 'dead', 'a 404 is final');
+SELECT is((SELECT attempts || ' ' || error FROM eightms.http_request WHERE id = :r3), '1 HTTP 404',
+		  'a 404 is not retried and says why');
+
+-- 5xx: retried up to max_attempts, each with the same key.
+SELECT pg_temp.send('/status/503', max_attempts => 3) AS r4 \gset
+SELECT is(pg_temp.wait(:r4), 'dead', 'a request failing with 503 every time ends dead');
+SELECT is((SELECT error FROM eightms.http_request WHERE id = :r4), 'gave up after 3 attempts: HTTP 503',
+		  'the dead letter says how many attempts and the last error');
+SELECT is((SELECT count(*) FROM eightms.http_attempt WHERE request_id = :r4), 3::bigint, 'every attempt is recorded');
+SELECT is((SELECT count(DISTINCT p ->> 'key') || '/' || count(*) FROM pg_temp.peer_log() p
+			WHERE p ->> 'key' = (SELECT idempotency_key FROM eightms.http_request WHERE id = :r4)),
+		  '1/3', 'the peer saw three attempts sharing one Idempotency-Key');
+
+SELECT pg_temp.send('/flaky/2') AS r5 \gset
+SELECT is(pg_temp.wait(:r5), 'done', 'a request that fails twice with 503 then succeeds is done');
+SELECT is((SELECT attempts FROM eightms.http_request WHERE id = :r5), 3, 'it took three attempts');
+SELECT ok((SELECT bool_and(next_start > prev_end)
+			 FROM (SELECT started_at + duration_ms * interval '1 ms' AS prev_end,
+						  lead(started_at) OVER (ORDER BY attempt) AS next_start
+					 FROM eightms.http_attempt WHERE request_id = :r5) s
+			WHERE next_start IS NOT NULL), 'each retry starts after the previous attempt ended (backoff)');
+
+-- 429 with Retry-After: 1 is honoured although the backoff base is 50 ms.
+SELECT pg_temp.send('/retry-after/1/1') AS r6 \gset
+SELECT is(pg_temp.wait(:r6), 'done', 'a 429 is retried');
+SELECT ok((SELECT max(started_at) - min(started_at) >= interval '1 second' FROM eightms.http_attempt WHERE request_id = :r6),
+		  'the retry waited for Retry-After (1 s) rather than the 50 ms backoff');
+
+-- Connection problems.
+SELECT pg_temp.send('/drop', max_attempts => 2) AS r7 \gset
+SELECT is(pg_temp.wait(:r7), 'dead', 'a dropped connection is retried, then dead');
+SELECT ok((SELECT error LIKE 'gave up after 2 attempts: %' FROM eightms.http_request WHERE id = :r7),
+		  'a dropped connection counts as a retryable failure');
+SELECT pg_temp.send('/slow/5000', max_attempts => 1, timeout => '300 ms') AS r8 \gset
+SELECT is(pg_temp.wait(:r8), 'dead', 'a request past its timeout fails');
+SELECT ok((SELECT error ~* 'timeout|timed out' FROM eightms.http_request WHERE id = :r8), 'and says it timed out');
+SELECT pg_temp.send('/big/2000000') AS r9 \gset
+SELECT is(pg_temp.wait(:r9), 'dead', 'an oversized response fails');
+SELECT is((SELECT error FROM eightms.http_request WHERE id = :r9),
+		  'response larger than eightms.bridge_max_response_bytes (1048576 bytes)', 'and says why, without retrying');
+SELECT is((SELECT attempts FROM eightms.http_request WHERE id = :r9), 1, 'an oversized response is not retried');
+
+-- Redirects: not followed unless asked, and never to other schemes.
+SELECT pg_temp.send('/redirect?to=' || pg_temp.peer('/echo')) AS r10 \gset
+SELECT pg_temp.wait(:r10);
+SELECT is((SELECT state || ' ' || response_status FROM eightms.http_request WHERE id = :r10), 'done 302',
+		  'a redirect is not followed by default');
+SELECT pg_temp.send('/redirect?to=' || pg_temp.peer('/echo'), follow => true) AS r11 \gset
+SELECT pg_temp.wait(:r11);
+SELECT is((SELECT state || ' ' || response_status FROM eightms.http_request WHERE id = :r11), 'done 200',
+		  'a redirect is followed when the request asks');
+SELECT pg_temp.send('/redirect?to=file:///etc/passwd', follow => true) AS r12 \gset
+SELECT pg_temp.wait(:r12);
+SELECT is((SELECT state || ': ' || error FROM eightms.http_request WHERE id = :r12),
+		  'dead: refused to follow a redirect to a file URL', 'a redirect to file:// is refused');
+
+-- Only http and https can be queued.
+SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'file:///etc/passwd')$$, '22023', NULL, 'file: URLs are refused');
+SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'gopher://127.0.0.1:70/')$$, '22023', NULL, 'gopher: URLs are refused');
+SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://x/', headers => '{"X-A":"1\r\nX-Injected: 1"}')$$, '22023', NULL,
+				 'a header value with a line break is refused');
+SELECT throws_ok($$SELECT eightms.http_enqueue('TRACE', 'http://x/')$$, '22023', NULL, 'unsupported methods are refused');
+
+-- Callbacks run after completion, as the role that enqueued, in their own
+-- subtransaction; a failing callback is recorded and stops nothing.
+CREATE TABLE public.bridge_callback_log (request_id bigint, context jsonb, status int, run_as text);
+GRANT INSERT ON public.bridge_callback_log TO eightms_worker;
+CREATE FUNCTION public.bridge_cb_ok(request_id bigint, context jsonb) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO public.bridge_callback_log
+	SELECT request_id, context, r.response_status, current_user FROM eightms.http_request r WHERE r.id = request_id
+$$;
+CREATE FUNCTION public.bridge_cb_fail(request_id bigint, context jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.bridge_callback_log VALUES (request_id, context, -1, current_user);
+	RAISE EXCEPTION 'callback exploded for %', request_id;
+END
+$$;
+GRANT EXECUTE ON FUNCTION public.bridge_cb_ok(bigint, jsonb), public.bridge_cb_fail(bigint, jsonb) TO eightms_worker;
+SET ROLE eightms_worker;
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_ok(bigint,jsonb)',
+							callback_context => '{"message_id":"m-1"}') AS r13 \gset
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_fail(bigint,jsonb)') AS r14 \gset
+RESET ROLE;
+SELECT is(pg_temp.wait(:r13), 'done', 'a request with a callback completes');
+SELECT is((SELECT context ->> 'message_id' || ' ' || status || ' ' || run_as FROM public.bridge_callback_log WHERE request_id = :r13),
+		  'm-1 200 eightms_worker', 'the callback ran with the context, after the response, as the enqueuing role');
+SELECT is(pg_temp.wait(:r14), 'done', 'a request whose callback fails is still done');
+SELECT is((SELECT callback_error FROM eightms.http_request WHERE id = :r14), 'callback exploded for ' || :r14,
+		  'the callback''s error is recorded on the request');
+SELECT is((SELECT count(*) FROM public.bridge_callback_log WHERE request_id = :r14), 0::bigint,
+		  'the failed callback''s own writes were rolled back');
+SELECT pg_temp.send('/echo') AS r15 \gset
+SELECT is(pg_temp.wait(:r15), 'done', 'the worker keeps working after a failing callback');
+SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://x/', callback => 'pg_catalog.now()')$$, '22023', NULL,
+				 'a callback must take (bigint, jsonb)');
+
+-- A rolled-back enqueue sends nothing.
+BEGIN;
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), idempotency_key => 'rolled-back-1');
+ROLLBACK;
+SELECT pg_temp.send('/echo') AS r16 \gset
+SELECT is(pg_temp.wait(:r16), 'done', 'a later request completes');
+SELECT is((SELECT count(*) FROM pg_temp.peer_log() p WHERE p ->> 'key' = 'rolled-back-1'), 0::bigint,
+		  'a request enqueued in a rolled-back transaction was never sent');
+
+-- Operations view and purge.
+SELECT is((SELECT done >= 8 AND dead >= 5 AND retries >= 4 FROM eightms.http_queue_stats WHERE host = '127.0.0.1'), true,
+		  'the stats view counts done, dead and retries by host');
+UPDATE eightms.http_request SET finished_at = now() - interval '8 days' WHERE id IN (:r1, :r3);
+SELECT is(eightms.http_purge(), 2::bigint, 'http_purge deletes finished requests older than 7 days');
+SELECT is((SELECT count(*) FROM eightms.http_attempt WHERE request_id IN (:r1, :r3)), 0::bigint, 'with their attempts');
+
+-- SSRF: with private addresses not allowed (production), nothing internal
+-- is reached, whatever the URL says.  The worker applies the setting on its
+-- next reload; wait until a probe shows it.
+ALTER SYSTEM SET eightms.bridge_allow_private_addresses = off;
+SELECT pg_reload_conf();
+CREATE PROCEDURE pg_temp.until_refused(INOUT ok boolean DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	rid bigint;
+BEGIN
+	ok := false;
+	FOR i IN 1 .. 40 LOOP
+		rid := eightms.http_enqueue('GET', pg_temp.peer('/echo'));
+		COMMIT;
+		PERFORM pg_temp.wait(rid);
+		IF (SELECT error LIKE 'refused%' FROM eightms.http_request r WHERE r.id = rid) THEN
+			ok := true;
+			RETURN;
+		END IF;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+CALL pg_temp.until_refused() \gset refused_
+SELECT ok(:'refused_ok'::boolean, 'with private addresses off, the worker refuses 127.0.0.1');
+-- Only loopback targets here: the classification of every other reserved
+-- range is checked without sending anything (test/regress/bridge.sql).
+CREATE TEMP TABLE ssrf AS
+	SELECT eightms.http_enqueue('GET', u, max_attempts => 1) AS id, u AS url
+	  FROM unnest(ARRAY['http://127.0.0.2:9/', 'http://[::1]:9/', 'http://localhost:9/',
+						'http://[::ffff:127.0.0.1]:9/', 'http://2130706433:9/']) u;
+SELECT pg_temp.wait(id) FROM ssrf;
+SELECT alike((SELECT state || ': ' || error FROM eightms.http_request r WHERE r.id = s.id),
+			'dead: refused to connect to non-public address %',
+			format('%s is refused after name resolution, before connecting', url))
+  FROM ssrf s;
+ALTER SYSTEM RESET eightms.bridge_allow_private_addresses;
+
+-- The host allowlist, also for redirects.
+ALTER SYSTEM SET eightms.bridge_allowed_hosts = 'api.example.com, *.example.org';
+SELECT pg_reload_conf();
+CREATE PROCEDURE pg_temp.until_not_allowed(INOUT ok boolean DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	rid bigint;
+BEGIN
+	ok := false;
+	FOR i IN 1 .. 40 LOOP
+		rid := eightms.http_enqueue('GET', pg_temp.peer('/echo'));
+		COMMIT;
+		PERFORM pg_temp.wait(rid);
+		IF (SELECT error LIKE 'host 127.0.0.1 is not in eightms.bridge_allowed_hosts' FROM eightms.http_request r WHERE r.id = rid) THEN
+			ok := true;
+			RETURN;
+		END IF;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+CALL pg_temp.until_not_allowed() \gset allow_
+SELECT ok(:'allow_ok'::boolean, 'a host not on eightms.bridge_allowed_hosts is refused');
+ALTER SYSTEM SET eightms.bridge_allowed_hosts = '127.0.0.1';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SELECT pg_temp.send('/redirect?to=http://evil.example.net/steal', follow => true) AS r17 \gset
+SELECT pg_temp.wait(:r17);
+SELECT is((SELECT state || ': ' || error FROM eightms.http_request WHERE id = :r17),
+		  'dead: refused to follow a redirect to host evil.example.net, which is not in eightms.bridge_allowed_hosts',
+		  'a redirect to a host off the allowlist is refused');
+ALTER SYSTEM RESET eightms.bridge_allowed_hosts;
+SELECT pg_reload_conf();
+
+-- Leave nothing behind.
+DROP TABLE public.bridge_callback_log;
+DROP FUNCTION public.bridge_cb_ok(bigint, jsonb), public.bridge_cb_fail(bigint, jsonb);
+DELETE FROM eightms.http_request;
+SELECT * FROM finish();
