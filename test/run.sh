@@ -145,9 +145,10 @@ for extra in "$REPO"/test/extra.d/*.sh; do
 	[ "$rc" -ne 0 ] && [ -z "$line" ] && failed=$((failed + 1))
 done
 
-if grep -qE 'server process .* was terminated by signal' "$LOG"; then
-	echo "the server log shows a crashed backend:" >&2
-	grep -E 'terminated by signal' "$LOG" >&2
+# A backend that crashed (the crash tests' own kill -9 aside) fails the run.
+if grep -E 'was terminated by signal' "$LOG" | grep -qv 'signal 9: Killed'; then
+	echo "the server log shows a crashed process:" >&2
+	grep -E 'was terminated by signal' "$LOG" >&2
 	failed=$((failed + 1))
 fi
 

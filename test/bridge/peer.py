@@ -117,7 +117,12 @@ def main():
     Handler.log_file = args.log
     open(args.log, "a").close()
     os.chmod(args.log, 0o644)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            # Clients that go away mid-answer (timeouts, crash tests) are expected.
+            pass
+
+    server = Server(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     threading.Timer(args.lifetime, server.shutdown).start()
     server.serve_forever()

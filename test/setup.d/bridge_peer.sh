@@ -3,7 +3,7 @@
 PEER_PORT=$((PORT + 200))
 PEER_DIR=$T/peer
 mkdir -p "$PEER_DIR"; chmod 755 "$PEER_DIR"
-/usr/bin/python3 "$REPO/test/bridge/peer.py" --port "$PEER_PORT" --log "$PEER_DIR/requests.jsonl" --lifetime 1800 &
+/usr/bin/python3 "$REPO/test/bridge/peer.py" --port "$PEER_PORT" --log "$PEER_DIR/requests.jsonl" --lifetime 1800 2>>"$PEER_DIR/peer.err" &
 CLEANUP_PIDS+=($!)
 for _ in $(seq 1 50); do
 	(exec 3<>/dev/tcp/127.0.0.1/$PEER_PORT) 2>/dev/null && break
