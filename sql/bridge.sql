@@ -42,6 +42,8 @@ COMMENT ON COLUMN eightms.http_request.secret_headers IS
 	'Headers such as Authorization, sealed with context ''http_request:'' || idempotency_key; opened only by the worker';
 -- The worker's claim: due requests in order.
 CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
+-- The claim counts what is in flight per host.
+CREATE INDEX http_request_running_idx ON eightms.http_request (host) WHERE state = 'running';
 -- Purges and the by-host view.
 CREATE INDEX http_request_finished_idx ON eightms.http_request (finished_at) WHERE state IN ('done', 'dead');
 

@@ -50,6 +50,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -263,7 +264,7 @@ typedef struct BridgeResult
 	char	   *error;
 	const char *state;			/* done, dead or queued (retry) */
 	TimestampTz next_at;
-	char	   *headers;		/* raw header block of the final response */
+	char	   *headers;		/* the final response's headers as a JSON object */
 	bytea	   *body;
 } BridgeResult;
 
@@ -276,10 +277,17 @@ static CURLM *multi = NULL;
  * the multi handle (with its connection cache) is replaced once idle.
  */
 static bool fresh_connections = false;
+
+/* Finished requests waiting to be recorded, and when the claim looks again. */
+static List *pending = NIL;
+static TimestampTz pending_since = 0;
+static TimestampTz next_due = 0;
+static bool claim_was_full = false;
 static Transfer **inflight = NULL;
 static int	ninflight = 0;
 static MemoryContext bridge_cxt = NULL;	/* the worker's lifetime */
 static MemoryContext iter_cxt = NULL;	/* one turn of the main loop */
+static MemoryContext pending_cxt = NULL;	/* results not yet recorded */
 static MemoryContext tx_caller_cxt = NULL;
 
 static void
@@ -459,6 +467,32 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *null
 		elog(ERROR, "eightms bridge: SPI_execute_with_args failed (%d): %s", rc, sql);
 }
 
+/*
+ * Run a hot statement from a plan prepared once and kept for the worker's
+ * life: planning the claim and record statements on every turn cost more
+ * than running them.
+ */
+static void
+spi_exec_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values, int expect)
+{
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "eightms bridge: could not prepare: %s", sql);
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, values, NULL, false, 0);
+	if (rc != expect)
+		elog(ERROR, "eightms bridge: statement failed (%d): %s", rc, sql);
+}
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr record_plan = NULL;
+
 static void
 begin_tx(const char *activity)
 {
@@ -531,17 +565,28 @@ append_lines(struct curl_slist *list, Datum arr)
 	return list;
 }
 
+/* Results wait in pending_cxt until recorded; so do the lists of them. */
+static List *
+lappend_pending(List *list, void *item)
+{
+	MemoryContext old = MemoryContextSwitchTo(pending_cxt);
+
+	list = lappend(list, item);
+	MemoryContextSwitchTo(old);
+	return list;
+}
+
 /* A request that ends without being sent (it is recorded as dead). */
 static BridgeResult *
 unsent(int64 id, int attempt, char *why)
 {
-	BridgeResult	   *r = MemoryContextAllocZero(iter_cxt, sizeof(BridgeResult));
+	BridgeResult *r = MemoryContextAllocZero(pending_cxt, sizeof(BridgeResult));
 
 	r->id = id;
 	r->attempt = attempt;
 	r->started = GetCurrentTimestamp();
 	r->state = "dead";
-	r->error = MemoryContextStrdup(iter_cxt, why);
+	r->error = MemoryContextStrdup(pending_cxt, why);
 	return r;
 }
 
@@ -559,20 +604,21 @@ start_transfer(Transfer *t, const char *url)
  * that cannot be sent at all (host not allowed, secret headers that do not
  * open) are appended to *failed, to be recorded as dead.
  */
-static void
+static int
 claim_and_start(List **failed)
 {
 	int			room = bridge_max_concurrency - ninflight;
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2];
+	int			claimed;
 
 	if (room <= 0)
-		return;
+		return 0;
 	values[0] = Int32GetDatum(room);
 	values[1] = Int32GetDatum(bridge_per_host);
 
-	begin_tx("eightms bridge: claiming requests");
-	spi_exec(claim_sql, 2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	spi_exec_plan(&claim_plan, claim_sql, 2, types, values, SPI_OK_UPDATE_RETURNING);
+	claimed = (int) SPI_processed;
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[row];
@@ -614,15 +660,15 @@ claim_and_start(List **failed)
 
 		if (secret_null && DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
 		{
-			*failed = lappend(*failed, unsent(t->id, t->attempt,
-											  "could not unseal the secret headers (is the key that sealed them in EIGHTMS_SEAL_KEYS?)"));
+			*failed = lappend_pending(*failed, unsent(t->id, t->attempt,
+													  "could not unseal the secret headers (is the key that sealed them in EIGHTMS_SEAL_KEYS?)"));
 			free_transfer(t);
 			continue;
 		}
 		if (!host_allowed(t->host))
 		{
-			*failed = lappend(*failed, unsent(t->id, t->attempt,
-											  psprintf("host %s is not in eightms.bridge_allowed_hosts", t->host)));
+			*failed = lappend_pending(*failed, unsent(t->id, t->attempt,
+													  psprintf("host %s is not in eightms.bridge_allowed_hosts", t->host)));
 			free_transfer(t);
 			continue;
 		}
@@ -635,7 +681,7 @@ claim_and_start(List **failed)
 		start_transfer(t, url);
 		MemoryContextSwitchTo(old);
 	}
-	end_tx();
+	return claimed;
 }
 
 /* Seconds a Retry-After header asks for (delta-seconds or HTTP date), or -1. */
@@ -698,13 +744,74 @@ retry_time(int attempt, int retry_after)
 }
 
 /*
+ * The header block of a response as a JSON object: names lower-cased,
+ * repeated headers joined with ", " (as HTTP allows), the status line and
+ * lines without a colon left out.
+ */
+static char *
+headers_to_json(const char *raw, int len)
+{
+	StringInfoData out;
+	char	  **names = palloc(sizeof(char *) * (len / 2 + 1));
+	char	  **values = palloc(sizeof(char *) * (len / 2 + 1));
+	int			n = 0;
+	const char *p = raw;
+	const char *end = raw + len;
+
+	while (p < end)
+	{
+		const char *eol = memchr(p, '\n', end - p);
+		const char *line_end = eol ? eol : end;
+		const char *colon = memchr(p, ':', line_end - p);
+
+		if (colon != NULL && colon > p && strncmp(p, "HTTP/", 5) != 0)
+		{
+			char	   *name = pnstrdup(p, colon - p);
+			const char *v = colon + 1;
+			const char *ve = line_end;
+			int			i;
+
+			for (char *c = name; *c; c++)
+				*c = pg_tolower((unsigned char) *c);
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			for (i = 0; i < n; i++)
+				if (strcmp(names[i], name) == 0)
+					break;
+			if (i < n)
+				values[i] = psprintf("%s, %.*s", values[i], (int) (ve - v), v);
+			else
+			{
+				names[n] = name;
+				values[n++] = pnstrdup(v, ve - v);
+			}
+		}
+		p = eol ? eol + 1 : end;
+	}
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&out, ',');
+		escape_json(&out, names[i]);
+		appendStringInfoChar(&out, ':');
+		escape_json(&out, values[i]);
+	}
+	appendStringInfoChar(&out, '}');
+	return out.data;
+}
+
+/*
  * A transfer finished.  Either it follows a redirect (and stays in flight),
  * or it yields a BridgeResult.
  */
 static BridgeResult *
 finish_transfer(Transfer *t, CURLcode rc)
 {
-	BridgeResult	   *r = MemoryContextAllocZero(iter_cxt, sizeof(BridgeResult));
+	BridgeResult *r = MemoryContextAllocZero(pending_cxt, sizeof(BridgeResult));
 	long		status = 0;
 	bool		retry = false;
 	char	   *error = NULL;
@@ -769,9 +876,9 @@ finish_transfer(Transfer *t, CURLcode rc)
 	r->status = (rc == CURLE_OK) ? (int) status : 0;
 	if (rc == CURLE_OK)
 	{
-		MemoryContext old = MemoryContextSwitchTo(iter_cxt);
+		MemoryContext old = MemoryContextSwitchTo(pending_cxt);
 
-		r->headers = pnstrdup(t->response_headers.data, t->response_headers.len);
+		r->headers = headers_to_json(t->response_headers.data, t->response_headers.len);
 		r->body = (bytea *) palloc(VARHDRSZ + t->response.len);
 		SET_VARSIZE(r->body, VARHDRSZ + t->response.len);
 		memcpy(VARDATA(r->body), t->response.data, t->response.len);
@@ -805,7 +912,7 @@ finish_transfer(Transfer *t, CURLcode rc)
 	{
 		r->state = "queued";
 		r->next_at = retry_time(t->attempt,
-								r->headers ? retry_after_seconds(r->headers) : -1);
+								rc == CURLE_OK ? retry_after_seconds(t->response_headers.data) : -1);
 	}
 	else
 	{
@@ -813,15 +920,14 @@ finish_transfer(Transfer *t, CURLcode rc)
 		if (retry)
 			error = psprintf("gave up after %d attempts: %s", t->attempt, error);
 	}
-	r->error = error ? MemoryContextStrdup(iter_cxt, error) : NULL;
+	r->error = error ? MemoryContextStrdup(pending_cxt, error) : NULL;
 	return r;
 }
 
-/* Collect the transfers curl has finished. */
+/* Collect the transfers curl has finished, adding their results to results. */
 static List *
-collect_done(void)
+collect_done(List *results)
 {
-	List	   *results = NIL;
 	CURLMsg    *msg;
 	int			left;
 
@@ -836,7 +942,7 @@ collect_done(void)
 		r = finish_transfer(t, msg->data.result);
 		if (r == NULL)
 			continue;			/* following a redirect */
-		results = lappend(results, r);
+		results = lappend_pending(results, r);
 		for (int i = 0; i < ninflight; i++)
 			if (inflight[i] == t)
 			{
@@ -876,7 +982,7 @@ static const char *record_sql =
 "   next_attempt_at = coalesce(u.next_at, r.next_attempt_at),"
 "   finished_at = CASE WHEN u.state IN ('done', 'dead') THEN now() END,"
 "   response_status = nullif(u.status, 0),"
-"   response_headers = eightms.http_parse_headers(u.headers),"
+"   response_headers = u.headers::jsonb,"
 "   response_body = u.body,"
 "   error = u.error"
 "  FROM u WHERE r.id = u.id"
@@ -982,10 +1088,9 @@ record_results(List *results)
 		i++;
 	}
 
-	begin_tx("eightms bridge: recording results");
 	for (int c = 0; c < 10; c++)
 		args[c] = PointerGetDatum(make_array(v[c], nl[c], n, elemtypes[c]));
-	spi_exec(record_sql, 10, argtypes, args, NULL, SPI_OK_UPDATE_RETURNING);
+	spi_exec_plan(&record_plan, record_sql, 10, argtypes, args, SPI_OK_UPDATE_RETURNING);
 
 	/* Keep the rows: callbacks run more SPI statements. */
 	nrows = SPI_processed;
@@ -1005,7 +1110,6 @@ record_results(List *results)
 					 SPI_getvalue(tup, desc, 3), ctx, ctx_null,
 					 DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull)));
 	}
-	end_tx();
 }
 
 /* Milliseconds until the next queued request is due (capped), for sleeping. */
@@ -1050,8 +1154,16 @@ eightms_bridge_main(Datum arg)
 	BackgroundWorkerInitializeConnection(bridge_database, NULL, 0);
 	pgstat_report_appname("eightms bridge");
 
+	/*
+	 * The worker's own commits need not wait for the WAL flush: a crash that
+	 * loses one only makes a request look unsent or unfinished, and it is
+	 * sent again (at least once), which the Idempotency-Key covers.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
 	bridge_cxt = AllocSetContextCreate(TopMemoryContext, "eightms bridge", ALLOCSET_DEFAULT_SIZES);
 	iter_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge loop", ALLOCSET_DEFAULT_SIZES);
+	pending_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge results", ALLOCSET_DEFAULT_SIZES);
 	inflight = MemoryContextAlloc(bridge_cxt, sizeof(Transfer *));
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -1083,10 +1195,22 @@ eightms_bridge_main(Datum arg)
 	on_shmem_exit(bridge_exit, (Datum) 0);
 	ereport(LOG, (errmsg("eightms bridge started on database \"%s\"", bridge_database)));
 
+	/*
+	 * The loop records finished requests and claims new ones in batches: a
+	 * transaction per completion would cost more than the HTTP itself.  A
+	 * batch is a quarter of the concurrency limit, or whatever has waited
+	 * 2 ms, or everything once nothing is in flight.
+	 */
 	for (;;)
 	{
-		List	   *results = NIL;
+		List	   *failed = NIL;
 		int			running = 0;
+		int			batch = Max(1, bridge_max_concurrency / 4);
+		int			room;
+		bool		woken;
+		bool		do_claim;
+		bool		do_record;
+		TimestampTz now;
 
 		MemoryContextReset(iter_cxt);
 		MemoryContextSwitchTo(iter_cxt);
@@ -1100,6 +1224,7 @@ eightms_bridge_main(Datum arg)
 			curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) bridge_max_concurrency);
 			curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) bridge_per_host);
 			fresh_connections = true;
+			next_due = 0;
 		}
 		if (fresh_connections && ninflight == 0)
 		{
@@ -1108,25 +1233,61 @@ eightms_bridge_main(Datum arg)
 			fresh_connections = false;
 		}
 
+		woken = MyLatch->is_set;
 		ResetLatch(MyLatch);
-		claim_and_start(&results);
 		curl_multi_perform(multi, &running);
-		results = list_concat(results, collect_done());
-		if (results != NIL)
+		if (pending == NIL)
+			pending_since = GetCurrentTimestamp();
+		pending = collect_done(pending);
+
+		now = GetCurrentTimestamp();
+		room = bridge_max_concurrency - ninflight;
+		do_claim = (woken || claim_was_full || now >= next_due)
+			&& (room >= batch || (ninflight == 0 && room > 0));
+		do_record = pending != NIL
+			&& (list_length(pending) >= batch || ninflight == 0 || do_claim
+				|| now - pending_since >= 2000);
+
+		if (do_claim || do_record)
 		{
-			record_results(results);
-			continue;			/* freed capacity: claim again at once */
+			ListCell   *lc;
+
+			begin_tx("eightms bridge: recording results and claiming requests");
+			if (do_record)
+				record_results(pending);
+			if (do_claim)
+			{
+				int			claimed = claim_and_start(&failed);
+
+				claim_was_full = (claimed >= room);
+				if (failed != NIL)
+					record_results(failed);
+				/* Look again within a second for retries coming due. */
+				next_due = TimestampTzPlusMilliseconds(now, 1000);
+			}
+			end_tx();
+			if (do_record)
+			{
+				foreach(lc, pending)
+				{
+					BridgeResult *r = (BridgeResult *) lfirst(lc);
+
+					if (strcmp(r->state, "queued") == 0 && r->next_at < next_due)
+						next_due = r->next_at;
+				}
+				pending = NIL;
+				MemoryContextReset(pending_cxt);
+			}
+			continue;
 		}
 
 		if (ninflight > 0)
-		{
-			/* Short polls, so a commit's wake-up is seen within 10 ms. */
-			curl_multi_poll(multi, NULL, 0, 10, NULL);
-		}
-		else
+			curl_multi_poll(multi, NULL, 0, pending != NIL ? 2 : 10, NULL);
+		else if (pending == NIL)
 		{
 			long		ms = ms_until_next_due();
 
+			next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 			if (ms > 0)
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
 								 PG_WAIT_EXTENSION);
