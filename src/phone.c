@@ -1,0 +1,1083 @@
+/*
+ * phone.c
+ *		Parse, validate and format phone numbers as libphonenumber does
+ *		(PhoneNumberUtil::Parse, Format(E164), IsValidNumber, GetNumberType,
+ *		GetRegionCodeForNumber), over tables generated from Google's metadata.
+ *
+ * Plain C, no allocation: every buffer is on the stack and bounded by the
+ * 250-character input limit libphonenumber also applies.
+ */
+#include "phone.h"
+
+#include <string.h>
+
+#define MAXCP PHONE_MAX_INPUT
+
+enum
+{
+	OP_SET, OP_SPLIT, OP_JMP, OP_SAVE, OP_END, OP_MATCH
+};
+
+/* ------------------------------------------------------------------ text */
+
+/* Code points of Unicode decimal digit zeros (\p{Nd} blocks). */
+static const uint32_t digit_zeros[] = {
+	0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66,
+	0xCE6, 0xD66, 0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810,
+	0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620,
+	0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10
+};
+
+/* The digit value of a code point, or -1. */
+static int
+digit_value(uint32_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c < 0x660)
+		return -1;
+	for (size_t i = 1; i < sizeof(digit_zeros) / sizeof(digit_zeros[0]); i++)
+		if (c >= digit_zeros[i] && c <= digit_zeros[i] + 9)
+			return (int) (c - digit_zeros[i]);
+	return -1;
+}
+
+static bool
+is_plus(uint32_t c)
+{
+	return c == '+' || c == 0xFF0B;
+}
+
+static bool
+is_ascii_alpha(uint32_t c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* libphonenumber's VALID_PUNCTUATION (plus the star sign). */
+static bool
+is_punct(uint32_t c)
+{
+	if (c == '-' || c == 'x' || c == 'X' || c == ' ' || c == '(' || c == ')' || c == '.'
+		|| c == '[' || c == ']' || c == '/' || c == '~' || c == '*')
+		return true;
+	return (c >= 0x2010 && c <= 0x2015) || c == 0x2212 || c == 0x30FC
+		|| (c >= 0xFF0D && c <= 0xFF0F) || c == 0x00A0 || c == 0x00AD || c == 0x200B
+		|| c == 0x2060 || c == 0x3000 || c == 0xFF08 || c == 0xFF09 || c == 0xFF3B
+		|| c == 0xFF3D || c == 0x2053 || c == 0x223C || c == 0xFF5E || c == 0xFF38 || c == 0xFF58;
+}
+
+/*
+ * Letters and numbers (\p{L}, \p{N}) for trimming the end of the input: an
+ * approximation that treats ASCII letters and digits, Unicode digits, and
+ * the letter blocks of Latin, Greek, Cyrillic, Arabic, CJK and Hangul as such.
+ */
+static bool
+is_letter_or_number(uint32_t c)
+{
+	if (is_ascii_alpha(c) || digit_value(c) >= 0)
+		return true;
+	if (c < 0xC0)
+		return c == 0xAA || c == 0xB5 || c == 0xBA || c == 0xB2 || c == 0xB3 || c == 0xB9
+			|| c == 0xBC || c == 0xBD || c == 0xBE;
+	if (c == 0xD7 || c == 0xF7)
+		return false;
+	if (c < 0x2000)
+		return !(c >= 0x37E && c <= 0x387 && c != 0x386) && c != 0x589 && c != 0x5BE
+			&& !(c >= 0x60C && c <= 0x60D) && c != 0x61B && c != 0x61F;
+	if (c >= 0x3040 && c <= 0x9FFF)
+		return c != 0x30FB && c != 0x30FC;
+	if (c >= 0xAC00 && c <= 0xD7A3)
+		return true;
+	if ((c >= 0xFF21 && c <= 0xFF3A) || (c >= 0xFF41 && c <= 0xFF5A))
+		return true;
+	return false;
+}
+
+/* Decode UTF-8; -1 on invalid input. */
+static int
+decode(const char *s, size_t len, uint32_t *cp, int max)
+{
+	int			n = 0;
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) s[i];
+		uint32_t	v;
+		int			extra;
+
+		if (n == max)
+			return -1;
+		if (c < 0x80)
+		{
+			v = c;
+			extra = 0;
+		}
+		else if ((c & 0xE0) == 0xC0)
+		{
+			v = c & 0x1F;
+			extra = 1;
+		}
+		else if ((c & 0xF0) == 0xE0)
+		{
+			v = c & 0x0F;
+			extra = 2;
+		}
+		else if ((c & 0xF8) == 0xF0)
+		{
+			v = c & 0x07;
+			extra = 3;
+		}
+		else
+			return -1;
+		for (int k = 1; k <= extra; k++)
+		{
+			if (i + k >= len || ((unsigned char) s[i + k] & 0xC0) != 0x80)
+				return -1;
+			v = (v << 6) | ((unsigned char) s[i + k] & 0x3F);
+		}
+		if ((extra == 1 && v < 0x80) || (extra == 2 && v < 0x800) || (extra == 3 && v < 0x10000)
+			|| v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+			return -1;
+		cp[n++] = v;
+		i += extra + 1;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------- metadata lookups */
+
+static const PhoneRegion *
+region_by_id(const PhoneTables *t, const char *id)
+{
+	if (id == NULL)
+		return NULL;
+	for (int i = 0; i < t->nregions; i++)
+		if (strcmp(t->regions[i].id, id) == 0 && strcmp(id, "001") != 0)
+			return &t->regions[i];
+	return NULL;
+}
+
+/* The main region (or non-geographic entity) for a calling code. */
+static const PhoneRegion *
+region_for_code(const PhoneTables *t, int cc)
+{
+	const PhoneRegion *first = NULL;
+
+	for (int i = 0; i < t->nregions; i++)
+		if (t->regions[i].country_code == cc)
+		{
+			if (t->regions[i].main_country)
+				return &t->regions[i];
+			if (first == NULL)
+				first = &t->regions[i];
+		}
+	return first;
+}
+
+/* ------------------------------------------------------------- matching */
+
+static bool
+dfa_full_match(const PhoneTables *t, int32_t start, const char *digits, int len)
+{
+	uint32_t	s = (uint32_t) start;
+
+	if (start < 0)
+		return false;
+	for (int i = 0; i < len; i++)
+	{
+		s = t->dfa_next[s][digits[i] - '0'];
+		if (s == 0)
+			return false;
+	}
+	return t->dfa_accept[s] != 0;
+}
+
+/*
+ * Leftmost-first backtracking match of a prefix program at the start of
+ * digits, as RE2's Consume.  The depth is bounded by the program and the
+ * input, both small; a step budget guards against pathological programs.
+ */
+typedef struct Matcher
+{
+	const PhoneInst *prog;
+	const char *s;
+	int			len;
+	int			caps[8];
+	int			budget;
+} Matcher;
+
+static int
+run(Matcher *m, int pc, int sp)
+{
+	for (;;)
+	{
+		const PhoneInst *in = &m->prog[pc];
+
+		if (--m->budget < 0)
+			return -1;
+		switch (in->op)
+		{
+			case OP_SET:
+				if (sp >= m->len || !((in->x >> (m->s[sp] - '0')) & 1))
+					return -1;
+				sp++;
+				pc++;
+				break;
+			case OP_JMP:
+				pc = in->x;
+				break;
+			case OP_SPLIT:
+				{
+					int			saved[8];
+					int			r;
+
+					memcpy(saved, m->caps, sizeof(saved));
+					r = run(m, in->x, sp);
+					if (r >= 0)
+						return r;
+					memcpy(m->caps, saved, sizeof(saved));
+					pc = in->y;
+					break;
+				}
+			case OP_SAVE:
+				if (in->x < 8)
+					m->caps[in->x] = sp;
+				pc++;
+				break;
+			case OP_END:
+				if (sp != m->len)
+					return -1;
+				pc++;
+				break;
+			case OP_MATCH:
+				return sp;
+			default:
+				return -1;
+		}
+	}
+}
+
+/* Length of the anchored match at the start of digits, or -1. */
+static int
+prefix_match(const PhoneTables *t, int32_t prog, const char *digits, int len, int *caps)
+{
+	Matcher		m;
+	int			r;
+
+	if (prog < 0)
+		return -1;
+	m.prog = t->prog + 0;
+	m.s = digits;
+	m.len = len;
+	m.budget = 100000;
+	for (int i = 0; i < 8; i++)
+		m.caps[i] = -1;
+	r = run(&m, prog, 0);
+	if (caps)
+		memcpy(caps, m.caps, sizeof(m.caps));
+	return r;
+}
+
+/* ---------------------------------------------------------- validation */
+
+static PhoneLength
+test_length(const PhoneRegion *r, int len)
+{
+	uint32_t	lens = r->lengths;
+	int			min = -1,
+				max = -1;
+
+	if (lens == 0)
+		return PHONE_INVALID_LENGTH;
+	if (len < 32 && ((r->local_only >> len) & 1))
+		return PHONE_IS_POSSIBLE_LOCAL_ONLY;
+	for (int i = 0; i < 32; i++)
+		if ((lens >> i) & 1)
+		{
+			if (min < 0)
+				min = i;
+			max = i;
+		}
+	if (len == min)
+		return PHONE_IS_POSSIBLE;
+	if (len < min)
+		return PHONE_LENGTH_TOO_SHORT;
+	if (len > max)
+		return PHONE_LENGTH_TOO_LONG;
+	return ((lens >> len) & 1) ? PHONE_IS_POSSIBLE : PHONE_INVALID_LENGTH;
+}
+
+static bool
+matches_desc(const PhoneTables *t, const PhoneDesc *d, const char *nsn, int len)
+{
+	if (d->dfa < 0)
+		return false;
+	if (d->lengths != 0 && (len >= 32 || !((d->lengths >> len) & 1)))
+		return false;
+	return dfa_full_match(t, d->dfa, nsn, len);
+}
+
+static PhoneType
+type_helper(const PhoneTables *t, const PhoneRegion *r, const char *nsn, int len)
+{
+	static const struct
+	{
+		int			desc;
+		PhoneType	type;
+	}			order[] = {
+		{PHONE_DESC_PREMIUM_RATE, PHONE_PREMIUM_RATE},
+		{PHONE_DESC_TOLL_FREE, PHONE_TOLL_FREE},
+		{PHONE_DESC_SHARED_COST, PHONE_SHARED_COST},
+		{PHONE_DESC_VOIP, PHONE_VOIP},
+		{PHONE_DESC_PERSONAL, PHONE_PERSONAL_NUMBER},
+		{PHONE_DESC_PAGER, PHONE_PAGER},
+		{PHONE_DESC_UAN, PHONE_UAN},
+		{PHONE_DESC_VOICEMAIL, PHONE_VOICEMAIL},
+	};
+
+	if (!dfa_full_match(t, r->general, nsn, len))
+		return PHONE_UNKNOWN;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (matches_desc(t, &r->desc[order[i].desc], nsn, len))
+			return order[i].type;
+	if (matches_desc(t, &r->desc[PHONE_DESC_FIXED_LINE], nsn, len))
+	{
+		if (r->same_fixed_mobile)
+			return PHONE_FIXED_LINE_OR_MOBILE;
+		if (matches_desc(t, &r->desc[PHONE_DESC_MOBILE], nsn, len))
+			return PHONE_FIXED_LINE_OR_MOBILE;
+		return PHONE_FIXED_LINE;
+	}
+	if (!r->same_fixed_mobile && matches_desc(t, &r->desc[PHONE_DESC_MOBILE], nsn, len))
+		return PHONE_MOBILE;
+	return PHONE_UNKNOWN;
+}
+
+/* ------------------------------------------------------------- parsing */
+
+/*
+ * MaybeStripNationalPrefixAndCarrierCode: digits (ASCII) in/out.  Returns
+ * true when the number was changed.
+ */
+static bool
+strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, char *num, int *len)
+{
+	int			caps[8];
+	int			end;
+	bool		viable;
+	char		buf[MAXCP + 64];
+	int			n;
+
+	if (*len == 0 || r->npp < 0)
+		return false;
+	end = prefix_match(t, r->npp, num, *len, caps);
+	if (end < 0)
+		return false;
+	viable = dfa_full_match(t, r->general, num, *len);
+
+	if (r->transform[0] != '\0' && r->npp_groups >= 1)
+	{
+		int			g = r->npp_groups >= 2 ? 2 : 1;
+
+		if (caps[2 * g] >= 0 && caps[2 * g + 1] > caps[2 * g])
+		{
+			/* Replace the prefix with the transform rule, $n substituted. */
+			n = 0;
+			for (const char *p = r->transform; *p; p++)
+			{
+				if (*p == '$' && p[1] >= '0' && p[1] <= '9')
+				{
+					int			k = *++p - '0';
+
+					if (k < 4 && caps[2 * k] >= 0 && caps[2 * k + 1] >= caps[2 * k])
+					{
+						memcpy(buf + n, num + caps[2 * k], caps[2 * k + 1] - caps[2 * k]);
+						n += caps[2 * k + 1] - caps[2 * k];
+					}
+				}
+				else if (n < 32)
+					buf[n++] = *p;
+			}
+			memcpy(buf + n, num + end, *len - end);
+			n += *len - end;
+			if (viable && !dfa_full_match(t, r->general, buf, n))
+				return false;
+			if (n > MAXCP)
+				return false;
+			memcpy(num, buf, n);
+			*len = n;
+			return true;
+		}
+	}
+	if (viable && !dfa_full_match(t, r->general, num + end, *len - end))
+		return false;
+	memmove(num, num + end, *len - end);
+	*len -= end;
+	return true;
+}
+
+/* Keypad letters, A to Z. */
+static const char keypad[] = "22233344455566677778889999";
+
+/* Normalize: vanity letters when there are three or more, digits only. */
+static int
+normalize(const uint32_t *cp, int n, char *out)
+{
+	int			letters = 0;
+	int			o = 0;
+
+	for (int i = 0; i < n; i++)
+		letters += is_ascii_alpha(cp[i]);
+	for (int i = 0; i < n; i++)
+	{
+		uint32_t	c = cp[i];
+
+		if (letters >= 3)
+		{
+			if (c >= '0' && c <= '9')
+				out[o++] = (char) c;
+			else if (is_ascii_alpha(c))
+				out[o++] = keypad[(c | 0x20) - 'a'];
+		}
+		else
+		{
+			int			d = digit_value(c);
+
+			if (d >= 0)
+				out[o++] = (char) ('0' + d);
+		}
+	}
+	return o;
+}
+
+/* ------------------------------------------------------------ extensions */
+
+static bool
+is_ext_sep(uint32_t c, bool comma)
+{
+	return c == ' ' || c == 0xA0 || c == '\t' || (comma && c == ',');
+}
+
+static bool
+is_after_label(uint32_t c)
+{
+	return c == ' ' || c == 0xA0 || c == '\t' || c == ',' || c == '-';
+}
+
+static uint32_t
+lower(uint32_t c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c + 32;
+	if (c >= 0xFF21 && c <= 0xFF3A)
+		return c + 32;
+	if (c >= 0x410 && c <= 0x42F)
+		return c + 32;
+	if (c == 0xD3)
+		return 0xF3;
+	return c;
+}
+
+/*
+ * At position i, after the label: [:.．]? [ \t,-]* digits{1,max} #? end.
+ * Returns the start of the digits, or -1.
+ */
+static int
+ext_tail(const uint32_t *cp, int n, int i, int max, bool hash_required)
+{
+	int			d0;
+	int			nd = 0;
+
+	if (i < n && (cp[i] == ':' || cp[i] == '.' || cp[i] == 0xFF0E) && !hash_required)
+		i++;
+	if (!hash_required)
+		while (i < n && is_after_label(cp[i]))
+			i++;
+	d0 = i;
+	while (i < n && digit_value(cp[i]) >= 0)
+	{
+		i++;
+		nd++;
+	}
+	if (nd < 1 || nd > max)
+		return -1;
+	if (i < n && cp[i] == '#')
+		i++;
+	else if (hash_required)
+		return -1;
+	return i == n ? d0 : -1;
+}
+
+/* Match one of libphonenumber's label words at i; returns the end or -1. */
+static int
+match_word(const uint32_t *cp, int n, int i, const uint32_t *w)
+{
+	for (; *w; w++, i++)
+		if (i >= n || lower(cp[i]) != *w)
+			return -1;
+	return i;
+}
+
+/* The extension alternatives, in the order libphonenumber tries them. */
+static int
+ext_at(const uint32_t *cp, int n, int s)
+{
+	int			i,
+				j,
+				d;
+
+	/* ;ext=digits{1,20} */
+	{
+		static const uint32_t rfc[] = {';', 'e', 'x', 't', '=', 0};
+
+		j = match_word(cp, n, s, rfc);
+		if (j >= 0)
+		{
+			int			nd = 0;
+
+			for (i = j; i < n && digit_value(cp[i]) >= 0; i++)
+				nd++;
+			if (i == n && nd >= 1 && nd <= 20)
+				return j;
+		}
+	}
+	/* explicit labels */
+	i = s;
+	while (i < n && is_ext_sep(cp[i], true))
+		i++;
+	{
+		static const uint32_t anexo[] = {'a', 'n', 'e', 'x', 'o', 0};
+		static const uint32_t dob[] = {0x434, 0x43E, 0x431, 0};
+		int			ends[8];
+		int			ne = 0;
+
+		/* e?xt(?:ensi(?:o\u0301?|ó))?n? : try the longer spellings first */
+		j = i;
+		if (j < n && lower(cp[j]) == 'e')
+			j++;
+		if (j + 1 < n && lower(cp[j]) == 'x' && lower(cp[j + 1]) == 't')
+		{
+			int			k = j + 2;
+			static const uint32_t ensi[] = {'e', 'n', 's', 'i', 0};
+			int			m = match_word(cp, n, k, ensi);
+
+			if (m >= 0)
+			{
+				if (m < n && lower(cp[m]) == 'o')
+				{
+					int			o = m + 1;
+
+					if (o < n && cp[o] == 0x301)
+					{
+						if (o + 1 < n && lower(cp[o + 1]) == 'n')
+							ends[ne++] = o + 2;
+						ends[ne++] = o + 1;
+					}
+					if (o < n && lower(cp[o]) == 'n')
+						ends[ne++] = o + 1;
+					ends[ne++] = o;
+				}
+				else if (m < n && lower(cp[m]) == 0xF3)
+				{
+					if (m + 1 < n && lower(cp[m + 1]) == 'n')
+						ends[ne++] = m + 2;
+					ends[ne++] = m + 1;
+				}
+			}
+			if (k < n && lower(cp[k]) == 'n')
+				ends[ne++] = k + 1;
+			ends[ne++] = k;
+		}
+		/* ｅ?ｘｔｎ? */
+		j = i;
+		if (j < n && lower(cp[j]) == 0xFF45)
+			j++;
+		if (j + 1 < n && lower(cp[j]) == 0xFF58 && lower(cp[j + 1]) == 0xFF54)
+		{
+			if (j + 2 < n && lower(cp[j + 2]) == 0xFF4E)
+				ends[ne++] = j + 3;
+			ends[ne++] = j + 2;
+		}
+		if ((j = match_word(cp, n, i, dob)) >= 0)
+			ends[ne++] = j;
+		if ((j = match_word(cp, n, i, anexo)) >= 0)
+			ends[ne++] = j;
+		for (int e = 0; e < ne; e++)
+			if ((d = ext_tail(cp, n, ends[e], 20, false)) >= 0)
+				return d;
+	}
+	/* ambiguous labels: [xｘ#＃~～] | int | ｉｎｔ */
+	if (i < n)
+	{
+		static const uint32_t intw[] = {'i', 'n', 't', 0};
+		static const uint32_t intfw[] = {0xFF49, 0xFF4E, 0xFF54, 0};
+		uint32_t	c = lower(cp[i]);
+
+		if (c == 'x' || c == 0xFF58 || c == '#' || c == 0xFF03 || c == '~' || c == 0xFF5E)
+			if ((d = ext_tail(cp, n, i + 1, 9, false)) >= 0)
+				return d;
+		if ((j = match_word(cp, n, i, intw)) >= 0 && (d = ext_tail(cp, n, j, 9, false)) >= 0)
+			return d;
+		if ((j = match_word(cp, n, i, intfw)) >= 0 && (d = ext_tail(cp, n, j, 9, false)) >= 0)
+			return d;
+	}
+	/* American style: [- ]+ digits{1,6} # */
+	i = s;
+	if (i < n && (cp[i] == '-' || cp[i] == ' '))
+	{
+		while (i < n && (cp[i] == '-' || cp[i] == ' '))
+			i++;
+		if ((d = ext_tail(cp, n, i, 6, true)) >= 0)
+			return d;
+	}
+	/* auto-dialling: [ \t]* (,,|;) ... digits{1,15} */
+	i = s;
+	while (i < n && is_ext_sep(cp[i], false))
+		i++;
+	if (i + 1 < n && cp[i] == ',' && cp[i + 1] == ',' && (d = ext_tail(cp, n, i + 2, 15, false)) >= 0)
+		return d;
+	if (i < n && cp[i] == ';' && (d = ext_tail(cp, n, i + 1, 15, false)) >= 0)
+		return d;
+	/* commas only: [ \t]* ,+ ... digits{1,9} */
+	if (i < n && cp[i] == ',')
+	{
+		while (i < n && cp[i] == ',')
+			i++;
+		if ((d = ext_tail(cp, n, i, 9, false)) >= 0)
+			return d;
+	}
+	return -1;
+}
+
+/*
+ * VALID_PHONE_NUMBER without its extension: two digits alone, or plus signs,
+ * then at least three digits among punctuation, then also letters.  (In
+ * libphonenumber's pattern the two-digit form is an alternative on its own,
+ * so it never takes an extension.)
+ */
+static bool
+viable_main(const uint32_t *cp, int n, bool two_digits_ok)
+{
+	int			i = 0;
+	int			digits = 0;
+
+	if (two_digits_ok && n == 2 && digit_value(cp[0]) >= 0 && digit_value(cp[1]) >= 0)
+		return true;
+	while (i < n && is_plus(cp[i]))
+		i++;
+	for (; i < n; i++)
+	{
+		uint32_t	c = cp[i];
+
+		if (digit_value(c) >= 0)
+			digits++;
+		else if (is_punct(c))
+			continue;
+		else if (is_ascii_alpha(c) && digits >= 3)
+			continue;
+		else
+			return false;
+	}
+	return digits >= 3;
+}
+
+/* UTF-8 length of code points [0, n). */
+static int
+utf8_len(const uint32_t *cp, int n)
+{
+	int			b = 0;
+
+	for (int i = 0; i < n; i++)
+		b += cp[i] < 0x80 ? 1 : cp[i] < 0x800 ? 2 : cp[i] < 0x10000 ? 3 : 4;
+	return b;
+}
+
+static bool
+viable(const uint32_t *cp, int n)
+{
+	if (utf8_len(cp, n) < 2)
+		return false;
+	if (viable_main(cp, n, true))
+		return true;
+	for (int s = 0; s < n; s++)
+		if (ext_at(cp, n, s) >= 0 && viable_main(cp, s, false))
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ the parse */
+
+static bool
+find_bytes(const char *s, size_t len, const char *needle, size_t *at)
+{
+	size_t		nl = strlen(needle);
+
+	for (size_t i = 0; i + nl <= len; i++)
+		if (memcmp(s + i, needle, nl) == 0)
+		{
+			*at = i;
+			return true;
+		}
+	return false;
+}
+
+PhoneError
+phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *region_code,
+			PhoneNumber *out)
+{
+	uint32_t	cp[MAXCP + 1];
+	int			n;
+	char		buf[MAXCP + 1];
+	size_t		blen = 0;
+	size_t		at;
+	const PhoneRegion *def = region_by_id(t, region_code);
+	const PhoneRegion *md;
+	char		num[MAXCP + 64];
+	int			nlen;
+	int			cc = 0;
+	int			start;
+
+	memset(out, 0, sizeof(*out));
+	if (len > PHONE_MAX_INPUT)
+		return PHONE_TOO_LONG;
+
+	/* BuildNationalNumberForParsing (RFC 3966 aware). */
+	if (find_bytes(raw, len, ";phone-context=", &at))
+	{
+		size_t		ctx = at + strlen(";phone-context=");
+		size_t		tel;
+		size_t		from;
+
+		if (ctx < len - 1 && raw[ctx] == '+')
+		{
+			size_t		e = ctx;
+
+			while (e < len && raw[e] != ';')
+				e++;
+			memcpy(buf + blen, raw + ctx, e - ctx);
+			blen += e - ctx;
+		}
+		from = find_bytes(raw, len, "tel:", &tel) ? tel + 4 : 0;
+		if (at > from)
+		{
+			memcpy(buf + blen, raw + from, at - from);
+			blen += at - from;
+		}
+		n = decode(buf, blen, cp, MAXCP);
+		if (n < 0)
+			return PHONE_NOT_A_NUMBER;
+	}
+	else
+	{
+		int			all = decode(raw, len, cp, MAXCP);
+		int			e;
+		int			k;
+
+		if (all < 0)
+			return PHONE_NOT_A_NUMBER;
+		/* ExtractPossibleNumber: from the first digit or plus sign ... */
+		for (start = 0; start < all; start++)
+			if (is_plus(cp[start]) || digit_value(cp[start]) >= 0)
+				break;
+		n = all - start;
+		memmove(cp, cp + start, n * sizeof(uint32_t));
+		/* ... without trailing characters that are not letters, numbers or # ... */
+		while (n > 0 && !(is_letter_or_number(cp[n - 1]) || cp[n - 1] == '#'))
+			n--;
+		/* ... and up to the last "[\\/] *x", which starts a second number. */
+		for (e = n - 1; e >= 0; e--)
+		{
+			if (cp[e] != '\\' && cp[e] != '/')
+				continue;
+			for (k = e + 1; k < n && cp[k] == ' '; k++)
+				;
+			if (k < n && cp[k] == 'x')
+			{
+				n = e;
+				break;
+			}
+		}
+	}
+	/* Drop an isdn-subaddress. */
+	for (int i = 0; i + 6 <= n; i++)
+		if (cp[i] == ';' && cp[i + 1] == 'i' && cp[i + 2] == 's' && cp[i + 3] == 'u'
+			&& cp[i + 4] == 'b' && cp[i + 5] == '=')
+		{
+			n = i;
+			break;
+		}
+
+	if (!viable(cp, n))
+		return PHONE_NOT_A_NUMBER;
+	if (def == NULL && (n == 0 || !is_plus(cp[0])))
+		return PHONE_INVALID_COUNTRY_CODE;
+
+	/* MaybeStripExtension: the leftmost extension that ends the input. */
+	for (int s = 0; s < n; s++)
+	{
+		int			d = ext_at(cp, n, s);
+
+		if (d >= 0 && viable(cp, s))
+		{
+			int			o = 0;
+
+			for (int i = d; i < n && o < (int) sizeof(out->extension) - 1; i++)
+				if (digit_value(cp[i]) >= 0)
+					out->extension[o++] = (char) ('0' + digit_value(cp[i]));
+			n = s;
+			break;
+		}
+	}
+
+	/* MaybeExtractCountryCode, with one retry without a leading plus. */
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		int			i = 0;
+		bool		international = false;
+
+		cc = 0;
+		if (attempt == 1)
+		{
+			/* Retry: the plus signs are dropped and the rest read again. */
+			while (i < n && is_plus(cp[i]))
+				i++;
+			memmove(cp, cp + i, (n - i) * sizeof(uint32_t));
+			n -= i;
+			i = 0;
+		}
+		if (attempt == 0 && n > 0 && is_plus(cp[0]))
+		{
+			while (i < n && is_plus(cp[i]))
+				i++;
+			nlen = normalize(cp + i, n - i, num);
+			international = true;
+		}
+		else
+		{
+			int			m;
+
+			nlen = normalize(cp, n, num);
+			m = def ? prefix_match(t, def->idd, num, nlen, NULL) : -1;
+			if (m >= 0 && !(m < nlen && num[m] == '0'))
+			{
+				memmove(num, num + m, nlen - m);
+				nlen -= m;
+				international = true;
+			}
+		}
+		if (international)
+		{
+			if (nlen <= 2)
+				return PHONE_TOO_SHORT_AFTER_IDD;
+			if (num[0] != '0')
+				for (int k = 1; k <= 3 && k <= nlen && cc == 0; k++)
+				{
+					int			v = 0;
+
+					for (int q = 0; q < k; q++)
+						v = v * 10 + (num[q] - '0');
+					if (region_for_code(t, v) != NULL)
+					{
+						cc = v;
+						memmove(num, num + k, nlen - k);
+						nlen -= k;
+					}
+				}
+			if (cc == 0)
+			{
+				if (attempt == 0 && n > 0 && is_plus(cp[0]))
+					continue;
+				return PHONE_INVALID_COUNTRY_CODE;
+			}
+		}
+		else if (def != NULL)
+		{
+			char		ccs[8];
+			int			cl = 0;
+			int			v = def->country_code;
+			char		tmp[10];
+			int			tl = 0;
+
+			do
+				tmp[tl++] = (char) ('0' + v % 10);
+			while ((v /= 10) > 0);
+			while (tl > 0)
+				ccs[cl++] = tmp[--tl];
+			if (nlen >= cl && memcmp(num, ccs, cl) == 0)
+			{
+				char		pot[MAXCP + 64];
+				int			plen = nlen - cl;
+
+				memcpy(pot, num + cl, plen);
+				strip_national_prefix(t, def, pot, &plen);
+				if ((!dfa_full_match(t, def->general, num, nlen) && dfa_full_match(t, def->general, pot, plen))
+					|| test_length(def, nlen) == PHONE_LENGTH_TOO_LONG)
+				{
+					memcpy(num, pot, plen);
+					nlen = plen;
+					cc = def->country_code;
+				}
+			}
+		}
+		if (attempt == 1 && cc == 0)
+			return PHONE_INVALID_COUNTRY_CODE;
+		break;
+	}
+
+	if (cc != 0)
+	{
+		md = region_for_code(t, cc);
+		if (def != NULL && md != NULL && strcmp(md->id, def->id) == 0)
+			md = def;
+	}
+	else
+	{
+		md = def;
+		cc = def->country_code;
+	}
+	if (nlen < 2)
+		return PHONE_TOO_SHORT_NSN;
+	if (md != NULL)
+	{
+		char		pot[MAXCP + 64];
+		int			plen = nlen;
+		PhoneLength v;
+
+		memcpy(pot, num, nlen);
+		strip_national_prefix(t, md, pot, &plen);
+		v = test_length(md, plen);
+		if (v != PHONE_LENGTH_TOO_SHORT && v != PHONE_IS_POSSIBLE_LOCAL_ONLY && v != PHONE_INVALID_LENGTH)
+		{
+			memcpy(num, pot, plen);
+			nlen = plen;
+		}
+	}
+	if (nlen < 2)
+		return PHONE_TOO_SHORT_NSN;
+	if (nlen > PHONE_MAX_NSN)
+		return PHONE_TOO_LONG;
+	out->country_code = cc;
+	memcpy(out->nsn, num, nlen);
+	out->nsn[nlen] = '\0';
+	out->nsn_len = nlen;
+	return PHONE_OK;
+}
+
+int
+phone_format_e164(const PhoneNumber *p, char *buf)
+{
+	char		tmp[8];
+	int			tl = 0;
+	int			o = 0;
+	int			v = p->country_code;
+	int			i = 0;
+
+	buf[o++] = '+';
+	do
+		tmp[tl++] = (char) ('0' + v % 10);
+	while ((v /= 10) > 0);
+	while (tl > 0)
+		buf[o++] = tmp[--tl];
+	/* A national number of zeros only keeps them (Italian leading zeros). */
+	memcpy(buf + o, p->nsn + i, p->nsn_len - i);
+	o += p->nsn_len - i;
+	buf[o] = '\0';
+	return o;
+}
+
+/* GetRegionCodeForNumber */
+static const PhoneRegion *
+region_of(const PhoneTables *t, const PhoneNumber *p)
+{
+	const PhoneRegion *main = region_for_code(t, p->country_code);
+	int			count = 0;
+
+	if (main == NULL)
+		return NULL;
+	for (int i = 0; i < t->nregions; i++)
+		count += t->regions[i].country_code == p->country_code;
+	if (count == 1)
+		return main;
+	/* The main country first, then the others in the metadata's order. */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < t->nregions; i++)
+		{
+			const PhoneRegion *r = &t->regions[i];
+
+			if (r->country_code != p->country_code || (pass == 0) != (r == main))
+				continue;
+			if (r->leading >= 0)
+			{
+				if (prefix_match(t, r->leading, p->nsn, p->nsn_len, NULL) >= 0)
+					return r;
+			}
+			else if (type_helper(t, r, p->nsn, p->nsn_len) != PHONE_UNKNOWN)
+				return r;
+		}
+	return NULL;
+}
+
+const char *
+phone_region_of(const PhoneTables *t, const PhoneNumber *p)
+{
+	const PhoneRegion *r = region_of(t, p);
+
+	return r ? r->id : NULL;
+}
+
+bool
+phone_is_valid(const PhoneTables *t, const PhoneNumber *p)
+{
+	const PhoneRegion *r = region_of(t, p);
+
+	return r != NULL && type_helper(t, r, p->nsn, p->nsn_len) != PHONE_UNKNOWN;
+}
+
+PhoneType
+phone_type(const PhoneTables *t, const PhoneNumber *p)
+{
+	const PhoneRegion *r = region_of(t, p);
+
+	return r ? type_helper(t, r, p->nsn, p->nsn_len) : PHONE_UNKNOWN;
+}
+
+PhoneLength
+phone_possible(const PhoneTables *t, const PhoneNumber *p)
+{
+	const PhoneRegion *r = region_for_code(t, p->country_code);
+
+	return r ? test_length(r, p->nsn_len) : PHONE_INVALID_COUNTRY;
+}
+
+const char *
+phone_type_name(PhoneType type)
+{
+	static const char *const names[] = {
+		"fixed_line", "mobile", "fixed_line_or_mobile", "toll_free", "premium_rate",
+		"shared_cost", "voip", "personal_number", "pager", "uan", "voicemail", "unknown"
+	};
+
+	return (type >= 0 && type <= PHONE_UNKNOWN) ? names[type] : "unknown";
+}
+
+const char *
+phone_error_message(PhoneError err)
+{
+	switch (err)
+	{
+		case PHONE_OK:
+			return "ok";
+		case PHONE_NOT_A_NUMBER:
+			return "not a phone number";
+		case PHONE_INVALID_COUNTRY_CODE:
+			return "invalid country code";
+		case PHONE_TOO_SHORT_AFTER_IDD:
+		case PHONE_TOO_SHORT_NSN:
+			return "too short";
+		case PHONE_TOO_LONG:
+			return "too long";
+	}
+	return "not a phone number";
+}

@@ -1,0 +1,93 @@
+// diff.cc: differential test of src/phone.c against Google's libphonenumber
+// (Debian's libphonenumber-dev, 8.12.57) with our tables built from the same
+// metadata version.  Reads "raw<TAB>region" lines; for each, compares
+// whether it parses, the E.164 form, validity, number type and region.
+// Prints every disagreement (up to a limit) and "N passed, N failed".
+#include <iostream>
+#include <string>
+
+#include <phonenumbers/phonenumberutil.h>
+
+extern "C" {
+#include "phone.h"
+}
+
+using i18n::phonenumbers::PhoneNumberUtil;
+
+static const char *
+type_name(PhoneNumberUtil::PhoneNumberType t)
+{
+	switch (t)
+	{
+		case PhoneNumberUtil::FIXED_LINE: return "fixed_line";
+		case PhoneNumberUtil::MOBILE: return "mobile";
+		case PhoneNumberUtil::FIXED_LINE_OR_MOBILE: return "fixed_line_or_mobile";
+		case PhoneNumberUtil::TOLL_FREE: return "toll_free";
+		case PhoneNumberUtil::PREMIUM_RATE: return "premium_rate";
+		case PhoneNumberUtil::SHARED_COST: return "shared_cost";
+		case PhoneNumberUtil::VOIP: return "voip";
+		case PhoneNumberUtil::PERSONAL_NUMBER: return "personal_number";
+		case PhoneNumberUtil::PAGER: return "pager";
+		case PhoneNumberUtil::UAN: return "uan";
+		case PhoneNumberUtil::VOICEMAIL: return "voicemail";
+		default: return "unknown";
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	const PhoneNumberUtil *util = PhoneNumberUtil::GetInstance();
+	long		passed = 0, failed = 0, shown = 0;
+	long		limit = argc > 1 ? atol(argv[1]) : 50;
+	std::string line;
+
+	while (std::getline(std::cin, line))
+	{
+		size_t		tab = line.find('\t');
+		std::string raw = line.substr(0, tab);
+		std::string region = tab == std::string::npos ? "" : line.substr(tab + 1);
+		i18n::phonenumbers::PhoneNumber n;
+		std::string theirs, ours;
+
+		if (util->Parse(raw, region, &n) == PhoneNumberUtil::NO_PARSING_ERROR)
+		{
+			std::string e164, rc;
+
+			util->Format(n, PhoneNumberUtil::E164, &e164);
+			util->GetRegionCodeForNumber(n, &rc);
+			theirs = e164 + " " + (util->IsValidNumber(n) ? "1" : "0") + " " +
+				type_name(util->GetNumberType(n)) + " " + (rc == "ZZ" ? "" : rc);
+		}
+		else
+			theirs = "(no parse)";
+
+		{
+			::PhoneNumber p;
+			const PhoneTables *t = &phone_tables_v8_12_57;
+
+			if (phone_parse(t, raw.data(), raw.size(), region.c_str(), &p) == PHONE_OK)
+			{
+				char		e164[32];
+				const char *rc = phone_region_of(t, &p);
+
+				phone_format_e164(&p, e164);
+				ours = std::string(e164) + " " + (phone_is_valid(t, &p) ? "1" : "0") + " " +
+					phone_type_name(phone_type(t, &p)) + " " + (rc ? rc : "");
+			}
+			else
+				ours = "(no parse)";
+		}
+		if (theirs == ours)
+			passed++;
+		else
+		{
+			failed++;
+			if (shown++ < limit)
+				std::cout << "DIFF\t" << raw << "\t" << region << "\tlibphonenumber: " << theirs
+					<< "\teightms: " << ours << std::endl;
+		}
+	}
+	std::cout << passed << " passed, " << failed << " failed" << std::endl;
+	return failed != 0;
+}
