@@ -1,0 +1,188 @@
+/*
+ * phone_sql.c
+ *		SQL functions over the phone-number engine (src/phone.c): e164,
+ *		try_e164, phone_type, phone_region.
+ *
+ * A NULL region means the default region of the account the request acts
+ * on, so these functions are not STRICT and are STABLE.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "phone.h"
+
+#define TABLES (&phone_tables_v9_0_35)
+
+/* The region to read the number in: the argument, or the account's default. */
+static bool
+resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
+{
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+	{
+		text	   *r = PG_GETARG_TEXT_PP(argno);
+		int			len = VARSIZE_ANY_EXHDR(r);
+
+		if (len > 3)
+		{
+			if (!raise)
+				return false;
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid region \"%s\"", text_to_cstring(r)),
+					 errhint("Use an ISO 3166-1 alpha-2 code such as \"US\" or \"GB\".")));
+		}
+		for (int i = 0; i < len; i++)
+			region[i] = pg_toupper((unsigned char) VARDATA_ANY(r)[i]);
+		region[len] = '\0';
+		return true;
+	}
+
+	/* No region given: the current account's default region. */
+	{
+		bool		found = false;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute("SELECT a.default_region FROM eightms.account a"
+						" WHERE a.account_id = eightms.current_account_id()", true, 1) == SPI_OK_SELECT
+			&& SPI_processed == 1)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			if (v != NULL && strlen(v) <= 3)
+			{
+				strcpy(region, v);
+				found = true;
+			}
+		}
+		SPI_finish();
+		if (!found)
+		{
+			if (!raise)
+				return false;
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("no region to read the phone number in"),
+					 errhint("Pass a region such as 'US', or call this within a request that acts on an account (its default region is used).")));
+		}
+		return true;
+	}
+}
+
+/*
+ * Parse and check.  Returns the error message for an unusable number, or
+ * NULL with *out filled.
+ */
+static const char *
+check_number(text *raw, const char *region, bool strict, PhoneNumber *out)
+{
+	PhoneError	err = phone_parse(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), region, out);
+
+	if (err != PHONE_OK)
+		return phone_error_message(err);
+	if (strict)
+		return phone_is_valid(TABLES, out) ? NULL : "not valid for its region";
+	switch (phone_possible(TABLES, out))
+	{
+		case PHONE_IS_POSSIBLE:
+		case PHONE_IS_POSSIBLE_LOCAL_ONLY:
+			return NULL;
+		case PHONE_LENGTH_TOO_SHORT:
+			return "too short";
+		case PHONE_LENGTH_TOO_LONG:
+			return "too long";
+		case PHONE_INVALID_COUNTRY:
+			return "invalid country code";
+		default:
+			return "not valid for its region";
+	}
+}
+
+static Datum
+e164_common(FunctionCallInfo fcinfo, bool raise)
+{
+	text	   *raw;
+	char		region[4];
+	bool		strict = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? PG_GETARG_BOOL(2) : true;
+	PhoneNumber p;
+	const char *why;
+	char		e164[32];
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	raw = PG_GETARG_TEXT_PP(0);
+	if (!resolve_region(fcinfo, 1, region, raise))
+		PG_RETURN_NULL();
+	why = check_number(raw, region, strict, &p);
+	if (why != NULL)
+	{
+		if (!raise)
+			PG_RETURN_NULL();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid phone number \"%s\": %s",
+						text_to_cstring((text *) PG_DETOAST_DATUM_SLICE(PG_GETARG_DATUM(0), 0, 64)), why),
+				 errdetail("Read in region %s%s.", region[0] ? region : "(none)",
+						   strict ? ", requiring a valid number" : ", requiring a possible number")));
+	}
+	phone_format_e164(&p, e164);
+	PG_RETURN_TEXT_P(cstring_to_text(e164));
+}
+
+PG_FUNCTION_INFO_V1(eightms_e164);
+PG_FUNCTION_INFO_V1(eightms_try_e164);
+PG_FUNCTION_INFO_V1(eightms_phone_type);
+PG_FUNCTION_INFO_V1(eightms_phone_region);
+
+Datum
+eightms_e164(PG_FUNCTION_ARGS)
+{
+	return e164_common(fcinfo, true);
+}
+
+Datum
+eightms_try_e164(PG_FUNCTION_ARGS)
+{
+	return e164_common(fcinfo, false);
+}
+
+Datum
+eightms_phone_type(PG_FUNCTION_ARGS)
+{
+	char		region[4];
+	PhoneNumber p;
+	text	   *raw;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	raw = PG_GETARG_TEXT_PP(0);
+	if (!resolve_region(fcinfo, 1, region, false))
+		PG_RETURN_NULL();
+	if (phone_parse(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), region, &p) != PHONE_OK)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(phone_type_name(phone_type(TABLES, &p))));
+}
+
+Datum
+eightms_phone_region(PG_FUNCTION_ARGS)
+{
+	char		region[4];
+	PhoneNumber p;
+	text	   *raw;
+	const char *r;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	raw = PG_GETARG_TEXT_PP(0);
+	if (!resolve_region(fcinfo, 1, region, false))
+		PG_RETURN_NULL();
+	if (phone_parse(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), region, &p) != PHONE_OK)
+		PG_RETURN_NULL();
+	r = phone_region_of(TABLES, &p);
+	if (r == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(r));
+}

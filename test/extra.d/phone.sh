@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The phone-number engine outside the server: a differential sample against
+# libphonenumber (the full 1,000,000-input run is `make phone-diff-full`),
+# the CLI, and a replay of the fuzzer's seed corpus under ASan and UBSan.
+# Prints "N passed, N failed".
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+set +e
+cd "$REPO"
+pass=0
+fail=0
+
+out=$(make -s phone-diff PHONE_DIFF_COUNT=${PHONE_DIFF_COUNT:-50000} PHONE_DIFF_SEED=$((RANDOM + 1)) 2>&1)
+echo "$out" | tail -n 20
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n1)
+# The sample counts as one test: every input must agree.
+if [ -n "$line" ] && [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; then
+	echo "ok - libphonenumber and eightms agree on $(echo "$line" | cut -d' ' -f1) generated inputs"
+	pass=$((pass + 1))
+else
+	echo "not ok - differential sample: ${line:-did not run}"
+	fail=$((fail + 1))
+fi
+
+make -s eightms-phone >/dev/null
+cli=$(printf '+1 650-253-0000\tUS\n020 7946 0018\tGB\nnonsense\tUS\n' | ./eightms-phone --metadata v8.12.57)
+expected=$(printf '+16502530000\t1\tfixed_line_or_mobile\tUS\n+442079460018\t1\tfixed_line\tGB\n\t0\tunknown\t')
+if [ "$cli" = "$expected" ]; then
+	echo "ok - eightms-phone answers e164, valid, type and region per line"; pass=$((pass + 1))
+else
+	echo "not ok - eightms-phone output: $cli"; fail=$((fail + 1))
+fi
+if ! ./eightms-phone --metadata v1.0 </dev/null 2>/dev/null; then
+	echo "ok - eightms-phone refuses an unknown metadata version"; pass=$((pass + 1))
+else
+	echo "not ok - eightms-phone accepted an unknown metadata version"; fail=$((fail + 1))
+fi
+
+mkdir -p .phone-build
+if clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
+	-o .phone-build/fuzz test/phone/fuzz.c src/phone.c src/phonemeta/v9_0_35.c src/phonemeta/v8_12_57.c \
+	&& .phone-build/fuzz -runs=0 test/phone/corpus/* > .phone-build/replay.log 2>&1; then
+	echo "ok - the fuzzer's $(ls test/phone/corpus | wc -l) corpus inputs replay clean under ASan+UBSan"; pass=$((pass + 1))
+else
+	tail -n 20 .phone-build/replay.log
+	echo "not ok - fuzz corpus replay"; fail=$((fail + 1))
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
