@@ -59,15 +59,9 @@ resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 			}
 		}
 		SPI_finish();
+		/* None: only numbers with a country code can be read. */
 		if (!found)
-		{
-			if (!raise)
-				return false;
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("no region to read the phone number in"),
-					 errhint("Pass a region such as 'US', or call this within a request that acts on an account (its default region is used).")));
-		}
+			region[0] = '\0';
 		return true;
 	}
 }
@@ -125,8 +119,10 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid phone number \"%s\": %s",
 						text_to_cstring((text *) PG_DETOAST_DATUM_SLICE(PG_GETARG_DATUM(0), 0, 64)), why),
-				 errdetail("Read in region %s%s.", region[0] ? region : "(none)",
-						   strict ? ", requiring a valid number" : ", requiring a possible number")));
+				 region[0] ? errdetail("Read in region %s%s.", region,
+									   strict ? ", requiring a valid number" : ", requiring a possible number")
+				 : errdetail("No region was given and the request acts on no account."),
+				 region[0] ? 0 : errhint("Write the number with its country code (+44 ...), or pass a region such as 'US'.")));
 	}
 	phone_format_e164(&p, e164);
 	PG_RETURN_TEXT_P(cstring_to_text(e164));
