@@ -44,16 +44,19 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 if ! psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
 	psql -d postgres -c "CREATE DATABASE $DB"
 fi
+HAD_EXTENSION=$(psql -d "$DB" -Atc "SELECT count(*) FROM pg_extension WHERE extname = 'eightms'")
 psql -d "$DB" -c "SET client_min_messages = warning" \
 	-c "CREATE EXTENSION IF NOT EXISTS eightms CASCADE" \
 	-c "CREATE EXTENSION IF NOT EXISTS pg_cron"
 # The same version with a changed script cannot be updated in place (that
 # needs an upgrade script); say so rather than drop the data.
 BUILT_SUM=$(sha256sum "$REPO"/eightms--*.sql | cut -c1-64)
-if [ -s "$LOCAL/installed-script.sha256" ] && [ "$(cat "$LOCAL/installed-script.sha256")" != "$BUILT_SUM" ]; then
+if [ "$HAD_EXTENSION" = 1 ] && [ -s "$LOCAL/installed-script.sha256" ] \
+	&& [ "$(cat "$LOCAL/installed-script.sha256")" != "$BUILT_SUM" ]; then
 	say "note: the extension's SQL changed since it was created in database $DB, under the same version."
 	say "      To start over (this deletes the database's data):"
 	say "      psql -h $SOCK -p $PORT -U postgres -d postgres -c 'DROP DATABASE $DB WITH (FORCE)' && bash test/up.sh"
+	STALE=1
 else
 	echo "$BUILT_SUM" > "$LOCAL/installed-script.sha256"
 fi
@@ -78,6 +81,14 @@ ALTER ROLE eightms_authenticator PASSWORD :'pw';
 GRANT eightms_anon, eightms_user, eightms_phone TO eightms_authenticator;
 SQL
 
+if [ -n "${STALE:-}" ]; then
+	say "skipping the demo: database $DB has an older build of the extension"
+else
+# The bridge worker connects once the database and extension exist.
+for _ in $(seq 1 30); do
+	psql -d "$DB" -Atc "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'eightms bridge'" | grep -q 1 && break
+	sleep 0.5
+done
 say "demo: the main flow as PostgREST would drive it"
 psql -d "$DB" -P pager=off <<'SQL'
 \pset footer off
@@ -116,10 +127,18 @@ SELECT eightms_api.pre_request() \gset
 SELECT account_id, company_name, role, status FROM eightms_api.my_accounts();
 \echo 'Row-level security: the same query as demo-owner and as the superuser:'
 SELECT count(*) AS accounts_visible_to_demo_owner FROM eightms.account;
+\echo 'Phone numbers, read in the account''s default region (US):'
+SELECT raw, eightms.e164(raw) AS e164, eightms.phone_type(raw) AS type, eightms.phone_region(raw) AS region
+  FROM unnest(ARRAY['(650) 253-0000', '1-800-FLOWERS', '+44 20 7946 0018', '011 54 9 11 2345 6789']) AS raw;
 COMMIT;
+\echo 'The seal key ring the server loaded from its environment (ids only):'
+SELECT * FROM eightms.seal_status();
+\echo 'The HTTP bridge worker:'
+SELECT pid, backend_type, state FROM pg_stat_activity WHERE backend_type = 'eightms bridge';
 SELECT count(*) AS accounts_in_database FROM eightms.account;
 SELECT extname, extversion FROM pg_extension WHERE extname IN ('eightms', 'pg_cron', 'pgcrypto') ORDER BY 1;
 SQL
+fi
 
 cat <<EOF2
 
