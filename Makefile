@@ -15,6 +15,7 @@ SQL_PARTS = \
 	sql/bridge.sql \
 	sql/phone.sql \
 	sql/sms.sql \
+	sql/gateway.sql \
 	sql/privileges.sql
 
 MODULE_big = eightms
