@@ -137,6 +137,7 @@ $rls$;
 GRANT SELECT, INSERT, UPDATE, DELETE ON eightms.phone, eightms.pairing_code, eightms.conversation,
 	eightms.message, eightms.opt_out, eightms.consent_event TO eightms_user;
 GRANT SELECT, UPDATE ON eightms.phone TO eightms_phone;
+GRANT DELETE ON eightms.opt_out TO eightms_phone;
 GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.opt_out, eightms.consent_event
 	TO eightms_phone;
 
@@ -610,7 +611,7 @@ BEGIN
 			   receive_messages.device_message_id,
 			   least(coalesce((x ->> 'received_at')::timestamptz, now()), now())
 		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
-		ON CONFLICT (account_id, phone_id, device_message_id) DO NOTHING
+		ON CONFLICT ON CONSTRAINT message_device_message_key DO NOTHING
 		RETURNING m.message_id INTO mid;
 		IF mid IS NULL THEN
 			duplicate := true;
