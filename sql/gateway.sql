@@ -570,6 +570,20 @@ $$;
 
 -- ------------------------------------------------------------ inbound
 
+-- A reply the gateway sends on its own (opt-out confirmation, help), on the
+-- phone the message came in on; it is queued even to an opted-out number.
+CREATE FUNCTION eightms.queue_reply(acct uuid, conv uuid, phone uuid, number text, body text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
+								 encoding, segments, status, expires_at)
+	SELECT acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued',
+		   now() + current_setting('eightms.message_ttl')::interval
+	  FROM eightms.sms_info(body) i
+$$;
+
 CREATE FUNCTION eightms_api.receive_messages(messages jsonb)
 RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text)
 LANGUAGE plpgsql VOLATILE
@@ -634,13 +648,9 @@ BEGIN
 				UPDATE eightms.message m SET status = 'canceled', error = 'recipient opted out'
 				 WHERE m.account_id = acct AND m.peer_number = sender AND m.status IN ('queued', 'claimed');
 				-- One confirmation, sent even though the number is now opted out.
-				INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
-											 encoding, segments, status, expires_at)
-				SELECT acct, conv, 'out', me, sender, t, i.encoding, i.segments, 'queued',
-					   now() + current_setting('eightms.message_ttl')::interval
-				  FROM (SELECT format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',
-									  a.company_name) AS t FROM eightms.account a WHERE a.account_id = acct) s,
-					   eightms.sms_info(s.t) i;
+				PERFORM eightms.queue_reply(acct, conv, me, sender,
+					format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',
+						   (SELECT a.company_name FROM eightms.account a WHERE a.account_id = acct)));
 			END IF;
 			consent := 'opt_out';
 		ELSIF kw = 'start' THEN
@@ -653,11 +663,7 @@ BEGIN
 		ELSIF kw = 'help' THEN
 			SELECT format('%s: reply STOP to unsubscribe, START to resubscribe.', a.company_name)
 			  INTO reply FROM eightms.account a WHERE a.account_id = acct;
-			INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
-										 encoding, segments, status, expires_at)
-			SELECT acct, conv, 'out', me, sender, reply, i.encoding, i.segments, 'queued',
-				   now() + current_setting('eightms.message_ttl')::interval
-			  FROM eightms.sms_info(reply) i;
+			PERFORM eightms.queue_reply(acct, conv, me, sender, reply);
 			consent := 'help';
 		END IF;
 		PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
@@ -702,6 +708,7 @@ GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.repor
 	eightms_api.receive_messages(jsonb)
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
+	eightms.queue_reply(uuid, uuid, uuid, text, text),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
 	eightms.status_rank(text)
 TO eightms_user, eightms_phone, eightms_dba;
