@@ -9,7 +9,11 @@ cd "$REPO"
 pass=0
 fail=0
 
-out=$(make -s phone-diff PHONE_DIFF_COUNT=${PHONE_DIFF_COUNT:-50000} PHONE_DIFF_SEED=$((RANDOM + 1)) 2>&1)
+# A fresh seed each run widens what the suite sees over time; it is printed
+# so a failure can be replayed with make phone-diff PHONE_DIFF_SEED=...
+seed=${PHONE_DIFF_SEED:-$((RANDOM + 1))}
+echo "# differential sample: seed $seed"
+out=$(make -s phone-diff PHONE_DIFF_COUNT=${PHONE_DIFF_COUNT:-50000} PHONE_DIFF_SEED=$seed 2>&1)
 echo "$out" | tail -n 20
 line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n1)
 # The sample counts as one test: every input must agree.
@@ -17,7 +21,7 @@ if [ -n "$line" ] && [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; then
 	echo "ok - libphonenumber and eightms agree on $(echo "$line" | cut -d' ' -f1) generated inputs"
 	pass=$((pass + 1))
 else
-	echo "not ok - differential sample: ${line:-did not run}"
+	echo "not ok - differential sample (seed $seed): ${line:-did not run}"
 	fail=$((fail + 1))
 fi
 
