@@ -9,6 +9,8 @@
 #   phone-fuzz        libFuzzer with ASan+UBSan for PHONE_FUZZ_SECONDS
 #   phone-bench       bench/phone: engine vs libphonenumber, e164 vs length()
 #   phone-tables      regenerate src/phonemeta/*.c from data/phonenumber/
+#   phone-unicode     regenerate src/phonemeta/unicode.h from ICU (libicu-dev)
+#   phone-fuzz-diff   libFuzzer comparing the engine with libphonenumber
 
 PHONE_SRC = src/phone.c src/phonemeta/v9_0_35.c src/phonemeta/v8_12_57.c
 PHONE_DIFF_COUNT ?= 20000
@@ -17,13 +19,13 @@ PHONE_FUZZ_SECONDS ?= 600
 
 all: eightms-phone
 
-eightms-phone: $(PHONE_SRC) src/phone_cli.c src/phone.h
+eightms-phone: $(PHONE_SRC) src/phone_cli.c src/phone.h src/phonemeta/unicode.h
 	$(CC) -O2 -Wall -Wextra -Werror -Isrc -o $@ $(PHONE_SRC) src/phone_cli.c
 
-phone-diff-bin: $(PHONE_SRC) src/phone.h test/phone/diff.cc
+phone-diff-bin: $(PHONE_SRC) src/phone.h src/phonemeta/unicode.h test/phone/diff.cc
 	mkdir -p .phone-build
 	for f in $(PHONE_SRC); do $(CC) -O2 -Isrc -c $$f -o .phone-build/$$(basename $$f .c).o || exit 1; done
-	$(CXX) -O2 -Isrc -o .phone-build/diff test/phone/diff.cc .phone-build/*.o -lphonenumber
+	$(CXX) -O2 -Isrc -o .phone-build/diff test/phone/diff.cc $(patsubst %.c,.phone-build/%.o,$(notdir $(PHONE_SRC))) -lphonenumber
 
 # Differential test: PHONE_DIFF_COUNT generated inputs (seed PHONE_DIFF_SEED).
 phone-diff: phone-diff-bin
@@ -38,6 +40,15 @@ phone-fuzz: $(PHONE_SRC) test/phone/fuzz.c
 	cp test/phone/corpus/* .phone-build/corpus/
 	.phone-build/fuzz -max_total_time=$(PHONE_FUZZ_SECONDS) -max_len=300 -timeout=5 .phone-build/corpus
 
+# Differential fuzzing: the fuzzer's inputs, libphonenumber's answers; a
+# disagreement aborts and leaves the input in .phone-build/.
+phone-fuzz-diff: $(PHONE_SRC) src/phonemeta/unicode.h test/phone/fuzz_diff.cc
+	mkdir -p .phone-build/corpus-diff
+	for f in src/phone.c src/phonemeta/v8_12_57.c; do clang -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Isrc -c $$f -o .phone-build/fz-$$(basename $$f .c).o || exit 1; done
+	clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o .phone-build/fuzz_diff test/phone/fuzz_diff.cc .phone-build/fz-phone.o .phone-build/fz-v8_12_57.o -lphonenumber
+	cp test/phone/corpus/* .phone-build/corpus-diff/
+	cd .phone-build && ./fuzz_diff -max_total_time=$(PHONE_FUZZ_SECONDS) -max_len=300 -timeout=5 corpus-diff
+
 # Benchmark: needs a PostgreSQL cluster of its own (bench/common.sh).
 phone-bench:
 	bash bench/phone/run.sh
@@ -47,4 +58,10 @@ phone-tables:
 	python3 src/phonemeta/gen.py data/phonenumber/PhoneNumberMetadata-v9.0.35.xml v9_0_35 > src/phonemeta/v9_0_35.c
 	python3 src/phonemeta/gen.py data/phonenumber/PhoneNumberMetadata-v8.12.57.xml v8_12_57 > src/phonemeta/v8_12_57.c
 
-.PHONY: phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-bench phone-tables
+# The Unicode classes libphonenumber takes from ICU: digits, letters, numbers.
+phone-unicode: src/phonemeta/gen_unicode.c
+	mkdir -p .phone-build
+	$(CC) -O2 -Wall -Wextra -Werror -o .phone-build/gen_unicode $< -licuuc
+	.phone-build/gen_unicode > src/phonemeta/unicode.h
+
+.PHONY: phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-fuzz-diff phone-bench phone-tables phone-unicode
