@@ -63,7 +63,10 @@ is_ascii_alpha(uint32_t c)
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-/* libphonenumber's VALID_PUNCTUATION (plus the star sign). */
+/*
+ * libphonenumber's VALID_PUNCTUATION (plus the star sign), as its C++ build
+ * has it: without the full-width tilde, which only starts an extension.
+ */
 static bool
 is_punct(uint32_t c)
 {
@@ -73,7 +76,7 @@ is_punct(uint32_t c)
 	return (c >= 0x2010 && c <= 0x2015) || c == 0x2212 || c == 0x30FC
 		|| (c >= 0xFF0D && c <= 0xFF0F) || c == 0x00A0 || c == 0x00AD || c == 0x200B
 		|| c == 0x2060 || c == 0x3000 || c == 0xFF08 || c == 0xFF09 || c == 0xFF3B
-		|| c == 0xFF3D || c == 0x2053 || c == 0x223C || c == 0xFF5E;
+		|| c == 0xFF3D || c == 0x2053 || c == 0x223C;
 }
 
 /* Letters and numbers (\p{L}, \p{N}), for trimming the end of the input. */
