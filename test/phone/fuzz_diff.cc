@@ -68,7 +68,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	std::string raw((const char *) data + 1, size - 1);
 	std::string ours = answer_ours(raw, region);
-	std::string theirs = answer_theirs(raw, region);
+	/* Over PHONE_MAX_INPUT bytes the engine refuses by design (see diff.cc). */
+	std::string theirs = raw.size() > PHONE_MAX_INPUT ? "(no parse)" : answer_theirs(raw, region);
 
 	if (ours != theirs)
 	{
