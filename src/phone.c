@@ -120,6 +120,14 @@ interchange_valid(uint32_t c)
 	return (c & 0xFFFE) != 0xFFFE;
 }
 
+/* Line terminators, where a regular expression's "." stops (ICU). */
+static bool
+is_line_end(uint32_t c)
+{
+	return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x85
+		|| c == 0x2028 || c == 0x2029;
+}
+
 /* Decode UTF-8; -1 on invalid input. */
 static int
 decode(const char *s, size_t len, uint32_t *cp, int max)
@@ -815,16 +823,29 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		/* ... without trailing characters that are not letters, numbers or # ... */
 		while (n > 0 && !(is_letter_or_number(cp[n - 1]) || cp[n - 1] == '#'))
 			n--;
-		/* ... and up to the last "[\\/] *x", which starts a second number. */
-		for (e = n - 1; e >= 0; e--)
+		/*
+		 * ... and, where "[\\/] *x" starts a second number, up to the last
+		 * one of the first line that holds one: libphonenumber searches with
+		 * "(.*)[\\/] *x", whose "." stops at line terminators, and keeps the
+		 * group.
+		 */
+		for (int ls = 0, le = 0; ls < n; ls = le + 1)
 		{
-			if (cp[e] != '\\' && cp[e] != '/')
-				continue;
-			for (k = e + 1; k < n && cp[k] == ' '; k++)
+			for (le = ls; le < n && !is_line_end(cp[le]); le++)
 				;
-			if (k < n && cp[k] == 'x')
+			for (e = le - 1; e >= ls; e--)
 			{
-				n = e;
+				if (cp[e] != '\\' && cp[e] != '/')
+					continue;
+				for (k = e + 1; k < le && cp[k] == ' '; k++)
+					;
+				if (k < le && cp[k] == 'x')
+					break;
+			}
+			if (e >= ls)
+			{
+				n = e - ls;
+				memmove(cp, cp + ls, n * sizeof(uint32_t));
 				break;
 			}
 		}
