@@ -14,6 +14,8 @@ SQL_PARTS = \
 	sql/seal.sql \
 	sql/bridge.sql \
 	sql/phone.sql \
+	sql/sms.sql \
+	sql/gateway.sql \
 	sql/privileges.sql
 
 MODULE_big = eightms
@@ -30,7 +32,9 @@ OBJS = \
 	src/bridge.o \
 	src/phone.o \
 	src/phonemeta/v9_0_35.o \
-	src/phone_sql.o
+	src/phone_sql.o \
+	src/sms_encoding.o \
+	src/sms_sql.o
 
 DATA_built = eightms--$(EXTVERSION).sql
 EXTRA_CLEAN = eightms-phone .phone-build

@@ -154,6 +154,17 @@ BEGIN
 			RAISE EXCEPTION 'account % is not active', acct
 				USING ERRCODE = '42501';
 		END IF;
+		-- Unpairing (or pairing the device again) bumps the token version:
+		-- older device tokens stop working at once.
+		IF NOT EXISTS (SELECT FROM eightms.phone p
+						WHERE p.account_id = acct
+						  AND p.phone_id = nullif(claims ->> 'phone_id', '')::uuid
+						  AND p.unpaired_at IS NULL
+						  AND p.token_version::text = claims ->> 'tv') THEN
+			RAISE EXCEPTION 'this device token has been revoked'
+				USING ERRCODE = '28000',
+					  HINT = 'The phone was unpaired or paired again; pair it with a new code.';
+		END IF;
 		-- Re-issued unchanged, for Citus.
 		EXECUTE format('SET LOCAL request.jwt.claims = %L', claims::text);
 	ELSE

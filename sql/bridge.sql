@@ -42,13 +42,14 @@ COMMENT ON COLUMN eightms.http_request.secret_headers IS
 	'Headers such as Authorization, sealed with context ''http_request:'' || idempotency_key; opened only by the worker';
 -- The worker's claim: due requests in order.
 CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
--- The claim counts what is in flight per host.
-CREATE INDEX http_request_running_idx ON eightms.http_request (host) WHERE state = 'running';
 -- Purges and the by-host view.
 CREATE INDEX http_request_finished_idx ON eightms.http_request (finished_at) WHERE state IN ('done', 'dead');
 
 CREATE TABLE eightms.http_attempt (
-	request_id	bigint NOT NULL REFERENCES eightms.http_request (id) ON DELETE CASCADE,
+	-- No foreign key: the worker, its only writer, inserts attempts for
+	-- requests it holds, and a per-row check would cost it a query each;
+	-- http_purge() deletes a request's attempts with it.
+	request_id	bigint NOT NULL,
 	attempt		integer NOT NULL,
 	started_at	timestamptz NOT NULL,
 	duration_ms	double precision NOT NULL,
@@ -234,9 +235,13 @@ AS $$
 DECLARE
 	n bigint;
 BEGIN
-	DELETE FROM eightms.http_request r
-	 WHERE r.state IN ('done', 'dead') AND r.finished_at < now() - keep;
-	GET DIAGNOSTICS n = ROW_COUNT;
+	WITH gone AS (
+		DELETE FROM eightms.http_request r
+		 WHERE r.state IN ('done', 'dead') AND r.finished_at < now() - keep
+		RETURNING r.id),
+	 attempts AS (
+		DELETE FROM eightms.http_attempt a USING gone WHERE a.request_id = gone.id)
+	SELECT count(*) INTO n FROM gone;
 	RETURN n;
 END
 $$;

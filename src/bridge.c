@@ -530,9 +530,11 @@ recover_running(void)
 	end_tx();
 }
 
+static ArrayType *make_array(Datum *values, bool *nulls, int n, Oid elemtype);
+
 static const char *claim_sql =
 "WITH running AS ("
-"  SELECT host, count(*) AS n FROM eightms.http_request WHERE state = 'running' GROUP BY host),"
+"  SELECT host, count(*) AS n FROM unnest($3::text[]) AS f(host) GROUP BY host),"
 " due AS ("
 "  SELECT id, host, next_attempt_at FROM eightms.http_request"
 "   WHERE state = 'queued' AND next_attempt_at <= now()"
@@ -544,8 +546,10 @@ static const char *claim_sql =
 " picked AS (SELECT id FROM ranked WHERE slot <= $2 ORDER BY next_attempt_at, id LIMIT $1)"
 " UPDATE eightms.http_request q SET state = 'running' FROM picked WHERE q.id = picked.id"
 " RETURNING q.id, q.method, q.url, q.host,"
-"   ARRAY(SELECT k || ': ' || v FROM jsonb_each_text(q.headers) AS h(k, v)),"
-"   eightms.http_secret_header_lines(q.secret_headers, q.idempotency_key),"
+"   CASE WHEN q.headers <> '{}' THEN"
+"     ARRAY(SELECT k || ': ' || v FROM jsonb_each_text(q.headers) AS h(k, v)) END,"
+"   CASE WHEN q.secret_headers IS NOT NULL"
+"        THEN eightms.http_secret_header_lines(q.secret_headers, q.idempotency_key) END,"
 "   q.secret_headers IS NOT NULL,"
 "   q.body, q.timeout_ms, q.follow_redirects, q.idempotency_key, q.attempts, q.max_attempts";
 
@@ -608,8 +612,9 @@ static int
 claim_and_start(List **failed)
 {
 	int			room = bridge_max_concurrency - ninflight;
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2];
+	Oid			types[3] = {INT4OID, INT4OID, TEXTARRAYOID};
+	Datum		values[3];
+	Datum	   *hosts;
 	int			claimed;
 
 	if (room <= 0)
@@ -617,7 +622,17 @@ claim_and_start(List **failed)
 	values[0] = Int32GetDatum(room);
 	values[1] = Int32GetDatum(bridge_per_host);
 
-	spi_exec_plan(&claim_plan, claim_sql, 2, types, values, SPI_OK_UPDATE_RETURNING);
+	/*
+	 * The hosts of the requests in flight, for the per-host limit: this
+	 * worker is the only one sending, so its own list is the whole truth and
+	 * the claim need not keep an index on the running requests.
+	 */
+	hosts = palloc(sizeof(Datum) * Max(ninflight, 1));
+	for (int i = 0; i < ninflight; i++)
+		hosts[i] = CStringGetTextDatum(inflight[i]->host);
+	values[2] = PointerGetDatum(make_array(hosts, NULL, ninflight, TEXTOID));
+
+	spi_exec_plan(&claim_plan, claim_sql, 3, types, values, SPI_OK_UPDATE_RETURNING);
 	claimed = (int) SPI_processed;
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
@@ -630,6 +645,7 @@ claim_and_start(List **failed)
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		Transfer   *t = palloc0(sizeof(Transfer));
 		char	   *url;
+		Datum		headers;
 		Datum		secret_lines;
 		Datum		body;
 
@@ -638,7 +654,8 @@ claim_and_start(List **failed)
 		t->method = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
 		url = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
 		t->host = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
-		t->headers = append_lines(NULL, SPI_getbinval(tup, desc, 5, &isnull));
+		headers = SPI_getbinval(tup, desc, 5, &isnull);
+		t->headers = isnull ? NULL : append_lines(NULL, headers);
 		secret_lines = SPI_getbinval(tup, desc, 6, &secret_null);
 		body = SPI_getbinval(tup, desc, 8, &isnull);
 		t->body = isnull ? NULL : DatumGetByteaPCopy(body);
@@ -963,6 +980,8 @@ make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 
+	if (n == 0)
+		return construct_empty_array(elemtype);
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
 }
@@ -987,8 +1006,9 @@ static const char *record_sql =
 "   error = u.error"
 "  FROM u WHERE r.id = u.id"
 " RETURNING r.id, r.callback IS NOT NULL AND u.state IN ('done', 'dead'),"
-"   (SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p"
-"      JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = r.callback),"
+"   CASE WHEN r.callback IS NOT NULL THEN"
+"     (SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p"
+"        JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = r.callback) END,"
 "   r.callback_context, r.enqueued_by::oid";
 
 /* Run a request's callback in its own subtransaction, as the enqueuer. */

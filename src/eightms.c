@@ -24,6 +24,12 @@ int			eightms_invitation_ttl = 7 * 24 * 60 * 60;
 /* Refuse sign-ins whose JWT says the email is not verified. */
 bool		eightms_require_verified_email = true;
 
+/* The gateway: online window, claim lease, attempts, message lifetime. */
+static int	eightms_online_window = 300;
+static int	eightms_message_lease = 120;
+static int	eightms_message_max_attempts = 3;
+static int	eightms_message_ttl = 24 * 60 * 60;
+
 void		_PG_init(void);
 
 void
@@ -62,6 +68,23 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eightms.online_window",
+							"A phone is online when its last heartbeat is this recent.",
+							NULL, &eightms_online_window, 300, 10, 24 * 60 * 60,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("eightms.message_lease",
+							"How long a phone holds a claimed message before it goes back to the queue.",
+							NULL, &eightms_message_lease, 120, 5, 24 * 60 * 60,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("eightms.message_max_attempts",
+							"Claims of an outbound message whose lease ran out before it fails.",
+							NULL, &eightms_message_max_attempts, 3, 1, 100,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eightms.message_ttl",
+							"How long an outbound message may wait to be sent before it expires.",
+							NULL, &eightms_message_ttl, 24 * 60 * 60, 60, 30 * 24 * 60 * 60,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 
 	/* Secrets from the environment: the seal key ring and the JWT secret. */
 	eightms_seal_init();

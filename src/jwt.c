@@ -65,6 +65,9 @@ eightms_jwt_init(void)
 			memcpy(jwt.secret, s, n);
 			jwt.len = (int) n;
 			jwt.problem = NULL;
+			/* The reading process wipes it at exit, as seal.c does. */
+			on_proc_exit(wipe_secret, (Datum) 0);
+			jwt.wipe_pid = MyProcPid;
 		}
 	}
 	if (process_shared_preload_libraries_in_progress && !IsUnderPostmaster)

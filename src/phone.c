@@ -23,31 +23,37 @@ enum
 /* digit_zeros[] and letter_number_ranges[], generated from ICU. */
 #include "phonemeta/unicode.h"
 
+static int	digit_value_slow(uint32_t c);
+
 /* The digit value of a code point, or -1. */
-static int
+static inline int
 digit_value(uint32_t c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
+	if (c - '0' <= 9)
+		return (int) (c - '0');
 	if (c < 0x660)
 		return -1;
+	return digit_value_slow(c);
+}
+
+/* Outside ASCII: the last run of ten whose zero is at or below c. */
+static int
+digit_value_slow(uint32_t c)
+{
+	size_t		lo = 1,
+				hi = sizeof(digit_zeros) / sizeof(digit_zeros[0]);
+
+	while (lo < hi)
 	{
-		/* The last run whose zero is at or below c. */
-		size_t		lo = 1,
-					hi = sizeof(digit_zeros) / sizeof(digit_zeros[0]);
+		size_t		mid = (lo + hi) / 2;
 
-		while (lo < hi)
-		{
-			size_t		mid = (lo + hi) / 2;
-
-			if (digit_zeros[mid] <= c)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (c - digit_zeros[lo - 1] <= 9)
-			return (int) (c - digit_zeros[lo - 1]);
+		if (digit_zeros[mid] <= c)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
+	if (c - digit_zeros[lo - 1] <= 9)
+		return (int) (c - digit_zeros[lo - 1]);
 	return -1;
 }
 
@@ -67,7 +73,7 @@ is_ascii_alpha(uint32_t c)
  * libphonenumber's VALID_PUNCTUATION (plus the star sign), as its C++ build
  * has it: without the full-width tilde, which only starts an extension.
  */
-static bool
+static inline bool
 is_punct(uint32_t c)
 {
 	if (c == '-' || c == 'x' || c == 'X' || c == ' ' || c == '(' || c == ')' || c == '.'
@@ -185,29 +191,21 @@ decode(const char *s, size_t len, uint32_t *cp, int max)
 static const PhoneRegion *
 region_by_id(const PhoneTables *t, const char *id)
 {
-	if (id == NULL)
+	int			i;
+
+	if (id == NULL || id[0] < 'A' || id[0] > 'Z' || id[1] < 'A' || id[1] > 'Z' || id[2] != '\0')
 		return NULL;
-	for (int i = 0; i < t->nregions; i++)
-		if (strcmp(t->regions[i].id, id) == 0 && strcmp(id, "001") != 0)
-			return &t->regions[i];
-	return NULL;
+	i = t->id_index[(id[0] - 'A') * 26 + (id[1] - 'A')];
+	return i < 0 ? NULL : &t->regions[i];
 }
 
 /* The main region (or non-geographic entity) for a calling code. */
 static const PhoneRegion *
 region_for_code(const PhoneTables *t, int cc)
 {
-	const PhoneRegion *first = NULL;
-
-	for (int i = 0; i < t->nregions; i++)
-		if (t->regions[i].country_code == cc)
-		{
-			if (t->regions[i].main_country)
-				return &t->regions[i];
-			if (first == NULL)
-				first = &t->regions[i];
-		}
-	return first;
+	if (cc <= 0 || cc >= 1000 || t->cc_count[cc] == 0)
+		return NULL;
+	return &t->regions[t->cc_list[t->cc_first[cc]]];
 }
 
 /* ------------------------------------------------------------- matching */
@@ -320,20 +318,15 @@ static PhoneLength
 test_length(const PhoneRegion *r, int len)
 {
 	uint32_t	lens = r->lengths;
-	int			min = -1,
-				max = -1;
+	int			min,
+				max;
 
 	if (lens == 0)
 		return PHONE_INVALID_LENGTH;
 	if (len < 32 && ((r->local_only >> len) & 1))
 		return PHONE_IS_POSSIBLE_LOCAL_ONLY;
-	for (int i = 0; i < 32; i++)
-		if ((lens >> i) & 1)
-		{
-			if (min < 0)
-				min = i;
-			max = i;
-		}
+	min = __builtin_ctz(lens);
+	max = 31 - __builtin_clz(lens);
 	if (len == min)
 		return PHONE_IS_POSSIBLE;
 	if (len < min)
@@ -561,6 +554,14 @@ ext_at(const uint32_t *cp, int n, int s)
 	int			i,
 				j,
 				d;
+	uint32_t	c0 = s < n ? lower(cp[s]) : 0;
+
+	/* Each form starts with a separator, a label's first letter or a mark. */
+	if (!(c0 == ' ' || c0 == 0xA0 || c0 == '\t' || c0 == ',' || c0 == ';' || c0 == '-'
+		  || c0 == 'e' || c0 == 'x' || c0 == 'a' || c0 == 'i' || c0 == '#' || c0 == '~'
+		  || c0 == 0xFF45 || c0 == 0xFF58 || c0 == 0xFF49 || c0 == 0xFF03 || c0 == 0xFF5E
+		  || c0 == 0x434))
+		return -1;
 
 	/* ;ext=digits{1,20} */
 	{
@@ -728,6 +729,28 @@ utf8_len(const uint32_t *cp, int n)
 	return b;
 }
 
+/*
+ * Could cp hold an extension at all?  Every extension form needs a label,
+ * a ';', a ',' or a '#': plain digits and punctuation cannot, which spares
+ * the common case the search at every position.
+ */
+static bool
+may_have_extension(const uint32_t *cp, int n)
+{
+	/* Every form ends in its digits, or a '#' after them. */
+	if (n == 0 || !(digit_value(cp[n - 1]) >= 0 || cp[n - 1] == '#'))
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		uint32_t	c = cp[i];
+
+		if (!((c >= '0' && c <= '9') || c == ' ' || c == '-' || c == '(' || c == ')'
+			  || c == '.' || c == '/' || c == '+'))
+			return true;
+	}
+	return false;
+}
+
 static bool
 viable(const uint32_t *cp, int n)
 {
@@ -735,6 +758,8 @@ viable(const uint32_t *cp, int n)
 		return false;
 	if (viable_main(cp, n, true))
 		return true;
+	if (!may_have_extension(cp, n))
+		return false;
 	for (int s = 0; s < n; s++)
 		if (ext_at(cp, n, s) >= 0 && viable_main(cp, s, false))
 			return true;
@@ -865,7 +890,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		return PHONE_INVALID_COUNTRY_CODE;
 
 	/* MaybeStripExtension: the leftmost extension that ends the input. */
-	for (int s = 0; s < n; s++)
+	for (int s = 0; s < n && may_have_extension(cp, n); s++)
 	{
 		int			d = ext_at(cp, n, s);
 
@@ -1037,42 +1062,61 @@ phone_format_e164(const PhoneNumber *p, char *buf)
 	return o;
 }
 
-/* GetRegionCodeForNumber */
+/*
+ * GetRegionCodeForNumber, also returning the type in that region's metadata
+ * (GetNumberType), which the search computes anyway.
+ */
 static const PhoneRegion *
-region_of(const PhoneTables *t, const PhoneNumber *p)
+region_of(const PhoneTables *t, const PhoneNumber *p, PhoneType *type)
 {
-	const PhoneRegion *main = region_for_code(t, p->country_code);
-	int			count = 0;
+	int			cc = p->country_code;
+	int			first,
+				count;
 
-	if (main == NULL)
+	*type = PHONE_UNKNOWN;
+	if (cc <= 0 || cc >= 1000 || t->cc_count[cc] == 0)
 		return NULL;
-	for (int i = 0; i < t->nregions; i++)
-		count += t->regions[i].country_code == p->country_code;
+	first = t->cc_first[cc];
+	count = t->cc_count[cc];
 	if (count == 1)
-		return main;
-	/* The main country first, then the others in the metadata's order. */
-	for (int pass = 0; pass < 2; pass++)
-		for (int i = 0; i < t->nregions; i++)
-		{
-			const PhoneRegion *r = &t->regions[i];
+	{
+		const PhoneRegion *r = &t->regions[t->cc_list[first]];
 
-			if (r->country_code != p->country_code || (pass == 0) != (r == main))
-				continue;
-			if (r->leading >= 0)
+		*type = type_helper(t, r, p->nsn, p->nsn_len);
+		return r;
+	}
+	for (int k = 0; k < count; k++)
+	{
+		const PhoneRegion *r = &t->regions[t->cc_list[first + k]];
+
+		if (r->leading >= 0)
+		{
+			if (prefix_match(t, r->leading, p->nsn, p->nsn_len, NULL) >= 0)
 			{
-				if (prefix_match(t, r->leading, p->nsn, p->nsn_len, NULL) >= 0)
-					return r;
-			}
-			else if (type_helper(t, r, p->nsn, p->nsn_len) != PHONE_UNKNOWN)
+				*type = type_helper(t, r, p->nsn, p->nsn_len);
 				return r;
+			}
 		}
+		else if ((*type = type_helper(t, r, p->nsn, p->nsn_len)) != PHONE_UNKNOWN)
+			return r;
+	}
+	*type = PHONE_UNKNOWN;
 	return NULL;
+}
+
+void
+phone_classify(const PhoneTables *t, const PhoneNumber *p, const char **region, PhoneType *type)
+{
+	const PhoneRegion *r = region_of(t, p, type);
+
+	*region = r ? r->id : NULL;
 }
 
 const char *
 phone_region_of(const PhoneTables *t, const PhoneNumber *p)
 {
-	const PhoneRegion *r = region_of(t, p);
+	PhoneType	type;
+	const PhoneRegion *r = region_of(t, p, &type);
 
 	return r ? r->id : NULL;
 }
@@ -1080,17 +1124,18 @@ phone_region_of(const PhoneTables *t, const PhoneNumber *p)
 bool
 phone_is_valid(const PhoneTables *t, const PhoneNumber *p)
 {
-	const PhoneRegion *r = region_of(t, p);
+	PhoneType	type;
 
-	return r != NULL && type_helper(t, r, p->nsn, p->nsn_len) != PHONE_UNKNOWN;
+	return region_of(t, p, &type) != NULL && type != PHONE_UNKNOWN;
 }
 
 PhoneType
 phone_type(const PhoneTables *t, const PhoneNumber *p)
 {
-	const PhoneRegion *r = region_of(t, p);
+	PhoneType	type;
 
-	return r ? type_helper(t, r, p->nsn, p->nsn_len) : PHONE_UNKNOWN;
+	(void) region_of(t, p, &type);
+	return type;
 }
 
 PhoneLength

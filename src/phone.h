@@ -61,6 +61,10 @@ typedef struct PhoneTables
 	const PhoneInst *prog;
 	const PhoneRegion *regions;
 	int			nregions;
+	const int16_t *cc_list;		/* regions by calling code, main one first */
+	const uint16_t *cc_first;	/* [code] -> start in cc_list */
+	const uint8_t *cc_count;	/* [code] -> how many */
+	const int16_t *id_index;	/* [A-Z][A-Z] -> region, or -1 */
 } PhoneTables;
 
 extern const PhoneTables phone_tables_v9_0_35;
@@ -111,6 +115,10 @@ extern int	phone_format_e164(const PhoneNumber *n, char *buf);
 extern const char *phone_region_of(const PhoneTables *t, const PhoneNumber *n);
 
 extern bool phone_is_valid(const PhoneTables *t, const PhoneNumber *n);
+
+/* Region and type at once (what is_valid, type and region_of each compute). */
+extern void phone_classify(const PhoneTables *t, const PhoneNumber *n,
+						   const char **region, PhoneType *type);
 extern PhoneType phone_type(const PhoneTables *t, const PhoneNumber *n);
 extern PhoneLength phone_possible(const PhoneTables *t, const PhoneNumber *n);
 

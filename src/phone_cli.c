@@ -62,10 +62,12 @@ main(int argc, char **argv)
 		}
 		phone_format_e164(&p, e164);
 		{
-			const char *r = phone_region_of(t, &p);
+			const char *r;
+			PhoneType	type;
 
-			printf("%s\t%d\t%s\t%s\n", e164, phone_is_valid(t, &p) ? 1 : 0,
-				   phone_type_name(phone_type(t, &p)), r ? r : "");
+			phone_classify(t, &p, &r, &type);
+			printf("%s\t%d\t%s\t%s\n", e164, r != NULL && type != PHONE_UNKNOWN ? 1 : 0,
+				   phone_type_name(type), r ? r : "");
 		}
 	}
 	return 0;

@@ -235,6 +235,18 @@ eightms_seal_init(void)
 	if (spec != NULL)
 		load_ring(spec, getenv("EIGHTMS_SEAL_ACTIVE_KEY"));
 
+	/*
+	 * The process that read the keys (the postmaster, or a backend loading
+	 * the library itself) wipes them when it exits; forked backends register
+	 * their own wipe on first use, since a fork drops the parent's exit
+	 * callbacks.
+	 */
+	if (ring.nkeys > 0)
+	{
+		on_proc_exit(wipe_ring, (Datum) 0);
+		ring.wipe_pid = MyProcPid;
+	}
+
 	if (process_shared_preload_libraries_in_progress && !IsUnderPostmaster)
 	{
 		/*

@@ -74,3 +74,25 @@ END
 $$;
 
 GRANT USAGE ON SCHEMA pgrst TO PUBLIC;
+
+-- A paired phone, with the claims its device JWT carries.
+CREATE FUNCTION pgrst.as_phone(account uuid, phone uuid, token_version integer DEFAULT 1)
+RETURNS void
+LANGUAGE sql
+AS $$
+	SELECT pgrst.request('eightms_phone',
+		jsonb_build_object('account_id', account, 'phone_id', phone, 'tv', token_version));
+$$;
+
+-- The claims of a JWT, after checking its signature (as PostgREST would).
+CREATE FUNCTION pgrst.as_token(token text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	claims jsonb;
+BEGIN
+	PERFORM set_config('role', 'none', true);
+	claims := eightms.jwt_verify(token);
+	PERFORM pgrst.request(claims ->> 'role', claims - 'role');
+END
+$$;

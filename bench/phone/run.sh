@@ -30,9 +30,9 @@ paste "$W/inputs.tsv" <("$REPO/eightms-phone" < "$W/inputs.tsv" | cut -f1) \
 	| awk -F'\t' '$3 != "" { print $1 "\t" $2 }' > "$W/possible.tsv"
 command psql -X -q -d "$DB" <<SQL
 CREATE TABLE inputs (raw text, region text);
-\copy inputs FROM '$W/possible.tsv' WITH (FORMAT text, DELIMITER E'\t')
+\copy inputs FROM '$W/possible.tsv' WITH (FORMAT csv, DELIMITER E'\t', QUOTE E'\x01')
 CREATE TABLE all_inputs (raw text, region text);
-\copy all_inputs FROM '$W/inputs.tsv' WITH (FORMAT text, DELIMITER E'\t')
+\copy all_inputs FROM '$W/inputs.tsv' WITH (FORMAT csv, DELIMITER E'\t', QUOTE E'\x01')
 VACUUM ANALYZE;
 SQL
 rows=$(command psql -X -At -d "$DB" -c "SELECT count(*) FROM inputs")

@@ -404,9 +404,33 @@ def main():
             r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"], r["general"],
             r["lengths"], r["local"], int(r["same_fixed_mobile"]), types))
     w("};")
+    # Calling code -> its regions, the main country first, then the others in
+    # the metadata's order (libphonenumber's country-code-to-region map).
+    by_cc = {}
+    for i, r in enumerate(regions):
+        lst = by_cc.setdefault(r["cc"], [])
+        if r["main"]:
+            lst.insert(0, i)
+        else:
+            lst.append(i)
+    cc_list, cc_first, cc_count = [], [0] * 1000, [0] * 1000
+    for cc in sorted(by_cc):
+        cc_first[cc] = len(cc_list)
+        cc_count[cc] = len(by_cc[cc])
+        cc_list.extend(by_cc[cc])
+    # Two-letter region id -> index (001 is not a region one can parse in).
+    id_index = [-1] * (26 * 26)
+    for i, r in enumerate(regions):
+        if len(r["id"]) == 2 and r["id"].isalpha():
+            id_index[(ord(r["id"][0]) - 65) * 26 + ord(r["id"][1]) - 65] = i
+    w("static const int16_t cc_list[] = {%s};" % ",".join(map(str, cc_list)))
+    w("static const uint16_t cc_first[1000] = {%s};" % ",".join(map(str, cc_first)))
+    w("static const uint8_t cc_count[1000] = {%s};" % ",".join(map(str, cc_count)))
+    w("static const int16_t id_index[676] = {%s};" % ",".join(map(str, id_index)))
     w("")
     w("const PhoneTables phone_tables_%s = {" % name)
-    w('\t"%s", dfa_next, dfa_accept, prog, regions, %d' % (name.replace("_", ".").replace("v", "v", 1), len(regions)))
+    w('\t"%s", dfa_next, dfa_accept, prog, regions, %d, cc_list, cc_first, cc_count, id_index' % (
+        name.replace("_", "."), len(regions)))
     w("};")
     print("\n".join(out))
     print("/* %d regions, %d DFA states, %d program instructions */" % (len(regions), len(dfa_trans), len(progs)), file=sys.stderr)

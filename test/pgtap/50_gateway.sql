@@ -1,0 +1,128 @@
+-- The gateway's whole flow through the PostgREST contract: pair, heartbeat,
+-- send, claim, report, inbound, STOP, refused send; idempotency; leases;
+-- revoked device tokens; other accounts' phones.
+BEGIN;
+SELECT * FROM no_plan();
+SELECT pgrst.share_tap();
+
+SELECT pgrst.as_user('olivia');
+SELECT account_id AS acct FROM eightms_api.create_account('Olivia Optometry', 'America/New_York') \gset
+SELECT code FROM eightms_api.create_pairing_code() \gset
+SELECT pgrst.as_user('zoe');
+SELECT account_id AS other_acct FROM eightms_api.create_account('Zoe Zoo') \gset
+SELECT code AS other_code FROM eightms_api.create_pairing_code() \gset
+
+-- Pairing: anonymous, single use, yields a device JWT.
+SELECT pgrst.as_anon();
+SELECT * FROM eightms_api.pair_phone(:'code', 'android-abc', 'Front desk', '1.4.2') \gset pair_
+SELECT is(:'pair_account_id'::uuid, :'acct'::uuid, 'the phone is paired to the account that made the code');
+SELECT throws_ok(format('SELECT * FROM eightms_api.pair_phone(%L, %L)', :'code', 'android-other'), '28000',
+				 'pairing code is invalid or has expired', 'a pairing code works once');
+SELECT * FROM eightms_api.pair_phone(:'other_code', 'android-zzz') \gset other_
+SELECT pgrst.reset();
+SELECT is((eightms.jwt_verify(:'pair_token') ->> 'role'), 'eightms_phone', 'the device token carries the phone role');
+SELECT is((SELECT count(*) FROM eightms.pairing_code WHERE code_hash = sha256(convert_to(:'code', 'UTF8'))), 1::bigint,
+		  'the pairing code is stored as its SHA-256');
+
+-- Heartbeat with telemetry; the gateway password is sealed.
+SELECT pgrst.as_token(:'pair_token');
+SELECT isnt(eightms_api.heartbeat(87, '4G', true, '1.4.3', 'local-pass-123'), NULL, 'the phone sends a heartbeat');
+SELECT throws_ok($$SELECT eightms_api.heartbeat(120, 'wifi')$$, '22023', NULL, 'a battery above 100% is refused');
+SELECT throws_ok($$SELECT eightms_api.heartbeat(50, 'carrier-pigeon')$$, '22023', NULL, 'an unknown network type is refused');
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT is((SELECT online::text || ' ' || network || ' ' || battery_pct FROM eightms_api.phones WHERE phone_id = :'pair_phone_id'),
+		  'true 4g 87', 'the dashboard sees the phone online with its telemetry');
+SELECT pgrst.reset();
+SELECT is((SELECT eightms.unseal(gateway_password, 'phone:' || account_id || ':' || phone_id || ':gateway_password')
+			 FROM eightms.phone WHERE phone_id = :'pair_phone_id'), 'local-pass-123', 'the gateway password is stored sealed');
+
+-- Sending.
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT * FROM eightms_api.send_message('(212) 555-0198', 'Your glasses are ready!', idempotency_key => 'order-77') \gset sent_
+SELECT is(:'sent_peer_number'::text, '+12125550198', 'the recipient is normalized to E.164 with the account''s region');
+SELECT is(:'sent_status'::text, 'queued', 'the message is queued');
+SELECT is(:'sent_encoding' || '/' || :'sent_segments'::text, 'gsm7/1', 'encoding and segments are stored');
+SELECT is((SELECT message_id FROM eightms_api.send_message('(212) 555-0198', 'Your glasses are ready!', idempotency_key => 'order-77')),
+		  :'sent_message_id'::uuid, 'the same idempotency key returns the same message');
+SELECT is((SELECT count(*) FROM eightms_api.messages WHERE idempotency_key = 'order-77'), 1::bigint, 'and queues nothing more');
+SELECT throws_ok($$SELECT * FROM eightms_api.send_message('12', 'hi')$$, '22023', NULL, 'an unusable number is refused');
+SELECT is((SELECT array_agg(status ORDER BY item) FROM eightms_api.send_messages(
+			'[{"to":"+1 212 555 0111","body":"a"},{"to":"nope","body":"b"},{"to":"+1 212 555 0112","body":""}]')),
+		  ARRAY['queued', 'refused', 'refused'], 'a batch reports each item; a refused item blocks none');
+
+-- Claims: the other account's phone sees nothing; ours gets the messages.
+SELECT pgrst.as_token(:'other_token');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint, 'another account''s phone claims nothing');
+SELECT pgrst.as_token(:'pair_token');
+CREATE TEMP TABLE claimed AS SELECT * FROM eightms_api.claim_messages(10);
+SELECT is((SELECT count(*) FROM claimed), 2::bigint, 'the phone claims the queued messages');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint, 'a claimed message is not handed out again');
+
+-- Reports move forward only; late and repeated reports are harmless.
+SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(jsonb_build_object('id', :'sent_message_id', 'status', 'sent')))),
+		  true, 'sent is accepted');
+SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(jsonb_build_object('id', :'sent_message_id', 'status', 'delivered')))),
+		  true, 'delivered is accepted');
+SELECT is((SELECT note FROM eightms_api.report_messages(jsonb_build_array(jsonb_build_object('id', :'sent_message_id', 'status', 'sent')))),
+		  'already delivered', 'a late sent after delivered changes nothing');
+SELECT pgrst.as_token(:'other_token');
+SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(jsonb_build_object('id', :'sent_message_id', 'status', 'failed')))),
+		  false, 'a report for another account''s message is rejected');
+SELECT pgrst.reset();
+SELECT is((SELECT status || ' ' || (sent_at IS NOT NULL) || ' ' || (delivered_at IS NOT NULL) FROM eightms.message WHERE message_id = :'sent_message_id'),
+		  'delivered true true', 'the message is delivered and keeps each timestamp');
+
+-- Inbound: exactly once per device message id; two equal texts both kept.
+SELECT pgrst.as_token(:'pair_token');
+SELECT is((SELECT array_agg(duplicate ORDER BY device_message_id) FROM eightms_api.receive_messages(
+			'[{"from":"+12125550198","body":"Thanks!","device_message_id":"sms-1"},
+			  {"from":"+12125550198","body":"Thanks!","device_message_id":"sms-2"}]')),
+		  ARRAY[false, false], 'two distinct messages with the same text are both stored');
+SELECT is((SELECT duplicate FROM eightms_api.receive_messages('[{"from":"+12125550198","body":"Thanks!","device_message_id":"sms-1"}]')),
+		  true, 'a repeated device message id is recognised and not stored again');
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number = '+12125550198'), 2,
+		  'the conversation counts two unread messages');
+
+-- STOP: honoured at once, one confirmation, refused sends afterwards.
+SELECT pgrst.as_token(:'pair_token');
+SELECT is((SELECT consent FROM eightms_api.receive_messages('[{"from":"(212) 555-0198","body":"  stop ","device_message_id":"sms-3"}]')),
+		  'opt_out', 'STOP (any case, whole message) opts the number out');
+SELECT is((SELECT consent FROM eightms_api.receive_messages('[{"from":"+12125550198","body":"STOP","device_message_id":"sms-4"}]')),
+		  'opt_out', 'a second STOP is accepted');
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND peer_number = '+12125550198'
+			 AND direction = 'out' AND body LIKE 'You have been unsubscribed%'), 1::bigint,
+		  'exactly one confirmation is queued');
+SELECT is((SELECT count(*) FROM eightms.consent_event WHERE account_id = :'acct' AND action = 'opt_out'), 1::bigint,
+		  'the consent change is kept with its source message');
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT throws_ok($$SELECT * FROM eightms_api.send_message('+1 212 555 0198', 'One more offer')$$, 'E8O01',
+				 '+12125550198 has opted out of messages from this account', 'sending to an opted-out number is refused');
+SELECT pgrst.as_token(:'pair_token');
+SELECT is((SELECT consent FROM eightms_api.receive_messages('[{"from":"+12125550198","body":"START","device_message_id":"sms-5"}]')),
+		  'opt_in', 'START opts the number back in');
+SELECT is((SELECT consent FROM eightms_api.receive_messages('[{"from":"+12125550198","body":"help","device_message_id":"sms-6"}]')),
+		  'help', 'HELP queues the help reply');
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT lives_ok($$SELECT * FROM eightms_api.send_message('+1 212 555 0198', 'Welcome back')$$, 'after START, sending works again');
+
+-- Leases: a claim that is never reported goes back to the queue.
+SELECT pgrst.as_token(:'pair_token');
+SELECT count(*) FROM eightms_api.claim_messages(10);
+SELECT pgrst.reset();
+UPDATE eightms.message SET lease_expires_at = now() - interval '1 second' WHERE account_id = :'acct' AND status = 'claimed';
+SELECT cmp_ok(eightms.expire_messages(), '>=', 1, 'expired leases are found');
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND status = 'claimed'), 0::bigint,
+		  'no message stays claimed past its lease');
+SELECT is((SELECT min(attempts) FROM eightms.message WHERE account_id = :'acct' AND status = 'queued' AND direction = 'out'), 1,
+		  'a requeued message counts the attempt');
+
+-- Unpairing revokes the device token at once.
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT eightms_api.unpair_phone(:'pair_phone_id');
+SELECT throws_ok(format('SELECT pgrst.as_token(%L)', :'pair_token'), '28000', 'this device token has been revoked',
+				 'the old device token is refused by the pre-request hook');
+
+SELECT * FROM finish();
+ROLLBACK;
