@@ -824,6 +824,18 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 			memcpy(buf + blen, raw + from, at - from);
 			blen += at - from;
 		}
+		else if (from > at)
+		{
+			/*
+			 * "tel:" after the phone-context: libphonenumber's substring of
+			 * negative length runs to the end of the input.  That can overlap
+			 * the context and outgrow the buffer: too long, then.
+			 */
+			if (blen + (len - from) > MAXCP)
+				return PHONE_TOO_LONG;
+			memcpy(buf + blen, raw + from, len - from);
+			blen += len - from;
+		}
 		n = decode(buf, blen, cp, MAXCP);
 		if (n < 0)
 			return PHONE_NOT_A_NUMBER;

@@ -42,10 +42,13 @@ phone-fuzz: $(PHONE_SRC) test/phone/fuzz.c
 
 # Differential fuzzing: the fuzzer's inputs, libphonenumber's answers; a
 # disagreement aborts and leaves the input in .phone-build/.
-phone-fuzz-diff: $(PHONE_SRC) src/phonemeta/unicode.h test/phone/fuzz_diff.cc
-	mkdir -p .phone-build/corpus-diff
+phone-fuzz-diff-bin: $(PHONE_SRC) src/phone.h src/phonemeta/unicode.h test/phone/fuzz_diff.cc
+	mkdir -p .phone-build
 	for f in src/phone.c src/phonemeta/v8_12_57.c; do clang -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Isrc -c $$f -o .phone-build/fz-$$(basename $$f .c).o || exit 1; done
 	clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o .phone-build/fuzz_diff test/phone/fuzz_diff.cc .phone-build/fz-phone.o .phone-build/fz-v8_12_57.o -lphonenumber
+
+phone-fuzz-diff: phone-fuzz-diff-bin
+	mkdir -p .phone-build/corpus-diff
 	cp test/phone/corpus/* .phone-build/corpus-diff/
 	cd .phone-build && ./fuzz_diff -max_total_time=$(PHONE_FUZZ_SECONDS) -max_len=300 -timeout=5 corpus-diff
 
@@ -64,4 +67,4 @@ phone-unicode: src/phonemeta/gen_unicode.c
 	$(CC) -O2 -Wall -Wextra -Werror -o .phone-build/gen_unicode $< -licuuc
 	.phone-build/gen_unicode > src/phonemeta/unicode.h
 
-.PHONY: phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-fuzz-diff phone-bench phone-tables phone-unicode
+.PHONY: phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-fuzz-diff-bin phone-fuzz-diff phone-bench phone-tables phone-unicode

@@ -48,5 +48,17 @@ else
 	tail -n 20 .phone-build/replay.log
 	echo "not ok - fuzz corpus replay"; fail=$((fail + 1))
 fi
+# The same corpus through the differential fuzz target: every seed, the
+# differential fuzzer's findings among them, must agree with libphonenumber.
+if make -s phone-fuzz-diff-bin >/dev/null 2>&1; then
+	if .phone-build/fuzz_diff -runs=0 test/phone/corpus/* > .phone-build/replay-diff.log 2>&1; then
+		echo "ok - the corpus agrees with libphonenumber under ASan+UBSan"; pass=$((pass + 1))
+	else
+		grep -A3 DIFF .phone-build/replay-diff.log | head -n 20
+		echo "not ok - corpus replay against libphonenumber"; fail=$((fail + 1))
+	fi
+else
+	echo "not ok - the differential fuzz target did not build"; fail=$((fail + 1))
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
