@@ -3,7 +3,8 @@
 # 1,000,000 mixed inputs, then in SQL: count(eightms.e164(raw, region, false))
 # against the count(length(raw)) floor over the same table.
 #
-#   BENCH_INPUTS (default 1000000), BENCH_SEED (default 42)
+#   BENCH_INPUTS (default 1000000), BENCH_SEED (default 42),
+#   EIGHTMS_BENCH_WORK (inputs and binaries, default /tmp/eightms-bench-phone-work)
 NAME=phone
 PORT=${EIGHTMS_BENCH_PORT:-54345}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
@@ -11,8 +12,8 @@ N=${BENCH_INPUTS:-1000000}
 SEED=${BENCH_SEED:-42}
 
 ensure_packages
-mkdir -p /tmp/eightms-bench-phone-work
-W=/tmp/eightms-bench-phone-work
+W=${EIGHTMS_BENCH_WORK:-/tmp/eightms-bench-phone-work}
+mkdir -p "$W"
 # The inputs take a minute or two to generate: kept between runs, per
 # count, seed and generator.
 key="$N $SEED $(md5sum < "$REPO/test/phone/gen_inputs.py")"
