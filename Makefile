@@ -52,42 +52,11 @@ eightms--$(EXTVERSION).sql: $(SQL_PARTS) eightms.control
 	   printf '%s\n' '\echo Use "CREATE EXTENSION eightms CASCADE" to load this file. \quit'; \
 	   for f in $(SQL_PARTS); do echo; echo "-- ==== $$f"; cat $$f; done; } > $@
 
-# The phone-number engine outside the server: the command-line tool, the
-# differential test against libphonenumber, the fuzzer, and the tables.
-PHONE_SRC = src/phone.c src/phonemeta/v9_0_35.c src/phonemeta/v8_12_57.c
-PHONE_DIFF_COUNT ?= 20000
-PHONE_DIFF_SEED ?= 1
-PHONE_FUZZ_SECONDS ?= 600
+# The phone-number engine outside the server (tool, differential test,
+# fuzzer, benchmark, tables): its own fragment.
+include src/phone.mk
 
-all: eightms-phone
-
-eightms-phone: $(PHONE_SRC) src/phone_cli.c src/phone.h
-	$(CC) -O2 -Wall -Wextra -Werror -Isrc -o $@ $(PHONE_SRC) src/phone_cli.c
-
-phone-diff-bin: $(PHONE_SRC) src/phone.h test/phone/diff.cc
-	mkdir -p .phone-build
-	for f in $(PHONE_SRC); do $(CC) -O2 -Isrc -c $$f -o .phone-build/$$(basename $$f .c).o || exit 1; done
-	$(CXX) -O2 -Isrc -o .phone-build/diff test/phone/diff.cc .phone-build/*.o -lphonenumber
-
-# Differential test: PHONE_DIFF_COUNT generated inputs (seed PHONE_DIFF_SEED).
-phone-diff: phone-diff-bin
-	python3 test/phone/gen_inputs.py data/phonenumber/PhoneNumberMetadata-v8.12.57.xml $(PHONE_DIFF_COUNT) $(PHONE_DIFF_SEED) | .phone-build/diff
-
-phone-diff-full:
-	$(MAKE) phone-diff PHONE_DIFF_COUNT=1000000 PHONE_DIFF_SEED=20261129
-
-phone-fuzz: $(PHONE_SRC) test/phone/fuzz.c
-	mkdir -p .phone-build/corpus
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o .phone-build/fuzz test/phone/fuzz.c $(PHONE_SRC)
-	cp test/phone/corpus/* .phone-build/corpus/
-	.phone-build/fuzz -max_total_time=$(PHONE_FUZZ_SECONDS) -max_len=300 -timeout=5 .phone-build/corpus
-
-# Regenerate the committed tables from the vendored metadata.
-phone-tables:
-	python3 src/phonemeta/gen.py data/phonenumber/PhoneNumberMetadata-v9.0.35.xml v9_0_35 > src/phonemeta/v9_0_35.c
-	python3 src/phonemeta/gen.py data/phonenumber/PhoneNumberMetadata-v8.12.57.xml v8_12_57 > src/phonemeta/v8_12_57.c
-
-.PHONY: up test phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-tables
+.PHONY: up test
 up:
 	bash test/up.sh
 test:

@@ -20,13 +20,8 @@ enum
 
 /* ------------------------------------------------------------------ text */
 
-/* Code points of Unicode decimal digit zeros (\p{Nd} blocks). */
-static const uint32_t digit_zeros[] = {
-	0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66,
-	0xCE6, 0xD66, 0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810,
-	0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620,
-	0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10
-};
+/* digit_zeros[] and letter_number_ranges[], generated from ICU. */
+#include "phonemeta/unicode.h"
 
 static int	digit_value_slow(uint32_t c);
 
@@ -41,12 +36,24 @@ digit_value(uint32_t c)
 	return digit_value_slow(c);
 }
 
+/* Outside ASCII: the last run of ten whose zero is at or below c. */
 static int
 digit_value_slow(uint32_t c)
 {
-	for (size_t i = 1; i < sizeof(digit_zeros) / sizeof(digit_zeros[0]); i++)
-		if (c >= digit_zeros[i] && c <= digit_zeros[i] + 9)
-			return (int) (c - digit_zeros[i]);
+	size_t		lo = 1,
+				hi = sizeof(digit_zeros) / sizeof(digit_zeros[0]);
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (digit_zeros[mid] <= c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (c - digit_zeros[lo - 1] <= 9)
+		return (int) (c - digit_zeros[lo - 1]);
 	return -1;
 }
 
@@ -62,7 +69,10 @@ is_ascii_alpha(uint32_t c)
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-/* libphonenumber's VALID_PUNCTUATION (plus the star sign). */
+/*
+ * libphonenumber's VALID_PUNCTUATION (plus the star sign), as its C++ build
+ * has it: without the full-width tilde, which only starts an extension.
+ */
 static inline bool
 is_punct(uint32_t c)
 {
@@ -72,34 +82,56 @@ is_punct(uint32_t c)
 	return (c >= 0x2010 && c <= 0x2015) || c == 0x2212 || c == 0x30FC
 		|| (c >= 0xFF0D && c <= 0xFF0F) || c == 0x00A0 || c == 0x00AD || c == 0x200B
 		|| c == 0x2060 || c == 0x3000 || c == 0xFF08 || c == 0xFF09 || c == 0xFF3B
-		|| c == 0xFF3D || c == 0x2053 || c == 0x223C || c == 0xFF5E || c == 0xFF38 || c == 0xFF58;
+		|| c == 0xFF3D || c == 0x2053 || c == 0x223C;
 }
 
-/*
- * Letters and numbers (\p{L}, \p{N}) for trimming the end of the input: an
- * approximation that treats ASCII letters and digits, Unicode digits, and
- * the letter blocks of Latin, Greek, Cyrillic, Arabic, CJK and Hangul as such.
- */
+/* Letters and numbers (\p{L}, \p{N}), for trimming the end of the input. */
 static bool
 is_letter_or_number(uint32_t c)
 {
-	if (is_ascii_alpha(c) || digit_value(c) >= 0)
-		return true;
-	if (c < 0xC0)
-		return c == 0xAA || c == 0xB5 || c == 0xBA || c == 0xB2 || c == 0xB3 || c == 0xB9
-			|| c == 0xBC || c == 0xBD || c == 0xBE;
-	if (c == 0xD7 || c == 0xF7)
-		return false;
-	if (c < 0x2000)
-		return !(c >= 0x37E && c <= 0x387 && c != 0x386) && c != 0x589 && c != 0x5BE
-			&& !(c >= 0x60C && c <= 0x60D) && c != 0x61B && c != 0x61F;
-	if (c >= 0x3040 && c <= 0x9FFF)
-		return c != 0x30FB && c != 0x30FC;
-	if (c >= 0xAC00 && c <= 0xD7A3)
-		return true;
-	if ((c >= 0xFF21 && c <= 0xFF3A) || (c >= 0xFF41 && c <= 0xFF5A))
-		return true;
+	size_t		lo = 0,
+				hi = sizeof(letter_number_ranges) / sizeof(letter_number_ranges[0]);
+
+	if (c < 0x80)
+		return is_ascii_alpha(c) || (c >= '0' && c <= '9');
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (letter_number_ranges[mid][1] < c)
+			lo = mid + 1;
+		else if (letter_number_ranges[mid][0] > c)
+			hi = mid;
+		else
+			return true;
+	}
 	return false;
+}
+
+/*
+ * libphonenumber decodes its input with a UTF-8 reader that also refuses
+ * code points not valid for interchange: C0 controls but tab, line feed,
+ * form feed and carriage return; DEL and the C1 controls; noncharacters.
+ * Any of them anywhere in the input, it reads as no number.
+ */
+static bool
+interchange_valid(uint32_t c)
+{
+	if (c < 0x20)
+		return c == '\t' || c == '\n' || c == '\f' || c == '\r';
+	if (c >= 0x7F && c <= 0x9F)
+		return false;
+	if (c >= 0xFDD0 && c <= 0xFDEF)
+		return false;
+	return (c & 0xFFFE) != 0xFFFE;
+}
+
+/* Line terminators, where a regular expression's "." stops (ICU). */
+static bool
+is_line_end(uint32_t c)
+{
+	return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x85
+		|| c == 0x2028 || c == 0x2029;
 }
 
 /* Decode UTF-8; -1 on invalid input. */
@@ -792,6 +824,18 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 			memcpy(buf + blen, raw + from, at - from);
 			blen += at - from;
 		}
+		else if (from > at)
+		{
+			/*
+			 * "tel:" after the phone-context: libphonenumber's substring of
+			 * negative length runs to the end of the input.  That can overlap
+			 * the context and outgrow the buffer: too long, then.
+			 */
+			if (blen + (len - from) > MAXCP)
+				return PHONE_TOO_LONG;
+			memcpy(buf + blen, raw + from, len - from);
+			blen += len - from;
+		}
 		n = decode(buf, blen, cp, MAXCP);
 		if (n < 0)
 			return PHONE_NOT_A_NUMBER;
@@ -804,6 +848,9 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 
 		if (all < 0)
 			return PHONE_NOT_A_NUMBER;
+		for (int i = 0; i < all; i++)
+			if (!interchange_valid(cp[i]))
+				return PHONE_NOT_A_NUMBER;
 		/* ExtractPossibleNumber: from the first digit or plus sign ... */
 		for (start = 0; start < all; start++)
 			if (is_plus(cp[start]) || digit_value(cp[start]) >= 0)
@@ -813,16 +860,29 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		/* ... without trailing characters that are not letters, numbers or # ... */
 		while (n > 0 && !(is_letter_or_number(cp[n - 1]) || cp[n - 1] == '#'))
 			n--;
-		/* ... and up to the last "[\\/] *x", which starts a second number. */
-		for (e = n - 1; e >= 0; e--)
+		/*
+		 * ... and, where "[\\/] *x" starts a second number, up to the last
+		 * one of the first line that holds one: libphonenumber searches with
+		 * "(.*)[\\/] *x", whose "." stops at line terminators, and keeps the
+		 * group.
+		 */
+		for (int ls = 0, le = 0; ls < n; ls = le + 1)
 		{
-			if (cp[e] != '\\' && cp[e] != '/')
-				continue;
-			for (k = e + 1; k < n && cp[k] == ' '; k++)
+			for (le = ls; le < n && !is_line_end(cp[le]); le++)
 				;
-			if (k < n && cp[k] == 'x')
+			for (e = le - 1; e >= ls; e--)
 			{
-				n = e;
+				if (cp[e] != '\\' && cp[e] != '/')
+					continue;
+				for (k = e + 1; k < le && cp[k] == ' '; k++)
+					;
+				if (k < le && cp[k] == 'x')
+					break;
+			}
+			if (e >= ls)
+			{
+				n = e - ls;
+				memmove(cp, cp + ls, n * sizeof(uint32_t));
 				break;
 			}
 		}

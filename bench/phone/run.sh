@@ -3,7 +3,8 @@
 # 1,000,000 mixed inputs, then in SQL: count(eightms.e164(raw, region, false))
 # against the count(length(raw)) floor over the same table.
 #
-#   BENCH_INPUTS (default 1000000), BENCH_SEED (default 42)
+#   BENCH_INPUTS (default 1000000), BENCH_SEED (default 42),
+#   EIGHTMS_BENCH_WORK (inputs and binaries, default /tmp/eightms-bench-phone-work)
 NAME=phone
 PORT=${EIGHTMS_BENCH_PORT:-54345}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
@@ -11,9 +12,16 @@ N=${BENCH_INPUTS:-1000000}
 SEED=${BENCH_SEED:-42}
 
 ensure_packages
-mkdir -p /tmp/eightms-bench-phone-work
-W=/tmp/eightms-bench-phone-work
-python3 "$REPO/test/phone/gen_inputs.py" "$REPO/data/phonenumber/PhoneNumberMetadata-v8.12.57.xml" "$N" "$SEED" > "$W/inputs.tsv"
+W=${EIGHTMS_BENCH_WORK:-/tmp/eightms-bench-phone-work}
+mkdir -p "$W"
+# The inputs take a minute or two to generate: kept between runs, per
+# count, seed and generator.
+key="$N $SEED $(md5sum < "$REPO/test/phone/gen_inputs.py")"
+if [ ! -s "$W/inputs.tsv" ] || [ "$(cat "$W/inputs.key" 2>/dev/null)" != "$key" ]; then
+	python3 "$REPO/test/phone/gen_inputs.py" "$REPO/data/phonenumber/PhoneNumberMetadata-v8.12.57.xml" "$N" "$SEED" > "$W/inputs.tsv"
+	echo "$key" > "$W/inputs.key"
+fi
+rm -f "$W"/*.o
 for f in phone phonemeta/v8_12_57 phonemeta/v9_0_35; do
 	gcc -O2 -I"$REPO/src" -c "$REPO/src/$f.c" -o "$W/$(basename $f).o"
 done

@@ -9,7 +9,11 @@ cd "$REPO"
 pass=0
 fail=0
 
-out=$(make -s phone-diff PHONE_DIFF_COUNT=${PHONE_DIFF_COUNT:-50000} PHONE_DIFF_SEED=$((RANDOM + 1)) 2>&1)
+# A fresh seed each run widens what the suite sees over time; it is printed
+# so a failure can be replayed with make phone-diff PHONE_DIFF_SEED=...
+seed=${PHONE_DIFF_SEED:-$((RANDOM + 1))}
+echo "# differential sample: seed $seed"
+out=$(make -s phone-diff PHONE_DIFF_COUNT=${PHONE_DIFF_COUNT:-50000} PHONE_DIFF_SEED=$seed 2>&1)
 echo "$out" | tail -n 20
 line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n1)
 # The sample counts as one test: every input must agree.
@@ -17,7 +21,7 @@ if [ -n "$line" ] && [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; then
 	echo "ok - libphonenumber and eightms agree on $(echo "$line" | cut -d' ' -f1) generated inputs"
 	pass=$((pass + 1))
 else
-	echo "not ok - differential sample: ${line:-did not run}"
+	echo "not ok - differential sample (seed $seed): ${line:-did not run}"
 	fail=$((fail + 1))
 fi
 
@@ -43,6 +47,18 @@ if clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefi
 else
 	tail -n 20 .phone-build/replay.log
 	echo "not ok - fuzz corpus replay"; fail=$((fail + 1))
+fi
+# The same corpus through the differential fuzz target: every seed, the
+# differential fuzzer's findings among them, must agree with libphonenumber.
+if make -s phone-fuzz-diff-bin >/dev/null 2>&1; then
+	if .phone-build/fuzz_diff -runs=0 test/phone/corpus/* > .phone-build/replay-diff.log 2>&1; then
+		echo "ok - the corpus agrees with libphonenumber under ASan+UBSan"; pass=$((pass + 1))
+	else
+		grep -A3 DIFF .phone-build/replay-diff.log | head -n 20
+		echo "not ok - corpus replay against libphonenumber"; fail=$((fail + 1))
+	fi
+else
+	echo "not ok - the differential fuzz target did not build"; fail=$((fail + 1))
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
