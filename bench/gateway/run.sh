@@ -14,6 +14,7 @@ PORT=${EIGHTMS_BENCH_PORT:-54346}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 SECS=${BENCH_SECONDS:-20}
 CLIENTS=${BENCH_CLIENTS:-2}
+BATCH=${BENCH_BATCH:-50}
 bench_cluster
 
 q() { command psql -X -At -q -d "$DB" -c "$1"; }
@@ -33,14 +34,14 @@ cat > "$T/send.sql" <<SQL
 \\set n random(1000, 8999)
 BEGIN;
 SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test","account_id":"$ACCT"}', true);
-SELECT count(*) FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 ' || (:n + i), 'body', 'Your order ' || i || ' has shipped')) FROM generate_series(0, 9) i));
+SELECT count(*) FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 ' || (1000 + (:n + i) % 8000), 'body', 'Your order ' || i || ' has shipped')) FROM generate_series(1, $BATCH) i));
 COMMIT;
 SQL
 cat > "$T/phone.sql" <<SQL
 \\set p random(1, 4)
 BEGIN;
 SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
-SELECT count(*) FROM eightms_api.report_messages(coalesce((SELECT jsonb_agg(r) FROM eightms_api.claim_messages(10) c, LATERAL (VALUES (jsonb_build_object('id', c.message_id, 'status', 'sent')), (jsonb_build_object('id', c.message_id, 'status', 'delivered'))) AS v(r)), '[]'));
+SELECT count(*) FROM eightms_api.report_messages(coalesce((SELECT jsonb_agg(r) FROM eightms_api.claim_messages($BATCH) c, LATERAL (VALUES (jsonb_build_object('id', c.message_id, 'status', 'sent')), (jsonb_build_object('id', c.message_id, 'status', 'delivered'))) AS v(r)), '[]'));
 COMMIT;
 SQL
 cat > "$T/inbound.sql" <<SQL
@@ -58,9 +59,9 @@ tpcb=$(command pgbench -n -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" "$DB" 2>/dev/nu
 
 before=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND status = 'delivered'")
 start=$(date +%s.%N)
-# Senders, phones and inbound at once, weighted 1 : 2 : 1.
+# Senders, phones and inbound at once, weighted 1 : 1 : 1.
 command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" \
-	-f "$T/send.sql@1" -f "$T/phone.sql@2" -f "$T/inbound.sql@1" "$DB" > "$T/gateway.out" 2>&1
+	-f "$T/send.sql@1" -f "$T/phone.sql@1" -f "$T/inbound.sql@1" "$DB" > "$T/gateway.out" 2>&1
 end=$(date +%s.%N)
 after=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND status = 'delivered'")
 inbound=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'in'")
