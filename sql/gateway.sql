@@ -99,8 +99,9 @@ CREATE TABLE eightms.message (
 );
 -- A phone's claim: its due queued messages in order.
 CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE status = 'queued';
--- Lease expiry.
+-- Lease expiry and message expiry, which every claim checks.
 CREATE INDEX message_claimed_idx ON eightms.message (account_id, lease_expires_at) WHERE status = 'claimed';
+CREATE INDEX message_pending_expiry_idx ON eightms.message (account_id, expires_at) WHERE status IN ('queued', 'claimed');
 CREATE INDEX message_conversation_idx ON eightms.message (account_id, conversation_id, created_at, message_id);
 
 -- Numbers that texted STOP (or were added by the account), honoured before
@@ -471,9 +472,14 @@ DECLARE
 	n integer;
 	k integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
+	-- One account (a claim) or all (the scheduled job); an array keeps
+	-- both on the account_id indexes.
+	accts uuid[] := CASE WHEN acct IS NULL THEN ARRAY(SELECT a.account_id FROM eightms.account a)
+						 ELSE ARRAY[acct] END;
 BEGIN
 	UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
-	 WHERE (acct IS NULL OR m.account_id = acct) AND m.status IN ('queued', 'claimed') AND m.expires_at < now();
+	 WHERE m.account_id = ANY (accts) AND m.status IN ('queued', 'claimed') AND m.expires_at < now();
 	GET DIAGNOSTICS n = ROW_COUNT;
 	UPDATE eightms.message m SET
 		status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
@@ -482,18 +488,16 @@ BEGIN
 					 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
 		attempts = m.attempts + 1,
 		lease_expires_at = NULL
-	 WHERE (acct IS NULL OR m.account_id = acct) AND m.status = 'claimed' AND m.lease_expires_at < now();
+	 WHERE m.account_id = ANY (accts) AND m.status = 'claimed' AND m.lease_expires_at < now();
 	GET DIAGNOSTICS k = ROW_COUNT;
 	n := n + k;
 	-- Queued work of phones that went offline goes to the healthiest phone
 	-- online (or to whichever phone claims first when none is).
 	UPDATE eightms.message m SET phone_id = eightms.pick_phone(m.account_id)
 	  FROM eightms.phone p
-	 WHERE (acct IS NULL OR m.account_id = acct) AND m.status = 'queued'
-	   AND p.account_id = m.account_id AND p.phone_id = m.phone_id
-	   AND (p.unpaired_at IS NOT NULL
-			OR p.last_heartbeat_at IS NULL
-			OR p.last_heartbeat_at < now() - current_setting('eightms.online_window')::interval);
+	 WHERE p.account_id = ANY (accts)
+	   AND (p.unpaired_at IS NOT NULL OR p.last_heartbeat_at IS NULL OR p.last_heartbeat_at < window_start)
+	   AND m.account_id = p.account_id AND m.phone_id = p.phone_id AND m.status = 'queued';
 	GET DIAGNOSTICS k = ROW_COUNT;
 	RETURN n + k;
 END
