@@ -68,3 +68,12 @@ phone-unicode: src/phonemeta/gen_unicode.c
 	.phone-build/gen_unicode > src/phonemeta/unicode.h
 
 .PHONY: phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-fuzz-diff-bin phone-fuzz-diff phone-bench phone-tables phone-unicode
+
+# Harder inputs (other scripts' digits, odd regions, long extension labels,
+# tel: contexts, prefixes drawn from their patterns) and raw junk bytes,
+# from the phone2 branch's generators.
+phone-diff-hard: phone-diff-bin
+	python3 test/phone/gen_hard.py data/phonenumber/PhoneNumberMetadata-v8.12.57.xml $(PHONE_DIFF_COUNT) $(PHONE_DIFF_SEED) | .phone-build/diff
+
+phone-diff-bytes: phone-diff-bin
+	python3 test/phone/gen_bytes.py $(PHONE_DIFF_COUNT) $(PHONE_DIFF_SEED) | .phone-build/diff

@@ -25,6 +25,19 @@ else
 	fail=$((fail + 1))
 fi
 
+for kind in hard bytes; do
+	out=$(make -s phone-diff-$kind PHONE_DIFF_COUNT=20000 PHONE_DIFF_SEED=$((RANDOM + 1)) 2>&1)
+	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n1)
+	if [ -n "$line" ] && [ "$(echo "$line" | cut -d' ' -f3)" = 0 ]; then
+		echo "ok - libphonenumber and eightms agree on $(echo "$line" | cut -d' ' -f1) $kind inputs"
+		pass=$((pass + 1))
+	else
+		echo "$out" | tail -n 10
+		echo "not ok - differential sample ($kind): ${line:-did not run}"
+		fail=$((fail + 1))
+	fi
+done
+
 make -s eightms-phone >/dev/null
 cli=$(printf '+1 650-253-0000\tUS\n020 7946 0018\tGB\nnonsense\tUS\n' | ./eightms-phone --metadata v8.12.57)
 expected=$(printf '+16502530000\t1\tfixed_line_or_mobile\tUS\n+442079460018\t1\tfixed_line\tGB\n\t0\tunknown\t')
