@@ -99,8 +99,9 @@ CREATE TABLE eightms.message (
 );
 -- A phone's claim: its due queued messages in order.
 CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE status = 'queued';
--- Lease expiry.
+-- Lease expiry and message expiry, which every claim checks.
 CREATE INDEX message_claimed_idx ON eightms.message (account_id, lease_expires_at) WHERE status = 'claimed';
+CREATE INDEX message_pending_expiry_idx ON eightms.message (account_id, expires_at) WHERE status IN ('queued', 'claimed');
 CREATE INDEX message_conversation_idx ON eightms.message (account_id, conversation_id, created_at, message_id);
 
 -- Numbers that texted STOP (or were added by the account), honoured before
@@ -140,6 +141,27 @@ GRANT SELECT, UPDATE ON eightms.phone TO eightms_phone;
 GRANT DELETE ON eightms.opt_out TO eightms_phone;
 GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.opt_out, eightms.consent_event
 	TO eightms_phone;
+
+-- An account option: fold typographic look-alikes to GSM-7 before sending,
+-- so one curly quote does not turn a message into UCS-2.
+ALTER TABLE eightms.account ADD COLUMN fold_lookalikes boolean NOT NULL DEFAULT false;
+GRANT UPDATE (fold_lookalikes) ON eightms.account TO eightms_user;
+
+-- The healthiest phone to send from: online, battery above 20% or charging,
+-- the shortest queue.  NULL when none is; any phone may then claim.
+CREATE FUNCTION eightms.pick_phone(acct uuid) RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT p.phone_id FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
+	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
+	   AND (p.charging OR coalesce(p.battery_pct, 0) > 20)
+	 ORDER BY (SELECT count(*) FROM eightms.message m
+				WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.status IN ('queued', 'claimed')),
+			  p.battery_pct DESC NULLS LAST, p.phone_id
+	 LIMIT 1
+$$;
 
 -- The calling phone (device token), or an error.
 CREATE FUNCTION eightms.current_phone_id() RETURNS uuid
@@ -348,8 +370,12 @@ BEGIN
 										 AND p.phone_id = phone AND p.unpaired_at IS NULL) THEN
 		RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
 	END IF;
-	conv := eightms.conversation_for(acct, e164, phone);
-	-- A conversation keeps its phone, so replies thread on the handset.
+	IF (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct) THEN
+		body := eightms.sms_fold(body);
+	END IF;
+	-- A conversation keeps its phone, so replies thread on the handset;
+	-- a new one gets the healthiest phone.
+	conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
 	SELECT c.phone_id INTO conv_phone FROM eightms.conversation c
 	 WHERE c.account_id = acct AND c.conversation_id = conv;
 	info := eightms.sms_info(body);
@@ -446,9 +472,14 @@ DECLARE
 	n integer;
 	k integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
+	-- One account (a claim) or all (the scheduled job); an array keeps
+	-- both on the account_id indexes.
+	accts uuid[] := CASE WHEN acct IS NULL THEN ARRAY(SELECT a.account_id FROM eightms.account a)
+						 ELSE ARRAY[acct] END;
 BEGIN
 	UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
-	 WHERE (acct IS NULL OR m.account_id = acct) AND m.status IN ('queued', 'claimed') AND m.expires_at < now();
+	 WHERE m.account_id = ANY (accts) AND m.status IN ('queued', 'claimed') AND m.expires_at < now();
 	GET DIAGNOSTICS n = ROW_COUNT;
 	UPDATE eightms.message m SET
 		status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
@@ -457,7 +488,16 @@ BEGIN
 					 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
 		attempts = m.attempts + 1,
 		lease_expires_at = NULL
-	 WHERE (acct IS NULL OR m.account_id = acct) AND m.status = 'claimed' AND m.lease_expires_at < now();
+	 WHERE m.account_id = ANY (accts) AND m.status = 'claimed' AND m.lease_expires_at < now();
+	GET DIAGNOSTICS k = ROW_COUNT;
+	n := n + k;
+	-- Queued work of phones that went offline goes to the healthiest phone
+	-- online (or to whichever phone claims first when none is).
+	UPDATE eightms.message m SET phone_id = eightms.pick_phone(m.account_id)
+	  FROM eightms.phone p
+	 WHERE p.account_id = ANY (accts)
+	   AND (p.unpaired_at IS NOT NULL OR p.last_heartbeat_at IS NULL OR p.last_heartbeat_at < window_start)
+	   AND m.account_id = p.account_id AND m.phone_id = p.phone_id AND m.status = 'queued';
 	GET DIAGNOSTICS k = ROW_COUNT;
 	RETURN n + k;
 END
@@ -570,6 +610,20 @@ $$;
 
 -- ------------------------------------------------------------ inbound
 
+-- A reply the gateway sends on its own (opt-out confirmation, help), on the
+-- phone the message came in on; it is queued even to an opted-out number.
+CREATE FUNCTION eightms.queue_reply(acct uuid, conv uuid, phone uuid, number text, body text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
+								 encoding, segments, status, expires_at)
+	SELECT acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued',
+		   now() + current_setting('eightms.message_ttl')::interval
+	  FROM eightms.sms_info(body) i
+$$;
+
 CREATE FUNCTION eightms_api.receive_messages(messages jsonb)
 RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text)
 LANGUAGE plpgsql VOLATILE
@@ -634,13 +688,9 @@ BEGIN
 				UPDATE eightms.message m SET status = 'canceled', error = 'recipient opted out'
 				 WHERE m.account_id = acct AND m.peer_number = sender AND m.status IN ('queued', 'claimed');
 				-- One confirmation, sent even though the number is now opted out.
-				INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
-											 encoding, segments, status, expires_at)
-				SELECT acct, conv, 'out', me, sender, t, i.encoding, i.segments, 'queued',
-					   now() + current_setting('eightms.message_ttl')::interval
-				  FROM (SELECT format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',
-									  a.company_name) AS t FROM eightms.account a WHERE a.account_id = acct) s,
-					   eightms.sms_info(s.t) i;
+				PERFORM eightms.queue_reply(acct, conv, me, sender,
+					format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',
+						   (SELECT a.company_name FROM eightms.account a WHERE a.account_id = acct)));
 			END IF;
 			consent := 'opt_out';
 		ELSIF kw = 'start' THEN
@@ -653,11 +703,7 @@ BEGIN
 		ELSIF kw = 'help' THEN
 			SELECT format('%s: reply STOP to unsubscribe, START to resubscribe.', a.company_name)
 			  INTO reply FROM eightms.account a WHERE a.account_id = acct;
-			INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
-										 encoding, segments, status, expires_at)
-			SELECT acct, conv, 'out', me, sender, reply, i.encoding, i.segments, 'queued',
-				   now() + current_setting('eightms.message_ttl')::interval
-			  FROM eightms.sms_info(reply) i;
+			PERFORM eightms.queue_reply(acct, conv, me, sender, reply);
 			consent := 'help';
 		END IF;
 		PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
@@ -690,18 +736,85 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION eightms_api.archive_conversation(conversation_id uuid, archived boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE eightms.conversation c SET archived_at = CASE WHEN archived THEN now() END
+	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = archive_conversation.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', archive_conversation.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+-- The inbox, newest first, a page at a time: pass the last row's
+-- (last_message_at, conversation_id) to get the next page (keyset
+-- pagination, stable while messages arrive).
+CREATE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
+											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
+			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
+		   lm.body, lm.direction
+	  FROM eightms.conversation c
+	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
+						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
+						  ORDER BY m.created_at DESC, m.message_id DESC LIMIT 1) lm ON true
+	 WHERE c.account_id = eightms.require_account()
+	   AND (c.archived_at IS NOT NULL) = archived
+	   AND c.last_message_at IS NOT NULL
+	   AND (after_at IS NULL OR (c.last_message_at, c.conversation_id) < (after_at, after_id))
+	 ORDER BY c.last_message_at DESC, c.conversation_id DESC
+	 LIMIT least(greatest(page_size, 1), 200)
+$$;
+
+-- A conversation's messages, newest first, a page at a time.
+CREATE FUNCTION eightms_api.conversation_messages(conversation_id uuid, after_at timestamptz DEFAULT NULL,
+												  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS SETOF eightms_api.messages
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT v.* FROM eightms_api.messages v
+	 WHERE v.account_id = eightms.require_account() AND v.conversation_id = conversation_messages.conversation_id
+	   AND (after_at IS NULL OR (v.created_at, v.message_id) < (after_at, after_id))
+	 ORDER BY v.created_at DESC, v.message_id DESC
+	 LIMIT least(greatest(page_size, 1), 200)
+$$;
+
+CREATE FUNCTION eightms_api.set_message_options(fold_lookalikes boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	UPDATE eightms.account a SET fold_lookalikes = set_message_options.fold_lookalikes
+	 WHERE a.account_id = eightms.current_account_id();
+END
+$$;
+
 CREATE VIEW eightms_api.conversations WITH (security_invoker = true) AS
 	SELECT account_id, conversation_id, peer_number, phone_id, last_message_at, unread_count, archived_at, created_at
 	  FROM eightms.conversation;
 GRANT SELECT ON eightms_api.conversations TO eightms_user;
 
 GRANT EXECUTE ON FUNCTION eightms_api.send_message(text, text, uuid, text, timestamptz),
-	eightms_api.send_messages(jsonb), eightms_api.mark_read(uuid), eightms_api.delete_conversation(uuid)
+	eightms_api.send_messages(jsonb), eightms_api.mark_read(uuid), eightms_api.delete_conversation(uuid),
+	eightms_api.archive_conversation(uuid, boolean), eightms_api.set_message_options(boolean),
+	eightms_api.list_conversations(timestamptz, uuid, integer, boolean),
+	eightms_api.conversation_messages(uuid, timestamptz, uuid, integer)
 TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.report_messages(jsonb),
 	eightms_api.receive_messages(jsonb)
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
+	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
 	eightms.status_rank(text)
 TO eightms_user, eightms_phone, eightms_dba;

@@ -6,33 +6,14 @@
 # ratio; DESIGN.md's target is RLS within 10% (ratio >= 0.90).
 #
 #   BENCH_SECONDS  seconds per pgbench run (default 10), BENCH_ROUNDS (3)
-source "$(dirname "${BASH_SOURCE[0]}")/../../test/lib.sh"
-
-T=${EIGHTMS_BENCH_DIR:-/tmp/eightms-bench-rls}
+NAME=rls
 PORT=${EIGHTMS_BENCH_PORT:-54341}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
-DB=eightms_bench
+bench_cluster
 
-ensure_packages
-build_extension
-[ -s "$T/data/postmaster.pid" ] && PGCTL=$T/root$PGBIN/pg_ctl stop_cluster "$T/data"
-rm -rf "$T"; mkdir -p "$T/root/usr/lib/postgresql" "$T/root/usr/share/postgresql"; chmod 755 "$T"
-cp -a /usr/lib/postgresql/$PGVER "$T/root/usr/lib/postgresql/"
-cp -a /usr/share/postgresql/$PGVER "$T/root/usr/share/postgresql/"
-make -C "$REPO" -s install DESTDIR="$T/root" PG_CONFIG=$PGBIN/pg_config >/dev/null
-INITDB=$T/root$PGBIN/initdb PGCTL=$T/root$PGBIN/pg_ctl
-ensure_secrets "$T/secrets.env"
-init_cluster "$T/data" "$PORT" "$T/run" "$DB"
-echo "shared_buffers = 512MB" >> "$T/data/eightms.conf"
-trap 'stop_cluster "$T/data"' EXIT
-start_cluster "$T/data" "$T/secrets.env" "$T/server.log"
-export PGHOST=$T/run PGPORT=$PORT PGUSER=postgres PATH=$T/root$PGBIN:$PATH
-
-psql -X -q -d postgres -c "CREATE DATABASE $DB"
 psql -X -q -d "$DB" -v ON_ERROR_STOP=1 <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION eightms CASCADE;
 -- 500 accounts with 400 members each (200,000 rows); the benchmark reads one
 -- account's rows at a time, as dashboards do.
 INSERT INTO eightms.account (account_id, company_name)

@@ -118,6 +118,34 @@ SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND s
 SELECT is((SELECT min(attempts) FROM eightms.message WHERE account_id = :'acct' AND status = 'queued' AND direction = 'out'), 1,
 		  'a requeued message counts the attempt');
 
+-- Inbox: keyset pages, archive, folding look-alikes, routing.
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT is((SELECT count(*) FROM eightms_api.list_conversations(page_size => 2)), 2::bigint, 'the inbox pages');
+SELECT last_message_at AS p_at, conversation_id AS p_id FROM eightms_api.list_conversations(page_size => 2)
+ ORDER BY last_message_at, conversation_id LIMIT 1 \gset
+SELECT is((SELECT count(*) FROM eightms_api.list_conversations(:'p_at', :'p_id', 50)
+			WHERE conversation_id IN (SELECT conversation_id FROM eightms_api.list_conversations(page_size => 2))),
+		  0::bigint, 'the next page (keyset after the last row) repeats nothing');
+SELECT is((SELECT last_body FROM eightms_api.list_conversations() WHERE peer_number = '+12125550198'),
+		  (SELECT body FROM eightms_api.messages WHERE peer_number = '+12125550198' ORDER BY created_at DESC, message_id DESC LIMIT 1),
+		  'each conversation shows its last message');
+SELECT is((SELECT count(*) FROM eightms_api.conversation_messages(
+			(SELECT conversation_id FROM eightms_api.conversations WHERE peer_number = '+12125550198'))),
+		  (SELECT count(*) FROM eightms_api.messages WHERE peer_number = '+12125550198'),
+		  'a conversation''s messages are listed');
+SELECT is((SELECT count(*) FROM eightms_api.conversation_messages(
+			(SELECT conversation_id FROM eightms_api.conversations WHERE peer_number = '+12125550198'), page_size => 4)),
+		  4::bigint, 'and paged');
+SELECT eightms_api.archive_conversation((SELECT conversation_id FROM eightms_api.conversations WHERE peer_number = '+12125550198'));
+SELECT is((SELECT count(*) FROM eightms_api.list_conversations() WHERE peer_number = '+12125550198'), 0::bigint,
+		  'an archived conversation leaves the inbox');
+SELECT is((SELECT count(*) FROM eightms_api.list_conversations(archived => true)), 1::bigint, 'and is listed with the archived ones');
+SELECT eightms_api.set_message_options(true);
+SELECT is((SELECT body || ' ' || encoding FROM eightms_api.send_message('+1 212 555 0177', 'It’s ready – come by…')),
+		  'It''s ready - come by... gsm7', 'with the account option on, look-alikes are folded and the message stays GSM-7');
+SELECT is((SELECT phone_id FROM eightms_api.send_message('+1 212 555 0166', 'hi')), :'pair_phone_id'::uuid,
+		  'a new conversation is routed to the healthy online phone');
+
 -- Unpairing revokes the device token at once.
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT eightms_api.unpair_phone(:'pair_phone_id');

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench/gateway: complete message lifecycles through the public API with
+# pgbench, against the built-in tpcb-like script on the same cluster in the
+# same run.  One script sends batches of 10 through eightms_api.send_messages
+# as a dashboard user; another acts as phones, claiming 10 at a time and
+# reporting each sent and delivered; a third delivers inbound SMS.  Every
+# transaction sets role and claims as PostgREST does.  Prints lifecycles
+# (queued -> delivered) per second, tpcb-like TPS, their ratio, and double
+# claims (which must be zero).  Target (issue 5): ratio >= 3.
+#
+#   BENCH_SECONDS (default 20), BENCH_CLIENTS (default 2)
+NAME=gateway
+PORT=${EIGHTMS_BENCH_PORT:-54346}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+SECS=${BENCH_SECONDS:-20}
+CLIENTS=${BENCH_CLIENTS:-2}
+BATCH=${BENCH_BATCH:-50}
+bench_cluster
+
+q() { command psql -X -At -q -d "$DB" -c "$1"; }
+# One account with 4 phones (pacing lifted for the benchmark).
+read -r ACCT < <(command psql -X -At -q -d "$DB" <<'SQL'
+BEGIN;
+SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test"}', true) \g /dev/null
+SELECT eightms_api.pre_request() \g /dev/null
+SELECT account_id FROM eightms_api.create_account('Bench Co');
+COMMIT;
+SQL
+)
+q "INSERT INTO eightms.phone (account_id, device_id, rate_limit) SELECT '$ACCT', 'bench-' || i, 100000 FROM generate_series(1, 4) i"
+mapfile -t PHONES < <(q "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
+
+cat > "$T/send.sql" <<SQL
+\\set n random(1000, 8999)
+BEGIN;
+SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test","account_id":"$ACCT"}', true);
+SELECT count(*) FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 ' || (1000 + (:n + i) % 8000), 'body', 'Your order ' || i || ' has shipped')) FROM generate_series(1, $BATCH) i));
+COMMIT;
+SQL
+cat > "$T/phone.sql" <<SQL
+\\set p random(1, 4)
+BEGIN;
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
+SELECT count(*) FROM eightms_api.report_messages(coalesce((SELECT jsonb_agg(r) FROM eightms_api.claim_messages($BATCH) c, LATERAL (VALUES (jsonb_build_object('id', c.message_id, 'status', 'sent')), (jsonb_build_object('id', c.message_id, 'status', 'delivered'))) AS v(r)), '[]'));
+COMMIT;
+SQL
+cat > "$T/inbound.sql" <<SQL
+\\set p random(1, 4)
+\\set n random(1000, 8999)
+BEGIN;
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
+SELECT count(*) FROM eightms_api.receive_messages(jsonb_build_array(jsonb_build_object('from', '+1 212 555 ' || :n, 'body', 'Thanks, see you Tuesday', 'device_message_id', gen_random_uuid())));
+COMMIT;
+SQL
+
+# tpcb-like on the same cluster, first, as the baseline.
+command pgbench -q -i -s 10 "$DB" >/dev/null 2>&1
+tpcb=$(command pgbench -n -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1)
+
+before=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND status = 'delivered'")
+start=$(date +%s.%N)
+# Senders, phones and inbound at once, weighted 1 : 1 : 1.
+command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" \
+	-f "$T/send.sql@1" -f "$T/phone.sql@1" -f "$T/inbound.sql@1" "$DB" > "$T/gateway.out" 2>&1
+end=$(date +%s.%N)
+after=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND status = 'delivered'")
+inbound=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'in'")
+queued=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'out'")
+# A message handed out twice would be reported twice: attempts above 1.
+double=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'out' AND attempts > 1")
+failed=$(grep -c 'ERROR' "$T/gateway.out" || true)
+life=$(echo "($after - $before) / ($end - $start)" | bc -l)
+printf 'queued: %d outbound, delivered: %d, inbound: %d, errors: %d, double claims: %d\n' "$queued" "$((after - before))" "$inbound" "$failed" "$double"
+printf 'lifecycles (queued -> delivered): %8.0f per second\n' "$life"
+printf 'tpcb-like:                        %8.0f TPS\n' "$tpcb"
+printf 'ratio: %.2f (target >= 3)\n' "$(echo "$life / $tpcb" | bc -l)"
