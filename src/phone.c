@@ -797,6 +797,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	int			nlen;
 	int			cc = 0;
 	int			start;
+	bool		ext_possible;
 
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
@@ -902,7 +903,8 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		return PHONE_INVALID_COUNTRY_CODE;
 
 	/* MaybeStripExtension: the leftmost extension that ends the input. */
-	for (int s = 0; s < n && may_have_extension(cp, n); s++)
+	ext_possible = may_have_extension(cp, n);
+	for (int s = 0; ext_possible && s < n; s++)
 	{
 		int			d = ext_at(cp, n, s);
 
