@@ -360,7 +360,9 @@ BEGIN
 	IF body IS NULL OR length(body) = 0 OR length(body) > 1600 THEN
 		RAISE EXCEPTION 'a message body must be 1 to 1600 characters' USING ERRCODE = '22023';
 	END IF;
-	e164 := eightms.e164(to_number, NULL, true);
+	-- The account's region, read here with a cached plan (e164 with a NULL
+	-- region would look it up again, unplanned, for every message).
+	e164 := eightms.e164(to_number, (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct), true);
 	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
 		RAISE EXCEPTION '% has opted out of messages from this account', e164
 			USING ERRCODE = 'E8O01',
@@ -638,6 +640,7 @@ DECLARE
 	kw text;
 	mid uuid;
 	reply text;
+	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
 BEGIN
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' THEN
 		RAISE EXCEPTION 'messages must be a JSON array of {from, body, received_at, device_message_id}'
@@ -657,7 +660,7 @@ BEGIN
 			CONTINUE;
 		END IF;
 		-- Short codes and alphanumeric senders are kept as given.
-		sender := coalesce(eightms.try_e164(x ->> 'from', NULL, false), left(btrim(x ->> 'from'), 32));
+		sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
 		conv := eightms.conversation_for(acct, sender, me);
 		INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
 										  encoding, segments, status, device_message_id, received_at)
