@@ -27,10 +27,15 @@ CREATE TABLE eightms.phone (
 	app_version			text
 		CONSTRAINT phone_app_version_check CHECK (length(app_version) <= 50),
 	gateway_password	bytea,
-	-- Pacing: Android's own default is 30 SMS per 30 minutes.
-	rate_limit			integer NOT NULL DEFAULT 30
-		CONSTRAINT phone_rate_limit_check CHECK (rate_limit BETWEEN 1 AND 100000),
-	rate_window			interval NOT NULL DEFAULT '30 minutes',
+	-- Pacing: Android's own default is 30 SMS per 30 minutes; NULL turns
+	-- pacing off (a phone whose limit was lifted with adb).
+	rate_limit			integer DEFAULT 30
+		CONSTRAINT phone_rate_limit_check CHECK (rate_limit BETWEEN 1 AND 10000),
+	rate_window			interval NOT NULL DEFAULT '30 minutes'
+		CONSTRAINT phone_rate_window_check CHECK (rate_window BETWEEN '1 minute' AND '1 day'),
+	-- When this phone's claims within its window were made (at most
+	-- rate_limit of them): pacing reads one row instead of counting messages.
+	recent_claims		timestamptz[] NOT NULL DEFAULT '{}',
 	PRIMARY KEY (account_id, phone_id)
 );
 CREATE UNIQUE INDEX phone_device_idx ON eightms.phone (account_id, device_id) WHERE unpaired_at IS NULL;
@@ -93,10 +98,14 @@ CREATE TABLE eightms.message (
 	failed_at			timestamptz,
 	received_at			timestamptz,
 	PRIMARY KEY (account_id, message_id),
-	FOREIGN KEY (account_id, conversation_id) REFERENCES eightms.conversation (account_id, conversation_id) ON DELETE CASCADE,
-	CONSTRAINT message_idempotency_key UNIQUE (account_id, idempotency_key),
-	CONSTRAINT message_device_message_key UNIQUE (account_id, phone_id, device_message_id)
+	FOREIGN KEY (account_id, conversation_id) REFERENCES eightms.conversation (account_id, conversation_id) ON DELETE CASCADE
 );
+-- Partial: most messages have neither key, and every row version would
+-- otherwise add an entry to both indexes.
+CREATE UNIQUE INDEX message_idempotency_key ON eightms.message (account_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, phone_id, device_message_id)
+	WHERE device_message_id IS NOT NULL;
 -- A phone's claim: its due queued messages in order.
 CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE status = 'queued';
 -- Lease expiry and message expiry, which every claim checks.
@@ -147,19 +156,31 @@ GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.o
 ALTER TABLE eightms.account ADD COLUMN fold_lookalikes boolean NOT NULL DEFAULT false;
 GRANT UPDATE (fold_lookalikes) ON eightms.account TO eightms_user;
 
--- The healthiest phone to send from: online, battery above 20% or charging,
--- the shortest queue.  NULL when none is; any phone may then claim.
+-- Phones fit to send: online, battery above 20% or charging; with their
+-- queue length, the first thing routing looks at.
+CREATE FUNCTION eightms.healthy_phones(acct uuid)
+RETURNS TABLE (phone_id uuid, queue_length bigint, battery_pct integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT p.phone_id,
+		   (SELECT count(*) FROM eightms.message m
+			 WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.status IN ('queued', 'claimed')),
+		   p.battery_pct
+	  FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
+	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
+	   AND (p.charging OR coalesce(p.battery_pct, 0) > 20)
+$$;
+
+-- The healthiest phone to send from: the shortest queue, then the fullest
+-- battery.  NULL when none is fit; any phone may then claim.
 CREATE FUNCTION eightms.pick_phone(acct uuid) RETURNS uuid
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT p.phone_id FROM eightms.phone p
-	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
-	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
-	   AND (p.charging OR coalesce(p.battery_pct, 0) > 20)
-	 ORDER BY (SELECT count(*) FROM eightms.message m
-				WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.status IN ('queued', 'claimed')),
-			  p.battery_pct DESC NULLS LAST, p.phone_id
+	SELECT h.phone_id FROM eightms.healthy_phones(acct) h
+	 ORDER BY h.queue_length, h.battery_pct DESC NULLS LAST, h.phone_id
 	 LIMIT 1
 $$;
 
@@ -290,6 +311,31 @@ BEGIN
 END
 $$;
 
+-- Pacing per phone: at most rate_limit messages per rate_window, or none
+-- (NULL) for a phone whose Android limit was lifted.
+CREATE FUNCTION eightms_api.set_phone_pacing(phone_id uuid, rate_limit integer,
+											 rate_window interval DEFAULT '30 minutes')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	IF rate_limit NOT BETWEEN 1 AND 10000 OR rate_window IS NULL
+	   OR rate_window NOT BETWEEN interval '1 minute' AND interval '1 day' THEN
+		RAISE EXCEPTION 'pacing must be 1 to 10000 messages per 1 minute to 1 day'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass a NULL rate_limit to turn pacing off for a phone whose own limit was lifted.';
+	END IF;
+	UPDATE eightms.phone p SET rate_limit = set_phone_pacing.rate_limit, rate_window = set_phone_pacing.rate_window
+	 WHERE p.account_id = eightms.current_account_id() AND p.phone_id = set_phone_pacing.phone_id
+	   AND p.unpaired_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no paired phone %', set_phone_pacing.phone_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
 -- Phones with their online status (last heartbeat within eightms.online_window).
 CREATE VIEW eightms_api.phones WITH (security_invoker = true) AS
 	SELECT p.account_id, p.phone_id, p.device_id, p.name, p.paired_at, p.unpaired_at,
@@ -300,7 +346,8 @@ CREATE VIEW eightms_api.phones WITH (security_invoker = true) AS
 	  FROM eightms.phone p;
 GRANT SELECT ON eightms_api.phones TO eightms_user;
 
-GRANT EXECUTE ON FUNCTION eightms_api.create_pairing_code(interval), eightms_api.unpair_phone(uuid) TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms_api.create_pairing_code(interval), eightms_api.unpair_phone(uuid),
+	eightms_api.set_phone_pacing(uuid, integer, interval) TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms_api.pair_phone(text, text, text, text) TO eightms_anon;
 GRANT EXECUTE ON FUNCTION eightms_api.heartbeat(integer, text, boolean, text, text) TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.current_phone_id(), eightms.require_phone()
@@ -386,7 +433,7 @@ BEGIN
 	VALUES (acct, conv, 'out', coalesce(phone, conv_phone), e164, body, info.encoding, info.segments,
 			'queued', idem, coalesce(send_at, now()),
 			coalesce(send_at, now()) + current_setting('eightms.message_ttl')::interval)
-	ON CONFLICT (account_id, idempotency_key) DO NOTHING
+	ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING * INTO m;
 	IF m.message_id IS NULL THEN
 		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
@@ -426,6 +473,10 @@ END
 $$;
 
 -- A batch: each item queued or refused on its own, in one transaction.
+-- The items that plainly go through (a valid number, not opted out, a fit
+-- body, no idempotency key seen before) are queued by one statement; the
+-- rest, and the whole batch should that statement fail, go one by one
+-- through queue_message, which gives each refusal its own error.
 CREATE FUNCTION eightms_api.send_messages(messages jsonb)
 RETURNS TABLE (item integer, message_id uuid, status text, error_code text, error text)
 LANGUAGE plpgsql VOLATILE
@@ -433,8 +484,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	acct uuid;
+	region text;
+	fold boolean;
+	ttl interval := current_setting('eightms.message_ttl')::interval;
+	ids uuid[];
+	want integer;
+	got integer;
 	x jsonb;
-	i integer := 0;
 	m eightms.message;
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
@@ -442,9 +498,95 @@ BEGIN
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 10000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 10000 items' USING ERRCODE = '22023';
 	END IF;
-	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
-		i := i + 1;
+	SELECT a.default_region, a.fold_lookalikes INTO region, fold FROM eightms.account a WHERE a.account_id = acct;
+	BEGIN
+		WITH items AS (
+			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to, t.x ->> 'body' AS body,
+				   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
+				   (t.x ->> 'send_at')::timestamptz AS send_at
+			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
+		norm AS (
+			SELECT items.*, eightms.try_e164(items.raw_to, region, true) AS e164,
+				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
+			  FROM items),
+		fast AS MATERIALIZED (
+			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, gen_random_uuid() AS message_id,
+				   CASE WHEN fold THEN eightms.sms_fold(n.body) ELSE n.body END AS body
+			  FROM norm n
+			 WHERE n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
+			   AND (n.phone IS NULL
+					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
+								AND p.unpaired_at IS NULL))
+			   AND (n.idem IS NULL
+					OR (n.idem_rank = 1
+						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
+										 AND o.idempotency_key = n.idem)))),
+		-- One row per number, from its first item, in number order (the
+		-- lock order every batch shares).
+		peers AS (
+			SELECT DISTINCT ON (f.e164) f.e164, f.ord, f.phone FROM fast f ORDER BY f.e164, f.ord),
+		-- New conversations (and ones without a phone) are spread over the
+		-- healthy phones as pick_phone would, shortest queue first.
+		unrouted AS (
+			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
+			  FROM peers pr
+			  LEFT JOIN eightms.conversation c ON c.account_id = acct AND c.peer_number = pr.e164
+			 WHERE pr.phone IS NULL AND c.phone_id IS NULL),
+		slots AS (
+			SELECT h.phone_id,
+				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
+			  FROM eightms.healthy_phones(acct) h, generate_series(1, (SELECT count(*) FROM unrouted)) g),
+		conv AS (
+			INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
+			SELECT acct, pr.e164, coalesce(pr.phone, s.phone_id), now()
+			  FROM peers pr
+			  LEFT JOIN unrouted u ON u.e164 = pr.e164
+			  LEFT JOIN slots s ON s.k = u.k
+			 ORDER BY pr.e164
+			ON CONFLICT (account_id, peer_number) DO UPDATE
+				SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
+			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		ins AS (
+			INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
+											  peer_number, body, encoding, segments, status, idempotency_key,
+											  send_at, expires_at)
+			SELECT acct, f.message_id, c.conversation_id, 'out', coalesce(f.phone, c.phone_id), f.e164, f.body,
+				   i.encoding, i.segments, 'queued', f.idem, coalesce(f.send_at, now()),
+				   coalesce(f.send_at, now()) + ttl
+			  FROM fast f
+			  JOIN conv c ON c.peer_number = f.e164
+			 CROSS JOIN LATERAL eightms.sms_info(f.body) i
+			 ORDER BY f.ord
+			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING x.message_id, x.phone_id),
+		-- Realtime: ids only, never content or numbers.
+		notified AS (
+			SELECT count(pg_notify('eightms_outbound',
+								   json_build_object('account_id', acct, 'message_id', ins.message_id,
+													 'phone_id', ins.phone_id)::text)) AS n
+			  FROM ins)
+		SELECT (SELECT count(*) FROM fast), (SELECT n FROM notified),
+			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord)
+		  INTO want, got, ids;
+		IF got <> want THEN
+			-- Another transaction took one of the idempotency keys meanwhile.
+			RAISE EXCEPTION USING ERRCODE = 'T8R01';
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		ids := NULL;
+	END;
+	FOR i IN 1 .. jsonb_array_length(messages) LOOP
 		item := i;
+		IF ids[i] IS NOT NULL THEN
+			message_id := ids[i];
+			status := 'queued';
+			error_code := NULL;
+			error := NULL;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		x := messages -> (i - 1);
 		BEGIN
 			m := eightms.queue_message(acct, x ->> 'to', x ->> 'body', (x ->> 'phone_id')::uuid,
 									   x ->> 'idempotency_key', (x ->> 'send_at')::timestamptz);
@@ -520,32 +662,51 @@ DECLARE
 	acct uuid := eightms.current_account_id();
 	lim integer;
 	win interval;
-	recent integer;
+	recent timestamptz[];
+	n integer;
 	lease interval := current_setting('eightms.message_lease')::interval;
 BEGIN
 	PERFORM eightms.expire_messages(acct);
-	SELECT p.rate_limit, p.rate_window INTO lim, win FROM eightms.phone p
-	 WHERE p.account_id = acct AND p.phone_id = me;
-	-- Pacing: what this phone claimed within its window counts.
-	SELECT count(*) INTO recent FROM eightms.message m
-	 WHERE m.account_id = acct AND m.phone_id = me AND m.claimed_at > now() - win;
-	max := least(greatest(coalesce(max, 10), 0), 100, greatest(lim - recent, 0));
+	-- Pacing: this phone's claims within its window, kept on its row; the
+	-- row lock makes two concurrent claims of one phone count each other.
+	SELECT p.rate_limit, p.rate_window, ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
+	  INTO lim, win, recent
+	  FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.phone_id = me
+	   FOR NO KEY UPDATE;
+	max := least(greatest(coalesce(max, 10), 0), 100);
+	IF lim IS NOT NULL THEN
+		max := least(max, greatest(lim - cardinality(recent), 0));
+	END IF;
 	IF max = 0 THEN
 		RETURN;
 	END IF;
+	-- This phone's own queue first, then messages no phone was chosen for;
+	-- each in send_at order straight off message_queue_idx.
 	RETURN QUERY
-	WITH picked AS (
+	WITH mine AS (
 		SELECT m.account_id, m.message_id FROM eightms.message m
-		 WHERE m.account_id = acct AND m.status = 'queued' AND m.send_at <= now()
-		   AND (m.phone_id = me OR m.phone_id IS NULL)
-		 ORDER BY m.send_at, m.created_at
+		 WHERE m.account_id = acct AND m.phone_id = me AND m.status = 'queued' AND m.send_at <= now()
+		 ORDER BY m.send_at
 		 LIMIT max
+		 FOR UPDATE SKIP LOCKED),
+	unassigned AS (
+		SELECT m.account_id, m.message_id FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.status = 'queued' AND m.send_at <= now()
+		   AND (SELECT count(*) FROM mine) < max
+		 ORDER BY m.send_at
+		 LIMIT max - (SELECT count(*) FROM mine)
 		 FOR UPDATE SKIP LOCKED)
 	UPDATE eightms.message m SET status = 'claimed', phone_id = me, claimed_at = now(),
 		lease_expires_at = now() + lease
-	  FROM picked
+	  FROM (SELECT * FROM mine UNION ALL SELECT * FROM unassigned) picked
 	 WHERE m.account_id = picked.account_id AND m.message_id = picked.message_id
 	RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF lim IS NOT NULL AND n > 0 THEN
+		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
+		 WHERE p.account_id = acct AND p.phone_id = me;
+	END IF;
 END
 $$;
 
@@ -554,6 +715,10 @@ CREATE FUNCTION eightms.status_rank(status text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT array_position(ARRAY['queued', 'claimed', 'sent', 'delivered'], status) $$;
 
+-- A batch of reports is folded per message in one statement: the state
+-- before each report is what the reports ahead of it in the batch left, so
+-- the answer is the same as applying them one by one, and each message is
+-- written once however many reports it has.
 CREATE FUNCTION eightms_api.report_messages(reports jsonb)
 RETURNS TABLE (message_id uuid, status text, accepted boolean, note text)
 LANGUAGE plpgsql VOLATILE
@@ -562,51 +727,75 @@ AS $$
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
-	r jsonb;
-	m eightms.message;
-	new_status text;
-	at_time timestamptz;
 BEGIN
 	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' THEN
 		RAISE EXCEPTION 'reports must be a JSON array of {id, status, error, at}' USING ERRCODE = '22023';
 	END IF;
-	FOR r IN SELECT * FROM jsonb_array_elements(reports) LOOP
-		message_id := NULL;
-		BEGIN
-			message_id := (r ->> 'id')::uuid;
-		EXCEPTION WHEN invalid_text_representation THEN
-			message_id := NULL;
-		END;
-		new_status := r ->> 'status';
-		status := new_status;
-		at_time := least(coalesce((r ->> 'at')::timestamptz, now()), now());
-		SELECT * INTO m FROM eightms.message x
-		 WHERE x.account_id = acct AND x.message_id = report_messages.message_id AND x.direction = 'out'
-		 FOR UPDATE;
-		IF NOT FOUND OR m.phone_id IS DISTINCT FROM me THEN
-			-- Another phone's or account's message looks like no message at all.
-			accepted := false; note := 'no such message for this phone';
-		ELSIF new_status NOT IN ('sent', 'delivered', 'failed') THEN
-			accepted := false; note := 'status must be sent, delivered or failed';
-		ELSIF m.status IN ('failed', 'expired', 'canceled')
-			  OR (new_status <> 'failed' AND eightms.status_rank(new_status) <= coalesce(eightms.status_rank(m.status), 0))
-			  OR (new_status = 'failed' AND m.status = 'delivered') THEN
-			-- Late or repeated: accepted without harm, nothing moves back.
-			accepted := true; note := 'already ' || m.status;
-		ELSE
-			UPDATE eightms.message x SET
-				status = new_status,
-				lease_expires_at = NULL,
-				sent_at = CASE WHEN new_status IN ('sent', 'delivered') THEN coalesce(x.sent_at, at_time) ELSE x.sent_at END,
-				delivered_at = CASE WHEN new_status = 'delivered' THEN at_time ELSE x.delivered_at END,
-				failed_at = CASE WHEN new_status = 'failed' THEN at_time ELSE x.failed_at END,
-				error = CASE WHEN new_status = 'failed' THEN left(coalesce(r ->> 'error', 'failed on the phone'), 500) ELSE x.error END,
-				attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-			 WHERE x.account_id = acct AND x.message_id = m.message_id;
-			accepted := true; note := NULL;
-		END IF;
-		RETURN NEXT;
-	END LOOP;
+	RETURN QUERY
+	WITH rep AS (
+		SELECT t.ord,
+			   -- What uuid_in accepts; anything else names no message.
+			   CASE WHEN t.x ->> 'id' ~ '^\{?[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}\}?$' THEN (t.x ->> 'id')::uuid END AS id,
+			   t.x ->> 'status' AS st,
+			   t.x ->> 'error' AS err,
+			   least(coalesce((t.x ->> 'at')::timestamptz, now()), now()) AS at
+		  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
+	cur AS (
+		SELECT m.message_id, m.status FROM eightms.message m
+		 WHERE m.account_id = acct AND m.message_id IN (SELECT rep.id FROM rep)
+		   AND m.direction = 'out' AND m.phone_id = me
+		 ORDER BY m.message_id
+		   FOR NO KEY UPDATE),
+	-- What the valid reports ahead of each one in the batch did.
+	ahead AS (
+		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine,
+			   coalesce(bool_or(rep.st = 'sent') OVER w, false) AS sent_ahead,
+			   (array_agg(rep.st) FILTER (WHERE rep.st IN ('delivered', 'failed')) OVER w)[1] AS final_ahead
+		  FROM rep LEFT JOIN cur ON cur.message_id = rep.id
+		WINDOW w AS (PARTITION BY rep.id ORDER BY rep.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
+	before AS (
+		SELECT ahead.*,
+			   CASE WHEN s0 IN ('delivered', 'failed', 'expired', 'canceled') THEN s0
+					WHEN final_ahead IS NOT NULL THEN final_ahead
+					WHEN sent_ahead THEN 'sent'
+					ELSE s0 END AS was
+		  FROM ahead),
+	step AS (
+		SELECT before.*,
+			   mine AND st IN ('sent', 'delivered', 'failed')
+			   AND was NOT IN ('delivered', 'failed', 'expired', 'canceled')
+			   AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(was)) AS moves
+		  FROM before),
+	final AS (
+		SELECT step.id,
+			   (array_agg(step.st ORDER BY step.ord DESC))[1] AS st,
+			   (array_agg(step.at ORDER BY step.ord) FILTER (WHERE step.st IN ('sent', 'delivered')))[1] AS sent_at,
+			   max(step.at) FILTER (WHERE step.st = 'delivered') AS delivered_at,
+			   max(step.at) FILTER (WHERE step.st = 'failed') AS failed_at,
+			   max(left(coalesce(step.err, 'failed on the phone'), 500)) FILTER (WHERE step.st = 'failed') AS error
+		  FROM step
+		 WHERE step.moves
+		 GROUP BY step.id),
+	written AS (
+		UPDATE eightms.message x SET
+			status = final.st,
+			lease_expires_at = NULL,
+			sent_at = coalesce(x.sent_at, final.sent_at),
+			delivered_at = coalesce(final.delivered_at, x.delivered_at),
+			failed_at = coalesce(final.failed_at, x.failed_at),
+			error = coalesce(final.error, x.error),
+			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+		  FROM final
+		 WHERE x.account_id = acct AND x.message_id = final.id
+		RETURNING 1)
+	SELECT step.id, step.st,
+		   step.mine AND coalesce(step.st IN ('sent', 'delivered', 'failed'), false),
+		   CASE WHEN NOT step.mine THEN 'no such message for this phone'
+				WHEN step.st IS NULL OR step.st NOT IN ('sent', 'delivered', 'failed')
+				THEN 'status must be sent, delivered or failed'
+				WHEN NOT step.moves THEN 'already ' || step.was END
+	  FROM step
+	 ORDER BY step.ord;
 END
 $$;
 
@@ -631,6 +820,8 @@ RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, conse
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+-- The conflict target names columns that are also output parameters.
+#variable_conflict use_column
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
@@ -668,7 +859,7 @@ BEGIN
 			   receive_messages.device_message_id,
 			   least(coalesce((x ->> 'received_at')::timestamptz, now()), now())
 		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
-		ON CONFLICT ON CONSTRAINT message_device_message_key DO NOTHING
+		ON CONFLICT (account_id, phone_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
 		RETURNING m.message_id INTO mid;
 		IF mid IS NULL THEN
 			duplicate := true;
@@ -817,7 +1008,7 @@ GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.repor
 	eightms_api.receive_messages(jsonb)
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
-	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid),
+	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
 	eightms.status_rank(text)
 TO eightms_user, eightms_phone, eightms_dba;

@@ -18,7 +18,7 @@ BATCH=${BENCH_BATCH:-50}
 bench_cluster
 
 q() { command psql -X -At -q -d "$DB" -c "$1"; }
-# One account with 4 phones (pacing lifted for the benchmark).
+# One account with 4 phones (pacing off, as for phones whose Android limit was lifted).
 read -r ACCT < <(command psql -X -At -q -d "$DB" <<'SQL'
 BEGIN;
 SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test"}', true) \g /dev/null
@@ -27,7 +27,7 @@ SELECT account_id FROM eightms_api.create_account('Bench Co');
 COMMIT;
 SQL
 )
-q "INSERT INTO eightms.phone (account_id, device_id, rate_limit) SELECT '$ACCT', 'bench-' || i, 100000 FROM generate_series(1, 4) i"
+q "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct) SELECT '$ACCT', 'bench-' || i, NULL, now(), 80 FROM generate_series(1, 4) i"
 mapfile -t PHONES < <(q "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
 
 cat > "$T/send.sql" <<SQL

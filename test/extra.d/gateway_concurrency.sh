@@ -19,7 +19,7 @@ BEGIN;
 SELECT pgrst.as_user('concurrency-owner') \g /dev/null
 SELECT account_id AS acct FROM eightms_api.create_account('Concurrency Co') \gset
 SELECT pgrst.reset() \g /dev/null
-INSERT INTO eightms.phone (account_id, device_id, rate_limit) VALUES (:'acct', 'phone-a', 100000), (:'acct', 'phone-b', 100000);
+INSERT INTO eightms.phone (account_id, device_id, rate_limit) VALUES (:'acct', 'phone-a', NULL), (:'acct', 'phone-b', NULL);
 COMMIT;
 SELECT :'acct', (SELECT phone_id FROM eightms.phone WHERE account_id = :'acct' AND device_id = 'phone-a'),
 	   (SELECT phone_id FROM eightms.phone WHERE account_id = :'acct' AND device_id = 'phone-b');

@@ -1,0 +1,160 @@
+-- Batches: send_messages queues what plainly goes through in one statement
+-- and must answer exactly as item-by-item sending would; report_messages
+-- folds a batch per message and must answer as reports applied one by one;
+-- routing spreads new conversations over the healthy phones; pacing.
+BEGIN;
+SELECT * FROM no_plan();
+SELECT pgrst.share_tap();
+
+SELECT pgrst.as_user('bella');
+SELECT account_id AS acct FROM eightms_api.create_account('Bella Bakery', 'America/Chicago') \gset
+SELECT pgrst.as_user('carl');
+SELECT account_id AS other_acct FROM eightms_api.create_account('Carl Cars') \gset
+SELECT pgrst.reset();
+-- Four healthy phones (one with a low battery but charging), one flat one.
+INSERT INTO eightms.phone (account_id, phone_id, device_id, last_heartbeat_at, battery_pct, charging)
+SELECT :'acct', ('00000000-0000-4000-8000-00000000000' || i)::uuid, 'dev-' || i, now(),
+	   CASE i WHEN 4 THEN 10 WHEN 5 THEN 5 ELSE 90 END, i = 4
+  FROM generate_series(1, 5) i;
+INSERT INTO eightms.phone (account_id, phone_id, device_id, last_heartbeat_at, battery_pct)
+VALUES (:'other_acct', '00000000-0000-4000-8000-0000000000aa', 'dev-other', now(), 90);
+INSERT INTO eightms.opt_out (account_id, number) VALUES (:'acct', '+13125550100');
+
+-- ------------------------------------------------------------ send_messages
+
+SELECT pgrst.as_user('bella', :'acct');
+SELECT * FROM eightms_api.send_message('+1 312 555 0101', 'earlier', idempotency_key => 'k-old') \gset old_
+CREATE TEMP TABLE batch AS
+SELECT * FROM eightms_api.send_messages($$[
+	{"to": "(312) 555-0102", "body": "one"},
+	{"to": "12", "body": "too short"},
+	{"to": "+1 312 555 0100", "body": "opted out"},
+	{"to": "+1 312 555 0103", "body": ""},
+	{"to": "+1 312 555 0104", "body": "keyed", "idempotency_key": "k-1"},
+	{"to": "+1 312 555 0105", "body": "same key again", "idempotency_key": "k-1"},
+	{"to": "+1 312 555 0106", "body": "an old key", "idempotency_key": "k-old"},
+	{"to": "+1 312 555 0107", "body": "pinned", "phone_id": "00000000-0000-4000-8000-000000000003"},
+	{"to": "+1 312 555 0108", "body": "another account's phone", "phone_id": "00000000-0000-4000-8000-0000000000aa"},
+	{"to": "+1 312 555 0102", "body": "two"}
+]$$);
+SELECT results_eq($$SELECT item, status, error_code FROM batch ORDER BY item$$,
+	$$VALUES (1, 'queued', NULL), (2, 'refused', '22023'), (3, 'refused', 'E8O01'), (4, 'refused', '22023'),
+			 (5, 'queued', NULL), (6, 'queued', NULL), (7, 'queued', NULL), (8, 'queued', NULL),
+			 (9, 'refused', 'P0002'), (10, 'queued', NULL)$$,
+	'each item of a mixed batch is queued or refused with its SQLSTATE, in item order');
+SELECT is((SELECT error FROM batch WHERE item = 3), '+13125550100 has opted out of messages from this account',
+		  'a refused item carries the same message as send_message would raise');
+SELECT throws_ok($$SELECT eightms_api.send_message('12', 'too short')$$, '22023',
+				 (SELECT error FROM batch WHERE item = 2), 'the number''s error is the one send_message raises');
+SELECT is((SELECT message_id FROM batch WHERE item = 6), (SELECT message_id FROM batch WHERE item = 5),
+		  'a key repeated within the batch returns the first item''s message');
+SELECT is((SELECT message_id FROM batch WHERE item = 7), :'old_message_id'::uuid,
+		  'a key seen before returns the earlier message');
+SELECT is((SELECT count(*) FROM eightms_api.messages WHERE direction = 'out'), 5::bigint,
+		  'five messages are queued in all: the earlier one and four new');
+SELECT is((SELECT array_agg(body ORDER BY created_at, body) FROM eightms_api.messages WHERE peer_number = '+13125550102'),
+		  ARRAY['one', 'two'], 'two items to one number share its conversation');
+SELECT is((SELECT count(DISTINCT conversation_id) FROM eightms_api.messages WHERE peer_number = '+13125550102'), 1::bigint,
+		  'in one conversation');
+SELECT is((SELECT phone_id FROM eightms_api.messages WHERE body = 'pinned'),
+		  '00000000-0000-4000-8000-000000000003'::uuid, 'an item naming a phone is sent from it');
+SELECT is((SELECT count(*) FROM eightms_api.messages m JOIN eightms_api.conversations c USING (conversation_id)
+			WHERE m.body IN ('one', 'keyed') AND c.phone_id IS NOT NULL AND c.last_message_at IS NOT NULL), 2::bigint,
+		  'new conversations get a phone and a last-message time');
+
+-- A malformed field anywhere sends the batch the slow way: same answers.
+SELECT results_eq($$SELECT item, status, error_code FROM eightms_api.send_messages(
+		'[{"to":"+1 312 555 0111","body":"fine"},{"to":"+1 312 555 0112","body":"x","phone_id":"not-a-uuid"},
+		  {"to":"+1 312 555 0113","body":"x","send_at":"whenever"}]') ORDER BY item$$,
+	$$VALUES (1, 'queued', NULL), (2, 'refused', '22P02'), (3, 'refused', '22007')$$,
+	'a malformed phone id or time refuses only its own item');
+
+-- Routing: new conversations go to the healthy phones, shortest queue first.
+SELECT pgrst.reset();
+DELETE FROM eightms.message WHERE account_id = :'acct';
+DELETE FROM eightms.conversation WHERE account_id = :'acct';
+SELECT pgrst.as_user('bella', :'acct');
+SELECT is((SELECT count(*) FROM eightms_api.send_messages(
+			(SELECT jsonb_agg(jsonb_build_object('to', '+1 312 555 02' || lpad(i::text, 2, '0'), 'body', 'hello'))
+			   FROM generate_series(1, 12) i)) WHERE status = 'queued'), 12::bigint, 'twelve new numbers are queued');
+SELECT results_eq($$SELECT phone_id, count(*) FROM eightms_api.messages GROUP BY phone_id ORDER BY phone_id$$,
+	$$VALUES ('00000000-0000-4000-8000-000000000001'::uuid, 3::bigint), ('00000000-0000-4000-8000-000000000002'::uuid, 3::bigint),
+			 ('00000000-0000-4000-8000-000000000003'::uuid, 3::bigint), ('00000000-0000-4000-8000-000000000004'::uuid, 3::bigint)$$,
+	'they are spread evenly over the four healthy phones; the flat one gets none');
+SELECT is((SELECT phone_id FROM eightms_api.send_message('+1 312 555 0299', 'and one more')),
+		  '00000000-0000-4000-8000-000000000001'::uuid,
+		  'send_message then picks the shortest queue, ties to the fullest battery');
+
+-- ------------------------------------------------------------ report_messages
+
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000002');
+CREATE TEMP TABLE got AS SELECT * FROM eightms_api.claim_messages(3);
+SELECT is((SELECT count(*) FROM got), 3::bigint, 'the phone claims its three messages');
+SELECT message_id AS m1 FROM got ORDER BY message_id LIMIT 1 OFFSET 0 \gset
+SELECT message_id AS m2 FROM got ORDER BY message_id LIMIT 1 OFFSET 1 \gset
+SELECT message_id AS m3 FROM got ORDER BY message_id LIMIT 1 OFFSET 2 \gset
+SELECT message_id AS foreign_m FROM eightms.message WHERE account_id = :'acct'
+   AND phone_id = '00000000-0000-4000-8000-000000000001' LIMIT 1 \gset
+SELECT results_eq(format($$SELECT message_id, status, accepted, note FROM eightms_api.report_messages(%L)$$, jsonb_build_array(
+		jsonb_build_object('id', :'m1', 'status', 'sent', 'at', '2026-01-01 10:00:00+00'),
+		jsonb_build_object('id', :'m1', 'status', 'delivered', 'at', '2026-01-01 10:00:05+00'),
+		jsonb_build_object('id', :'m1', 'status', 'sent'),
+		jsonb_build_object('id', :'m2', 'status', 'delivered', 'at', '2026-01-01 11:00:00+00'),
+		jsonb_build_object('id', :'m2', 'status', 'failed'),
+		jsonb_build_object('id', :'m3', 'status', 'sent', 'at', '2026-01-01 12:00:00+00'),
+		jsonb_build_object('id', :'m3', 'status', 'bounced'),
+		jsonb_build_object('id', :'m3', 'status', 'failed', 'error', 'RESULT_ERROR_NO_SERVICE', 'at', '2026-01-01 12:01:00+00'),
+		jsonb_build_object('id', :'m3', 'status', 'delivered'),
+		jsonb_build_object('id', :'foreign_m', 'status', 'sent'),
+		jsonb_build_object('id', 'not-an-id', 'status', 'sent'),
+		jsonb_build_object('id', :'m1'))),
+	format($$VALUES (%L::uuid, 'sent', true, NULL::text), (%1$L, 'delivered', true, NULL), (%1$L, 'sent', true, 'already delivered'),
+		(%2$L::uuid, 'delivered', true, NULL), (%2$L, 'failed', true, 'already delivered'),
+		(%3$L::uuid, 'sent', true, NULL), (%3$L, 'bounced', false, 'status must be sent, delivered or failed'),
+		(%3$L, 'failed', true, NULL), (%3$L, 'delivered', true, 'already failed'),
+		(%4$L::uuid, 'sent', false, 'no such message for this phone'),
+		(NULL, 'sent', false, 'no such message for this phone'),
+		(%1$L, NULL, false, 'status must be sent, delivered or failed')$$, :'m1', :'m2', :'m3', :'foreign_m'),
+	'a batch answers each report, in order, as if applied one by one');
+SELECT pgrst.reset();
+SELECT results_eq(format($$SELECT message_id, status, sent_at, delivered_at, failed_at, error, attempts
+		FROM eightms.message WHERE message_id IN (%L, %L, %L) ORDER BY sent_at$$, :'m1', :'m2', :'m3'),
+	format($$VALUES (%L::uuid, 'delivered', '2026-01-01 10:00:00+00'::timestamptz, '2026-01-01 10:00:05+00'::timestamptz,
+					  NULL::timestamptz, NULL::text, 1),
+				   (%L::uuid, 'delivered', '2026-01-01 11:00:00+00', '2026-01-01 11:00:00+00', NULL, NULL, 1),
+				   (%L::uuid, 'failed', '2026-01-01 12:00:00+00', NULL, '2026-01-01 12:01:00+00', 'RESULT_ERROR_NO_SERVICE', 1)$$,
+		   :'m1', :'m2', :'m3'),
+	'each message ends in the state its reports lead to, with every timestamp, counting one attempt');
+SELECT is((SELECT status FROM eightms.message WHERE message_id = :'foreign_m'), 'queued',
+		  'another phone''s message is untouched');
+
+-- ------------------------------------------------------------ pacing
+
+SELECT pgrst.as_user('bella', :'acct');
+SELECT throws_ok($$SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-000000000001', 0)$$, '22023', NULL,
+				 'a limit below one is refused');
+SELECT throws_ok($$SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-0000000000aa', 5)$$, 'P0002', NULL,
+				 'another account''s phone cannot be paced');
+SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-000000000001', 2, '1 hour');
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000001');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 2::bigint, 'a phone paced at 2 per hour claims two');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint, 'and then nothing within the hour');
+SELECT pgrst.reset();
+UPDATE eightms.phone SET recent_claims = ARRAY[now() - interval '61 minutes', now() - interval '2 minutes']
+ WHERE phone_id = '00000000-0000-4000-8000-000000000001';
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000001');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 1::bigint, 'a claim that left the window frees its place');
+SELECT pgrst.as_user('bella', :'acct');
+SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-000000000001', NULL);
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000001');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 1::bigint, 'with pacing off the rest of its queue comes');
+
+-- A phone takes its own queue first, then what no phone was chosen for.
+SELECT pgrst.reset();
+UPDATE eightms.message SET phone_id = NULL WHERE account_id = :'acct' AND phone_id = '00000000-0000-4000-8000-000000000003';
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000004');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(100)), 6::bigint,
+		  'a phone claims its own three, then the three left without a phone');
+
+SELECT * FROM finish();
+ROLLBACK;
