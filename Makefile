@@ -22,6 +22,8 @@ MODULE_big = eightms
 # The module: its entry point plus one file per capability.
 OBJS = \
 	src/eightms.o \
+	src/claims.o \
+	src/try_uuid.o \
 	src/random.o \
 	src/seal_gcm.o \
 	src/seal.o \

@@ -7,6 +7,11 @@
 -- inbound:   received (exactly once per phone and device message id)
 --
 -- States only move forward; each keeps its timestamp.
+--
+-- The functions on the hot path (send, claim, report, receive) run with
+-- plan_cache_mode = force_generic_plan: their statements are the same for
+-- every account and batch, and planning a batch statement afresh on each
+-- call cost more than running it.
 
 CREATE TABLE eightms.phone (
 	account_id			uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
@@ -71,8 +76,10 @@ CREATE TABLE eightms.conversation (
 );
 CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, last_message_at DESC, conversation_id);
 
+-- No foreign key to account of its own: every message belongs to a
+-- conversation, whose key leads with the account and cascades from it.
 CREATE TABLE eightms.message (
-	account_id			uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	account_id			uuid NOT NULL,
 	message_id			uuid NOT NULL DEFAULT gen_random_uuid(),
 	conversation_id		uuid NOT NULL,
 	direction			text NOT NULL CONSTRAINT message_direction_check CHECK (direction IN ('out', 'in')),
@@ -108,6 +115,8 @@ CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, p
 	WHERE device_message_id IS NOT NULL;
 -- A phone's claim: its due queued messages in order.
 CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE status = 'queued';
+-- What no phone was chosen for (none was online): any phone takes it.
+CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE status = 'queued' AND phone_id IS NULL;
 -- Lease expiry and message expiry, which every claim checks.
 CREATE INDEX message_claimed_idx ON eightms.message (account_id, lease_expires_at) WHERE status = 'claimed';
 CREATE INDEX message_pending_expiry_idx ON eightms.message (account_id, expires_at) WHERE status IN ('queued', 'claimed');
@@ -157,31 +166,38 @@ ALTER TABLE eightms.account ADD COLUMN fold_lookalikes boolean NOT NULL DEFAULT 
 GRANT UPDATE (fold_lookalikes) ON eightms.account TO eightms_user;
 
 -- Phones fit to send: online, battery above 20% or charging; with their
--- queue length, the first thing routing looks at.
+-- queue length (what waits for them, counted on message_queue_idx), the
+-- first thing routing looks at.
 CREATE FUNCTION eightms.healthy_phones(acct uuid)
 RETURNS TABLE (phone_id uuid, queue_length bigint, battery_pct integer)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
+BEGIN
+	RETURN QUERY
 	SELECT p.phone_id,
 		   (SELECT count(*) FROM eightms.message m
-			 WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.status IN ('queued', 'claimed')),
+			 WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.status = 'queued'),
 		   p.battery_pct
 	  FROM eightms.phone p
 	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
 	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
-	   AND (p.charging OR coalesce(p.battery_pct, 0) > 20)
+	   AND (p.charging OR coalesce(p.battery_pct, 0) > 20);
+END
 $$;
 
 -- The healthiest phone to send from: the shortest queue, then the fullest
 -- battery.  NULL when none is fit; any phone may then claim.
 CREATE FUNCTION eightms.pick_phone(acct uuid) RETURNS uuid
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT h.phone_id FROM eightms.healthy_phones(acct) h
-	 ORDER BY h.queue_length, h.battery_pct DESC NULLS LAST, h.phone_id
-	 LIMIT 1
+BEGIN
+	RETURN (SELECT h.phone_id FROM eightms.healthy_phones(acct) h
+			 ORDER BY h.queue_length, h.battery_pct DESC NULLS LAST, h.phone_id
+			 LIMIT 1);
+END
 $$;
 
 -- The calling phone (device token), or an error.
@@ -203,6 +219,12 @@ BEGIN
 	RETURN p;
 END
 $$;
+
+-- The uuid a text spells, or NULL (src/try_uuid.c).
+CREATE FUNCTION eightms.try_uuid(text) RETURNS uuid
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_try_uuid';
+GRANT EXECUTE ON FUNCTION eightms.try_uuid(text) TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
 
 -- ------------------------------------------------------------ pairing
 
@@ -371,6 +393,7 @@ $$;
 CREATE FUNCTION eightms.conversation_for(acct uuid, number text, phone uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	c uuid;
@@ -389,6 +412,7 @@ CREATE FUNCTION eightms.queue_message(acct uuid, to_number text, body text, phon
 RETURNS eightms.message
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	e164 text;
@@ -423,10 +447,14 @@ BEGIN
 		body := eightms.sms_fold(body);
 	END IF;
 	-- A conversation keeps its phone, so replies thread on the handset;
-	-- a new one gets the healthiest phone.
-	conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
-	SELECT c.phone_id INTO conv_phone FROM eightms.conversation c
-	 WHERE c.account_id = acct AND c.conversation_id = conv;
+	-- a new one (or one without a phone) gets the healthiest phone.
+	SELECT c.conversation_id, c.phone_id INTO conv, conv_phone FROM eightms.conversation c
+	 WHERE c.account_id = acct AND c.peer_number = e164;
+	IF conv IS NULL OR conv_phone IS NULL THEN
+		conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
+		SELECT c.phone_id INTO conv_phone FROM eightms.conversation c
+		 WHERE c.account_id = acct AND c.conversation_id = conv;
+	END IF;
 	info := eightms.sms_info(body);
 	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
 									  encoding, segments, status, idempotency_key, send_at, expires_at)
@@ -481,6 +509,7 @@ CREATE FUNCTION eightms_api.send_messages(messages jsonb)
 RETURNS TABLE (item integer, message_id uuid, status text, error_code text, error text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	acct uuid;
@@ -536,7 +565,9 @@ BEGIN
 		slots AS (
 			SELECT h.phone_id,
 				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
-			  FROM eightms.healthy_phones(acct) h, generate_series(1, (SELECT count(*) FROM unrouted)) g),
+			  FROM eightms.healthy_phones(acct) h, generate_series(1, (SELECT count(*) FROM unrouted)) g
+			 -- Counting queues only when some conversation needs a phone.
+			 WHERE EXISTS (SELECT FROM unrouted)),
 		conv AS (
 			INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
 			SELECT acct, pr.e164, coalesce(pr.phone, s.phone_id), now()
@@ -611,6 +642,7 @@ $$;
 CREATE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	n integer;
@@ -621,6 +653,7 @@ DECLARE
 	-- both on the account_id indexes.
 	accts uuid[] := CASE WHEN acct IS NULL THEN ARRAY(SELECT a.account_id FROM eightms.account a)
 						 ELSE ARRAY[acct] END;
+	offline uuid[];
 BEGIN
 	UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
 	 WHERE m.account_id = ANY (accts) AND m.status IN ('queued', 'claimed') AND m.expires_at < now();
@@ -636,14 +669,19 @@ BEGIN
 	GET DIAGNOSTICS k = ROW_COUNT;
 	n := n + k;
 	-- Queued work of phones that went offline goes to the healthiest phone
-	-- online (or to whichever phone claims first when none is).
-	UPDATE eightms.message m SET phone_id = eightms.pick_phone(m.account_id)
-	  FROM eightms.phone p
-	 WHERE p.account_id = ANY (accts)
-	   AND (p.unpaired_at IS NOT NULL OR p.last_heartbeat_at IS NULL OR p.last_heartbeat_at < window_start)
-	   AND m.account_id = p.account_id AND m.phone_id = p.phone_id AND m.status = 'queued';
-	GET DIAGNOSTICS k = ROW_COUNT;
-	RETURN n + k;
+	-- online (or to whichever phone claims first when none is).  Found from
+	-- the phones, so a claim does not walk the account's queue.
+	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
+					  WHERE p.account_id = ANY (accts)
+						AND (p.unpaired_at IS NOT NULL OR p.last_heartbeat_at IS NULL
+							 OR p.last_heartbeat_at < window_start));
+	IF cardinality(offline) > 0 THEN
+		UPDATE eightms.message m SET phone_id = eightms.pick_phone(m.account_id)
+		 WHERE m.account_id = ANY (accts) AND m.phone_id = ANY (offline) AND m.status = 'queued';
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	END IF;
+	RETURN n;
 END
 $$;
 
@@ -656,26 +694,27 @@ RETURNS TABLE (message_id uuid, to_number text, body text, encoding text, segmen
 			   attempt integer, lease_expires_at timestamptz)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
 	lim integer;
-	win interval;
 	recent timestamptz[];
-	n integer;
+	picked uuid[];
 	lease interval := current_setting('eightms.message_lease')::interval;
 BEGIN
 	PERFORM eightms.expire_messages(acct);
+	max := least(greatest(coalesce(max, 10), 0), 100);
 	-- Pacing: this phone's claims within its window, kept on its row; the
 	-- row lock makes two concurrent claims of one phone count each other.
-	SELECT p.rate_limit, p.rate_window, ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
-	  INTO lim, win, recent
-	  FROM eightms.phone p
-	 WHERE p.account_id = acct AND p.phone_id = me
-	   FOR NO KEY UPDATE;
-	max := least(greatest(coalesce(max, 10), 0), 100);
+	SELECT p.rate_limit INTO lim FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me;
 	IF lim IS NOT NULL THEN
+		SELECT p.rate_limit, ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
+		  INTO lim, recent
+		  FROM eightms.phone p
+		 WHERE p.account_id = acct AND p.phone_id = me
+		   FOR NO KEY UPDATE;
 		max := least(max, greatest(lim - cardinality(recent), 0));
 	END IF;
 	IF max = 0 THEN
@@ -683,28 +722,29 @@ BEGIN
 	END IF;
 	-- This phone's own queue first, then messages no phone was chosen for;
 	-- each in send_at order straight off message_queue_idx.
+	picked := ARRAY(SELECT m.message_id FROM eightms.message m
+					 WHERE m.account_id = acct AND m.phone_id = me AND m.status = 'queued' AND m.send_at <= now()
+					 ORDER BY m.send_at
+					 LIMIT max
+					   FOR UPDATE SKIP LOCKED);
+	IF cardinality(picked) < max THEN
+		picked := picked || ARRAY(SELECT m.message_id FROM eightms.message m
+								   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.status = 'queued'
+									 AND m.send_at <= now()
+								   ORDER BY m.send_at
+								   LIMIT max - cardinality(picked)
+									 FOR UPDATE SKIP LOCKED);
+	END IF;
+	IF cardinality(picked) = 0 THEN
+		RETURN;
+	END IF;
 	RETURN QUERY
-	WITH mine AS (
-		SELECT m.account_id, m.message_id FROM eightms.message m
-		 WHERE m.account_id = acct AND m.phone_id = me AND m.status = 'queued' AND m.send_at <= now()
-		 ORDER BY m.send_at
-		 LIMIT max
-		 FOR UPDATE SKIP LOCKED),
-	unassigned AS (
-		SELECT m.account_id, m.message_id FROM eightms.message m
-		 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.status = 'queued' AND m.send_at <= now()
-		   AND (SELECT count(*) FROM mine) < max
-		 ORDER BY m.send_at
-		 LIMIT max - (SELECT count(*) FROM mine)
-		 FOR UPDATE SKIP LOCKED)
 	UPDATE eightms.message m SET status = 'claimed', phone_id = me, claimed_at = now(),
 		lease_expires_at = now() + lease
-	  FROM (SELECT * FROM mine UNION ALL SELECT * FROM unassigned) picked
-	 WHERE m.account_id = picked.account_id AND m.message_id = picked.message_id
+	 WHERE m.account_id = acct AND m.message_id = ANY (picked)
 	RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	IF lim IS NOT NULL AND n > 0 THEN
-		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
+	IF lim IS NOT NULL THEN
+		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[cardinality(picked)])
 		 WHERE p.account_id = acct AND p.phone_id = me;
 	END IF;
 END
@@ -712,8 +752,11 @@ $$;
 
 -- Status order: a report can only move a message forward.
 CREATE FUNCTION eightms.status_rank(status text) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT array_position(ARRAY['queued', 'claimed', 'sent', 'delivered'], status) $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- A plain CASE (not STRICT) so that the planner inlines it.
+AS $$
+	SELECT CASE status WHEN 'queued' THEN 1 WHEN 'claimed' THEN 2 WHEN 'sent' THEN 3 WHEN 'delivered' THEN 4 END
+$$;
 
 -- A batch of reports is folded per message in one statement: the state
 -- before each report is what the reports ahead of it in the batch left, so
@@ -723,6 +766,7 @@ CREATE FUNCTION eightms_api.report_messages(reports jsonb)
 RETURNS TABLE (message_id uuid, status text, accepted boolean, note text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	me uuid := eightms.require_phone();
@@ -734,8 +778,8 @@ BEGIN
 	RETURN QUERY
 	WITH rep AS (
 		SELECT t.ord,
-			   -- What uuid_in accepts; anything else names no message.
-			   CASE WHEN t.x ->> 'id' ~ '^\{?[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}\}?$' THEN (t.x ->> 'id')::uuid END AS id,
+			   -- A malformed id names no message.
+			   eightms.try_uuid(t.x ->> 'id') AS id,
 			   t.x ->> 'status' AS st,
 			   t.x ->> 'error' AS err,
 			   least(coalesce((t.x ->> 'at')::timestamptz, now()), now()) AS at
@@ -819,6 +863,7 @@ CREATE FUNCTION eightms_api.receive_messages(messages jsonb)
 RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- The conflict target names columns that are also output parameters.
 #variable_conflict use_column

@@ -91,7 +91,8 @@ if [ ${#REGRESS[@]} -gt 0 ]; then
 	cat "$ROUT/summary.txt"
 	# pg_regress 15 prints "test name ... ok" lines; count those directly.
 	r_ok=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. ok' "$ROUT/summary.txt" || true)
-	r_fail=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. FAILED' "$ROUT/summary.txt" || true)
+	# A test without expected output ("... diff: …") fails too.
+	r_fail=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. (FAILED|diff)' "$ROUT/summary.txt" || true)
 	[ -s "$ROUT/regression.diffs" ] && cat "$ROUT/regression.diffs"
 	passed=$((passed + r_ok)); failed=$((failed + r_fail))
 fi

@@ -29,6 +29,25 @@ SELECT set_config('request.jwt.claims', '{"account_id":"0b6f4c6e-3f7a-4e43-9d2a-
 SELECT eightms.current_account_id();
 SELECT set_config('request.jwt.claims', '{"account_id":"not-a-uuid"}', false) IS NOT NULL AS set;
 SELECT eightms.current_account_id();
+-- It keeps the last claims parsed: a change of claims is always seen, a
+-- failed parse keeps nothing, and it agrees with the SQL spelled out.
+SELECT set_config('request.jwt.claims', '{"account_id":"0b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e10"}', false) IS NOT NULL AS set;
+SELECT eightms.current_account_id();
+SELECT set_config('request.jwt.claims', '{"role":"eightms_user","account_id":"1b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e11"}', false) IS NOT NULL AS set;
+SELECT eightms.current_account_id();
+SELECT set_config('request.jwt.claims', '{"account_id":"0b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e10"}', false) IS NOT NULL AS set;
+SELECT eightms.current_account_id();
+SELECT set_config('request.jwt.claims', '{not json', false) IS NOT NULL AS set;
+SELECT eightms.current_account_id();
+SELECT set_config('request.jwt.claims', '{"account_id": 42}', false) IS NOT NULL AS set;
+SELECT eightms.current_account_id();
+SELECT claims, eightms.current_account_id() IS NULL AS no_account
+  FROM unnest(ARRAY['{"account_id":null}', '{"sub":"someone"}', '[1, 2]', '"text"', '']) AS claims,
+	   LATERAL set_config('request.jwt.claims', claims, false) AS s;
+SELECT set_config('request.jwt.claims', '{"account_id":"{0B6F4C6E3F7A4E439D2A6C8F2B1D9E10}"}', false) IS NOT NULL AS set;
+SELECT count(*) AS agree FROM generate_series(1, 1000)
+ WHERE eightms.current_account_id()
+	   = (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'account_id')::uuid;
 RESET request.jwt.claims;
 
 -- Profile checks name the field at fault.
