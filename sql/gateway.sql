@@ -104,6 +104,12 @@ CREATE TABLE eightms.message (
 	delivered_at		timestamptz,
 	failed_at			timestamptz,
 	received_at			timestamptz,
+	-- True while the message waits for or sits on a phone (queued or
+	-- claimed), else NULL.  The queue indexes look at this rather than at
+	-- status, so that claiming (queued -> claimed) and delivering (sent ->
+	-- delivered) change no indexed column: both are HOT updates that add no
+	-- index entries.
+	pending				boolean GENERATED ALWAYS AS (CASE WHEN status IN ('queued', 'claimed') THEN true END) STORED,
 	PRIMARY KEY (account_id, message_id),
 	FOREIGN KEY (account_id, conversation_id) REFERENCES eightms.conversation (account_id, conversation_id) ON DELETE CASCADE
 );
@@ -113,13 +119,16 @@ CREATE UNIQUE INDEX message_idempotency_key ON eightms.message (account_id, idem
 	WHERE idempotency_key IS NOT NULL;
 CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, phone_id, device_message_id)
 	WHERE device_message_id IS NOT NULL;
+-- Room on each page for the HOT updates of the messages on it.
+ALTER TABLE eightms.message SET (fillfactor = 70);
 -- A phone's claim: its due queued messages in order.
-CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE status = 'queued';
+-- (claimed messages stay in it until reported: a claim steps over its own
+-- phone's messages in flight, at most the claims of one lease).
+CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE pending;
 -- What no phone was chosen for (none was online): any phone takes it.
-CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE status = 'queued' AND phone_id IS NULL;
--- Lease expiry and message expiry, which every claim checks.
-CREATE INDEX message_claimed_idx ON eightms.message (account_id, lease_expires_at) WHERE status = 'claimed';
-CREATE INDEX message_pending_expiry_idx ON eightms.message (account_id, expires_at) WHERE status IN ('queued', 'claimed');
+CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE pending AND phone_id IS NULL;
+-- Message expiry, which every claim checks.
+CREATE INDEX message_pending_expiry_idx ON eightms.message (account_id, expires_at) WHERE pending;
 CREATE INDEX message_conversation_idx ON eightms.message (account_id, conversation_id, created_at, message_id);
 
 -- Numbers that texted STOP (or were added by the account), honoured before
@@ -178,7 +187,7 @@ BEGIN
 	RETURN QUERY
 	SELECT p.phone_id,
 		   (SELECT count(*) FROM eightms.message m
-			 WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.status = 'queued'),
+			 WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.pending),
 		   p.battery_pct
 	  FROM eightms.phone p
 	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
@@ -329,7 +338,7 @@ BEGIN
 	-- Its queued work goes back to the account's other phones.
 	UPDATE eightms.message m SET phone_id = NULL
 	 WHERE m.account_id = eightms.current_account_id() AND m.phone_id = unpair_phone.phone_id
-	   AND m.status = 'queued';
+	   AND m.pending AND m.status = 'queued';
 END
 $$;
 
@@ -637,8 +646,11 @@ $$;
 
 -- ------------------------------------------------------------ the phone's loop
 
--- Leases that ran out go back to the queue (attempts + 1) or fail; messages
--- past their expiry expire.  Run by pg_cron, and by each claim for its account.
+-- Messages past their expiry expire; queued work of phones that went
+-- offline moves to the healthiest phone online.  Run by every claim for its
+-- account.  With no account (the scheduled job, every minute) also: leases
+-- that ran out go back to the queue (attempts + 1), or fail after the last
+-- attempt.  A claiming phone takes back its own run-out leases itself.
 CREATE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -656,28 +668,28 @@ DECLARE
 	offline uuid[];
 BEGIN
 	UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
-	 WHERE m.account_id = ANY (accts) AND m.status IN ('queued', 'claimed') AND m.expires_at < now();
+	 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
 	GET DIAGNOSTICS n = ROW_COUNT;
-	UPDATE eightms.message m SET
-		status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
-		failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
-		error = CASE WHEN m.attempts + 1 >= max_attempts
-					 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
-		attempts = m.attempts + 1,
-		lease_expires_at = NULL
-	 WHERE m.account_id = ANY (accts) AND m.status = 'claimed' AND m.lease_expires_at < now();
-	GET DIAGNOSTICS k = ROW_COUNT;
-	n := n + k;
-	-- Queued work of phones that went offline goes to the healthiest phone
-	-- online (or to whichever phone claims first when none is).  Found from
-	-- the phones, so a claim does not walk the account's queue.
+	IF acct IS NULL THEN
+		UPDATE eightms.message m SET
+			status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
+			failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
+			error = CASE WHEN m.attempts + 1 >= max_attempts
+						 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
+			attempts = m.attempts + 1,
+			lease_expires_at = NULL
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < now();
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	END IF;
+	-- Found from the phones, so a claim does not walk the account's queue.
 	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
 					  WHERE p.account_id = ANY (accts)
 						AND (p.unpaired_at IS NOT NULL OR p.last_heartbeat_at IS NULL
 							 OR p.last_heartbeat_at < window_start));
 	IF cardinality(offline) > 0 THEN
 		UPDATE eightms.message m SET phone_id = eightms.pick_phone(m.account_id)
-		 WHERE m.account_id = ANY (accts) AND m.phone_id = ANY (offline) AND m.status = 'queued';
+		 WHERE m.account_id = ANY (accts) AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
 		GET DIAGNOSTICS k = ROW_COUNT;
 		n := n + k;
 	END IF;
@@ -702,6 +714,8 @@ DECLARE
 	lim integer;
 	recent timestamptz[];
 	picked uuid[];
+	n integer;
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
 	lease interval := current_setting('eightms.message_lease')::interval;
 BEGIN
 	PERFORM eightms.expire_messages(acct);
@@ -720,16 +734,18 @@ BEGIN
 	IF max = 0 THEN
 		RETURN;
 	END IF;
-	-- This phone's own queue first, then messages no phone was chosen for;
-	-- each in send_at order straight off message_queue_idx.
+	-- This phone's own queue first (with its own claims whose lease ran
+	-- out: it takes them back), then messages no phone was chosen for; each
+	-- in send_at order straight off message_queue_idx.
 	picked := ARRAY(SELECT m.message_id FROM eightms.message m
-					 WHERE m.account_id = acct AND m.phone_id = me AND m.status = 'queued' AND m.send_at <= now()
+					 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
+					   AND (m.status = 'queued' OR m.lease_expires_at < now())
 					 ORDER BY m.send_at
 					 LIMIT max
 					   FOR UPDATE SKIP LOCKED);
 	IF cardinality(picked) < max THEN
 		picked := picked || ARRAY(SELECT m.message_id FROM eightms.message m
-								   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.status = 'queued'
+								   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending
 									 AND m.send_at <= now()
 								   ORDER BY m.send_at
 								   LIMIT max - cardinality(picked)
@@ -738,13 +754,21 @@ BEGIN
 	IF cardinality(picked) = 0 THEN
 		RETURN;
 	END IF;
+	-- A lease that ran out on the last allowed attempt fails the message.
+	UPDATE eightms.message m SET status = 'failed', failed_at = now(), attempts = m.attempts + 1,
+		lease_expires_at = NULL,
+		error = format('the phone did not report within its lease %s times', m.attempts + 1)
+	 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.status = 'claimed'
+	   AND m.attempts + 1 >= max_attempts;
 	RETURN QUERY
 	UPDATE eightms.message m SET status = 'claimed', phone_id = me, claimed_at = now(),
+		attempts = CASE WHEN m.status = 'claimed' THEN m.attempts + 1 ELSE m.attempts END,
 		lease_expires_at = now() + lease
-	 WHERE m.account_id = acct AND m.message_id = ANY (picked)
+	 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.status IN ('queued', 'claimed')
 	RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
-	IF lim IS NOT NULL THEN
-		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[cardinality(picked)])
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF lim IS NOT NULL AND n > 0 THEN
+		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
 		 WHERE p.account_id = acct AND p.phone_id = me;
 	END IF;
 END
@@ -925,7 +949,7 @@ BEGIN
 				VALUES (acct, sender, 'opt_out', upper(btrim(x ->> 'body')), mid);
 				-- Anything still waiting for this number is canceled at once.
 				UPDATE eightms.message m SET status = 'canceled', error = 'recipient opted out'
-				 WHERE m.account_id = acct AND m.peer_number = sender AND m.status IN ('queued', 'claimed');
+				 WHERE m.account_id = acct AND m.peer_number = sender AND m.pending;
 				-- One confirmation, sent even though the number is now opted out.
 				PERFORM eightms.queue_reply(acct, conv, me, sender,
 					format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',

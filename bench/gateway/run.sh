@@ -29,6 +29,24 @@ SQL
 )
 q "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct) SELECT '$ACCT', 'bench-' || i, NULL, now(), 80 FROM generate_series(1, 4) i"
 mapfile -t PHONES < <(q "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
+# A working account's history, so that the run starts from tables the
+# planner has statistics for, as in production: 8,000 conversations and
+# 96,000 delivered messages from the past month.
+command psql -X -q -d "$DB" -v acct="$ACCT" <<'SQL'
+INSERT INTO eightms.conversation (account_id, peer_number, phone_id, last_message_at, created_at)
+SELECT :'acct', '+1212555' || (1000 + i),
+	   (SELECT phone_id FROM eightms.phone WHERE account_id = :'acct' ORDER BY device_id OFFSET i % 4 LIMIT 1),
+	   now() - interval '1 day', now() - interval '30 days'
+  FROM generate_series(0, 7999) i;
+INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body, encoding, segments,
+							 status, attempts, send_at, expires_at, created_at, claimed_at, sent_at, delivered_at)
+SELECT c.account_id, c.conversation_id, 'out', c.phone_id, c.peer_number, 'Your order ' || g || ' has shipped',
+	   'gsm7', 1, 'delivered', 1, t, t + interval '1 day', t, t, t, t
+  FROM eightms.conversation c, generate_series(1, 12) g,
+	   LATERAL (SELECT now() - interval '30 days' + g * interval '2 days' AS t) w
+ WHERE c.account_id = :'acct';
+VACUUM ANALYZE eightms.message, eightms.conversation, eightms.phone;
+SQL
 
 cat > "$T/send.sql" <<SQL
 \\set n random(1000, 8999)
@@ -37,11 +55,22 @@ SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims'
 SELECT count(*) FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 ' || (1000 + (:n + i) % 8000), 'body', 'Your order ' || i || ' has shipped')) FROM generate_series(1, $BATCH) i));
 COMMIT;
 SQL
+# A phone as the app runs: claim a batch, send it, report it sent; the
+# delivery reports for a batch come in with the next report.  Each client
+# is one phone throughout (client k is phone k % 4 + 1).
 cat > "$T/phone.sql" <<SQL
-\\set p random(1, 4)
+\\set p :client_id % 4 + 1
 BEGIN;
 SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
-SELECT count(*) FROM eightms_api.report_messages(coalesce((SELECT jsonb_agg(r) FROM eightms_api.claim_messages($BATCH) c, LATERAL (VALUES (jsonb_build_object('id', c.message_id, 'status', 'sent')), (jsonb_build_object('id', c.message_id, 'status', 'delivered'))) AS v(r)), '[]'));
+SELECT coalesce(string_agg(message_id::text, ','), '') AS ids FROM eightms_api.claim_messages($BATCH) \\gset
+COMMIT;
+BEGIN;
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
+SELECT count(*) AS reported, ':ids' AS prev FROM eightms_api.report_messages((
+	SELECT coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'status', r.status)), '[]')
+	  FROM (SELECT unnest(string_to_array(nullif(':prev', '-'), ',')) AS id, 'delivered' AS status
+			UNION ALL
+			SELECT unnest(string_to_array(':ids', ',')), 'sent') r)) \\gset
 COMMIT;
 SQL
 cat > "$T/inbound.sql" <<SQL
@@ -58,9 +87,10 @@ command pgbench -q -i -s 10 "$DB" >/dev/null 2>&1
 tpcb=$(command pgbench -n -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1)
 
 before=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND status = 'delivered'")
+queued_before=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'out'")
 start=$(date +%s.%N)
 # Senders, phones and inbound at once, weighted 1 : 1 : 1.
-command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" \
+command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" -D prev=- \
 	-f "$T/send.sql@1" -f "$T/phone.sql@1" -f "$T/inbound.sql@1" "$DB" > "$T/gateway.out" 2>&1
 end=$(date +%s.%N)
 after=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND status = 'delivered'")
@@ -70,7 +100,7 @@ queued=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND 
 double=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'out' AND attempts > 1")
 failed=$(grep -c 'ERROR' "$T/gateway.out" || true)
 life=$(echo "($after - $before) / ($end - $start)" | bc -l)
-printf 'queued: %d outbound, delivered: %d, inbound: %d, errors: %d, double claims: %d\n' "$queued" "$((after - before))" "$inbound" "$failed" "$double"
+printf 'queued: %d outbound, delivered: %d, inbound: %d, errors: %d, double claims: %d\n' "$((queued - queued_before))" "$((after - before))" "$inbound" "$failed" "$double"
 printf 'lifecycles (queued -> delivered): %8.0f per second\n' "$life"
 printf 'tpcb-like:                        %8.0f TPS\n' "$tpcb"
 printf 'ratio: %.2f (target >= 3)\n' "$(echo "$life / $tpcb" | bc -l)"

@@ -156,5 +156,33 @@ SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000004');
 SELECT is((SELECT count(*) FROM eightms_api.claim_messages(100)), 6::bigint,
 		  'a phone claims its own three, then the three left without a phone');
 
+-- Leases: a phone takes back its own claims whose lease ran out, counting
+-- the attempt; a lease that runs out on the last attempt fails the message.
+SELECT pgrst.as_user('bella', :'acct');
+SELECT message_id AS lm FROM eightms_api.send_message('+1 312 555 0300', 'lease test',
+	phone_id => '00000000-0000-4000-8000-000000000003') \gset
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000003');
+SELECT is((SELECT attempt FROM eightms_api.claim_messages(10) WHERE message_id = :'lm'), 1, 'a first claim is attempt 1');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint, 'a message in flight is not handed out again');
+SELECT pgrst.reset();
+UPDATE eightms.message SET lease_expires_at = now() - interval '1 second' WHERE message_id = :'lm';
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000003');
+SELECT is((SELECT attempt FROM eightms_api.claim_messages(10) WHERE message_id = :'lm'), 2,
+		  'the phone takes back its own claim whose lease ran out, as attempt 2');
+SELECT pgrst.reset();
+UPDATE eightms.message SET lease_expires_at = now() - interval '1 second' WHERE message_id = :'lm';
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000001');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10) WHERE message_id = :'lm'), 0::bigint,
+		  'another phone does not take it');
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000003');
+SELECT is((SELECT attempt FROM eightms_api.claim_messages(10) WHERE message_id = :'lm'), 3, 'attempt 3');
+SELECT pgrst.reset();
+UPDATE eightms.message SET lease_expires_at = now() - interval '1 second' WHERE message_id = :'lm';
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000003');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint, 'after the last attempt nothing is handed out');
+SELECT pgrst.reset();
+SELECT is((SELECT status || ' ' || attempts || ': ' || error FROM eightms.message WHERE message_id = :'lm'),
+		  'failed 3: the phone did not report within its lease 3 times', 'the message fails and says why');
+
 SELECT * FROM finish();
 ROLLBACK;
