@@ -127,8 +127,6 @@ ALTER TABLE eightms.message SET (fillfactor = 70);
 CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE pending;
 -- What no phone was chosen for (none was online): any phone takes it.
 CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE pending AND phone_id IS NULL;
--- Message expiry, which every claim checks.
-CREATE INDEX message_pending_expiry_idx ON eightms.message (account_id, expires_at) WHERE pending;
 CREATE INDEX message_conversation_idx ON eightms.message (account_id, conversation_id, created_at, message_id);
 
 -- Numbers that texted STOP (or were added by the account), honoured before
@@ -646,11 +644,13 @@ $$;
 
 -- ------------------------------------------------------------ the phone's loop
 
--- Messages past their expiry expire; queued work of phones that went
--- offline moves to the healthiest phone online.  Run by every claim for its
--- account.  With no account (the scheduled job, every minute) also: leases
--- that ran out go back to the queue (attempts + 1), or fail after the last
--- attempt.  A claiming phone takes back its own run-out leases itself.
+-- Queued work of phones that went offline moves to the healthiest phone
+-- online: run by every claim for its account.  The scheduled job (every
+-- minute, no account) also expires messages past their expiry and puts
+-- leases that ran out back in the queue (attempts + 1), or fails them
+-- after the last attempt.  A claim does both for what it picks: it never
+-- hands out an expired message, and a phone takes back its own run-out
+-- leases itself.
 CREATE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -667,10 +667,11 @@ DECLARE
 						 ELSE ARRAY[acct] END;
 	offline uuid[];
 BEGIN
-	UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
-	 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
-	GET DIAGNOSTICS n = ROW_COUNT;
+	n := 0;
 	IF acct IS NULL THEN
+		UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
+		GET DIAGNOSTICS n = ROW_COUNT;
 		UPDATE eightms.message m SET
 			status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
 			failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
@@ -754,7 +755,10 @@ BEGIN
 	IF cardinality(picked) = 0 THEN
 		RETURN;
 	END IF;
-	-- A lease that ran out on the last allowed attempt fails the message.
+	-- What expired while queued is not sent; a lease that ran out on the
+	-- last allowed attempt fails the message.
+	UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
+	 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.expires_at < now();
 	UPDATE eightms.message m SET status = 'failed', failed_at = now(), attempts = m.attempts + 1,
 		lease_expires_at = NULL,
 		error = format('the phone did not report within its lease %s times', m.attempts + 1)

@@ -184,5 +184,23 @@ SELECT pgrst.reset();
 SELECT is((SELECT status || ' ' || attempts || ': ' || error FROM eightms.message WHERE message_id = :'lm'),
 		  'failed 3: the phone did not report within its lease 3 times', 'the message fails and says why');
 
+-- Expiry: a claim never hands out a message past its expiry and marks it;
+-- the scheduled job expires what no claim reached.
+SELECT pgrst.as_user('bella', :'acct');
+SELECT message_id AS em FROM eightms_api.send_message('+1 312 555 0301', 'too late',
+	phone_id => '00000000-0000-4000-8000-000000000003') \gset
+SELECT message_id AS em2 FROM eightms_api.send_message('+1 312 555 0302', 'too late as well',
+	phone_id => '00000000-0000-4000-8000-000000000002') \gset
+SELECT pgrst.reset();
+UPDATE eightms.message SET expires_at = now() - interval '1 second' WHERE message_id IN (:'em', :'em2');
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000003');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10) WHERE message_id = :'em'), 0::bigint,
+		  'a message past its expiry is not handed out');
+SELECT pgrst.reset();
+SELECT is((SELECT status || ': ' || error FROM eightms.message WHERE message_id = :'em'),
+		  'expired: not sent before it expired', 'the claim marks it expired');
+SELECT cmp_ok(eightms.expire_messages(), '>=', 1, 'the scheduled job finds the rest');
+SELECT is((SELECT status FROM eightms.message WHERE message_id = :'em2'), 'expired', 'and expires them');
+
 SELECT * FROM finish();
 ROLLBACK;
