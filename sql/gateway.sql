@@ -755,21 +755,39 @@ BEGIN
 	IF cardinality(picked) = 0 THEN
 		RETURN;
 	END IF;
-	-- What expired while queued is not sent; a lease that ran out on the
-	-- last allowed attempt fails the message.
-	UPDATE eightms.message m SET status = 'expired', lease_expires_at = NULL, error = 'not sent before it expired'
-	 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.expires_at < now();
-	UPDATE eightms.message m SET status = 'failed', failed_at = now(), attempts = m.attempts + 1,
-		lease_expires_at = NULL,
-		error = format('the phone did not report within its lease %s times', m.attempts + 1)
-	 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.status = 'claimed'
-	   AND m.attempts + 1 >= max_attempts;
+	-- One pass over what was picked: what expired while queued is not sent,
+	-- a lease that ran out on the last allowed attempt fails the message,
+	-- the rest is claimed (a run-out lease of this phone as a new attempt).
 	RETURN QUERY
-	UPDATE eightms.message m SET status = 'claimed', phone_id = me, claimed_at = now(),
-		attempts = CASE WHEN m.status = 'claimed' THEN m.attempts + 1 ELSE m.attempts END,
-		lease_expires_at = now() + lease
-	 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.status IN ('queued', 'claimed')
-	RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
+	WITH claimed AS (
+		UPDATE eightms.message m SET
+			status = CASE WHEN coalesce(m.expires_at < now(), false) THEN 'expired'
+						  WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
+						  ELSE 'claimed' END,
+			error = CASE WHEN coalesce(m.expires_at < now(), false) THEN 'not sent before it expired'
+						 WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts
+						 THEN format('the phone did not report within its lease %s times', m.attempts + 1)
+						 ELSE m.error END,
+			failed_at = CASE WHEN NOT coalesce(m.expires_at < now(), false)
+								  AND m.status = 'claimed' AND m.attempts + 1 >= max_attempts
+							 THEN now() ELSE m.failed_at END,
+			attempts = CASE WHEN m.status = 'claimed' AND NOT coalesce(m.expires_at < now(), false)
+							THEN m.attempts + 1 ELSE m.attempts END,
+			phone_id = CASE WHEN coalesce(m.expires_at < now(), false)
+								 OR (m.status = 'claimed' AND m.attempts + 1 >= max_attempts)
+							THEN m.phone_id ELSE me END,
+			claimed_at = CASE WHEN coalesce(m.expires_at < now(), false)
+								   OR (m.status = 'claimed' AND m.attempts + 1 >= max_attempts)
+							  THEN m.claimed_at ELSE now() END,
+			lease_expires_at = CASE WHEN coalesce(m.expires_at < now(), false)
+										 OR (m.status = 'claimed' AND m.attempts + 1 >= max_attempts)
+									THEN NULL ELSE now() + lease END
+		 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.status IN ('queued', 'claimed')
+		RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1 AS attempt,
+				  m.lease_expires_at, m.status)
+	SELECT c.message_id, c.peer_number, c.body, c.encoding, c.segments, c.attempt, c.lease_expires_at
+	  FROM claimed c
+	 WHERE c.status = 'claimed';
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF lim IS NOT NULL AND n > 0 THEN
 		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
