@@ -20,6 +20,19 @@ extern bool eightms_require_verified_email;
 /* E8S01: a sealed value could not be opened (tampered, wrong context, unknown key) */
 #define ERRCODE_EIGHTMS_UNSEAL_FAILED	MAKE_SQLSTATE('E','8','S','0','1')
 
+/* The value of a hexadecimal digit, or -1 for any other character. */
+static inline int
+eightms_hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* Wipe an environment variable's value in place, then remove it. */
 extern void eightms_forget_env(const char *name);
 

@@ -15,19 +15,9 @@
 #include "utils/builtins.h"
 #include "utils/uuid.h"
 
-PG_FUNCTION_INFO_V1(eightms_try_uuid);
+#include "eightms.h"
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+PG_FUNCTION_INFO_V1(eightms_try_uuid);
 
 Datum
 eightms_try_uuid(PG_FUNCTION_ARGS)
@@ -48,7 +38,7 @@ eightms_try_uuid(PG_FUNCTION_ARGS)
 		int			hi,
 					lo;
 
-		if (end - s < 2 || (hi = hex_value(s[0])) < 0 || (lo = hex_value(s[1])) < 0)
+		if (end - s < 2 || (hi = eightms_hex_value(s[0])) < 0 || (lo = eightms_hex_value(s[1])) < 0)
 			PG_RETURN_NULL();
 		result->data[i] = (unsigned char) (hi << 4 | lo);
 		s += 2;

@@ -18,19 +18,9 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#define STRIPE_MAX_SIGNATURES 8
+#include "eightms.h"
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#define STRIPE_MAX_SIGNATURES 8
 
 PG_FUNCTION_INFO_V1(eightms_stripe_signature_valid);
 
@@ -93,8 +83,8 @@ eightms_stripe_signature_valid(PG_FUNCTION_ARGS)
 
 			for (int i = 0; i < 32 && good; i++)
 			{
-				int			hi = hexval(item[3 + 2 * i]);
-				int			lo = hexval(item[4 + 2 * i]);
+				int			hi = eightms_hex_value(item[3 + 2 * i]);
+				int			lo = eightms_hex_value(item[4 + 2 * i]);
 
 				good = (hi >= 0 && lo >= 0);
 				sigs[nsigs][i] = (uint8) ((hi << 4) | lo);
