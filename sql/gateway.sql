@@ -386,14 +386,16 @@ GRANT EXECUTE ON FUNCTION eightms.current_phone_id(), eightms.require_phone()
 
 -- Opt-out keywords (US CTIA norms): the whole message, any case.
 CREATE FUNCTION eightms.consent_keyword(body text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- One expression, not STRICT: the planner inlines it (NULL gives NULL).
 AS $$
-	SELECT CASE
-		WHEN k IN ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'REVOKE', 'OPTOUT', 'OPT OUT') THEN 'stop'
-		WHEN k IN ('START', 'UNSTOP', 'YES') THEN 'start'
-		WHEN k IN ('HELP', 'INFO') THEN 'help'
+	SELECT CASE upper(regexp_replace(btrim(body, E' \t\r\n.!'), '\s+', ' ', 'g'))
+		WHEN 'STOP' THEN 'stop' WHEN 'STOPALL' THEN 'stop' WHEN 'UNSUBSCRIBE' THEN 'stop'
+		WHEN 'CANCEL' THEN 'stop' WHEN 'END' THEN 'stop' WHEN 'QUIT' THEN 'stop'
+		WHEN 'REVOKE' THEN 'stop' WHEN 'OPTOUT' THEN 'stop' WHEN 'OPT OUT' THEN 'stop'
+		WHEN 'START' THEN 'start' WHEN 'UNSTOP' THEN 'start' WHEN 'YES' THEN 'start'
+		WHEN 'HELP' THEN 'help' WHEN 'INFO' THEN 'help'
 	END
-	  FROM (SELECT upper(regexp_replace(btrim(body, E' \t\r\n.!'), '\s+', ' ', 'g')) AS k) s
 $$;
 
 -- Find or create the conversation with a number.
