@@ -823,6 +823,49 @@ BEGIN
 	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' THEN
 		RAISE EXCEPTION 'reports must be a JSON array of {id, status, error, at}' USING ERRCODE = '22023';
 	END IF;
+	-- The usual batch names each message once: then each report is checked
+	-- against the row as the update finds it, with no locking pass first.
+	IF (SELECT count(DISTINCT eightms.try_uuid(x ->> 'id')) = count(*) FROM jsonb_array_elements(reports) x) THEN
+		RETURN QUERY
+		WITH rep AS (
+			SELECT t.ord, eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
+				   least(coalesce((t.x ->> 'at')::timestamptz, now()), now()) AS at
+			  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
+		moved AS (
+			UPDATE eightms.message x SET
+				status = rep.st,
+				lease_expires_at = NULL,
+				sent_at = CASE WHEN rep.st IN ('sent', 'delivered') THEN coalesce(x.sent_at, rep.at) ELSE x.sent_at END,
+				delivered_at = CASE WHEN rep.st = 'delivered' THEN rep.at ELSE x.delivered_at END,
+				failed_at = CASE WHEN rep.st = 'failed' THEN rep.at ELSE x.failed_at END,
+				error = CASE WHEN rep.st = 'failed' THEN left(coalesce(rep.err, 'failed on the phone'), 500)
+							 ELSE x.error END,
+				attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+			  FROM rep
+			 WHERE x.account_id = acct AND x.message_id = rep.id AND x.direction = 'out' AND x.phone_id = me
+			   AND rep.st IN ('sent', 'delivered', 'failed')
+			   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
+			   AND (rep.st = 'failed' OR eightms.status_rank(rep.st) > eightms.status_rank(x.status))
+			RETURNING x.message_id),
+		-- What did not move: late, repeated, malformed or not this phone's.
+		still AS (
+			SELECT m.message_id, m.status FROM eightms.message m
+			 WHERE m.account_id = acct AND m.direction = 'out' AND m.phone_id = me
+			   AND m.message_id IN (SELECT rep.id FROM rep WHERE rep.id NOT IN (SELECT moved.message_id FROM moved)))
+		SELECT rep.id, rep.st,
+			   (moved.message_id IS NOT NULL OR still.message_id IS NOT NULL)
+			   AND coalesce(rep.st IN ('sent', 'delivered', 'failed'), false),
+			   CASE WHEN moved.message_id IS NOT NULL THEN NULL
+					WHEN still.message_id IS NULL THEN 'no such message for this phone'
+					WHEN rep.st IS NULL OR rep.st NOT IN ('sent', 'delivered', 'failed')
+					THEN 'status must be sent, delivered or failed'
+					ELSE 'already ' || still.status END
+		  FROM rep
+		  LEFT JOIN moved ON moved.message_id = rep.id
+		  LEFT JOIN still ON still.message_id = rep.id
+		 ORDER BY rep.ord;
+		RETURN;
+	END IF;
 	RETURN QUERY
 	WITH rep AS (
 		SELECT t.ord,

@@ -156,6 +156,39 @@ SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000004');
 SELECT is((SELECT count(*) FROM eightms_api.claim_messages(100)), 6::bigint,
 		  'a phone claims its own three, then the three left without a phone');
 
+-- A batch that names each message once takes the direct path (no locking
+-- pass): the same answers, report by report.
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000004');
+SELECT message_id AS q1 FROM eightms.message WHERE phone_id = '00000000-0000-4000-8000-000000000004' AND status = 'claimed' ORDER BY message_id LIMIT 1 OFFSET 0 \gset
+SELECT message_id AS q2 FROM eightms.message WHERE phone_id = '00000000-0000-4000-8000-000000000004' AND status = 'claimed' ORDER BY message_id LIMIT 1 OFFSET 1 \gset
+SELECT message_id AS q3 FROM eightms.message WHERE phone_id = '00000000-0000-4000-8000-000000000004' AND status = 'claimed' ORDER BY message_id LIMIT 1 OFFSET 2 \gset
+SELECT message_id AS q4 FROM eightms.message WHERE phone_id = '00000000-0000-4000-8000-000000000004' AND status = 'claimed' ORDER BY message_id LIMIT 1 OFFSET 3 \gset
+SELECT results_eq(format($$SELECT message_id, status, accepted, note FROM eightms_api.report_messages(%L)$$, jsonb_build_array(
+		jsonb_build_object('id', :'q1', 'status', 'sent'),
+		jsonb_build_object('id', :'q2', 'status', 'delivered'),
+		jsonb_build_object('id', :'q3', 'status', 'failed', 'error', 'RESULT_ERROR_RADIO_OFF'),
+		jsonb_build_object('id', :'q4', 'status', 'bounced'),
+		jsonb_build_object('id', :'foreign_m', 'status', 'sent'))),
+	format($$VALUES (%L::uuid, 'sent', true, NULL::text), (%L::uuid, 'delivered', true, NULL),
+		(%L::uuid, 'failed', true, NULL), (%L::uuid, 'bounced', false, 'status must be sent, delivered or failed'),
+		(%L::uuid, 'sent', false, 'no such message for this phone')$$, :'q1', :'q2', :'q3', :'q4', :'foreign_m'),
+	'each report of a batch naming each message once is answered in order');
+SELECT results_eq(format($$SELECT message_id, status, accepted, note FROM eightms_api.report_messages(%L)$$, jsonb_build_array(
+		jsonb_build_object('id', :'q1', 'status', 'sent'),
+		jsonb_build_object('id', :'q2', 'status', 'failed'),
+		jsonb_build_object('id', :'q3', 'status', 'delivered'))),
+	format($$VALUES (%L::uuid, 'sent', true, 'already sent'), (%L::uuid, 'failed', true, 'already delivered'),
+		(%L::uuid, 'delivered', true, 'already failed')$$, :'q1', :'q2', :'q3'),
+	'late and repeated reports are accepted and change nothing');
+SELECT is((SELECT note FROM eightms_api.report_messages(jsonb_build_array(jsonb_build_object('id', :'q1', 'status', 'delivered')))),
+		  NULL, 'delivered after sent moves on');
+SELECT pgrst.reset();
+SELECT results_eq(format($$SELECT status, attempts, sent_at IS NOT NULL, delivered_at IS NOT NULL, error
+		FROM eightms.message WHERE message_id IN (%L, %L, %L, %L) ORDER BY status, message_id$$, :'q1', :'q2', :'q3', :'q4'),
+	$$VALUES ('claimed', 0, false, false, NULL::text), ('delivered', 1, true, true, NULL),
+			 ('delivered', 1, true, true, NULL), ('failed', 1, false, false, 'RESULT_ERROR_RADIO_OFF')$$,
+	'the messages end where their reports lead, each attempt counted once');
+
 -- Leases: a phone takes back its own claims whose lease ran out, counting
 -- the attempt; a lease that runs out on the last attempt fails the message.
 SELECT pgrst.as_user('bella', :'acct');
