@@ -131,6 +131,65 @@ SELECT count(*) AS accounts_visible_to_demo_owner FROM eightms.account;
 SELECT raw, eightms.e164(raw) AS e164, eightms.phone_type(raw) AS type, eightms.phone_region(raw) AS region
   FROM unnest(ARRAY['(650) 253-0000', '1-800-FLOWERS', '+44 20 7946 0018', '011 54 9 11 2345 6789']) AS raw;
 COMMIT;
+
+-- The gateway: the dashboard makes a one-time pairing code, a phone pairs
+-- with it anonymously and gets its device token; then send, claim, report,
+-- and an inbound STOP.  Done on the first run; later runs show the result.
+SELECT count(*) = 0 AS gateway_first_run FROM eightms.phone WHERE device_id = 'demo-pixel-7' \gset
+\if :gateway_first_run
+BEGIN;
+SELECT set_config('role', 'eightms_user', true),
+	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT eightms_api.pre_request() \gset
+SELECT code FROM eightms_api.create_pairing_code() \gset
+COMMIT;
+BEGIN;
+SELECT set_config('role', 'eightms_anon', true), set_config('request.jwt.claims', '{"role":"eightms_anon"}', true) \gset
+SELECT phone_id, token FROM eightms_api.pair_phone(:'code', 'demo-pixel-7', 'Front desk', '1.0.0') \gset
+COMMIT;
+SELECT eightms.jwt_verify(:'token')::text AS phone_claims \gset
+\echo 'A phone paired with a one-time code; its device token carries:'
+SELECT :'phone_claims'::jsonb - 'iat' - 'exp' AS device_token_claims;
+BEGIN;
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', :'phone_claims', true) \gset
+SELECT eightms_api.pre_request() \gset
+SELECT eightms_api.heartbeat(86, 'wifi', true, '1.0.0') \gset
+COMMIT;
+BEGIN;
+SELECT set_config('role', 'eightms_user', true),
+	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT eightms_api.pre_request() \gset
+\echo 'The dashboard sends a batch (send_messages); each item is queued or refused:'
+SELECT item, status, error_code, error FROM eightms_api.send_messages($$[
+	{"to": "(212) 555-0142", "body": "Your appointment is tomorrow at 10:00.", "idempotency_key": "demo-1"},
+	{"to": "212-555-0199", "body": "Your glasses are ready – come by any time 👓", "idempotency_key": "demo-2"},
+	{"to": "555-01", "body": "a number too short"}]$$);
+COMMIT;
+BEGIN;
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', :'phone_claims', true) \gset
+SELECT eightms_api.pre_request() \gset
+\echo 'The phone claims its work (claim_messages), sends it and reports (report_messages):'
+SELECT to_number, encoding, segments, attempt FROM eightms_api.claim_messages(10);
+SELECT status, accepted, note FROM eightms_api.report_messages(coalesce((
+	SELECT jsonb_agg(jsonb_build_object('id', m.message_id, 'status', s.status))
+	  FROM eightms.message m, (VALUES ('sent'), ('delivered')) s(status)
+	 WHERE m.status = 'claimed' AND m.phone_id = eightms.current_phone_id()), '[]'));
+\echo 'An inbound SMS: the second recipient texts STOP (receive_messages):'
+SELECT duplicate, consent FROM eightms_api.receive_messages(
+	'[{"from": "+1 212 555 0199", "body": "Stop", "device_message_id": "demo-sms-1"}]');
+COMMIT;
+\endif
+BEGIN;
+SELECT set_config('role', 'eightms_user', true),
+	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT eightms_api.pre_request() \gset
+\echo 'The account''s messages (view eightms_api.messages):'
+SELECT peer_number, direction, status, encoding, segments, left(body, 40) AS body
+  FROM eightms_api.messages ORDER BY created_at, direction DESC, body;
+\echo 'Sending to the number that texted STOP is refused:'
+SELECT status, error_code, error FROM eightms_api.send_messages('[{"to": "+12125550199", "body": "One more offer"}]');
+COMMIT;
+
 \echo 'The seal key ring the server loaded from its environment (ids only):'
 SELECT * FROM eightms.seal_status();
 \echo 'The HTTP bridge worker:'
