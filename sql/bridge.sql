@@ -41,10 +41,11 @@ COMMENT ON TABLE eightms.http_request IS
 	'global: the bridge''s durable queue of outbound HTTP requests (internal; no API role reads it)';
 COMMENT ON COLUMN eightms.http_request.secret_headers IS
 	'Headers such as Authorization, sealed with context ''http_request:'' || idempotency_key; opened only by the worker';
--- The worker's claim: due requests in order.
+-- The worker's claim: due requests in order.  No other index on state or
+-- finished_at: each outcome is a non-HOT update that inserts into every
+-- index whose key or predicate it changes, and the daily purge (the only
+-- reader a finished_at index would have) can scan the table instead.
 CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
--- Purges and the by-host view.
-CREATE INDEX http_request_finished_idx ON eightms.http_request (finished_at) WHERE state IN ('done', 'dead');
 
 CREATE TABLE eightms.http_attempt (
 	-- No foreign key: the worker, its only writer, inserts attempts for
