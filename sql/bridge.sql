@@ -36,7 +36,11 @@ CREATE TABLE eightms.http_request (
 	error				text,
 	callback_error		text,
 	CONSTRAINT http_request_idempotency_key_key UNIQUE (idempotency_key)
-);
+)
+-- Every request is updated once it has an outcome, and never HOT (the
+-- state changes): half of each page is left free so that the new version
+-- can stay on the old one's page instead of going to another.
+WITH (fillfactor = 50);
 COMMENT ON TABLE eightms.http_request IS
 	'global: the bridge''s durable queue of outbound HTTP requests (internal; no API role reads it)';
 COMMENT ON COLUMN eightms.http_request.secret_headers IS
