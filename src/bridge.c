@@ -964,7 +964,12 @@ claim_and_start(List **failed)
 			skipped = true;
 			continue;
 		}
-		cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge transfer", ALLOCSET_SMALL_SIZES);
+		/*
+		 * Default sizes: a transfer's allocations (two 1 kB buffers among
+		 * them) fit in the first block, and contexts of the standard sizes
+		 * are recycled, so a transfer costs no malloc of its own.
+		 */
+		cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge transfer", ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(cxt);
 		t = palloc0(sizeof(Transfer));
 		t->cxt = cxt;
@@ -1878,8 +1883,11 @@ eightms_bridge_main(Datum arg)
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	bridge_cxt = AllocSetContextCreate(TopMemoryContext, "eightms bridge", ALLOCSET_DEFAULT_SIZES);
-	iter_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge loop", ALLOCSET_DEFAULT_SIZES);
-	pending_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge results", ALLOCSET_DEFAULT_SIZES);
+	/* Reset all the time: a first block (kept on reset) that holds a turn. */
+	iter_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge loop",
+									 0, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
+	pending_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge results",
+										0, 128 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	inflight = MemoryContextAlloc(bridge_cxt, sizeof(Transfer *) * BRIDGE_MAX_INFLIGHT);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
