@@ -1608,6 +1608,25 @@ hand_over(List *results)
 
 	if (results == NIL)
 		return true;
+
+	/*
+	 * A batch that could not fit in the ring (large bodies) is recorded by
+	 * the worker: do not build a message of it first.
+	 */
+	{
+		uint64		size = 0;
+
+		foreach(lc, results)
+		{
+			BridgeResult *r = (BridgeResult *) lfirst(lc);
+
+			size += 64 + (r->body ? VARSIZE(r->body) : 0)
+				+ (r->headers ? strlen(r->headers) : 0) + (r->error ? strlen(r->error) : 0);
+		}
+		if (size > BRIDGE_RING_SIZE)
+			return false;
+	}
+
 	SpinLockAcquire(&bridge_shared->mutex);
 	alive = bridge_shared->recorder_pid != 0;
 	head = bridge_shared->head;
