@@ -2,8 +2,9 @@
 --
 -- http_enqueue() inserts one row in the caller's transaction; the bridge
 -- background worker (src/bridge.c), woken when that transaction commits,
--- sends it on a libcurl multi handle, retries with backoff, records every
--- attempt, and runs the callback.  A rolled-back transaction sends nothing.
+-- sends it on a libcurl multi handle, retries with backoff, and its recorder
+-- process records every attempt and runs the callback.  A rolled-back
+-- transaction sends nothing.
 
 CREATE TABLE eightms.http_request (
 	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -19,12 +20,12 @@ CREATE TABLE eightms.http_request (
 	max_attempts		integer NOT NULL DEFAULT 5
 		CONSTRAINT http_request_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
 	follow_redirects	boolean NOT NULL DEFAULT false,
-	idempotency_key		text NOT NULL,
+	idempotency_key		text COLLATE "C" NOT NULL,	-- compared bytewise: cheaper index upkeep
 	callback			regprocedure,
 	callback_context	jsonb,
 	enqueued_by			regrole NOT NULL DEFAULT current_user::regrole,
 	state				text NOT NULL DEFAULT 'queued'
-		CONSTRAINT http_request_state_check CHECK (state IN ('queued', 'running', 'done', 'dead')),
+		CONSTRAINT http_request_state_check CHECK (state IN ('queued', 'done', 'dead')),
 	attempts			integer NOT NULL DEFAULT 0,
 	next_attempt_at		timestamptz NOT NULL DEFAULT now(),
 	created_at			timestamptz NOT NULL DEFAULT now(),
@@ -35,15 +36,20 @@ CREATE TABLE eightms.http_request (
 	error				text,
 	callback_error		text,
 	CONSTRAINT http_request_idempotency_key_key UNIQUE (idempotency_key)
-);
+)
+-- Every request is updated once it has an outcome, and never HOT (the
+-- state changes): half of each page is left free so that the new version
+-- can stay on the old one's page instead of going to another.
+WITH (fillfactor = 50);
 COMMENT ON TABLE eightms.http_request IS
 	'global: the bridge''s durable queue of outbound HTTP requests (internal; no API role reads it)';
 COMMENT ON COLUMN eightms.http_request.secret_headers IS
 	'Headers such as Authorization, sealed with context ''http_request:'' || idempotency_key; opened only by the worker';
--- The worker's claim: due requests in order.
+-- The worker's claim: due requests in order.  No other index on state or
+-- finished_at: each outcome is a non-HOT update that inserts into every
+-- index whose key or predicate it changes, and the daily purge (the only
+-- reader a finished_at index would have) can scan the table instead.
 CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
--- Purges and the by-host view.
-CREATE INDEX http_request_finished_idx ON eightms.http_request (finished_at) WHERE state IN ('done', 'dead');
 
 CREATE TABLE eightms.http_attempt (
 	-- No foreign key: the worker, its only writer, inserts attempts for
@@ -205,6 +211,14 @@ LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION eightms.bridge_wake_at_commit() IS
 	'Wake the bridge worker when the current transaction commits';
 
+-- A request in flight stays 'queued' in the table: the worker keeps the ids
+-- it holds in shared memory, and this is where they are read.
+CREATE FUNCTION eightms.http_in_flight() RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'eightms_http_in_flight'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eightms.http_in_flight() IS
+	'Ids of the requests the bridge worker has sent or is sending and whose outcome is not recorded yet';
+
 CREATE FUNCTION eightms.is_public_address(address inet) RETURNS boolean
 AS 'MODULE_PATHNAME', 'eightms_is_public_address'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -214,16 +228,17 @@ COMMENT ON FUNCTION eightms.is_public_address(inet) IS
 -- Queue depth and outcomes by host, for operators.
 CREATE VIEW eightms.http_queue_stats AS
 	SELECT r.host,
-		   count(*) FILTER (WHERE r.state = 'queued') AS queued,
-		   count(*) FILTER (WHERE r.state = 'queued' AND r.next_attempt_at <= now()) AS due,
-		   count(*) FILTER (WHERE r.state = 'running') AS in_flight,
+		   count(*) FILTER (WHERE r.state = 'queued' AND r.id <> ALL (f.ids)) AS queued,
+		   count(*) FILTER (WHERE r.state = 'queued' AND r.next_attempt_at <= now()
+							AND r.id <> ALL (f.ids)) AS due,
+		   count(*) FILTER (WHERE r.id = ANY (f.ids)) AS in_flight,
 		   count(*) FILTER (WHERE r.state = 'done') AS done,
 		   count(*) FILTER (WHERE r.state = 'dead') AS dead,
 		   coalesce(sum(greatest(r.attempts - 1, 0)), 0) AS retries,
 		   count(*) FILTER (WHERE r.error IS NOT NULL) AS with_errors,
 		   count(*) FILTER (WHERE r.callback_error IS NOT NULL) AS callback_errors,
-		   min(r.next_attempt_at) FILTER (WHERE r.state = 'queued') AS next_due
-	  FROM eightms.http_request r
+		   min(r.next_attempt_at) FILTER (WHERE r.state = 'queued' AND r.id <> ALL (f.ids)) AS next_due
+	  FROM eightms.http_request r CROSS JOIN eightms.http_in_flight() AS f(ids)
 	 GROUP BY r.host;
 COMMENT ON VIEW eightms.http_queue_stats IS 'The bridge by host: queued, due, in flight, done, dead, retries, errors';
 
@@ -257,6 +272,7 @@ GRANT EXECUTE ON FUNCTION
 TO eightms_worker, eightms_dba;
 GRANT EXECUTE ON FUNCTION eightms.http_secret_header_lines(bytea, text) TO eightms_worker;
 GRANT SELECT ON eightms.http_queue_stats TO eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.http_in_flight() TO eightms_dba;
 GRANT EXECUTE ON FUNCTION eightms.http_purge(interval), eightms.is_public_address(inet) TO eightms_dba;
 GRANT SELECT, INSERT ON eightms.http_request TO eightms_worker, eightms_dba;
 GRANT SELECT ON eightms.http_attempt TO eightms_worker, eightms_dba;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The bridge loses nothing when it dies mid-flight: kill -9 the worker while
-# requests are in flight, and separately stop the whole server in immediate
-# mode; after restart every request completes, and the peer saw each one at
-# least once, resends carrying the same Idempotency-Key.
+# requests are in flight, separately stop the whole server in immediate
+# mode, and stop the recorder (the process that records outcomes) alone;
+# after restart every request completes, and the peer saw each one at least
+# once, resends carrying the same Idempotency-Key.
 # Run by test/run.sh after the pgTAP suites; prints "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
@@ -27,7 +28,7 @@ queue_and_wait_for_some() {
 		[ "$(q "SELECT count(*) FROM eightms.http_request WHERE idempotency_key LIKE '$1-%' AND state = 'done'")" -ge 20 ] 2>/dev/null && break
 		sleep 0.05
 	done
-	q "SELECT count(*) FILTER (WHERE state = 'running') FROM eightms.http_request WHERE idempotency_key LIKE '$1-%'"
+	q "SELECT count(*) FILTER (WHERE id = ANY (eightms.http_in_flight())) FROM eightms.http_request WHERE idempotency_key LIKE '$1-%'"
 }
 
 wait_all_done() {
@@ -77,6 +78,17 @@ check "none of them ended dead" test "$(q "SELECT count(*) FROM eightms.http_req
 seen=$(peer_check immediate)
 check "the peer received every one of the $N requests (distinct keys, resends: ${seen#* })" test "${seen% *}" = "$N"
 
-q "DELETE FROM eightms.http_request WHERE idempotency_key LIKE 'kill9-%' OR idempotency_key LIKE 'immediate-%'" >/dev/null
+# 3. Stop the recorder (the process that records outcomes) mid-flight.
+inflight=$(queue_and_wait_for_some recorder)
+rpid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eightms bridge recorder'")
+check "the recorder is running (pid $rpid) with requests in flight ($inflight)" test -n "$rpid" -a "${inflight:-0}" -gt 0
+q "SELECT pg_terminate_backend($rpid)" >/dev/null
+check "after the recorder was stopped, all $N requests complete" wait_all_done recorder
+check "none of them ended dead" test "$(q "SELECT count(*) FROM eightms.http_request WHERE idempotency_key LIKE 'recorder-%' AND state = 'done'")" = "$N"
+seen=$(peer_check recorder)
+check "the peer received every one of the $N requests (distinct keys, resends: ${seen#* })" test "${seen% *}" = "$N"
+check "every done request has its attempt recorded" test "$(q "SELECT count(*) FROM eightms.http_request r WHERE idempotency_key LIKE 'recorder-%' AND NOT EXISTS (SELECT FROM eightms.http_attempt a WHERE a.request_id = r.id AND a.attempt = r.attempts)")" = 0
+
+q "DELETE FROM eightms.http_request WHERE idempotency_key LIKE 'kill9-%' OR idempotency_key LIKE 'immediate-%' OR idempotency_key LIKE 'recorder-%'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
