@@ -782,6 +782,214 @@ find_bytes(const char *s, size_t len, const char *needle, size_t *at)
 	return false;
 }
 
+/*
+ * The common case in one pass over the bytes: nothing but digits (ASCII or
+ * full-width), plus signs (ASCII or full-width) and the punctuation ' ', '-',
+ * '(', ')', '.' and '/'.  Such an input holds no tel: URI, no extension, no
+ * second number and no code point libphonenumber refuses, so what the
+ * general path does comes down to: from the first digit or plus sign to the
+ * last digit (the ends ExtractPossibleNumber keeps), plus signs only at the
+ * start, then two digits alone or at least three (VALID_PHONE_NUMBER).  The
+ * digits go to num, and *plus says whether a plus sign leads them.
+ */
+typedef enum PlainScan
+{
+	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
+} PlainScan;
+
+static PlainScan
+scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
+{
+	int			n = 0;			/* characters seen */
+	int			first = -1;		/* the first digit or plus sign */
+	int			last_digit = -1;
+	int			stray_plus = -1;	/* a plus sign after the leading ones */
+	bool		first_plus = false;
+	bool		leading = true;
+	int			digits = 0;
+
+	for (size_t i = 0; i < len; i++, n++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		int			d;
+
+		if ((unsigned) (c - '0') <= 9)
+			d = c - '0';
+		else if (c == '+')
+			d = -1;
+		else if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/')
+		{
+			if (first >= 0)
+				leading = false;
+			continue;
+		}
+		else if (c == 0xEF && i + 2 < len && (unsigned char) s[i + 1] == 0xBC
+				 && ((unsigned char) s[i + 2] == 0x8B
+					 || (unsigned) ((unsigned char) s[i + 2] - 0x90) <= 9))
+		{
+			/* U+FF0B FULLWIDTH PLUS SIGN, U+FF10..U+FF19 full-width digits */
+			d = (unsigned char) s[i + 2] == 0x8B ? -1 : (unsigned char) s[i + 2] - 0x90;
+			i += 2;
+		}
+		else
+			return PLAIN_NO;
+
+		if (first < 0)
+		{
+			first = n;
+			first_plus = d < 0;
+		}
+		if (d >= 0)
+		{
+			num[digits++] = (char) ('0' + d);
+			last_digit = n;
+			leading = false;
+		}
+		else if (!leading && stray_plus < 0)
+			stray_plus = n;
+	}
+	*nlen = digits;
+	*plus = first_plus;
+	if (digits == 0)
+		return PLAIN_NOT_A_NUMBER;
+	/* Two digits alone. */
+	if (last_digit - first + 1 == 2 && !first_plus)
+		return PLAIN_NUMBER;
+	if (digits < 3 || (stray_plus >= 0 && stray_plus < last_digit))
+		return PLAIN_NOT_A_NUMBER;
+	return PLAIN_NUMBER;
+}
+
+/*
+ * MaybeExtractCountryCode and what follows, on the normalized digits of the
+ * number (num, which has room for MAXCP + 64) and whether a plus sign led
+ * them.  With a plus sign and no calling code found, the digits are read
+ * again as national ones, as libphonenumber retries without the plus sign.
+ */
+static PhoneError
+parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, bool plus,
+			 PhoneNumber *out)
+{
+	const PhoneRegion *md;
+	int			cc = 0;
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		bool		international = false;
+
+		cc = 0;
+		if (attempt == 0 && plus)
+			international = true;
+		else
+		{
+			int			m = def ? prefix_match(t, def->idd, num, nlen, NULL) : -1;
+
+			if (m >= 0 && !(m < nlen && num[m] == '0'))
+			{
+				memmove(num, num + m, nlen - m);
+				nlen -= m;
+				international = true;
+			}
+		}
+		if (international)
+		{
+			if (nlen <= 2)
+				return PHONE_TOO_SHORT_AFTER_IDD;
+			if (num[0] != '0')
+				for (int k = 1; k <= 3 && k <= nlen && cc == 0; k++)
+				{
+					int			v = 0;
+
+					for (int q = 0; q < k; q++)
+						v = v * 10 + (num[q] - '0');
+					if (region_for_code(t, v) != NULL)
+					{
+						cc = v;
+						memmove(num, num + k, nlen - k);
+						nlen -= k;
+					}
+				}
+			if (cc == 0)
+			{
+				if (attempt == 0 && plus)
+					continue;
+				return PHONE_INVALID_COUNTRY_CODE;
+			}
+		}
+		else if (def != NULL)
+		{
+			char		ccs[8];
+			int			cl = 0;
+			int			v = def->country_code;
+			char		tmp[10];
+			int			tl = 0;
+
+			do
+				tmp[tl++] = (char) ('0' + v % 10);
+			while ((v /= 10) > 0);
+			while (tl > 0)
+				ccs[cl++] = tmp[--tl];
+			if (nlen >= cl && memcmp(num, ccs, cl) == 0)
+			{
+				char		pot[MAXCP + 64];
+				int			plen = nlen - cl;
+
+				memcpy(pot, num + cl, plen);
+				strip_national_prefix(t, def, pot, &plen);
+				if ((!dfa_full_match(t, def->general, num, nlen) && dfa_full_match(t, def->general, pot, plen))
+					|| test_length(def, nlen) == PHONE_LENGTH_TOO_LONG)
+				{
+					memcpy(num, pot, plen);
+					nlen = plen;
+					cc = def->country_code;
+				}
+			}
+		}
+		if (attempt == 1 && cc == 0)
+			return PHONE_INVALID_COUNTRY_CODE;
+		break;
+	}
+
+	if (cc != 0)
+	{
+		md = region_for_code(t, cc);
+		if (def != NULL && md != NULL && strcmp(md->id, def->id) == 0)
+			md = def;
+	}
+	else
+	{
+		md = def;
+		cc = def->country_code;
+	}
+	if (nlen < 2)
+		return PHONE_TOO_SHORT_NSN;
+	if (md != NULL)
+	{
+		char		pot[MAXCP + 64];
+		int			plen = nlen;
+		PhoneLength v;
+
+		memcpy(pot, num, nlen);
+		strip_national_prefix(t, md, pot, &plen);
+		v = test_length(md, plen);
+		if (v != PHONE_LENGTH_TOO_SHORT && v != PHONE_IS_POSSIBLE_LOCAL_ONLY && v != PHONE_INVALID_LENGTH)
+		{
+			memcpy(num, pot, plen);
+			nlen = plen;
+		}
+	}
+	if (nlen < 2)
+		return PHONE_TOO_SHORT_NSN;
+	if (nlen > PHONE_MAX_NSN)
+		return PHONE_TOO_LONG;
+	out->country_code = cc;
+	memcpy(out->nsn, num, nlen);
+	out->nsn[nlen] = '\0';
+	out->nsn_len = nlen;
+	return PHONE_OK;
+}
+
+
 PhoneError
 phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *region_code,
 			PhoneNumber *out)
@@ -792,16 +1000,27 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	size_t		blen = 0;
 	size_t		at;
 	const PhoneRegion *def = region_by_id(t, region_code);
-	const PhoneRegion *md;
 	char		num[MAXCP + 64];
 	int			nlen;
-	int			cc = 0;
 	int			start;
 	bool		ext_possible;
+	bool		plus;
 
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
 		return PHONE_TOO_LONG;
+
+	switch (scan_plain(raw, len, num, &nlen, &plus))
+	{
+		case PLAIN_NUMBER:
+			if (def == NULL && !plus)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, num, nlen, plus, out);
+		case PLAIN_NOT_A_NUMBER:
+			return PHONE_NOT_A_NUMBER;
+		case PLAIN_NO:
+			break;
+	}
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
 	if (find_bytes(raw, len, ";phone-context=", &at))
@@ -920,138 +1139,16 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		}
 	}
 
-	/* MaybeExtractCountryCode, with one retry without a leading plus. */
-	for (int attempt = 0; attempt < 2; attempt++)
+	/* All that is left is the digits and whether a plus sign led them. */
+	plus = n > 0 && is_plus(cp[0]);
 	{
 		int			i = 0;
-		bool		international = false;
 
-		cc = 0;
-		if (attempt == 1)
-		{
-			/* Retry: the plus signs are dropped and the rest read again. */
-			while (i < n && is_plus(cp[i]))
-				i++;
-			memmove(cp, cp + i, (n - i) * sizeof(uint32_t));
-			n -= i;
-			i = 0;
-		}
-		if (attempt == 0 && n > 0 && is_plus(cp[0]))
-		{
-			while (i < n && is_plus(cp[i]))
-				i++;
-			nlen = normalize(cp + i, n - i, num);
-			international = true;
-		}
-		else
-		{
-			int			m;
-
-			nlen = normalize(cp, n, num);
-			m = def ? prefix_match(t, def->idd, num, nlen, NULL) : -1;
-			if (m >= 0 && !(m < nlen && num[m] == '0'))
-			{
-				memmove(num, num + m, nlen - m);
-				nlen -= m;
-				international = true;
-			}
-		}
-		if (international)
-		{
-			if (nlen <= 2)
-				return PHONE_TOO_SHORT_AFTER_IDD;
-			if (num[0] != '0')
-				for (int k = 1; k <= 3 && k <= nlen && cc == 0; k++)
-				{
-					int			v = 0;
-
-					for (int q = 0; q < k; q++)
-						v = v * 10 + (num[q] - '0');
-					if (region_for_code(t, v) != NULL)
-					{
-						cc = v;
-						memmove(num, num + k, nlen - k);
-						nlen -= k;
-					}
-				}
-			if (cc == 0)
-			{
-				if (attempt == 0 && n > 0 && is_plus(cp[0]))
-					continue;
-				return PHONE_INVALID_COUNTRY_CODE;
-			}
-		}
-		else if (def != NULL)
-		{
-			char		ccs[8];
-			int			cl = 0;
-			int			v = def->country_code;
-			char		tmp[10];
-			int			tl = 0;
-
-			do
-				tmp[tl++] = (char) ('0' + v % 10);
-			while ((v /= 10) > 0);
-			while (tl > 0)
-				ccs[cl++] = tmp[--tl];
-			if (nlen >= cl && memcmp(num, ccs, cl) == 0)
-			{
-				char		pot[MAXCP + 64];
-				int			plen = nlen - cl;
-
-				memcpy(pot, num + cl, plen);
-				strip_national_prefix(t, def, pot, &plen);
-				if ((!dfa_full_match(t, def->general, num, nlen) && dfa_full_match(t, def->general, pot, plen))
-					|| test_length(def, nlen) == PHONE_LENGTH_TOO_LONG)
-				{
-					memcpy(num, pot, plen);
-					nlen = plen;
-					cc = def->country_code;
-				}
-			}
-		}
-		if (attempt == 1 && cc == 0)
-			return PHONE_INVALID_COUNTRY_CODE;
-		break;
+		while (i < n && is_plus(cp[i]))
+			i++;
+		nlen = normalize(cp + i, n - i, num);
 	}
-
-	if (cc != 0)
-	{
-		md = region_for_code(t, cc);
-		if (def != NULL && md != NULL && strcmp(md->id, def->id) == 0)
-			md = def;
-	}
-	else
-	{
-		md = def;
-		cc = def->country_code;
-	}
-	if (nlen < 2)
-		return PHONE_TOO_SHORT_NSN;
-	if (md != NULL)
-	{
-		char		pot[MAXCP + 64];
-		int			plen = nlen;
-		PhoneLength v;
-
-		memcpy(pot, num, nlen);
-		strip_national_prefix(t, md, pot, &plen);
-		v = test_length(md, plen);
-		if (v != PHONE_LENGTH_TOO_SHORT && v != PHONE_IS_POSSIBLE_LOCAL_ONLY && v != PHONE_INVALID_LENGTH)
-		{
-			memcpy(num, pot, plen);
-			nlen = plen;
-		}
-	}
-	if (nlen < 2)
-		return PHONE_TOO_SHORT_NSN;
-	if (nlen > PHONE_MAX_NSN)
-		return PHONE_TOO_LONG;
-	out->country_code = cc;
-	memcpy(out->nsn, num, nlen);
-	out->nsn[nlen] = '\0';
-	out->nsn_len = nlen;
-	return PHONE_OK;
+	return parse_digits(t, def, num, nlen, plus, out);
 }
 
 int
