@@ -151,10 +151,11 @@ decode(const char *s, size_t len, uint32_t *cp, int max)
 			return -1;
 		if (c < 0x80)
 		{
-			v = c;
-			extra = 0;
+			cp[n++] = c;
+			i++;
+			continue;
 		}
-		else if ((c & 0xE0) == 0xC0)
+		if ((c & 0xE0) == 0xC0)
 		{
 			v = c & 0x1F;
 			extra = 1;
@@ -291,15 +292,49 @@ run(Matcher *m, int pc, int sp)
 	}
 }
 
-/* Length of the anchored match at the start of digits, or -1. */
+/*
+ * Can any prefix of digits match the pattern whose DFA starts at dfa?  The
+ * DFA ignores the end-of-input assertion (it may say yes where the program
+ * says no, never the other way round), so a no spares the backtracking.
+ */
+static bool
+dfa_prefix_possible(const PhoneTables *t, int32_t dfa, const char *digits, int len)
+{
+	uint32_t	s = (uint32_t) dfa;
+
+	if (dfa < 0 || t->dfa_accept[s])
+		return true;
+	for (int i = 0; i < len; i++)
+	{
+		s = t->dfa_next[s][digits[i] - '0'];
+		if (s == 0)
+			return false;
+		if (t->dfa_accept[s])
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Length of the anchored match at the start of digits, or -1; caps (8
+ * slots), when wanted, get the groups.  dfa is the pattern's DFA, or -1.
+ */
 static int
-prefix_match(const PhoneTables *t, int32_t prog, const char *digits, int len, int *caps)
+prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits, int len,
+			 int *caps)
 {
 	Matcher		m;
 	int			r;
 
 	if (prog < 0)
 		return -1;
+	if (!dfa_prefix_possible(t, dfa, digits, len))
+	{
+		if (caps)
+			for (int i = 0; i < 8; i++)
+				caps[i] = -1;
+		return -1;
+	}
 	m.prog = t->prog + 0;
 	m.s = digits;
 	m.len = len;
@@ -399,7 +434,7 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, char *num, int
 
 	if (*len == 0 || r->npp < 0)
 		return false;
-	end = prefix_match(t, r->npp, num, *len, caps);
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
 	if (end < 0)
 		return false;
 	viable = dfa_full_match(t, r->general, num, *len);
@@ -751,6 +786,45 @@ may_have_extension(const uint32_t *cp, int n)
 	return false;
 }
 
+/* Could c be part of an extension's label or separators (any case)? */
+static bool
+is_label_char(uint32_t c)
+{
+	c = lower(c);
+	if (c < 0x80)
+		return c == ' ' || c == '\t' || c == ',' || c == ';' || c == '-' || c == ':' || c == '.'
+			|| c == '=' || c == '#' || c == '~' || c == 'e' || c == 'x' || c == 't' || c == 'n'
+			|| c == 's' || c == 'i' || c == 'o' || c == 'a';
+	return c == 0xA0 || c == 0x301 || c == 0xF3 || c == 0xFF0E || c == 0xFF03 || c == 0xFF5E
+		|| c == 0xFF45 || c == 0xFF58 || c == 0xFF54 || c == 0xFF4E || c == 0xFF49
+		|| c == 0x434 || c == 0x43E || c == 0x431;
+}
+
+/*
+ * Where an extension of cp[0, n) can start, at the earliest.  Every form
+ * ends with the digits that end the input (a '#' after them aside), and what
+ * comes between its start and those digits is labels and separators only: so
+ * no extension starts before the run of such characters that leads to them.
+ * Returns n when the input does not end in digits.
+ */
+static int
+ext_window(const uint32_t *cp, int n)
+{
+	int			e = n;
+	int			d;
+
+	if (e > 0 && cp[e - 1] == '#')
+		e--;
+	d = e;
+	while (d > 0 && digit_value(cp[d - 1]) >= 0)
+		d--;
+	if (d == e)
+		return n;
+	while (d > 0 && is_label_char(cp[d - 1]))
+		d--;
+	return d;
+}
+
 static bool
 viable(const uint32_t *cp, int n)
 {
@@ -760,7 +834,7 @@ viable(const uint32_t *cp, int n)
 		return true;
 	if (!may_have_extension(cp, n))
 		return false;
-	for (int s = 0; s < n; s++)
+	for (int s = ext_window(cp, n); s < n; s++)
 		if (ext_at(cp, n, s) >= 0 && viable_main(cp, s, false))
 			return true;
 	return false;
@@ -773,12 +847,18 @@ find_bytes(const char *s, size_t len, const char *needle, size_t *at)
 {
 	size_t		nl = strlen(needle);
 
-	for (size_t i = 0; i + nl <= len; i++)
-		if (memcmp(s + i, needle, nl) == 0)
+	const char *p = s;
+	const char *end = s + len;
+
+	while ((size_t) (end - p) >= nl && (p = memchr(p, needle[0], end - p - nl + 1)) != NULL)
+	{
+		if (memcmp(p, needle, nl) == 0)
 		{
-			*at = i;
+			*at = p - s;
 			return true;
 		}
+		p++;
+	}
 	return false;
 }
 
@@ -882,7 +962,7 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 			international = true;
 		else
 		{
-			int			m = def ? prefix_match(t, def->idd, num, nlen, NULL) : -1;
+			int			m = def ? prefix_match(t, def->idd, def->idd_dfa, num, nlen, NULL) : -1;
 
 			if (m >= 0 && !(m < nlen && num[m] == '0'))
 			{
@@ -950,12 +1030,9 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 		break;
 	}
 
+	/* The main region for the calling code (a region id names one entry). */
 	if (cc != 0)
-	{
 		md = region_for_code(t, cc);
-		if (def != NULL && md != NULL && strcmp(md->id, def->id) == 0)
-			md = def;
-	}
 	else
 	{
 		md = def;
@@ -1086,7 +1163,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		 * "(.*)[\\/] *x", whose "." stops at line terminators, and keeps the
 		 * group.
 		 */
-		for (int ls = 0, le = 0; ls < n; ls = le + 1)
+		for (int ls = 0, le = 0; ls < n && memchr(raw, 'x', len) != NULL; ls = le + 1)
 		{
 			for (le = ls; le < n && !is_line_end(cp[le]); le++)
 				;
@@ -1108,7 +1185,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		}
 	}
 	/* Drop an isdn-subaddress. */
-	for (int i = 0; i + 6 <= n; i++)
+	for (int i = 0; i + 6 <= n && memchr(raw, ';', len) != NULL; i++)
 		if (cp[i] == ';' && cp[i + 1] == 'i' && cp[i + 2] == 's' && cp[i + 3] == 'u'
 			&& cp[i + 4] == 'b' && cp[i + 5] == '=')
 		{
@@ -1123,7 +1200,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 
 	/* MaybeStripExtension: the leftmost extension that ends the input. */
 	ext_possible = may_have_extension(cp, n);
-	for (int s = 0; ext_possible && s < n; s++)
+	for (int s = ext_possible ? ext_window(cp, n) : n; s < n; s++)
 	{
 		int			d = ext_at(cp, n, s);
 
@@ -1202,7 +1279,7 @@ region_of(const PhoneTables *t, const PhoneNumber *p, PhoneType *type)
 
 		if (r->leading >= 0)
 		{
-			if (prefix_match(t, r->leading, p->nsn, p->nsn_len, NULL) >= 0)
+			if (prefix_match(t, r->leading, r->leading_dfa, p->nsn, p->nsn_len, NULL) >= 0)
 			{
 				*type = type_helper(t, r, p->nsn, p->nsn_len);
 				return r;
