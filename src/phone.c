@@ -753,17 +753,6 @@ viable_main(const uint32_t *cp, int n, bool two_digits_ok)
 	return digits >= 3;
 }
 
-/* UTF-8 length of code points [0, n). */
-static int
-utf8_len(const uint32_t *cp, int n)
-{
-	int			b = 0;
-
-	for (int i = 0; i < n; i++)
-		b += cp[i] < 0x80 ? 1 : cp[i] < 0x800 ? 2 : cp[i] < 0x10000 ? 3 : 4;
-	return b;
-}
-
 /*
  * Could cp hold an extension at all?  Every extension form needs a label,
  * a ';', a ',' or a '#': plain digits and punctuation cannot, which spares
@@ -825,10 +814,17 @@ ext_window(const uint32_t *cp, int n)
 	return d;
 }
 
+/*
+ * VALID_PHONE_NUMBER, extension included.  *ext_start tells how: -1 when
+ * the input is viable without an extension, else the leftmost position
+ * where an extension starts after a viable number.
+ */
 static bool
-viable(const uint32_t *cp, int n)
+viable_search(const uint32_t *cp, int n, int *ext_start)
 {
-	if (utf8_len(cp, n) < 2)
+	*ext_start = -1;
+	/* Fewer than two bytes of UTF-8: nothing, or one ASCII character. */
+	if (n == 0 || (n == 1 && cp[0] < 0x80))
 		return false;
 	if (viable_main(cp, n, true))
 		return true;
@@ -836,8 +832,30 @@ viable(const uint32_t *cp, int n)
 		return false;
 	for (int s = ext_window(cp, n); s < n; s++)
 		if (ext_at(cp, n, s) >= 0 && viable_main(cp, s, false))
+		{
+			*ext_start = s;
 			return true;
+		}
 	return false;
+}
+
+static bool
+viable(const uint32_t *cp, int n)
+{
+	int			ext_start;
+
+	return viable_search(cp, n, &ext_start);
+}
+
+/* Only printable ASCII: no code point libphonenumber refuses, no line end. */
+static bool
+printable_ascii(const char *s, size_t len)
+{
+	unsigned char acc = 0;
+
+	for (size_t i = 0; i < len; i++)
+		acc |= (unsigned char) ((unsigned char) s[i] - 0x20) >= 0x5F ? 1 : 0;
+	return acc == 0;
 }
 
 /* ------------------------------------------------------------ the parse */
@@ -998,18 +1016,14 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 		}
 		else if (def != NULL)
 		{
-			char		ccs[8];
-			int			cl = 0;
-			int			v = def->country_code;
-			char		tmp[10];
-			int			tl = 0;
+			int			cc0 = def->country_code;
+			int			cl = cc0 >= 100 ? 3 : cc0 >= 10 ? 2 : 1;
+			int			v = 0;
 
-			do
-				tmp[tl++] = (char) ('0' + v % 10);
-			while ((v /= 10) > 0);
-			while (tl > 0)
-				ccs[cl++] = tmp[--tl];
-			if (nlen >= cl && memcmp(num, ccs, cl) == 0)
+			for (int q = 0; q < cl && q < nlen; q++)
+				v = v * 10 + (num[q] - '0');
+			/* The number starts with the default region's calling code. */
+			if (nlen >= cl && v == cc0)
 			{
 				char		pot[MAXCP + 64];
 				int			plen = nlen - cl;
@@ -1082,6 +1096,9 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	int			start;
 	bool		ext_possible;
 	bool		plus;
+	int			ext_start;
+	bool		has_x;
+	bool		has_semicolon;
 
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
@@ -1098,6 +1115,8 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		case PLAIN_NO:
 			break;
 	}
+	has_x = memchr(raw, 'x', len) != NULL;
+	has_semicolon = memchr(raw, ';', len) != NULL;
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
 	if (find_bytes(raw, len, ";phone-context=", &at))
@@ -1145,9 +1164,10 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 
 		if (all < 0)
 			return PHONE_NOT_A_NUMBER;
-		for (int i = 0; i < all; i++)
-			if (!interchange_valid(cp[i]))
-				return PHONE_NOT_A_NUMBER;
+		if (!printable_ascii(raw, len))
+			for (int i = 0; i < all; i++)
+				if (!interchange_valid(cp[i]))
+					return PHONE_NOT_A_NUMBER;
 		/* ExtractPossibleNumber: from the first digit or plus sign ... */
 		for (start = 0; start < all; start++)
 			if (is_plus(cp[start]) || digit_value(cp[start]) >= 0)
@@ -1163,7 +1183,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		 * "(.*)[\\/] *x", whose "." stops at line terminators, and keeps the
 		 * group.
 		 */
-		for (int ls = 0, le = 0; ls < n && memchr(raw, 'x', len) != NULL; ls = le + 1)
+		for (int ls = 0, le = 0; ls < n && has_x; ls = le + 1)
 		{
 			for (le = ls; le < n && !is_line_end(cp[le]); le++)
 				;
@@ -1185,7 +1205,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		}
 	}
 	/* Drop an isdn-subaddress. */
-	for (int i = 0; i + 6 <= n && memchr(raw, ';', len) != NULL; i++)
+	for (int i = 0; i + 6 <= n && has_semicolon; i++)
 		if (cp[i] == ';' && cp[i + 1] == 'i' && cp[i + 2] == 's' && cp[i + 3] == 'u'
 			&& cp[i + 4] == 'b' && cp[i + 5] == '=')
 		{
@@ -1193,18 +1213,23 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 			break;
 		}
 
-	if (!viable(cp, n))
+	if (!viable_search(cp, n, &ext_start))
 		return PHONE_NOT_A_NUMBER;
 	if (def == NULL && (n == 0 || !is_plus(cp[0])))
 		return PHONE_INVALID_COUNTRY_CODE;
 
-	/* MaybeStripExtension: the leftmost extension that ends the input. */
-	ext_possible = may_have_extension(cp, n);
+	/*
+	 * MaybeStripExtension: the leftmost extension that ends the input, with
+	 * a viable number before it.  When the viability search found one at
+	 * ext_start, that one qualifies, and only the positions before it are
+	 * left to try (a number before them may be viable otherwise).
+	 */
+	ext_possible = ext_start >= 0 || may_have_extension(cp, n);
 	for (int s = ext_possible ? ext_window(cp, n) : n; s < n; s++)
 	{
 		int			d = ext_at(cp, n, s);
 
-		if (d >= 0 && viable(cp, s))
+		if (d >= 0 && (s == ext_start || viable(cp, s)))
 		{
 			int			o = 0;
 
@@ -1231,23 +1256,19 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 int
 phone_format_e164(const PhoneNumber *p, char *buf)
 {
-	char		tmp[8];
-	int			tl = 0;
-	int			o = 0;
 	int			v = p->country_code;
-	int			i = 0;
+	char	   *o = buf;
 
-	buf[o++] = '+';
-	do
-		tmp[tl++] = (char) ('0' + v % 10);
-	while ((v /= 10) > 0);
-	while (tl > 0)
-		buf[o++] = tmp[--tl];
-	/* A national number of zeros only keeps them (Italian leading zeros). */
-	memcpy(buf + o, p->nsn + i, p->nsn_len - i);
-	o += p->nsn_len - i;
-	buf[o] = '\0';
-	return o;
+	*o++ = '+';
+	if (v >= 100)
+		*o++ = (char) ('0' + v / 100);
+	if (v >= 10)
+		*o++ = (char) ('0' + v / 10 % 10);
+	*o++ = (char) ('0' + v % 10);
+	/* The national number in one fixed-size copy, then the end. */
+	memcpy(o, p->nsn, sizeof(p->nsn));
+	o[p->nsn_len] = '\0';
+	return (int) (o - buf) + p->nsn_len;
 }
 
 /*

@@ -124,8 +124,7 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 				 : errdetail("No region was given and the request acts on no account."),
 				 region[0] ? 0 : errhint("Write the number with its country code (+44 ...), or pass a region such as 'US'.")));
 	}
-	phone_format_e164(&p, e164);
-	PG_RETURN_TEXT_P(cstring_to_text(e164));
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(e164, phone_format_e164(&p, e164)));
 }
 
 PG_FUNCTION_INFO_V1(eightms_e164);
