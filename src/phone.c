@@ -25,6 +25,54 @@ enum
 
 static int	digit_value_slow(uint32_t c);
 
+/*
+ * ASCII classes, one lookup instead of a chain of comparisons:
+ *	C_PUNCT  is_punct()
+ *	C_ALPHA  is_ascii_alpha()
+ *	C_PLAIN  what may_have_extension() finds no extension in
+ *	C_LABEL  is_label_char()
+ */
+#define C_PUNCT 1
+#define C_ALPHA 2
+#define C_PLAIN 4
+#define C_LABEL 8
+
+static const uint8_t ascii_class[128] = {
+	['\t'] = C_LABEL,
+	[' '] = C_PUNCT | C_PLAIN | C_LABEL,
+	['#'] = C_LABEL,
+	['('] = C_PUNCT | C_PLAIN,
+	[')'] = C_PUNCT | C_PLAIN,
+	['*'] = C_PUNCT,
+	['+'] = C_PLAIN,
+	[','] = C_LABEL,
+	['-'] = C_PUNCT | C_PLAIN | C_LABEL,
+	['.'] = C_PUNCT | C_PLAIN | C_LABEL,
+	['/'] = C_PUNCT | C_PLAIN,
+	['0'] = C_PLAIN,['1'] = C_PLAIN,['2'] = C_PLAIN,['3'] = C_PLAIN,['4'] = C_PLAIN,
+	['5'] = C_PLAIN,['6'] = C_PLAIN,['7'] = C_PLAIN,['8'] = C_PLAIN,['9'] = C_PLAIN,
+	[':'] = C_LABEL,
+	[';'] = C_LABEL,
+	['='] = C_LABEL,
+	['['] = C_PUNCT,
+	[']'] = C_PUNCT,
+	['~'] = C_PUNCT | C_LABEL,
+	['A'] = C_ALPHA | C_LABEL,['B'] = C_ALPHA,['C'] = C_ALPHA,['D'] = C_ALPHA,
+	['E'] = C_ALPHA | C_LABEL,['F'] = C_ALPHA,['G'] = C_ALPHA,['H'] = C_ALPHA,
+	['I'] = C_ALPHA | C_LABEL,['J'] = C_ALPHA,['K'] = C_ALPHA,['L'] = C_ALPHA,
+	['M'] = C_ALPHA,['N'] = C_ALPHA | C_LABEL,['O'] = C_ALPHA | C_LABEL,['P'] = C_ALPHA,
+	['Q'] = C_ALPHA,['R'] = C_ALPHA,['S'] = C_ALPHA | C_LABEL,['T'] = C_ALPHA | C_LABEL,
+	['U'] = C_ALPHA,['V'] = C_ALPHA,['W'] = C_ALPHA,['X'] = C_PUNCT | C_ALPHA | C_LABEL,
+	['Y'] = C_ALPHA,['Z'] = C_ALPHA,
+	['a'] = C_ALPHA | C_LABEL,['b'] = C_ALPHA,['c'] = C_ALPHA,['d'] = C_ALPHA,
+	['e'] = C_ALPHA | C_LABEL,['f'] = C_ALPHA,['g'] = C_ALPHA,['h'] = C_ALPHA,
+	['i'] = C_ALPHA | C_LABEL,['j'] = C_ALPHA,['k'] = C_ALPHA,['l'] = C_ALPHA,
+	['m'] = C_ALPHA,['n'] = C_ALPHA | C_LABEL,['o'] = C_ALPHA | C_LABEL,['p'] = C_ALPHA,
+	['q'] = C_ALPHA,['r'] = C_ALPHA,['s'] = C_ALPHA | C_LABEL,['t'] = C_ALPHA | C_LABEL,
+	['u'] = C_ALPHA,['v'] = C_ALPHA,['w'] = C_ALPHA,['x'] = C_PUNCT | C_ALPHA | C_LABEL,
+	['y'] = C_ALPHA,['z'] = C_ALPHA,
+};
+
 /* The digit value of a code point, or -1. */
 static inline int
 digit_value(uint32_t c)
@@ -63,10 +111,10 @@ is_plus(uint32_t c)
 	return c == '+' || c == 0xFF0B;
 }
 
-static bool
+static inline bool
 is_ascii_alpha(uint32_t c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+	return c < 0x80 && (ascii_class[c] & C_ALPHA);
 }
 
 /*
@@ -76,9 +124,8 @@ is_ascii_alpha(uint32_t c)
 static inline bool
 is_punct(uint32_t c)
 {
-	if (c == '-' || c == 'x' || c == 'X' || c == ' ' || c == '(' || c == ')' || c == '.'
-		|| c == '[' || c == ']' || c == '/' || c == '~' || c == '*')
-		return true;
+	if (c < 0x80)
+		return (ascii_class[c] & C_PUNCT) != 0;
 	return (c >= 0x2010 && c <= 0x2015) || c == 0x2212 || c == 0x30FC
 		|| (c >= 0xFF0D && c <= 0xFF0F) || c == 0x00A0 || c == 0x00AD || c == 0x200B
 		|| c == 0x2060 || c == 0x3000 || c == 0xFF08 || c == 0xFF09 || c == 0xFF3B
@@ -134,12 +181,16 @@ is_line_end(uint32_t c)
 		|| c == 0x2028 || c == 0x2029;
 }
 
-/* Decode UTF-8; -1 on invalid input. */
+/*
+ * Decode UTF-8; -1 on invalid input.  *printable: the input was printable
+ * ASCII only (no code point libphonenumber refuses, no line end).
+ */
 static int
-decode(const char *s, size_t len, uint32_t *cp, int max)
+decode(const char *s, size_t len, uint32_t *cp, int max, bool *printable)
 {
 	int			n = 0;
 	size_t		i = 0;
+	unsigned	other = 0;
 
 	while (i < len)
 	{
@@ -153,8 +204,10 @@ decode(const char *s, size_t len, uint32_t *cp, int max)
 		{
 			cp[n++] = c;
 			i++;
+			other |= (unsigned) (c - 0x20) >= 0x5F;
 			continue;
 		}
+		other = 1;
 		if ((c & 0xE0) == 0xC0)
 		{
 			v = c & 0x1F;
@@ -184,6 +237,7 @@ decode(const char *s, size_t len, uint32_t *cp, int max)
 		cp[n++] = v;
 		i += extra + 1;
 	}
+	*printable = other == 0;
 	return n;
 }
 
@@ -768,8 +822,7 @@ may_have_extension(const uint32_t *cp, int n)
 	{
 		uint32_t	c = cp[i];
 
-		if (!((c >= '0' && c <= '9') || c == ' ' || c == '-' || c == '(' || c == ')'
-			  || c == '.' || c == '/' || c == '+'))
+		if (c >= 0x80 || !(ascii_class[c] & C_PLAIN))
 			return true;
 	}
 	return false;
@@ -779,11 +832,9 @@ may_have_extension(const uint32_t *cp, int n)
 static bool
 is_label_char(uint32_t c)
 {
-	c = lower(c);
 	if (c < 0x80)
-		return c == ' ' || c == '\t' || c == ',' || c == ';' || c == '-' || c == ':' || c == '.'
-			|| c == '=' || c == '#' || c == '~' || c == 'e' || c == 'x' || c == 't' || c == 'n'
-			|| c == 's' || c == 'i' || c == 'o' || c == 'a';
+		return (ascii_class[c] & C_LABEL) != 0;
+	c = lower(c);
 	return c == 0xA0 || c == 0x301 || c == 0xF3 || c == 0xFF0E || c == 0xFF03 || c == 0xFF5E
 		|| c == 0xFF45 || c == 0xFF58 || c == 0xFF54 || c == 0xFF4E || c == 0xFF49
 		|| c == 0x434 || c == 0x43E || c == 0x431;
@@ -845,17 +896,6 @@ viable(const uint32_t *cp, int n)
 	int			ext_start;
 
 	return viable_search(cp, n, &ext_start);
-}
-
-/* Only printable ASCII: no code point libphonenumber refuses, no line end. */
-static bool
-printable_ascii(const char *s, size_t len)
-{
-	unsigned char acc = 0;
-
-	for (size_t i = 0; i < len; i++)
-		acc |= (unsigned char) ((unsigned char) s[i] - 0x20) >= 0x5F ? 1 : 0;
-	return acc == 0;
 }
 
 /* ------------------------------------------------------------ the parse */
@@ -1097,8 +1137,10 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	bool		ext_possible;
 	bool		plus;
 	int			ext_start;
-	bool		has_x;
-	bool		has_semicolon;
+	bool		second_number;
+	bool		isub;
+	bool		printable;
+	size_t		isub_at;
 
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
@@ -1115,8 +1157,10 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		case PLAIN_NO:
 			break;
 	}
-	has_x = memchr(raw, 'x', len) != NULL;
-	has_semicolon = memchr(raw, ';', len) != NULL;
+	/* What the searches below need at least, looked for once in the bytes. */
+	second_number = memchr(raw, 'x', len) != NULL
+		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
+	isub = find_bytes(raw, len, ";isub=", &isub_at);
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
 	if (find_bytes(raw, len, ";phone-context=", &at))
@@ -1152,19 +1196,19 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 			memcpy(buf + blen, raw + from, len - from);
 			blen += len - from;
 		}
-		n = decode(buf, blen, cp, MAXCP);
+		n = decode(buf, blen, cp, MAXCP, &printable);
 		if (n < 0)
 			return PHONE_NOT_A_NUMBER;
 	}
 	else
 	{
-		int			all = decode(raw, len, cp, MAXCP);
+		int			all = decode(raw, len, cp, MAXCP, &printable);
 		int			e;
 		int			k;
 
 		if (all < 0)
 			return PHONE_NOT_A_NUMBER;
-		if (!printable_ascii(raw, len))
+		if (!printable)
 			for (int i = 0; i < all; i++)
 				if (!interchange_valid(cp[i]))
 					return PHONE_NOT_A_NUMBER;
@@ -1183,7 +1227,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		 * "(.*)[\\/] *x", whose "." stops at line terminators, and keeps the
 		 * group.
 		 */
-		for (int ls = 0, le = 0; ls < n && has_x; ls = le + 1)
+		for (int ls = 0, le = 0; ls < n && second_number; ls = le + 1)
 		{
 			for (le = ls; le < n && !is_line_end(cp[le]); le++)
 				;
@@ -1205,7 +1249,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		}
 	}
 	/* Drop an isdn-subaddress. */
-	for (int i = 0; i + 6 <= n && has_semicolon; i++)
+	for (int i = 0; i + 6 <= n && isub; i++)
 		if (cp[i] == ';' && cp[i + 1] == 'i' && cp[i + 2] == 's' && cp[i + 3] == 'u'
 			&& cp[i + 4] == 'b' && cp[i + 5] == '=')
 		{

@@ -35,7 +35,12 @@ resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 					 errhint("Use an ISO 3166-1 alpha-2 code such as \"US\" or \"GB\".")));
 		}
 		for (int i = 0; i < len; i++)
-			region[i] = pg_toupper((unsigned char) VARDATA_ANY(r)[i]);
+		{
+			unsigned char c = (unsigned char) VARDATA_ANY(r)[i];
+
+			/* pg_toupper, without its call for the ASCII letters */
+			region[i] = (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c < 0x80 ? c : pg_toupper(c);
+		}
 		region[len] = '\0';
 		return true;
 	}
