@@ -544,26 +544,28 @@ normalize(const uint32_t *cp, int n, char *out)
 	int			letters = 0;
 	int			o = 0;
 
-	for (int i = 0; i < n; i++)
-		letters += is_ascii_alpha(cp[i]);
+	/* Digits alone, unless three letters turn up on the way. */
+	for (int i = 0; i < n && letters < 3; i++)
+	{
+		int			d = digit_value(cp[i]);
+
+		if (d >= 0)
+			out[o++] = (char) ('0' + d);
+		else
+			letters += is_ascii_alpha(cp[i]);
+	}
+	if (letters < 3)
+		return o;
+	/* Vanity: ASCII digits and keypad letters (other digits are dropped). */
+	o = 0;
 	for (int i = 0; i < n; i++)
 	{
 		uint32_t	c = cp[i];
 
-		if (letters >= 3)
-		{
-			if (c >= '0' && c <= '9')
-				out[o++] = (char) c;
-			else if (is_ascii_alpha(c))
-				out[o++] = keypad[(c | 0x20) - 'a'];
-		}
-		else
-		{
-			int			d = digit_value(c);
-
-			if (d >= 0)
-				out[o++] = (char) ('0' + d);
-		}
+		if (c >= '0' && c <= '9')
+			out[o++] = (char) c;
+		else if (is_ascii_alpha(c))
+			out[o++] = keypad[(c | 0x20) - 'a'];
 	}
 	return o;
 }
@@ -904,7 +906,6 @@ static bool
 find_bytes(const char *s, size_t len, const char *needle, size_t *at)
 {
 	size_t		nl = strlen(needle);
-
 	const char *p = s;
 	const char *end = s + len;
 
@@ -1139,6 +1140,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	int			ext_start;
 	bool		second_number;
 	bool		isub;
+	bool		semicolon;
 	bool		printable;
 	size_t		isub_at;
 
@@ -1158,12 +1160,13 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 			break;
 	}
 	/* What the searches below need at least, looked for once in the bytes. */
+	semicolon = memchr(raw, ';', len) != NULL;
 	second_number = memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
-	isub = find_bytes(raw, len, ";isub=", &isub_at);
+	isub = semicolon && find_bytes(raw, len, ";isub=", &isub_at);
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
-	if (find_bytes(raw, len, ";phone-context=", &at))
+	if (semicolon && find_bytes(raw, len, ";phone-context=", &at))
 	{
 		size_t		ctx = at + strlen(";phone-context=");
 		size_t		tel;
