@@ -924,7 +924,8 @@ find_bytes(const char *s, size_t len, const char *needle, size_t *at)
 /*
  * The common case in one pass over the bytes: nothing but digits (ASCII or
  * full-width), plus signs (ASCII or full-width) and the punctuation ' ', '-',
- * '(', ')', '.' and '/'.  Such an input holds no tel: URI, no extension, no
+ * '(', ')', '.' and '/', after any printable ASCII but ';' before the first
+ * digit or plus sign.  Such an input holds no phone-context, no extension, no
  * second number and no code point libphonenumber refuses, so what the
  * general path does comes down to: from the first digit or plus sign to the
  * last digit (the ends ExtractPossibleNumber keeps), plus signs only at the
@@ -947,19 +948,39 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
 	bool		leading = true;
 	int			digits = 0;
 
-	for (size_t i = 0; i < len; i++, n++)
+	size_t		i = 0;
+
+	while (i < len)
 	{
 		unsigned char c = (unsigned char) s[i];
 		int			d;
 
 		if ((unsigned) (c - '0') <= 9)
-			d = c - '0';
-		else if (c == '+')
+		{
+			/* A run of ASCII digits at once. */
+			if (first < 0)
+				first = n;
+			leading = false;
+			do
+			{
+				num[digits++] = (char) c;
+				i++;
+				n++;
+			} while (i < len && (unsigned) ((c = (unsigned char) s[i]) - '0') <= 9);
+			last_digit = n - 1;
+			continue;
+		}
+		if (c == '+')
+		{
 			d = -1;
+			i++;
+		}
 		else if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/')
 		{
 			if (first >= 0)
 				leading = false;
+			i++;
+			n++;
 			continue;
 		}
 		else if (c == 0xEF && i + 2 < len && (unsigned char) s[i + 1] == 0xBC
@@ -968,7 +989,17 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
 		{
 			/* U+FF0B FULLWIDTH PLUS SIGN, U+FF10..U+FF19 full-width digits */
 			d = (unsigned char) s[i + 2] == 0x8B ? -1 : (unsigned char) s[i + 2] - 0x90;
-			i += 2;
+			i += 3;
+		}
+		else if (first < 0 && c >= 0x20 && c < 0x7F && c != ';')
+		{
+			/*
+			 * Before the number ("tel:", a label): dropped unseen, since
+			 * only a ';' (a phone-context) in it would matter.
+			 */
+			i++;
+			n++;
+			continue;
 		}
 		else
 			return PLAIN_NO;
@@ -986,6 +1017,7 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
 		}
 		else if (!leading && stray_plus < 0)
 			stray_plus = n;
+		n++;
 	}
 	*nlen = digits;
 	*plus = first_plus;
