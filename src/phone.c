@@ -1243,6 +1243,31 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
 	isub = semicolon && find_bytes(raw, len, ";isub=", &isub_at);
 
+	/*
+	 * A plain number, then an isdn-subaddress: the number before it reads as
+	 * plain when nothing else can change it, that is when all is printable
+	 * ASCII (nothing refused), no second number can start, the input ends in
+	 * a letter, digit or '#' after the subaddress (the end trimmed keeps it
+	 * whole) and the number ends in a digit just before it.
+	 */
+	if (isub && !second_number && isub_at > 0 && len > isub_at + 6
+		&& (unsigned) (raw[isub_at - 1] - '0') <= 9
+		&& (is_ascii_alpha((unsigned char) raw[len - 1])
+			|| (unsigned) (raw[len - 1] - '0') <= 9 || raw[len - 1] == '#')
+		&& !find_bytes(raw, len, ";phone-context=", &at))
+	{
+		bool		all_printable = true;
+
+		for (size_t i = 0; i < len; i++)
+			all_printable &= (unsigned) ((unsigned char) raw[i] - 0x20) < 0x5F;
+		if (all_printable && scan_plain(raw, isub_at, num, &nlen, &plus) == PLAIN_NUMBER)
+		{
+			if (def == NULL && !plus)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, num, nlen, plus, out);
+		}
+	}
+
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
 	if (semicolon && find_bytes(raw, len, ";phone-context=", &at))
 	{
@@ -1276,6 +1301,20 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 				return PHONE_TOO_LONG;
 			memcpy(buf + blen, raw + from, len - from);
 			blen += len - from;
+		}
+
+		/*
+		 * Pieces that make a plain number from a digit or plus sign to a
+		 * digit read as such: nothing is trimmed in this branch, and with
+		 * those ends there is nothing to trim.
+		 */
+		if (blen > 0 && (buf[0] == '+' || (unsigned) (buf[0] - '0') <= 9)
+			&& (unsigned) (buf[blen - 1] - '0') <= 9
+			&& scan_plain(buf, blen, num, &nlen, &plus) == PLAIN_NUMBER)
+		{
+			if (def == NULL && !plus)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, num, nlen, plus, out);
 		}
 		n = decode(buf, blen, cp, MAXCP, &printable);
 		if (n < 0)
