@@ -948,10 +948,12 @@ viable(const uint32_t *cp, int n)
 
 /* ------------------------------------------------------------ the parse */
 
+/* find_bytes of a string literal, its length known at compile time */
+#define FIND_BYTES(s, len, lit, at) find_bytes(s, len, lit, sizeof(lit) - 1, at)
+
 static bool
-find_bytes(const char *s, size_t len, const char *needle, size_t *at)
+find_bytes(const char *s, size_t len, const char *needle, size_t nl, size_t *at)
 {
-	size_t		nl = strlen(needle);
 	const char *p = s;
 	const char *end = s + len;
 
@@ -1241,7 +1243,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	semicolon = memchr(raw, ';', len) != NULL;
 	second_number = memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
-	isub = semicolon && find_bytes(raw, len, ";isub=", &isub_at);
+	isub = semicolon && FIND_BYTES(raw, len, ";isub=", &isub_at);
 
 	/*
 	 * A plain number, then an isdn-subaddress: the number before it reads as
@@ -1254,7 +1256,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		&& (unsigned) (raw[isub_at - 1] - '0') <= 9
 		&& (is_ascii_alpha((unsigned char) raw[len - 1])
 			|| (unsigned) (raw[len - 1] - '0') <= 9 || raw[len - 1] == '#')
-		&& !find_bytes(raw, len, ";phone-context=", &at))
+		&& !FIND_BYTES(raw, len, ";phone-context=", &at))
 	{
 		bool		all_printable = true;
 
@@ -1269,7 +1271,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	}
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
-	if (semicolon && find_bytes(raw, len, ";phone-context=", &at))
+	if (semicolon && FIND_BYTES(raw, len, ";phone-context=", &at))
 	{
 		size_t		ctx = at + strlen(";phone-context=");
 		size_t		tel;
@@ -1284,7 +1286,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 			memcpy(buf + blen, raw + ctx, e - ctx);
 			blen += e - ctx;
 		}
-		from = find_bytes(raw, len, "tel:", &tel) ? tel + 4 : 0;
+		from = FIND_BYTES(raw, len, "tel:", &tel) ? tel + 4 : 0;
 		if (at > from)
 		{
 			memcpy(buf + blen, raw + from, at - from);
