@@ -1306,6 +1306,18 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		}
 
 		/*
+		 * libphonenumber drops an isdn-subaddress from these pieces before
+		 * it reads any of them as UTF-8: what follows ';isub=' cannot make
+		 * the input unreadable.
+		 */
+		{
+			size_t		isub_in_buf;
+
+			if (isub && FIND_BYTES(buf, blen, ";isub=", &isub_in_buf))
+				blen = isub_in_buf;
+		}
+
+		/*
 		 * Pieces that make a plain number from a digit or plus sign to a
 		 * digit read as such: nothing is trimmed in this branch, and with
 		 * those ends there is nothing to trim.
