@@ -25,6 +25,100 @@ enum
 
 static int	digit_value_slow(uint32_t c);
 
+/*
+ * ASCII classes, one lookup instead of a chain of comparisons:
+ *	C_PUNCT  is_punct()
+ *	C_ALPHA  is_ascii_alpha()
+ *	C_PLAIN  what may_have_extension() finds no extension in
+ *	C_LABEL  is_label_char()
+ */
+#define C_PUNCT 1
+#define C_ALPHA 2
+#define C_PLAIN 4
+#define C_LABEL 8
+
+static const uint8_t ascii_class[128] = {
+	['\t'] = C_LABEL,
+	[' '] = C_PUNCT | C_PLAIN | C_LABEL,
+	['#'] = C_LABEL,
+	['('] = C_PUNCT | C_PLAIN,
+	[')'] = C_PUNCT | C_PLAIN,
+	['*'] = C_PUNCT,
+	['+'] = C_PLAIN,
+	[','] = C_LABEL,
+	['-'] = C_PUNCT | C_PLAIN | C_LABEL,
+	['.'] = C_PUNCT | C_PLAIN | C_LABEL,
+	['/'] = C_PUNCT | C_PLAIN,
+	['0'] = C_PLAIN,
+	['1'] = C_PLAIN,
+	['2'] = C_PLAIN,
+	['3'] = C_PLAIN,
+	['4'] = C_PLAIN,
+	['5'] = C_PLAIN,
+	['6'] = C_PLAIN,
+	['7'] = C_PLAIN,
+	['8'] = C_PLAIN,
+	['9'] = C_PLAIN,
+	[':'] = C_LABEL,
+	[';'] = C_LABEL,
+	['='] = C_LABEL,
+	['['] = C_PUNCT,
+	[']'] = C_PUNCT,
+	['~'] = C_PUNCT | C_LABEL,
+	['A'] = C_ALPHA | C_LABEL,
+	['B'] = C_ALPHA,
+	['C'] = C_ALPHA,
+	['D'] = C_ALPHA,
+	['E'] = C_ALPHA | C_LABEL,
+	['F'] = C_ALPHA,
+	['G'] = C_ALPHA,
+	['H'] = C_ALPHA,
+	['I'] = C_ALPHA | C_LABEL,
+	['J'] = C_ALPHA,
+	['K'] = C_ALPHA,
+	['L'] = C_ALPHA,
+	['M'] = C_ALPHA,
+	['N'] = C_ALPHA | C_LABEL,
+	['O'] = C_ALPHA | C_LABEL,
+	['P'] = C_ALPHA,
+	['Q'] = C_ALPHA,
+	['R'] = C_ALPHA,
+	['S'] = C_ALPHA | C_LABEL,
+	['T'] = C_ALPHA | C_LABEL,
+	['U'] = C_ALPHA,
+	['V'] = C_ALPHA,
+	['W'] = C_ALPHA,
+	['X'] = C_PUNCT | C_ALPHA | C_LABEL,
+	['Y'] = C_ALPHA,
+	['Z'] = C_ALPHA,
+	['a'] = C_ALPHA | C_LABEL,
+	['b'] = C_ALPHA,
+	['c'] = C_ALPHA,
+	['d'] = C_ALPHA,
+	['e'] = C_ALPHA | C_LABEL,
+	['f'] = C_ALPHA,
+	['g'] = C_ALPHA,
+	['h'] = C_ALPHA,
+	['i'] = C_ALPHA | C_LABEL,
+	['j'] = C_ALPHA,
+	['k'] = C_ALPHA,
+	['l'] = C_ALPHA,
+	['m'] = C_ALPHA,
+	['n'] = C_ALPHA | C_LABEL,
+	['o'] = C_ALPHA | C_LABEL,
+	['p'] = C_ALPHA,
+	['q'] = C_ALPHA,
+	['r'] = C_ALPHA,
+	['s'] = C_ALPHA | C_LABEL,
+	['t'] = C_ALPHA | C_LABEL,
+	['u'] = C_ALPHA,
+	['v'] = C_ALPHA,
+	['w'] = C_ALPHA,
+	['x'] = C_PUNCT | C_ALPHA | C_LABEL,
+	['y'] = C_ALPHA,
+	['z'] = C_ALPHA,
+};
+
 /* The digit value of a code point, or -1. */
 static inline int
 digit_value(uint32_t c)
@@ -63,10 +157,10 @@ is_plus(uint32_t c)
 	return c == '+' || c == 0xFF0B;
 }
 
-static bool
+static inline bool
 is_ascii_alpha(uint32_t c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+	return c < 0x80 && (ascii_class[c] & C_ALPHA);
 }
 
 /*
@@ -76,9 +170,8 @@ is_ascii_alpha(uint32_t c)
 static inline bool
 is_punct(uint32_t c)
 {
-	if (c == '-' || c == 'x' || c == 'X' || c == ' ' || c == '(' || c == ')' || c == '.'
-		|| c == '[' || c == ']' || c == '/' || c == '~' || c == '*')
-		return true;
+	if (c < 0x80)
+		return (ascii_class[c] & C_PUNCT) != 0;
 	return (c >= 0x2010 && c <= 0x2015) || c == 0x2212 || c == 0x30FC
 		|| (c >= 0xFF0D && c <= 0xFF0F) || c == 0x00A0 || c == 0x00AD || c == 0x200B
 		|| c == 0x2060 || c == 0x3000 || c == 0xFF08 || c == 0xFF09 || c == 0xFF3B
@@ -134,12 +227,16 @@ is_line_end(uint32_t c)
 		|| c == 0x2028 || c == 0x2029;
 }
 
-/* Decode UTF-8; -1 on invalid input. */
+/*
+ * Decode UTF-8; -1 on invalid input.  *printable: the input was printable
+ * ASCII only (no code point libphonenumber refuses, no line end).
+ */
 static int
-decode(const char *s, size_t len, uint32_t *cp, int max)
+decode(const char *s, size_t len, uint32_t *cp, int max, bool *printable)
 {
 	int			n = 0;
 	size_t		i = 0;
+	unsigned	other = 0;
 
 	while (i < len)
 	{
@@ -151,10 +248,13 @@ decode(const char *s, size_t len, uint32_t *cp, int max)
 			return -1;
 		if (c < 0x80)
 		{
-			v = c;
-			extra = 0;
+			cp[n++] = c;
+			i++;
+			other |= (unsigned) (c - 0x20) >= 0x5F;
+			continue;
 		}
-		else if ((c & 0xE0) == 0xC0)
+		other = 1;
+		if ((c & 0xE0) == 0xC0)
 		{
 			v = c & 0x1F;
 			extra = 1;
@@ -183,6 +283,7 @@ decode(const char *s, size_t len, uint32_t *cp, int max)
 		cp[n++] = v;
 		i += extra + 1;
 	}
+	*printable = other == 0;
 	return n;
 }
 
@@ -291,15 +392,49 @@ run(Matcher *m, int pc, int sp)
 	}
 }
 
-/* Length of the anchored match at the start of digits, or -1. */
+/*
+ * Can any prefix of digits match the pattern whose DFA starts at dfa?  The
+ * DFA ignores the end-of-input assertion (it may say yes where the program
+ * says no, never the other way round), so a no spares the backtracking.
+ */
+static bool
+dfa_prefix_possible(const PhoneTables *t, int32_t dfa, const char *digits, int len)
+{
+	uint32_t	s = (uint32_t) dfa;
+
+	if (dfa < 0 || t->dfa_accept[s])
+		return true;
+	for (int i = 0; i < len; i++)
+	{
+		s = t->dfa_next[s][digits[i] - '0'];
+		if (s == 0)
+			return false;
+		if (t->dfa_accept[s])
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Length of the anchored match at the start of digits, or -1; caps (8
+ * slots), when wanted, get the groups.  dfa is the pattern's DFA, or -1.
+ */
 static int
-prefix_match(const PhoneTables *t, int32_t prog, const char *digits, int len, int *caps)
+prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits, int len,
+			 int *caps)
 {
 	Matcher		m;
 	int			r;
 
 	if (prog < 0)
 		return -1;
+	if (!dfa_prefix_possible(t, dfa, digits, len))
+	{
+		if (caps)
+			for (int i = 0; i < 8; i++)
+				caps[i] = -1;
+		return -1;
+	}
 	m.prog = t->prog + 0;
 	m.s = digits;
 	m.len = len;
@@ -399,7 +534,7 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, char *num, int
 
 	if (*len == 0 || r->npp < 0)
 		return false;
-	end = prefix_match(t, r->npp, num, *len, caps);
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
 	if (end < 0)
 		return false;
 	viable = dfa_full_match(t, r->general, num, *len);
@@ -455,26 +590,28 @@ normalize(const uint32_t *cp, int n, char *out)
 	int			letters = 0;
 	int			o = 0;
 
-	for (int i = 0; i < n; i++)
-		letters += is_ascii_alpha(cp[i]);
+	/* Digits alone, unless three letters turn up on the way. */
+	for (int i = 0; i < n && letters < 3; i++)
+	{
+		int			d = digit_value(cp[i]);
+
+		if (d >= 0)
+			out[o++] = (char) ('0' + d);
+		else
+			letters += is_ascii_alpha(cp[i]);
+	}
+	if (letters < 3)
+		return o;
+	/* Vanity: ASCII digits and keypad letters (other digits are dropped). */
+	o = 0;
 	for (int i = 0; i < n; i++)
 	{
 		uint32_t	c = cp[i];
 
-		if (letters >= 3)
-		{
-			if (c >= '0' && c <= '9')
-				out[o++] = (char) c;
-			else if (is_ascii_alpha(c))
-				out[o++] = keypad[(c | 0x20) - 'a'];
-		}
-		else
-		{
-			int			d = digit_value(c);
-
-			if (d >= 0)
-				out[o++] = (char) ('0' + d);
-		}
+		if (c >= '0' && c <= '9')
+			out[o++] = (char) c;
+		else if (is_ascii_alpha(c))
+			out[o++] = keypad[(c | 0x20) - 'a'];
 	}
 	return o;
 }
@@ -718,17 +855,6 @@ viable_main(const uint32_t *cp, int n, bool two_digits_ok)
 	return digits >= 3;
 }
 
-/* UTF-8 length of code points [0, n). */
-static int
-utf8_len(const uint32_t *cp, int n)
-{
-	int			b = 0;
-
-	for (int i = 0; i < n; i++)
-		b += cp[i] < 0x80 ? 1 : cp[i] < 0x800 ? 2 : cp[i] < 0x10000 ? 3 : 4;
-	return b;
-}
-
 /*
  * Could cp hold an extension at all?  Every extension form needs a label,
  * a ';', a ',' or a '#': plain digits and punctuation cannot, which spares
@@ -744,211 +870,239 @@ may_have_extension(const uint32_t *cp, int n)
 	{
 		uint32_t	c = cp[i];
 
-		if (!((c >= '0' && c <= '9') || c == ' ' || c == '-' || c == '(' || c == ')'
-			  || c == '.' || c == '/' || c == '+'))
+		if (c >= 0x80 || !(ascii_class[c] & C_PLAIN))
 			return true;
 	}
+	return false;
+}
+
+/* Could c be part of an extension's label or separators (any case)? */
+static bool
+is_label_char(uint32_t c)
+{
+	if (c < 0x80)
+		return (ascii_class[c] & C_LABEL) != 0;
+	c = lower(c);
+	return c == 0xA0 || c == 0x301 || c == 0xF3 || c == 0xFF0E || c == 0xFF03 || c == 0xFF5E
+		|| c == 0xFF45 || c == 0xFF58 || c == 0xFF54 || c == 0xFF4E || c == 0xFF49
+		|| c == 0x434 || c == 0x43E || c == 0x431;
+}
+
+/*
+ * Where an extension of cp[0, n) can start, at the earliest.  Every form
+ * ends with the digits that end the input (a '#' after them aside), and what
+ * comes between its start and those digits is labels and separators only: so
+ * no extension starts before the run of such characters that leads to them.
+ * Returns n when the input does not end in digits.
+ */
+static int
+ext_window(const uint32_t *cp, int n)
+{
+	int			e = n;
+	int			d;
+
+	if (e > 0 && cp[e - 1] == '#')
+		e--;
+	d = e;
+	while (d > 0 && digit_value(cp[d - 1]) >= 0)
+		d--;
+	if (d == e)
+		return n;
+	while (d > 0 && is_label_char(cp[d - 1]))
+		d--;
+	return d;
+}
+
+/*
+ * VALID_PHONE_NUMBER, extension included.  *ext_start tells how: -1 when
+ * the input is viable without an extension, else the leftmost position
+ * where an extension starts after a viable number.
+ */
+static bool
+viable_search(const uint32_t *cp, int n, int *ext_start)
+{
+	*ext_start = -1;
+	/* Fewer than two bytes of UTF-8: nothing, or one ASCII character. */
+	if (n == 0 || (n == 1 && cp[0] < 0x80))
+		return false;
+	if (viable_main(cp, n, true))
+		return true;
+	if (!may_have_extension(cp, n))
+		return false;
+	for (int s = ext_window(cp, n); s < n; s++)
+		if (ext_at(cp, n, s) >= 0 && viable_main(cp, s, false))
+		{
+			*ext_start = s;
+			return true;
+		}
 	return false;
 }
 
 static bool
 viable(const uint32_t *cp, int n)
 {
-	if (utf8_len(cp, n) < 2)
-		return false;
-	if (viable_main(cp, n, true))
-		return true;
-	if (!may_have_extension(cp, n))
-		return false;
-	for (int s = 0; s < n; s++)
-		if (ext_at(cp, n, s) >= 0 && viable_main(cp, s, false))
-			return true;
-	return false;
+	int			ext_start;
+
+	return viable_search(cp, n, &ext_start);
 }
 
 /* ------------------------------------------------------------ the parse */
 
-static bool
-find_bytes(const char *s, size_t len, const char *needle, size_t *at)
-{
-	size_t		nl = strlen(needle);
+/* find_bytes of a string literal, its length known at compile time */
+#define FIND_BYTES(s, len, lit, at) find_bytes(s, len, lit, sizeof(lit) - 1, at)
 
-	for (size_t i = 0; i + nl <= len; i++)
-		if (memcmp(s + i, needle, nl) == 0)
+static bool
+find_bytes(const char *s, size_t len, const char *needle, size_t nl, size_t *at)
+{
+	const char *p = s;
+	const char *end = s + len;
+
+	while ((size_t) (end - p) >= nl && (p = memchr(p, needle[0], end - p - nl + 1)) != NULL)
+	{
+		if (memcmp(p, needle, nl) == 0)
 		{
-			*at = i;
+			*at = p - s;
 			return true;
 		}
+		p++;
+	}
 	return false;
 }
 
-PhoneError
-phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *region_code,
-			PhoneNumber *out)
+/*
+ * The common case in one pass over the bytes: nothing but digits (ASCII or
+ * full-width), plus signs (ASCII or full-width) and the punctuation ' ', '-',
+ * '(', ')', '.' and '/', after any printable ASCII but ';' before the first
+ * digit or plus sign.  Such an input holds no phone-context, no extension, no
+ * second number and no code point libphonenumber refuses, so what the
+ * general path does comes down to: from the first digit or plus sign to the
+ * last digit (the ends ExtractPossibleNumber keeps), plus signs only at the
+ * start, then two digits alone or at least three (VALID_PHONE_NUMBER).  The
+ * digits go to num, and *plus says whether a plus sign leads them.
+ */
+typedef enum PlainScan
 {
-	uint32_t	cp[MAXCP + 1];
-	int			n;
-	char		buf[MAXCP + 1];
-	size_t		blen = 0;
-	size_t		at;
-	const PhoneRegion *def = region_by_id(t, region_code);
-	const PhoneRegion *md;
-	char		num[MAXCP + 64];
-	int			nlen;
-	int			cc = 0;
-	int			start;
-	bool		ext_possible;
+	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
+} PlainScan;
 
-	memset(out, 0, sizeof(*out));
-	if (len > PHONE_MAX_INPUT)
-		return PHONE_TOO_LONG;
+static PlainScan
+scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
+{
+	int			n = 0;			/* characters seen */
+	int			first = -1;		/* the first digit or plus sign */
+	int			last_digit = -1;
+	int			stray_plus = -1;	/* a plus sign after the leading ones */
+	bool		first_plus = false;
+	bool		leading = true;
+	int			digits = 0;
 
-	/* BuildNationalNumberForParsing (RFC 3966 aware). */
-	if (find_bytes(raw, len, ";phone-context=", &at))
+	size_t		i = 0;
+
+	while (i < len)
 	{
-		size_t		ctx = at + strlen(";phone-context=");
-		size_t		tel;
-		size_t		from;
+		unsigned char c = (unsigned char) s[i];
+		int			d;
 
-		if (ctx < len - 1 && raw[ctx] == '+')
+		if ((unsigned) (c - '0') <= 9)
 		{
-			size_t		e = ctx;
-
-			while (e < len && raw[e] != ';')
-				e++;
-			memcpy(buf + blen, raw + ctx, e - ctx);
-			blen += e - ctx;
+			/* A run of ASCII digits at once. */
+			if (first < 0)
+				first = n;
+			leading = false;
+			do
+			{
+				num[digits++] = (char) c;
+				i++;
+				n++;
+			} while (i < len && (unsigned) ((c = (unsigned char) s[i]) - '0') <= 9);
+			last_digit = n - 1;
+			continue;
 		}
-		from = find_bytes(raw, len, "tel:", &tel) ? tel + 4 : 0;
-		if (at > from)
+		if (c == '+')
 		{
-			memcpy(buf + blen, raw + from, at - from);
-			blen += at - from;
+			d = -1;
+			i++;
 		}
-		else if (from > at)
+		else if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/')
+		{
+			if (first >= 0)
+				leading = false;
+			i++;
+			n++;
+			continue;
+		}
+		else if (c == 0xEF && i + 2 < len && (unsigned char) s[i + 1] == 0xBC
+				 && ((unsigned char) s[i + 2] == 0x8B
+					 || (unsigned) ((unsigned char) s[i + 2] - 0x90) <= 9))
+		{
+			/* U+FF0B FULLWIDTH PLUS SIGN, U+FF10..U+FF19 full-width digits */
+			d = (unsigned char) s[i + 2] == 0x8B ? -1 : (unsigned char) s[i + 2] - 0x90;
+			i += 3;
+		}
+		else if (first < 0 && c >= 0x20 && c < 0x7F && c != ';')
 		{
 			/*
-			 * "tel:" after the phone-context: libphonenumber's substring of
-			 * negative length runs to the end of the input.  That can overlap
-			 * the context and outgrow the buffer: too long, then.
+			 * Before the number ("tel:", a label): dropped unseen, since
+			 * only a ';' (a phone-context) in it would matter.
 			 */
-			if (blen + (len - from) > MAXCP)
-				return PHONE_TOO_LONG;
-			memcpy(buf + blen, raw + from, len - from);
-			blen += len - from;
+			i++;
+			n++;
+			continue;
 		}
-		n = decode(buf, blen, cp, MAXCP);
-		if (n < 0)
-			return PHONE_NOT_A_NUMBER;
-	}
-	else
-	{
-		int			all = decode(raw, len, cp, MAXCP);
-		int			e;
-		int			k;
+		else
+			return PLAIN_NO;
 
-		if (all < 0)
-			return PHONE_NOT_A_NUMBER;
-		for (int i = 0; i < all; i++)
-			if (!interchange_valid(cp[i]))
-				return PHONE_NOT_A_NUMBER;
-		/* ExtractPossibleNumber: from the first digit or plus sign ... */
-		for (start = 0; start < all; start++)
-			if (is_plus(cp[start]) || digit_value(cp[start]) >= 0)
-				break;
-		n = all - start;
-		memmove(cp, cp + start, n * sizeof(uint32_t));
-		/* ... without trailing characters that are not letters, numbers or # ... */
-		while (n > 0 && !(is_letter_or_number(cp[n - 1]) || cp[n - 1] == '#'))
-			n--;
-		/*
-		 * ... and, where "[\\/] *x" starts a second number, up to the last
-		 * one of the first line that holds one: libphonenumber searches with
-		 * "(.*)[\\/] *x", whose "." stops at line terminators, and keeps the
-		 * group.
-		 */
-		for (int ls = 0, le = 0; ls < n; ls = le + 1)
+		if (first < 0)
 		{
-			for (le = ls; le < n && !is_line_end(cp[le]); le++)
-				;
-			for (e = le - 1; e >= ls; e--)
-			{
-				if (cp[e] != '\\' && cp[e] != '/')
-					continue;
-				for (k = e + 1; k < le && cp[k] == ' '; k++)
-					;
-				if (k < le && cp[k] == 'x')
-					break;
-			}
-			if (e >= ls)
-			{
-				n = e - ls;
-				memmove(cp, cp + ls, n * sizeof(uint32_t));
-				break;
-			}
+			first = n;
+			first_plus = d < 0;
 		}
-	}
-	/* Drop an isdn-subaddress. */
-	for (int i = 0; i + 6 <= n; i++)
-		if (cp[i] == ';' && cp[i + 1] == 'i' && cp[i + 2] == 's' && cp[i + 3] == 'u'
-			&& cp[i + 4] == 'b' && cp[i + 5] == '=')
+		if (d >= 0)
 		{
-			n = i;
-			break;
+			num[digits++] = (char) ('0' + d);
+			last_digit = n;
+			leading = false;
 		}
-
-	if (!viable(cp, n))
-		return PHONE_NOT_A_NUMBER;
-	if (def == NULL && (n == 0 || !is_plus(cp[0])))
-		return PHONE_INVALID_COUNTRY_CODE;
-
-	/* MaybeStripExtension: the leftmost extension that ends the input. */
-	ext_possible = may_have_extension(cp, n);
-	for (int s = 0; ext_possible && s < n; s++)
-	{
-		int			d = ext_at(cp, n, s);
-
-		if (d >= 0 && viable(cp, s))
-		{
-			int			o = 0;
-
-			for (int i = d; i < n && o < (int) sizeof(out->extension) - 1; i++)
-				if (digit_value(cp[i]) >= 0)
-					out->extension[o++] = (char) ('0' + digit_value(cp[i]));
-			n = s;
-			break;
-		}
+		else if (!leading && stray_plus < 0)
+			stray_plus = n;
+		n++;
 	}
+	*nlen = digits;
+	*plus = first_plus;
+	if (digits == 0)
+		return PLAIN_NOT_A_NUMBER;
+	/* Two digits alone. */
+	if (last_digit - first + 1 == 2 && !first_plus)
+		return PLAIN_NUMBER;
+	if (digits < 3 || (stray_plus >= 0 && stray_plus < last_digit))
+		return PLAIN_NOT_A_NUMBER;
+	return PLAIN_NUMBER;
+}
 
-	/* MaybeExtractCountryCode, with one retry without a leading plus. */
+/*
+ * MaybeExtractCountryCode and what follows, on the normalized digits of the
+ * number (num, which has room for MAXCP + 64) and whether a plus sign led
+ * them.  With a plus sign and no calling code found, the digits are read
+ * again as national ones, as libphonenumber retries without the plus sign.
+ */
+static PhoneError
+parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, bool plus,
+			 PhoneNumber *out)
+{
+	const PhoneRegion *md;
+	int			cc = 0;
+
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		int			i = 0;
 		bool		international = false;
 
 		cc = 0;
-		if (attempt == 1)
-		{
-			/* Retry: the plus signs are dropped and the rest read again. */
-			while (i < n && is_plus(cp[i]))
-				i++;
-			memmove(cp, cp + i, (n - i) * sizeof(uint32_t));
-			n -= i;
-			i = 0;
-		}
-		if (attempt == 0 && n > 0 && is_plus(cp[0]))
-		{
-			while (i < n && is_plus(cp[i]))
-				i++;
-			nlen = normalize(cp + i, n - i, num);
+		if (attempt == 0 && plus)
 			international = true;
-		}
 		else
 		{
-			int			m;
+			int			m = def ? prefix_match(t, def->idd, def->idd_dfa, num, nlen, NULL) : -1;
 
-			nlen = normalize(cp, n, num);
-			m = def ? prefix_match(t, def->idd, num, nlen, NULL) : -1;
 			if (m >= 0 && !(m < nlen && num[m] == '0'))
 			{
 				memmove(num, num + m, nlen - m);
@@ -976,25 +1130,21 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 				}
 			if (cc == 0)
 			{
-				if (attempt == 0 && n > 0 && is_plus(cp[0]))
+				if (attempt == 0 && plus)
 					continue;
 				return PHONE_INVALID_COUNTRY_CODE;
 			}
 		}
 		else if (def != NULL)
 		{
-			char		ccs[8];
-			int			cl = 0;
-			int			v = def->country_code;
-			char		tmp[10];
-			int			tl = 0;
+			int			cc0 = def->country_code;
+			int			cl = cc0 >= 100 ? 3 : cc0 >= 10 ? 2 : 1;
+			int			v = 0;
 
-			do
-				tmp[tl++] = (char) ('0' + v % 10);
-			while ((v /= 10) > 0);
-			while (tl > 0)
-				ccs[cl++] = tmp[--tl];
-			if (nlen >= cl && memcmp(num, ccs, cl) == 0)
+			for (int q = 0; q < cl && q < nlen; q++)
+				v = v * 10 + (num[q] - '0');
+			/* The number starts with the default region's calling code. */
+			if (nlen >= cl && v == cc0)
 			{
 				char		pot[MAXCP + 64];
 				int			plen = nlen - cl;
@@ -1015,12 +1165,9 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		break;
 	}
 
+	/* The main region for the calling code (a region id names one entry). */
 	if (cc != 0)
-	{
 		md = region_for_code(t, cc);
-		if (def != NULL && md != NULL && strcmp(md->id, def->id) == 0)
-			md = def;
-	}
 	else
 	{
 		md = def;
@@ -1054,26 +1201,252 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	return PHONE_OK;
 }
 
+
+PhoneError
+phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *region_code,
+			PhoneNumber *out)
+{
+	uint32_t	cp[MAXCP + 1];
+	int			n;
+	char		buf[MAXCP + 1];
+	size_t		blen = 0;
+	size_t		at;
+	const PhoneRegion *def = region_by_id(t, region_code);
+	char		num[MAXCP + 64];
+	int			nlen;
+	int			start;
+	bool		ext_possible;
+	bool		plus;
+	int			ext_start;
+	bool		second_number;
+	bool		isub;
+	bool		semicolon;
+	bool		printable;
+	size_t		isub_at;
+
+	memset(out, 0, sizeof(*out));
+	if (len > PHONE_MAX_INPUT)
+		return PHONE_TOO_LONG;
+
+	switch (scan_plain(raw, len, num, &nlen, &plus))
+	{
+		case PLAIN_NUMBER:
+			if (def == NULL && !plus)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, num, nlen, plus, out);
+		case PLAIN_NOT_A_NUMBER:
+			return PHONE_NOT_A_NUMBER;
+		case PLAIN_NO:
+			break;
+	}
+	/* What the searches below need at least, looked for once in the bytes. */
+	semicolon = memchr(raw, ';', len) != NULL;
+	second_number = memchr(raw, 'x', len) != NULL
+		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
+	isub = semicolon && FIND_BYTES(raw, len, ";isub=", &isub_at);
+
+	/*
+	 * A plain number, then an isdn-subaddress: the number before it reads as
+	 * plain when nothing else can change it, that is when all is printable
+	 * ASCII (nothing refused), no second number can start, the input ends in
+	 * a letter, digit or '#' after the subaddress (the end trimmed keeps it
+	 * whole) and the number ends in a digit just before it.
+	 */
+	if (isub && !second_number && isub_at > 0 && len > isub_at + 6
+		&& (unsigned) (raw[isub_at - 1] - '0') <= 9
+		&& (is_ascii_alpha((unsigned char) raw[len - 1])
+			|| (unsigned) (raw[len - 1] - '0') <= 9 || raw[len - 1] == '#')
+		&& !FIND_BYTES(raw, len, ";phone-context=", &at))
+	{
+		bool		all_printable = true;
+
+		for (size_t i = 0; i < len; i++)
+			all_printable &= (unsigned) ((unsigned char) raw[i] - 0x20) < 0x5F;
+		if (all_printable && scan_plain(raw, isub_at, num, &nlen, &plus) == PLAIN_NUMBER)
+		{
+			if (def == NULL && !plus)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, num, nlen, plus, out);
+		}
+	}
+
+	/* BuildNationalNumberForParsing (RFC 3966 aware). */
+	if (semicolon && FIND_BYTES(raw, len, ";phone-context=", &at))
+	{
+		size_t		ctx = at + strlen(";phone-context=");
+		size_t		tel;
+		size_t		from;
+
+		if (ctx < len - 1 && raw[ctx] == '+')
+		{
+			size_t		e = ctx;
+
+			while (e < len && raw[e] != ';')
+				e++;
+			memcpy(buf + blen, raw + ctx, e - ctx);
+			blen += e - ctx;
+		}
+		from = FIND_BYTES(raw, len, "tel:", &tel) ? tel + 4 : 0;
+		if (at > from)
+		{
+			memcpy(buf + blen, raw + from, at - from);
+			blen += at - from;
+		}
+		else if (from > at)
+		{
+			/*
+			 * "tel:" after the phone-context: libphonenumber's substring of
+			 * negative length runs to the end of the input.  That can overlap
+			 * the context and outgrow the buffer: too long, then.
+			 */
+			if (blen + (len - from) > MAXCP)
+				return PHONE_TOO_LONG;
+			memcpy(buf + blen, raw + from, len - from);
+			blen += len - from;
+		}
+
+		/*
+		 * libphonenumber drops an isdn-subaddress from these pieces before
+		 * it reads any of them as UTF-8: what follows ';isub=' cannot make
+		 * the input unreadable.
+		 */
+		{
+			size_t		isub_in_buf;
+
+			if (isub && FIND_BYTES(buf, blen, ";isub=", &isub_in_buf))
+				blen = isub_in_buf;
+		}
+
+		/*
+		 * Pieces that make a plain number from a digit or plus sign to a
+		 * digit read as such: nothing is trimmed in this branch, and with
+		 * those ends there is nothing to trim.
+		 */
+		if (blen > 0 && (buf[0] == '+' || (unsigned) (buf[0] - '0') <= 9)
+			&& (unsigned) (buf[blen - 1] - '0') <= 9
+			&& scan_plain(buf, blen, num, &nlen, &plus) == PLAIN_NUMBER)
+		{
+			if (def == NULL && !plus)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, num, nlen, plus, out);
+		}
+		n = decode(buf, blen, cp, MAXCP, &printable);
+		if (n < 0)
+			return PHONE_NOT_A_NUMBER;
+	}
+	else
+	{
+		int			all = decode(raw, len, cp, MAXCP, &printable);
+		int			e;
+		int			k;
+
+		if (all < 0)
+			return PHONE_NOT_A_NUMBER;
+		if (!printable)
+			for (int i = 0; i < all; i++)
+				if (!interchange_valid(cp[i]))
+					return PHONE_NOT_A_NUMBER;
+		/* ExtractPossibleNumber: from the first digit or plus sign ... */
+		for (start = 0; start < all; start++)
+			if (is_plus(cp[start]) || digit_value(cp[start]) >= 0)
+				break;
+		n = all - start;
+		memmove(cp, cp + start, n * sizeof(uint32_t));
+		/* ... without trailing characters that are not letters, numbers or # ... */
+		while (n > 0 && !(is_letter_or_number(cp[n - 1]) || cp[n - 1] == '#'))
+			n--;
+		/*
+		 * ... and, where "[\\/] *x" starts a second number, up to the last
+		 * one of the first line that holds one: libphonenumber searches with
+		 * "(.*)[\\/] *x", whose "." stops at line terminators, and keeps the
+		 * group.
+		 */
+		for (int ls = 0, le = 0; ls < n && second_number; ls = le + 1)
+		{
+			for (le = ls; le < n && !is_line_end(cp[le]); le++)
+				;
+			for (e = le - 1; e >= ls; e--)
+			{
+				if (cp[e] != '\\' && cp[e] != '/')
+					continue;
+				for (k = e + 1; k < le && cp[k] == ' '; k++)
+					;
+				if (k < le && cp[k] == 'x')
+					break;
+			}
+			if (e >= ls)
+			{
+				n = e - ls;
+				memmove(cp, cp + ls, n * sizeof(uint32_t));
+				break;
+			}
+		}
+	}
+	/* Drop an isdn-subaddress. */
+	for (int i = 0; i + 6 <= n && isub; i++)
+		if (cp[i] == ';' && cp[i + 1] == 'i' && cp[i + 2] == 's' && cp[i + 3] == 'u'
+			&& cp[i + 4] == 'b' && cp[i + 5] == '=')
+		{
+			n = i;
+			break;
+		}
+
+	if (!viable_search(cp, n, &ext_start))
+		return PHONE_NOT_A_NUMBER;
+	if (def == NULL && (n == 0 || !is_plus(cp[0])))
+		return PHONE_INVALID_COUNTRY_CODE;
+
+	/*
+	 * MaybeStripExtension: the leftmost extension that ends the input, with
+	 * a viable number before it.  When the viability search found one at
+	 * ext_start, that one qualifies, and only the positions before it are
+	 * left to try (a number before them may be viable otherwise).
+	 */
+	ext_possible = ext_start >= 0 || may_have_extension(cp, n);
+	for (int s = ext_possible ? ext_window(cp, n) : n; s < n; s++)
+	{
+		int			d = ext_at(cp, n, s);
+
+		if (d >= 0 && (s == ext_start || viable(cp, s)))
+		{
+			int			o = 0;
+
+			for (int i = d; i < n && o < (int) sizeof(out->extension) - 1; i++)
+				if (digit_value(cp[i]) >= 0)
+					out->extension[o++] = (char) ('0' + digit_value(cp[i]));
+			n = s;
+			break;
+		}
+	}
+
+	/* All that is left is the digits and whether a plus sign led them. */
+	plus = n > 0 && is_plus(cp[0]);
+	{
+		int			i = 0;
+
+		while (i < n && is_plus(cp[i]))
+			i++;
+		nlen = normalize(cp + i, n - i, num);
+	}
+	return parse_digits(t, def, num, nlen, plus, out);
+}
+
 int
 phone_format_e164(const PhoneNumber *p, char *buf)
 {
-	char		tmp[8];
-	int			tl = 0;
-	int			o = 0;
 	int			v = p->country_code;
-	int			i = 0;
+	char	   *o = buf;
 
-	buf[o++] = '+';
-	do
-		tmp[tl++] = (char) ('0' + v % 10);
-	while ((v /= 10) > 0);
-	while (tl > 0)
-		buf[o++] = tmp[--tl];
-	/* A national number of zeros only keeps them (Italian leading zeros). */
-	memcpy(buf + o, p->nsn + i, p->nsn_len - i);
-	o += p->nsn_len - i;
-	buf[o] = '\0';
-	return o;
+	*o++ = '+';
+	if (v >= 100)
+		*o++ = (char) ('0' + v / 100);
+	if (v >= 10)
+		*o++ = (char) ('0' + v / 10 % 10);
+	*o++ = (char) ('0' + v % 10);
+	/* The national number in one fixed-size copy, then the end. */
+	memcpy(o, p->nsn, sizeof(p->nsn));
+	o[p->nsn_len] = '\0';
+	return (int) (o - buf) + p->nsn_len;
 }
 
 /*
@@ -1105,7 +1478,7 @@ region_of(const PhoneTables *t, const PhoneNumber *p, PhoneType *type)
 
 		if (r->leading >= 0)
 		{
-			if (prefix_match(t, r->leading, p->nsn, p->nsn_len, NULL) >= 0)
+			if (prefix_match(t, r->leading, r->leading_dfa, p->nsn, p->nsn_len, NULL) >= 0)
 			{
 				*type = type_helper(t, r, p->nsn, p->nsn_len);
 				return r;

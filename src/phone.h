@@ -51,6 +51,10 @@ typedef struct PhoneRegion
 	uint32_t	local_only;
 	uint8_t		same_fixed_mobile;
 	PhoneDesc	desc[PHONE_NDESC];
+	/* DFAs of idd, npp and leading: where they die, no prefix matches */
+	int32_t		idd_dfa;
+	int32_t		npp_dfa;
+	int32_t		leading_dfa;
 } PhoneRegion;
 
 typedef struct PhoneTables

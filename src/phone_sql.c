@@ -35,7 +35,12 @@ resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 					 errhint("Use an ISO 3166-1 alpha-2 code such as \"US\" or \"GB\".")));
 		}
 		for (int i = 0; i < len; i++)
-			region[i] = pg_toupper((unsigned char) VARDATA_ANY(r)[i]);
+		{
+			unsigned char c = (unsigned char) VARDATA_ANY(r)[i];
+
+			/* pg_toupper, without its call for the ASCII letters */
+			region[i] = (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c < 0x80 ? c : pg_toupper(c);
+		}
 		region[len] = '\0';
 		return true;
 	}
@@ -103,7 +108,7 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 	bool		strict = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? PG_GETARG_BOOL(2) : true;
 	PhoneNumber p;
 	const char *why;
-	char		e164[32];
+	text	   *result;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -124,8 +129,10 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 				 : errdetail("No region was given and the request acts on no account."),
 				 region[0] ? 0 : errhint("Write the number with its country code (+44 ...), or pass a region such as 'US'.")));
 	}
-	phone_format_e164(&p, e164);
-	PG_RETURN_TEXT_P(cstring_to_text(e164));
+	/* Formatted in place: "+", three digits, the national number, a zero. */
+	result = (text *) palloc(VARHDRSZ + 4 + sizeof(p.nsn));
+	SET_VARSIZE(result, VARHDRSZ + phone_format_e164(&p, VARDATA(result)));
+	PG_RETURN_TEXT_P(result);
 }
 
 PG_FUNCTION_INFO_V1(eightms_e164);

@@ -332,6 +332,16 @@ def main():
         dfa_accept.extend(acc)
         return base + 1
 
+    def add_prefix_dfa(pattern):
+        """The DFA of the pattern, for a quick "no prefix can match" before
+        the backtracking program runs; -1 when there is none."""
+        if not pattern:
+            return -1
+        try:
+            return add_dfa(pattern)
+        except ValueError:
+            return -1
+
     def add_prog(pattern):
         if not pattern:
             return -1, 0
@@ -351,13 +361,16 @@ def main():
         r["main"] = a.get("mainCountryForCode") == "true"
         idd = a.get("internationalPrefix")
         r["idd"] = add_prog(idd)[0]
+        r["idd_dfa"] = add_prefix_dfa(idd)
         np_ = a.get("nationalPrefix", "")
         npp = a.get("nationalPrefixForParsing")
         if npp is None and np_:
             npp = np_
         r["npp"], r["npp_groups"] = add_prog(npp)
+        r["npp_dfa"] = add_prefix_dfa(npp)
         r["transform"] = a.get("nationalPrefixTransformRule", "")
         r["leading"] = add_prog(a.get("leadingDigits"))[0]
+        r["leading_dfa"] = add_prefix_dfa(a.get("leadingDigits"))
         gd = t.find("generalDesc")
         r["general"] = add_dfa(gd.find("nationalNumberPattern").text)
         all_nat, all_local = set(), set()
@@ -399,10 +412,11 @@ def main():
     w("static const PhoneRegion regions[] = {")
     for r in regions:
         types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
-        w('\t{"%s",%d,%d,%d,%d,%d,"%s",%d,%d,%dU,%dU,%d,{%s}},' % (
+        w('\t{"%s",%d,%d,%d,%d,%d,"%s",%d,%d,%dU,%dU,%d,{%s},%d,%d,%d},' % (
             r["id"], r["cc"], int(r["main"]), r["idd"], r["npp"], r["npp_groups"],
             r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"], r["general"],
-            r["lengths"], r["local"], int(r["same_fixed_mobile"]), types))
+            r["lengths"], r["local"], int(r["same_fixed_mobile"]), types,
+            r["idd_dfa"], r["npp_dfa"], r["leading_dfa"]))
     w("};")
     # Calling code -> its regions, the main country first, then the others in
     # the metadata's order (libphonenumber's country-code-to-region map).
