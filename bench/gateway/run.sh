@@ -30,6 +30,8 @@ SQL
 )
 q "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct) SELECT '$ACCT', 'bench-' || i, NULL, now(), 80 FROM generate_series(1, 4) i"
 mapfile -t PHONES < <(q "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
+# Every message each claim hands out, to count double claims afterwards.
+q "CREATE TABLE public.bench_claim (message_id uuid NOT NULL); GRANT USAGE ON SCHEMA public TO eightms_phone; GRANT INSERT ON public.bench_claim TO eightms_phone"
 # A working account's history, so that the run starts from tables the
 # planner has statistics for, as in production: 8,000 conversations and
 # 96,000 delivered messages from the past month.
@@ -64,6 +66,7 @@ cat > "$T/phone.sql" <<SQL
 BEGIN;
 SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
 SELECT coalesce(string_agg(message_id::text, ','), '') AS ids FROM eightms_api.claim_messages($BATCH) \\gset
+INSERT INTO bench_claim (message_id) SELECT unnest(string_to_array(nullif(':ids', ''), ','))::uuid;
 COMMIT;
 BEGIN;
 SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
@@ -99,11 +102,12 @@ end=$(date +%s.%N)
 after=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND status = 'delivered'")
 inbound=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'in'")
 queued=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'out'")
-# A message handed out twice would be reported twice: attempts above 1.
-double=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'out' AND attempts > 1")
+# A message handed out by two claims appears twice in bench_claim.
+double=$(q "SELECT count(*) FROM (SELECT message_id FROM public.bench_claim GROUP BY message_id HAVING count(*) > 1) d")
+claimed=$(q "SELECT count(*) FROM public.bench_claim")
 failed=$(grep -c 'ERROR' "$T/gateway.out" || true)
 life=$(echo "($after - $before) / ($end - $start)" | bc -l)
-printf 'queued: %d outbound, delivered: %d, inbound: %d, errors: %d, double claims: %d\n' "$((queued - queued_before))" "$((after - before))" "$inbound" "$failed" "$double"
+printf 'queued: %d outbound, claimed: %d, delivered: %d, inbound: %d, errors: %d, double claims: %d\n' "$((queued - queued_before))" "$claimed" "$((after - before))" "$inbound" "$failed" "$double"
 read -r upd hot < <(q "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'eightms.message'::regclass" | tr '|' ' ')
 printf 'message updates: %d, of which HOT (no index entries): %d\n' "$upd" "$hot"
 printf 'lifecycles (queued -> delivered): %8.0f per second\n' "$life"
