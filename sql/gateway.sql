@@ -717,6 +717,7 @@ DECLARE
 	lim integer;
 	recent timestamptz[];
 	picked uuid[];
+	fates text[];
 	n integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
 	lease interval := current_setting('eightms.message_lease')::interval;
@@ -739,56 +740,56 @@ BEGIN
 	END IF;
 	-- This phone's own queue first (with its own claims whose lease ran
 	-- out: it takes them back), then messages no phone was chosen for; each
-	-- in send_at order straight off message_queue_idx.
-	picked := ARRAY(SELECT m.message_id FROM eightms.message m
-					 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
-					   AND (m.status = 'queued' OR m.lease_expires_at < now())
-					 ORDER BY m.send_at
-					 LIMIT max
-					   FOR UPDATE SKIP LOCKED);
+	-- in send_at order straight off message_queue_idx.  What becomes of
+	-- each is decided as it is locked: what expired while queued is not
+	-- sent, a lease that ran out on the last allowed attempt fails the
+	-- message, the rest is claimed (a run-out lease as a new attempt).
+	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.fate), '{}')
+	  INTO picked, fates
+	  FROM (SELECT m.message_id,
+				   CASE WHEN m.expires_at < now() THEN 'expired'
+						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
+						ELSE 'claimed' END AS fate
+			  FROM eightms.message m
+			 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
+			   AND (m.status = 'queued' OR m.lease_expires_at < now())
+			 ORDER BY m.send_at
+			 LIMIT max
+			   FOR UPDATE SKIP LOCKED) s;
 	IF cardinality(picked) < max THEN
-		picked := picked || ARRAY(SELECT m.message_id FROM eightms.message m
-								   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending
-									 AND m.send_at <= now()
-								   ORDER BY m.send_at
-								   LIMIT max - cardinality(picked)
-									 FOR UPDATE SKIP LOCKED);
+		SELECT picked || coalesce(array_agg(s.message_id), '{}'), fates || coalesce(array_agg(s.fate), '{}')
+		  INTO picked, fates
+		  FROM (SELECT m.message_id,
+					   CASE WHEN m.expires_at < now() THEN 'expired' ELSE 'claimed' END AS fate
+				  FROM eightms.message m
+				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
+				 ORDER BY m.send_at
+				 LIMIT max - cardinality(picked)
+				   FOR UPDATE SKIP LOCKED) s;
 	END IF;
 	IF cardinality(picked) = 0 THEN
 		RETURN;
 	END IF;
-	-- One pass over what was picked: what expired while queued is not sent,
-	-- a lease that ran out on the last allowed attempt fails the message,
-	-- the rest is claimed (a run-out lease of this phone as a new attempt).
 	RETURN QUERY
-	WITH claimed AS (
+	WITH settled AS (
 		UPDATE eightms.message m SET
-			status = CASE WHEN coalesce(m.expires_at < now(), false) THEN 'expired'
-						  WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
-						  ELSE 'claimed' END,
-			error = CASE WHEN coalesce(m.expires_at < now(), false) THEN 'not sent before it expired'
-						 WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts
-						 THEN format('the phone did not report within its lease %s times', m.attempts + 1)
-						 ELSE m.error END,
-			failed_at = CASE WHEN NOT coalesce(m.expires_at < now(), false)
-								  AND m.status = 'claimed' AND m.attempts + 1 >= max_attempts
-							 THEN now() ELSE m.failed_at END,
-			attempts = CASE WHEN m.status = 'claimed' AND NOT coalesce(m.expires_at < now(), false)
-							THEN m.attempts + 1 ELSE m.attempts END,
-			phone_id = CASE WHEN coalesce(m.expires_at < now(), false)
-								 OR (m.status = 'claimed' AND m.attempts + 1 >= max_attempts)
-							THEN m.phone_id ELSE me END,
-			claimed_at = CASE WHEN coalesce(m.expires_at < now(), false)
-								   OR (m.status = 'claimed' AND m.attempts + 1 >= max_attempts)
-							  THEN m.claimed_at ELSE now() END,
-			lease_expires_at = CASE WHEN coalesce(m.expires_at < now(), false)
-										 OR (m.status = 'claimed' AND m.attempts + 1 >= max_attempts)
-									THEN NULL ELSE now() + lease END
-		 WHERE m.account_id = acct AND m.message_id = ANY (picked) AND m.status IN ('queued', 'claimed')
+			status = f.fate,
+			error = CASE f.fate WHEN 'expired' THEN 'not sent before it expired'
+								WHEN 'failed' THEN format('the phone did not report within its lease %s times',
+														  m.attempts + 1)
+								ELSE m.error END,
+			failed_at = CASE WHEN f.fate = 'failed' THEN now() ELSE m.failed_at END,
+			attempts = CASE WHEN m.status = 'claimed' AND f.fate <> 'expired' THEN m.attempts + 1
+							ELSE m.attempts END,
+			phone_id = CASE WHEN f.fate = 'claimed' THEN me ELSE m.phone_id END,
+			claimed_at = CASE WHEN f.fate = 'claimed' THEN now() ELSE m.claimed_at END,
+			lease_expires_at = CASE WHEN f.fate = 'claimed' THEN now() + lease END
+		  FROM unnest(picked, fates) AS f(id, fate)
+		 WHERE m.account_id = acct AND m.message_id = f.id
 		RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1 AS attempt,
 				  m.lease_expires_at, m.status)
 	SELECT c.message_id, c.peer_number, c.body, c.encoding, c.segments, c.attempt, c.lease_expires_at
-	  FROM claimed c
+	  FROM settled c
 	 WHERE c.status = 'claimed';
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF lim IS NOT NULL AND n > 0 THEN
