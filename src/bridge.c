@@ -1746,6 +1746,24 @@ recorder_exit(int code, Datum arg)
 }
 
 /*
+ * What the worker and the recorder do first: signals, and a connection to
+ * the bridge database under their name.  Their commits need not wait for
+ * the WAL flush: a crash that loses one only makes a request look unsent or
+ * unfinished, and it is sent again (at least once), which the
+ * Idempotency-Key covers.
+ */
+static void
+bridge_process_start(const char *name)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(bridge_database, NULL, 0);
+	pgstat_report_appname(name);
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+}
+
+/*
  * The recorder: takes the batches of outcomes the worker hands over, records
  * them (and runs their callbacks) in one transaction for all that have
  * arrived, and tells the worker which batches are committed.  It stops with
@@ -1758,14 +1776,7 @@ eightms_bridge_recorder_main(Datum arg)
 	MemoryContext batch_cxt;
 	bool		ok;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(bridge_database, NULL, 0);
-	pgstat_report_appname("eightms bridge recorder");
-	/* As the worker's own commits: see eightms_bridge_main(). */
-	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-
+	bridge_process_start("eightms bridge recorder");
 	bridge_cxt = AllocSetContextCreate(TopMemoryContext, "eightms bridge recorder", ALLOCSET_DEFAULT_SIZES);
 	batch_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge recorder batch", ALLOCSET_DEFAULT_SIZES);
 
@@ -1888,19 +1899,7 @@ new_multi(void)
 void
 eightms_bridge_main(Datum arg)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(bridge_database, NULL, 0);
-	pgstat_report_appname("eightms bridge");
-
-	/*
-	 * The worker's own commits need not wait for the WAL flush: a crash that
-	 * loses one only makes a request look unsent or unfinished, and it is
-	 * sent again (at least once), which the Idempotency-Key covers.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-
+	bridge_process_start("eightms bridge");
 	bridge_cxt = AllocSetContextCreate(TopMemoryContext, "eightms bridge", ALLOCSET_DEFAULT_SIZES);
 	/* Reset all the time: a first block (kept on reset) that holds a turn. */
 	iter_cxt = AllocSetContextCreate(bridge_cxt, "eightms bridge loop",
