@@ -76,8 +76,11 @@ CREATE TABLE eightms.conversation (
 );
 CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, last_message_at DESC, conversation_id);
 
--- No foreign key to account of its own: every message belongs to a
--- conversation, whose key leads with the account and cascades from it.
+-- No foreign keys: a key check is a query per message written, a tenth
+-- of a bulk send.  Messages are written only by the functions below, each
+-- with the conversation it has just found or created (and locked); deleting
+-- a conversation deletes its messages by the trigger after the table, and
+-- deleting an account deletes its conversations.
 CREATE TABLE eightms.message (
 	account_id			uuid NOT NULL,
 	message_id			uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -110,8 +113,7 @@ CREATE TABLE eightms.message (
 	-- delivered) change no indexed column: both are HOT updates that add no
 	-- index entries.
 	pending				boolean GENERATED ALWAYS AS (CASE WHEN status IN ('queued', 'claimed') THEN true END) STORED,
-	PRIMARY KEY (account_id, message_id),
-	FOREIGN KEY (account_id, conversation_id) REFERENCES eightms.conversation (account_id, conversation_id) ON DELETE CASCADE
+	PRIMARY KEY (account_id, message_id)
 );
 -- Partial: most messages have neither key, and every row version would
 -- otherwise add an entry to both indexes.
@@ -128,6 +130,24 @@ CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at
 -- What no phone was chosen for (none was online): any phone takes it.
 CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE pending AND phone_id IS NULL;
 CREATE INDEX message_conversation_idx ON eightms.message (account_id, conversation_id, created_at, message_id);
+
+-- What ON DELETE CASCADE did: a conversation's messages go with it, one
+-- statement per delete (an account's deletion removes all its
+-- conversations at once).  As the owner, as a cascade is: whoever may
+-- delete the conversation may delete its messages.
+CREATE FUNCTION eightms.delete_conversation_messages() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM eightms.message m USING gone g
+	 WHERE m.account_id = g.account_id AND m.conversation_id = g.conversation_id;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION eightms.delete_conversation_messages() FROM PUBLIC;
+CREATE TRIGGER conversation_delete_messages AFTER DELETE ON eightms.conversation
+	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_messages();
 
 -- Numbers that texted STOP (or were added by the account), honoured before
 -- anything is sent; every change of consent is kept.
@@ -479,8 +499,8 @@ BEGIN
 	UPDATE eightms.conversation c SET last_message_at = now()
 	 WHERE c.account_id = acct AND c.conversation_id = conv;
 	-- Realtime: ids only, never content or numbers.
-	PERFORM pg_notify('eightms_outbound', json_build_object('account_id', acct, 'message_id', m.message_id,
-															'phone_id', m.phone_id)::text);
+	PERFORM pg_notify('eightms_outbound', json_build_object('account_id', acct, 'phone_id', m.phone_id,
+															'message_ids', json_build_array(m.message_id))::text);
 	RETURN m;
 END
 $$;
@@ -600,13 +620,20 @@ BEGIN
 			 ORDER BY f.ord
 			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING x.message_id, x.phone_id),
-		-- Realtime: ids only, never content or numbers.
+		-- Realtime: ids only, never content or numbers; one notification
+		-- per phone and hundred messages (a payload holds 8000 bytes).
+		chunks AS (
+			SELECT ins.phone_id, ins.message_id,
+				   (row_number() OVER (PARTITION BY ins.phone_id) - 1) / 100 AS chunk
+			  FROM ins),
 		notified AS (
-			SELECT count(pg_notify('eightms_outbound',
-								   json_build_object('account_id', acct, 'message_id', ins.message_id,
-													 'phone_id', ins.phone_id)::text)) AS n
-			  FROM ins)
-		SELECT (SELECT count(*) FROM fast), (SELECT n FROM notified),
+			SELECT sum(g.n) AS n,
+				   count(pg_notify('eightms_outbound',
+								   json_build_object('account_id', acct, 'phone_id', g.phone_id,
+													 'message_ids', g.ids)::text)) AS notes
+			  FROM (SELECT ch.phone_id, json_agg(ch.message_id) AS ids, count(*) AS n
+					  FROM chunks ch GROUP BY ch.phone_id, ch.chunk) g)
+		SELECT (SELECT count(*) FROM fast), (SELECT coalesce(n, 0) FROM notified),
 			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord)
 		  INTO want, got, ids;
 		IF got <> want THEN

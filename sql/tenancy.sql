@@ -154,7 +154,10 @@ DECLARE
 BEGIN
 	PERFORM eightms.require_user();
 	PERFORM eightms.require_account();
-	r := eightms.current_member_role();
+	-- current_member_role()'s query, here so that its plan is kept: a SQL
+	-- function that reads a table is parsed and planned on every call.
+	SELECT m.role INTO r FROM eightms.member m
+	 WHERE m.account_id = eightms.current_account_id() AND m.user_id = eightms.current_user_id();
 	IF r IS NULL OR NOT r = ANY (allowed) THEN
 		RAISE EXCEPTION 'this needs the % role in the account', array_to_string(allowed, ' or ')
 			USING ERRCODE = '42501',

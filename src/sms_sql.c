@@ -29,28 +29,45 @@ eightms_sms_info(PG_FUNCTION_ARGS)
 {
 	text	   *body = PG_GETARG_TEXT_PP(0);
 	size_t		len = VARSIZE_ANY_EXHDR(body);
-	TupleDesc	desc;
+	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	SmsInfo		info;
-	SmsInfo		folded;
-	char	   *buf;
-	size_t		n;
+	bool		fold_changes = false;
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "sms_info must return a record");
-	desc = BlessTupleDesc(desc);
+	/* The result type, worked out once per call site: bulk sends call this per row. */
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "sms_info must return a record");
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = desc;
+	}
 	if (!sms_analyze(VARDATA_ANY(body), len, &info))
 		invalid_body();
-	buf = palloc(len + 1);
-	n = sms_fold(VARDATA_ANY(body), len, buf);
-	if (n == (size_t) -1 || !sms_analyze(buf, n, &folded))
-		invalid_body();
+	/*
+	 * Folding only puts GSM-7 characters in place of others, so it can change
+	 * the encoding of a UCS-2 body only.
+	 */
+	if (info.encoding == SMS_UCS2)
+	{
+		char	   *buf = palloc(len + 1);
+		size_t		n = sms_fold(VARDATA_ANY(body), len, buf);
+		SmsInfo		folded;
+
+		if (n == (size_t) -1 || !sms_analyze(buf, n, &folded))
+			invalid_body();
+		fold_changes = folded.encoding != info.encoding;
+		pfree(buf);
+	}
 	values[0] = CStringGetTextDatum(info.encoding == SMS_GSM7 ? "gsm7" : "ucs2");
 	values[1] = Int32GetDatum(info.segments);
 	values[2] = Int32GetDatum(info.characters);
 	values[3] = Int32GetDatum(info.units);
-	values[4] = BoolGetDatum(folded.encoding != info.encoding);
+	values[4] = BoolGetDatum(fold_changes);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

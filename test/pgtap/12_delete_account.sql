@@ -1,6 +1,6 @@
 -- Deleting an account purges everything it holds, and nothing of others.
 BEGIN;
-SELECT plan(6);
+SELECT plan(7);
 SELECT pgrst.share_tap();
 
 SELECT pgrst.as_user('olga', NULL, NULL, '{"session_id":"olga-1"}');
@@ -8,6 +8,12 @@ SELECT account_id AS olga FROM eightms_api.create_account('Olga Optics') \gset
 SELECT * FROM eightms_api.invite_member('pete@example.test', 'admin') \gset
 SELECT pgrst.as_user('pete', NULL, 'pete@example.test');
 SELECT eightms_api.accept_invitation(:'token');
+-- Messages in both directions, so the deletion has them to remove.
+SELECT pgrst.as_user('olga', :'olga', NULL, '{"session_id":"olga-1"}');
+INSERT INTO eightms.phone (account_id, device_id) VALUES (:'olga', 'olga-phone') RETURNING phone_id AS olga_phone \gset
+SELECT count(*) FROM eightms_api.send_messages('[{"to": "+12125550140", "body": "Frames are in"}, {"to": "+12125550141", "body": "Ready"}]');
+SELECT pgrst.as_phone(:'olga', :'olga_phone');
+SELECT count(*) FROM eightms_api.receive_messages('[{"from": "+12125550140", "body": "Thanks", "device_message_id": "o-1"}]');
 SELECT pgrst.as_user('quinn');
 SELECT account_id AS quinn FROM eightms_api.create_account('Quinn Quilts') \gset
 
@@ -18,6 +24,8 @@ SELECT pgrst.as_user('olga', :'olga', NULL, '{"session_id":"olga-1"}');
 SELECT throws_ok('SELECT eightms_api.delete_account(''olga optics'')', '22023',
 				 'the confirmation does not match the company name',
 				 'the company name must be typed back exactly');
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'olga'), 3::bigint,
+		  'the account has messages in both directions before it is deleted');
 SELECT lives_ok('SELECT eightms_api.delete_account(''Olga Optics'')', 'the owner deletes the account');
 SELECT pgrst.reset();
 

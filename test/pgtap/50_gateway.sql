@@ -146,6 +146,18 @@ SELECT is((SELECT body || ' ' || encoding FROM eightms_api.send_message('+1 212 
 SELECT is((SELECT phone_id FROM eightms_api.send_message('+1 212 555 0166', 'hi')), :'pair_phone_id'::uuid,
 		  'a new conversation is routed to the healthy online phone');
 
+-- Deleting a conversation deletes its messages, and only its.
+SELECT count(*) AS others_before FROM eightms.message WHERE account_id = :'acct' AND peer_number <> '+12125550198' \gset
+SELECT cmp_ok((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND peer_number = '+12125550198'), '>', 0::bigint,
+			  'the conversation to delete has messages');
+SELECT lives_ok(format('SELECT eightms_api.delete_conversation(%L)',
+					   (SELECT conversation_id FROM eightms_api.conversations WHERE peer_number = '+12125550198')),
+				'a member deletes a conversation');
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND peer_number = '+12125550198'), 0::bigint,
+		  'its messages, inbound and outbound, are gone with it');
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND peer_number <> '+12125550198'),
+		  :'others_before'::bigint, 'the account''s other conversations keep theirs');
+
 -- Unpairing revokes the device token at once.
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT eightms_api.unpair_phone(:'pair_phone_id');

@@ -135,6 +135,38 @@ main(void)
 			printf("not ok - folding brings a typographic message back to GSM-7\n");
 		}
 	}
+	/*
+	 * Every ASCII character against GSM 03.38 as the standard lists it: one
+	 * septet for the default alphabet, two for the extension table, UCS-2
+	 * for the rest (the engine looks ASCII up in a table of its own).
+	 */
+	{
+		const char *basic = "@$\n\r_ !\"#%&'()*+,-./0123456789:;<=>?"
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+		const char *ext = "\f^{}\\[~]|";
+		int			wrong = 0;
+
+		for (int c = 1; c < 128; c++)
+		{
+			char		body[2] = {(char) c, '\0'};
+			SmsInfo		i;
+
+			if (!sms_analyze(body, 1, &i))
+				wrong++;
+			else if (strchr(basic, c) ? !(i.encoding == SMS_GSM7 && i.units == 1)
+					 : strchr(ext, c) ? !(i.encoding == SMS_GSM7 && i.units == 2)
+					 : i.encoding != SMS_UCS2)
+			{
+				printf("# ASCII %d: %s, %d units\n", c, i.encoding == SMS_GSM7 ? "gsm7" : "ucs2", i.units);
+				wrong++;
+			}
+		}
+		if (wrong == 0)
+			passed++;
+		else
+			failed++;
+		printf("%s - each ASCII character costs what GSM 03.38 says\n", wrong == 0 ? "ok" : "not ok");
+	}
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }
