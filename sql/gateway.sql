@@ -13,6 +13,13 @@
 -- every account and batch, and planning a batch statement afresh on each
 -- call cost more than running it.
 
+-- Message ids: time-ordered UUIDs (src/uuid_v7.c), cheaper to make than
+-- gen_random_uuid() and appended at the right of the primary key.
+CREATE FUNCTION eightms.uuid_v7() RETURNS uuid
+LANGUAGE C VOLATILE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_uuid_v7';
+GRANT EXECUTE ON FUNCTION eightms.uuid_v7() TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
 CREATE TABLE eightms.phone (
 	account_id			uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
 	phone_id			uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -65,16 +72,25 @@ COMMENT ON TABLE eightms.pairing_code IS 'Short-lived single-use pairing codes, 
 CREATE TABLE eightms.conversation (
 	account_id		uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
 	conversation_id	uuid NOT NULL DEFAULT gen_random_uuid(),
-	peer_number		text NOT NULL,
+	-- E.164 numbers (here and in message, opt_out, consent_event) compare
+	-- byte by byte: a locale's rules would only make indexes slower.
+	peer_number		text COLLATE "C" NOT NULL,
 	phone_id		uuid,
 	last_message_at	timestamptz,
 	unread_count	integer NOT NULL DEFAULT 0,
 	archived_at		timestamptz,
 	created_at		timestamptz NOT NULL DEFAULT now(),
+	-- The minute of the last message.  The inbox index holds this rather
+	-- than last_message_at, so that every message but the first of a
+	-- minute updates the conversation without new index entries (a HOT
+	-- update); the inbox sorts within a minute (list_conversations).
+	active_minute	timestamptz GENERATED ALWAYS AS (date_bin('1 minute', last_message_at, '2000-01-01 00:00:00+00')) STORED,
 	PRIMARY KEY (account_id, conversation_id),
 	CONSTRAINT conversation_peer_key UNIQUE (account_id, peer_number)
 );
-CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, last_message_at DESC, conversation_id);
+CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, active_minute DESC);
+-- Room on each page for those updates.
+ALTER TABLE eightms.conversation SET (fillfactor = 80);
 
 -- No foreign keys: a key check is a query per message written, a tenth
 -- of a bulk send.  Messages are written only by the functions below, each
@@ -83,11 +99,11 @@ CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, last_m
 -- deleting an account deletes its conversations.
 CREATE TABLE eightms.message (
 	account_id			uuid NOT NULL,
-	message_id			uuid NOT NULL DEFAULT gen_random_uuid(),
+	message_id			uuid NOT NULL DEFAULT eightms.uuid_v7(),
 	conversation_id		uuid NOT NULL,
 	direction			text NOT NULL CONSTRAINT message_direction_check CHECK (direction IN ('out', 'in')),
 	phone_id			uuid,
-	peer_number			text NOT NULL,
+	peer_number			text COLLATE "C" NOT NULL,
 	body				text NOT NULL,
 	encoding			text NOT NULL,
 	segments			integer NOT NULL,
@@ -153,14 +169,14 @@ CREATE TRIGGER conversation_delete_messages AFTER DELETE ON eightms.conversation
 -- anything is sent; every change of consent is kept.
 CREATE TABLE eightms.opt_out (
 	account_id	uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
-	number		text NOT NULL,
+	number		text COLLATE "C" NOT NULL,
 	opted_out_at timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (account_id, number)
 );
 CREATE TABLE eightms.consent_event (
 	account_id	uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
 	event_id	uuid NOT NULL DEFAULT gen_random_uuid(),
-	number		text NOT NULL,
+	number		text COLLATE "C" NOT NULL,
 	action		text NOT NULL CONSTRAINT consent_event_action_check CHECK (action IN ('opt_out', 'opt_in')),
 	keyword		text,
 	message_id	uuid,
@@ -564,11 +580,11 @@ BEGIN
 				   (t.x ->> 'send_at')::timestamptz AS send_at
 			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
 		norm AS (
-			SELECT items.*, eightms.try_e164(items.raw_to, region, true) AS e164,
+			SELECT items.*, eightms.try_e164(items.raw_to, region, true) COLLATE "C" AS e164,
 				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
 			  FROM items),
 		fast AS MATERIALIZED (
-			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, gen_random_uuid() AS message_id,
+			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id,
 				   CASE WHEN fold THEN eightms.sms_fold(n.body) ELSE n.body END AS body
 			  FROM norm n
 			 WHERE n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
@@ -643,6 +659,11 @@ BEGIN
 	EXCEPTION WHEN OTHERS THEN
 		ids := NULL;
 	END;
+	IF ids IS NOT NULL AND array_position(ids, NULL) IS NULL THEN
+		RETURN QUERY SELECT u.ord::integer, u.id, 'queued'::text, NULL::text, NULL::text
+					   FROM unnest(ids) WITH ORDINALITY AS u(id, ord);
+		RETURN;
+	END IF;
 	FOR i IN 1 .. jsonb_array_length(messages) LOOP
 		item := i;
 		IF ids[i] IS NOT NULL THEN
@@ -744,6 +765,7 @@ DECLARE
 	lim integer;
 	recent timestamptz[];
 	picked uuid[];
+	tids tid[];
 	fates text[];
 	n integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
@@ -771,9 +793,11 @@ BEGIN
 	-- each is decided as it is locked: what expired while queued is not
 	-- sent, a lease that ran out on the last allowed attempt fails the
 	-- message, the rest is claimed (a run-out lease as a new attempt).
-	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.fate), '{}')
-	  INTO picked, fates
-	  FROM (SELECT m.message_id,
+	-- Each row's ctid is kept so that the update below finds it without
+	-- the primary key: the rows are locked, so it cannot move meanwhile.
+	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}')
+	  INTO picked, tids, fates
+	  FROM (SELECT m.message_id, m.ctid,
 				   CASE WHEN m.expires_at < now() THEN 'expired'
 						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
 						ELSE 'claimed' END AS fate
@@ -784,9 +808,10 @@ BEGIN
 			 LIMIT max
 			   FOR UPDATE SKIP LOCKED) s;
 	IF cardinality(picked) < max THEN
-		SELECT picked || coalesce(array_agg(s.message_id), '{}'), fates || coalesce(array_agg(s.fate), '{}')
-		  INTO picked, fates
-		  FROM (SELECT m.message_id,
+		SELECT picked || coalesce(array_agg(s.message_id), '{}'), tids || coalesce(array_agg(s.ctid), '{}'),
+			   fates || coalesce(array_agg(s.fate), '{}')
+		  INTO picked, tids, fates
+		  FROM (SELECT m.message_id, m.ctid,
 					   CASE WHEN m.expires_at < now() THEN 'expired' ELSE 'claimed' END AS fate
 				  FROM eightms.message m
 				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
@@ -811,8 +836,8 @@ BEGIN
 			phone_id = CASE WHEN f.fate = 'claimed' THEN me ELSE m.phone_id END,
 			claimed_at = CASE WHEN f.fate = 'claimed' THEN now() ELSE m.claimed_at END,
 			lease_expires_at = CASE WHEN f.fate = 'claimed' THEN now() + lease END
-		  FROM unnest(picked, fates) AS f(id, fate)
-		 WHERE m.account_id = acct AND m.message_id = f.id
+		  FROM unnest(picked, tids, fates) AS f(id, tid, fate)
+		 WHERE m.ctid = f.tid AND m.account_id = acct AND m.message_id = f.id
 		RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1 AS attempt,
 				  m.lease_expires_at, m.status)
 	SELECT c.message_id, c.peer_number, c.body, c.encoding, c.segments, c.attempt, c.lease_expires_at
@@ -1118,18 +1143,26 @@ RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_messa
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+	-- The page first, then each row's last message: only the page's rows
+	-- look their last message up.
 	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
 		   lm.body, lm.direction
-	  FROM eightms.conversation c
+	  FROM (SELECT c.*
+			  FROM eightms.conversation c
+			 WHERE c.account_id = eightms.require_account()
+			   AND (c.archived_at IS NOT NULL) = archived
+			   AND c.last_message_at IS NOT NULL
+			   AND (after_at IS NULL
+					OR (c.active_minute <= date_bin('1 minute', after_at, '2000-01-01 00:00:00+00')
+						AND (c.last_message_at, c.conversation_id) < (after_at, after_id)))
+			 -- The same order as by last_message_at alone: the index gives
+			 -- the minutes, and only the rows within a minute are sorted.
+			 ORDER BY c.active_minute DESC, c.last_message_at DESC, c.conversation_id DESC
+			 LIMIT least(greatest(page_size, 1), 200)) c
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
 						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
 						  ORDER BY m.created_at DESC, m.message_id DESC LIMIT 1) lm ON true
-	 WHERE c.account_id = eightms.require_account()
-	   AND (c.archived_at IS NOT NULL) = archived
-	   AND c.last_message_at IS NOT NULL
-	   AND (after_at IS NULL OR (c.last_message_at, c.conversation_id) < (after_at, after_id))
 	 ORDER BY c.last_message_at DESC, c.conversation_id DESC
-	 LIMIT least(greatest(page_size, 1), 200)
 $$;
 
 -- A conversation's messages, newest first, a page at a time.

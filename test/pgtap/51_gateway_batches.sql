@@ -235,5 +235,44 @@ SELECT is((SELECT status || ': ' || error FROM eightms.message WHERE message_id 
 SELECT cmp_ok(eightms.expire_messages(), '>=', 1, 'the scheduled job finds the rest');
 SELECT is((SELECT status FROM eightms.message WHERE message_id = :'em2'), 'expired', 'and expires them');
 
+-- ------------------------------------------------------------ inbox order
+
+-- The inbox index holds the minute of each conversation's last message;
+-- the list must still come out exactly by last_message_at, newest first,
+-- within a minute and across minutes, and page by keyset without a gap.
+SELECT pgrst.reset();
+DELETE FROM eightms.message WHERE account_id = :'acct';
+DELETE FROM eightms.conversation WHERE account_id = :'acct';
+INSERT INTO eightms.conversation (account_id, peer_number, last_message_at)
+SELECT :'acct', '+1312555' || (2000 + i),
+	   -- Several per minute, some sharing a timestamp (the id breaks ties).
+	   timestamptz '2026-11-20 10:00:00+00' + (i / 4) * interval '17 seconds'
+  FROM generate_series(1, 40) i;
+SELECT pgrst.as_user('bella', :'acct');
+SELECT is(array(SELECT conversation_id FROM eightms_api.list_conversations(page_size => 200)),
+		  array(SELECT conversation_id FROM eightms.conversation WHERE account_id = :'acct'
+				 ORDER BY last_message_at DESC, conversation_id DESC),
+		  'the inbox lists conversations exactly by their last message, newest first');
+CREATE TEMP TABLE pages (n serial, conversation_id uuid);
+DO $$
+DECLARE
+	at timestamptz;
+	id uuid;
+	got integer;
+BEGIN
+	LOOP
+		INSERT INTO pages (conversation_id)
+		SELECT l.conversation_id FROM eightms_api.list_conversations(at, id, 3) l;
+		GET DIAGNOSTICS got = ROW_COUNT;
+		EXIT WHEN got = 0;
+		SELECT c.last_message_at, c.conversation_id INTO at, id
+		  FROM pages p JOIN eightms.conversation c USING (conversation_id) ORDER BY p.n DESC LIMIT 1;
+	END LOOP;
+END
+$$;
+SELECT is(array(SELECT conversation_id FROM pages ORDER BY n),
+		  array(SELECT conversation_id FROM eightms_api.list_conversations(page_size => 200)),
+		  'paging by threes across minute boundaries yields the same list, with no gap or repeat');
+
 SELECT * FROM finish();
 ROLLBACK;
