@@ -164,6 +164,19 @@ $$;
 REVOKE ALL ON FUNCTION eightms.delete_conversation_messages() FROM PUBLIC;
 CREATE TRIGGER conversation_delete_messages AFTER DELETE ON eightms.conversation
 	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_messages();
+-- And TRUNCATE, which a foreign key would have refused without CASCADE.
+CREATE FUNCTION eightms.truncate_conversation_messages() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	TRUNCATE eightms.message;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION eightms.truncate_conversation_messages() FROM PUBLIC;
+CREATE TRIGGER conversation_truncate_messages AFTER TRUNCATE ON eightms.conversation
+	FOR EACH STATEMENT EXECUTE FUNCTION eightms.truncate_conversation_messages();
 
 -- Numbers that texted STOP (or were added by the account), honoured before
 -- anything is sent; every change of consent is kept.

@@ -274,5 +274,14 @@ SELECT is(array(SELECT conversation_id FROM pages ORDER BY n),
 		  array(SELECT conversation_id FROM eightms_api.list_conversations(page_size => 200)),
 		  'paging by threes across minute boundaries yields the same list, with no gap or repeat');
 
+-- Truncating conversations truncates messages too, as TRUNCATE ... CASCADE
+-- over the foreign key the table no longer has would.
+SELECT pgrst.as_user('bella', :'acct');
+SELECT count(*) FROM eightms_api.send_messages('[{"to": "+13125550190", "body": "before the truncate"}]');
+SELECT pgrst.reset();
+SELECT cmp_ok((SELECT count(*) FROM eightms.message), '>', 0::bigint, 'there are messages before the truncate');
+TRUNCATE eightms.conversation;
+SELECT is((SELECT count(*) FROM eightms.message), 0::bigint, 'truncating conversations leaves no message behind');
+
 SELECT * FROM finish();
 ROLLBACK;
