@@ -20,75 +20,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CLIENTS=${BENCH_CLIENTS:-2}
 BATCH=${BENCH_BATCH:-50}
 SEND_BATCH=${BENCH_SEND_BATCH:-$BATCH}
-bench_cluster
-
-q() { command psql -X -At -q -d "$DB" -c "$1"; }
-# One account with 4 phones (pacing off, as for phones whose Android limit was lifted).
-read -r ACCT < <(command psql -X -At -q -d "$DB" <<'SQL'
-BEGIN;
-SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test"}', true) \g /dev/null
-SELECT eightms_api.pre_request() \g /dev/null
-SELECT account_id FROM eightms_api.create_account('Bench Co');
-COMMIT;
-SQL
-)
-q "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct) SELECT '$ACCT', 'bench-' || i, NULL, now(), 80 FROM generate_series(1, 4) i"
-mapfile -t PHONES < <(q "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
-# Every message each claim hands out, to count double claims afterwards.
-q "CREATE TABLE public.bench_claim (message_id uuid NOT NULL); GRANT USAGE ON SCHEMA public TO eightms_phone; GRANT INSERT ON public.bench_claim TO eightms_phone"
-# A working account's history, so that the run starts from tables the
-# planner has statistics for, as in production: 8,000 conversations and
-# 96,000 delivered messages from the past month.
-command psql -X -q -d "$DB" -v acct="$ACCT" <<'SQL'
-INSERT INTO eightms.conversation (account_id, peer_number, phone_id, last_message_at, created_at)
-SELECT :'acct', '+1212555' || (1000 + i),
-	   (SELECT phone_id FROM eightms.phone WHERE account_id = :'acct' ORDER BY device_id OFFSET i % 4 LIMIT 1),
-	   now() - interval '1 day', now() - interval '30 days'
-  FROM generate_series(0, 7999) i;
-INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body, encoding, segments,
-							 status, attempts, send_at, expires_at, created_at, claimed_at, sent_at, delivered_at)
-SELECT c.account_id, c.conversation_id, 'out', c.phone_id, c.peer_number, 'Your order ' || g || ' has shipped',
-	   'gsm7', 1, 'delivered', 1, t, t + interval '1 day', t, t, t, t
-  FROM eightms.conversation c, generate_series(1, 12) g,
-	   LATERAL (SELECT now() - interval '30 days' + g * interval '2 days' AS t) w
- WHERE c.account_id = :'acct';
-VACUUM ANALYZE eightms.message, eightms.conversation, eightms.phone;
-SQL
-
-cat > "$T/send.sql" <<SQL
-\\set n random(1000, 8999)
-BEGIN;
-SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test","account_id":"$ACCT"}', true);
-SELECT count(*) FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 ' || (1000 + (:n + i) % 8000), 'body', 'Your order ' || i || ' has shipped')) FROM generate_series(1, $SEND_BATCH) i));
-COMMIT;
-SQL
-# A phone as the app runs: claim a batch, send it, report it sent; the
-# delivery reports for a batch come in with the next report.  Each client
-# is one phone throughout (client k is phone k % 4 + 1).
-cat > "$T/phone.sql" <<SQL
-\\set p :client_id % 4 + 1
-BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
-SELECT coalesce(string_agg(message_id::text, ','), '') AS ids FROM eightms_api.claim_messages($BATCH) \\gset
-INSERT INTO bench_claim (message_id) SELECT unnest(string_to_array(nullif(':ids', ''), ','))::uuid;
-COMMIT;
-BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
-SELECT count(*) AS reported, ':ids' AS prev FROM eightms_api.report_messages((
-	SELECT coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'status', r.status)), '[]')
-	  FROM (SELECT unnest(string_to_array(nullif(':prev', '-'), ',')) AS id, 'delivered' AS status
-			UNION ALL
-			SELECT unnest(string_to_array(':ids', ',')), 'sent') r)) \\gset
-COMMIT;
-SQL
-cat > "$T/inbound.sql" <<SQL
-\\set p random(1, 4)
-\\set n random(1000, 8999)
-BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
-SELECT count(*) FROM eightms_api.receive_messages(jsonb_build_array(jsonb_build_object('from', '+1 212 555 ' || :n, 'body', 'Thanks, see you Tuesday', 'device_message_id', gen_random_uuid())));
-COMMIT;
-SQL
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 # tpcb-like on the same cluster as the baseline, then the gateway, in
 # alternating rounds: a disturbance on the machine then shows as one odd
