@@ -506,12 +506,17 @@ BEGIN
 	END IF;
 	-- A conversation keeps its phone, so replies thread on the handset;
 	-- a new one (or one without a phone) gets the healthiest phone.
-	SELECT c.conversation_id, c.phone_id INTO conv, conv_phone FROM eightms.conversation c
-	 WHERE c.account_id = acct AND c.peer_number = e164;
+	-- The row is locked (updated) before the message refers to it: with no
+	-- foreign key, that is what keeps a concurrent delete_conversation from
+	-- leaving this message without its conversation.
+	UPDATE eightms.conversation c SET last_message_at = now()
+	 WHERE c.account_id = acct AND c.peer_number = e164
+	RETURNING c.conversation_id, c.phone_id INTO conv, conv_phone;
 	IF conv IS NULL OR conv_phone IS NULL THEN
 		conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
-		SELECT c.phone_id INTO conv_phone FROM eightms.conversation c
-		 WHERE c.account_id = acct AND c.conversation_id = conv;
+		UPDATE eightms.conversation c SET last_message_at = now()
+		 WHERE c.account_id = acct AND c.conversation_id = conv
+		RETURNING c.phone_id INTO conv_phone;
 	END IF;
 	info := eightms.sms_info(body);
 	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
@@ -525,8 +530,6 @@ BEGIN
 		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
 		RETURN m;
 	END IF;
-	UPDATE eightms.conversation c SET last_message_at = now()
-	 WHERE c.account_id = acct AND c.conversation_id = conv;
 	-- Realtime: ids only, never content or numbers.
 	PERFORM pg_notify('eightms_outbound', json_build_object('account_id', acct, 'phone_id', m.phone_id,
 															'message_ids', json_build_array(m.message_id))::text);

@@ -62,6 +62,31 @@ check "no message was handed to both phones ($both in common)" test "$both" = 0
 check "together they claimed every message exactly once ($((a + b)) of $N)" test "$((a + b))" = "$N"
 check "the database agrees: every message is claimed, by one phone" \
 	test "$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND status = 'claimed' AND phone_id IN ('$p1', '$p2')")" = "$N"
+
+# A send racing a delete of its conversation: the conversation row is
+# locked before a message refers to it, so the send waits for the delete
+# and starts a new conversation; no message is left without one (there is
+# no foreign key to refuse it).
+conv=$(q "SELECT conversation_id FROM eightms.conversation WHERE account_id = '$acct' AND peer_number = '+12125551001'")
+command psql -X -q -d "$DB" -v acct="$acct" -v conv="$conv" >/dev/null 2>&1 <<'SQL' &
+BEGIN;
+SELECT pgrst.as_user('concurrency-owner', :'acct');
+SELECT eightms_api.delete_conversation(:'conv');
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+sleep 0.7
+command psql -X -q -d "$DB" -v acct="$acct" >/dev/null 2>&1 <<'SQL'
+BEGIN;
+SELECT pgrst.as_user('concurrency-owner', :'acct');
+SELECT eightms_api.send_message('+1 212 555 1001', 'after the delete');
+COMMIT;
+SQL
+wait
+check "a send racing the delete of its conversation went into a new conversation" \
+	test "$(q "SELECT count(*) FROM eightms.message m JOIN eightms.conversation c USING (account_id, conversation_id) WHERE m.account_id = '$acct' AND m.body = 'after the delete' AND c.conversation_id <> '$conv'")" = 1
+check "no message is left without its conversation" \
+	test "$(q "SELECT count(*) FROM eightms.message m WHERE m.account_id = '$acct' AND NOT EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = m.account_id AND c.conversation_id = m.conversation_id)")" = 0
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
