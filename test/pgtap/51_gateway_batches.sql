@@ -235,6 +235,32 @@ SELECT is((SELECT status || ': ' || error FROM eightms.message WHERE message_id 
 SELECT cmp_ok(eightms.expire_messages(), '>=', 1, 'the scheduled job finds the rest');
 SELECT is((SELECT status FROM eightms.message WHERE message_id = :'em2'), 'expired', 'and expires them');
 
+-- ------------------------------------------------------------ conversations in a batch
+
+-- A batch to numbers with a conversation (one of them left without a phone,
+-- as when none was online) and to a new number: each message joins its
+-- number's one conversation, the phoneless one gets a phone, and every
+-- conversation is marked active now.
+SELECT pgrst.reset();
+INSERT INTO eightms.conversation (account_id, peer_number, phone_id, last_message_at)
+VALUES (:'acct', '+13125550170', '00000000-0000-4000-8000-000000000002', now() - interval '1 day'),
+	   (:'acct', '+13125550171', NULL, now() - interval '1 day');
+SELECT pgrst.as_user('bella', :'acct');
+SELECT is((SELECT count(*) FROM eightms_api.send_messages($$[
+	{"to": "+13125550170", "body": "existing"}, {"to": "+13125550171", "body": "phoneless"},
+	{"to": "+13125550172", "body": "new"}, {"to": "+13125550170", "body": "existing again"}]$$) WHERE status = 'queued'),
+		  4::bigint, 'a batch over existing, phoneless and new conversations queues every item');
+SELECT is((SELECT count(*) FROM eightms.conversation WHERE account_id = :'acct' AND peer_number IN ('+13125550170', '+13125550171', '+13125550172')),
+		  3::bigint, 'one conversation per number, none duplicated');
+SELECT is((SELECT count(*) FROM eightms.message m JOIN eightms.conversation c USING (account_id, conversation_id)
+			WHERE m.account_id = :'acct' AND m.body IN ('existing', 'phoneless', 'new', 'existing again')
+			  AND c.peer_number = m.peer_number AND c.last_message_at = now() AND m.phone_id = c.phone_id),
+		  4::bigint, 'each message is in its number''s conversation, on its phone, and the conversation is active now');
+SELECT is((SELECT phone_id FROM eightms.conversation WHERE account_id = :'acct' AND peer_number = '+13125550170'),
+		  '00000000-0000-4000-8000-000000000002'::uuid, 'an existing conversation keeps its phone');
+SELECT isnt((SELECT phone_id FROM eightms.conversation WHERE account_id = :'acct' AND peer_number = '+13125550171'),
+			NULL, 'the phoneless conversation got one');
+
 -- ------------------------------------------------------------ inbox order
 
 -- The inbox index holds the minute of each conversation's last message;
