@@ -261,6 +261,16 @@ SELECT is((SELECT phone_id FROM eightms.conversation WHERE account_id = :'acct' 
 SELECT isnt((SELECT phone_id FROM eightms.conversation WHERE account_id = :'acct' AND peer_number = '+13125550171'),
 			NULL, 'the phoneless conversation got one');
 
+-- Every message's pending flag agrees with its status (the queue indexes
+-- read the flag), and a write that changes one without the other is refused.
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.message
+			WHERE pending IS DISTINCT FROM (CASE WHEN status IN ('queued', 'claimed') THEN true END)),
+		  0::bigint, 'pending is true exactly for queued and claimed messages');
+SELECT throws_ok(format('UPDATE eightms.message SET status = %L WHERE message_id = %L', 'canceled',
+						(SELECT message_id FROM eightms.message WHERE status = 'queued' LIMIT 1)),
+				 '23514', NULL, 'a status change that leaves pending behind is refused');
+
 -- ------------------------------------------------------------ inbox order
 
 -- The inbox index holds the minute of each conversation's last message;
