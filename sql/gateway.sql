@@ -621,19 +621,6 @@ BEGIN
 		-- lock order every batch shares).
 		peers AS (
 			SELECT DISTINCT ON (f.e164) f.e164, f.ord, f.phone FROM fast f ORDER BY f.e164, f.ord),
-		-- New conversations (and ones without a phone) are spread over the
-		-- healthy phones as pick_phone would, shortest queue first.
-		unrouted AS (
-			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
-			  FROM peers pr
-			  LEFT JOIN eightms.conversation c ON c.account_id = acct AND c.peer_number = pr.e164
-			 WHERE pr.phone IS NULL AND c.phone_id IS NULL),
-		slots AS (
-			SELECT h.phone_id,
-				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
-			  FROM eightms.healthy_phones(acct) h, generate_series(1, (SELECT count(*) FROM unrouted)) g
-			 -- Counting queues only when some conversation needs a phone.
-			 WHERE EXISTS (SELECT FROM unrouted)),
 		-- Conversations that exist and have a phone (nearly all) are
 		-- updated by one scan of the number index, which takes their locks
 		-- in number order: half the work of an upsert, which locks each row
@@ -643,6 +630,19 @@ BEGIN
 			 WHERE cv.account_id = acct AND cv.peer_number = ANY (ARRAY(SELECT pr.e164 FROM peers pr))
 			   AND cv.phone_id IS NOT NULL
 			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		-- The other numbers (new conversations, and ones without a phone)
+		-- are spread over the healthy phones as pick_phone would, shortest
+		-- queue first, unless the item names its phone.
+		unrouted AS (
+			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
+			  FROM peers pr
+			 WHERE pr.phone IS NULL AND pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)),
+		slots AS (
+			SELECT h.phone_id,
+				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
+			  FROM eightms.healthy_phones(acct) h, generate_series(1, (SELECT count(*) FROM unrouted)) g
+			 -- Counting queues only when some conversation needs a phone.
+			 WHERE EXISTS (SELECT FROM unrouted)),
 		-- The rest are created (or, created meanwhile or without a phone,
 		-- taken over), in number order too.
 		conv_new AS (
