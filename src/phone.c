@@ -520,23 +520,25 @@ type_helper(const PhoneTables *t, const PhoneRegion *r, const char *nsn, int len
 /* ------------------------------------------------------------- parsing */
 
 /*
- * MaybeStripNationalPrefixAndCarrierCode: digits (ASCII) in/out.  Returns
- * true when the number was changed.
+ * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
+ * in place: returns where the number starts then (num when nothing goes, a
+ * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
+ * transform rule rewrites it), *len its length.
  */
-static bool
-strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, char *num, int *len)
+static const char *
+strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
+					  char *buf)
 {
 	int			caps[8];
 	int			end;
 	bool		viable;
-	char		buf[MAXCP + 64];
 	int			n;
 
 	if (*len == 0 || r->npp < 0)
-		return false;
+		return num;
 	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
 	if (end < 0)
-		return false;
+		return num;
 	viable = dfa_full_match(t, r->general, num, *len);
 
 	if (r->transform[0] != '\0' && r->npp_groups >= 1)
@@ -565,19 +567,17 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, char *num, int
 			memcpy(buf + n, num + end, *len - end);
 			n += *len - end;
 			if (viable && !dfa_full_match(t, r->general, buf, n))
-				return false;
+				return num;
 			if (n > MAXCP)
-				return false;
-			memcpy(num, buf, n);
+				return num;
 			*len = n;
-			return true;
+			return buf;
 		}
 	}
 	if (viable && !dfa_full_match(t, r->general, num + end, *len - end))
-		return false;
-	memmove(num, num + end, *len - end);
+		return num;
 	*len -= end;
-	return true;
+	return num + end;
 }
 
 /* Keypad letters, A to Z. */
@@ -1086,12 +1086,17 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
  * again as national ones, as libphonenumber retries without the plus sign.
  */
 static PhoneError
-parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, bool plus,
+parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int nlen, bool plus,
 			 PhoneNumber *out)
 {
 	const PhoneRegion *md;
 	int			cc = 0;
 
+	/* Where a transform rule rewrites the number: never num itself. */
+	char		cc_buf[MAXCP + 64];
+	char		np_buf[MAXCP + 64];
+
+	/* The prefixes and the calling code go by moving num on, not copying. */
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		bool		international = false;
@@ -1105,7 +1110,7 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 
 			if (m >= 0 && !(m < nlen && num[m] == '0'))
 			{
-				memmove(num, num + m, nlen - m);
+				num += m;
 				nlen -= m;
 				international = true;
 			}
@@ -1115,19 +1120,22 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 			if (nlen <= 2)
 				return PHONE_TOO_SHORT_AFTER_IDD;
 			if (num[0] != '0')
-				for (int k = 1; k <= 3 && k <= nlen && cc == 0; k++)
-				{
-					int			v = 0;
+			{
+				int			v = 0;
 
-					for (int q = 0; q < k; q++)
-						v = v * 10 + (num[q] - '0');
-					if (region_for_code(t, v) != NULL)
+				/* The shortest calling code the digits start with. */
+				for (int k = 1; k <= 3 && k <= nlen; k++)
+				{
+					v = v * 10 + (num[k - 1] - '0');
+					if (t->cc_count[v] != 0)
 					{
 						cc = v;
-						memmove(num, num + k, nlen - k);
+						num += k;
 						nlen -= k;
+						break;
 					}
 				}
+			}
 			if (cc == 0)
 			{
 				if (attempt == 0 && plus)
@@ -1146,15 +1154,13 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 			/* The number starts with the default region's calling code. */
 			if (nlen >= cl && v == cc0)
 			{
-				char		pot[MAXCP + 64];
 				int			plen = nlen - cl;
+				const char *pot = strip_national_prefix(t, def, num + cl, &plen, cc_buf);
 
-				memcpy(pot, num + cl, plen);
-				strip_national_prefix(t, def, pot, &plen);
 				if ((!dfa_full_match(t, def->general, num, nlen) && dfa_full_match(t, def->general, pot, plen))
 					|| test_length(def, nlen) == PHONE_LENGTH_TOO_LONG)
 				{
-					memcpy(num, pot, plen);
+					num = pot;
 					nlen = plen;
 					cc = def->country_code;
 				}
@@ -1177,17 +1183,19 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 		return PHONE_TOO_SHORT_NSN;
 	if (md != NULL)
 	{
-		char		pot[MAXCP + 64];
 		int			plen = nlen;
-		PhoneLength v;
+		const char *pot = strip_national_prefix(t, md, num, &plen, np_buf);
 
-		memcpy(pot, num, nlen);
-		strip_national_prefix(t, md, pot, &plen);
-		v = test_length(md, plen);
-		if (v != PHONE_LENGTH_TOO_SHORT && v != PHONE_IS_POSSIBLE_LOCAL_ONLY && v != PHONE_INVALID_LENGTH)
+		/* Nothing stripped: nothing to weigh. */
+		if (pot != num || plen != nlen)
 		{
-			memcpy(num, pot, plen);
-			nlen = plen;
+			PhoneLength v = test_length(md, plen);
+
+			if (v != PHONE_LENGTH_TOO_SHORT && v != PHONE_IS_POSSIBLE_LOCAL_ONLY && v != PHONE_INVALID_LENGTH)
+			{
+				num = pot;
+				nlen = plen;
+			}
 		}
 	}
 	if (nlen < 2)
