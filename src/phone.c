@@ -1080,6 +1080,88 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
 }
 
 /*
+ * A plain number, then an extension, all in printable ASCII: "+1 650 253
+ * 0000 ext. 12", "tel:+1-650-253-0000;ext=12", "0201234567,,89#".  The
+ * general path's answer without decoding, trimming or searching the whole
+ * input, under conditions that make it certain:
+ *	- all printable ASCII (nothing refused, no line end), ending in a digit
+ *	  or '#' (nothing trimmed); no second number, subaddress or phone-context
+ *	  (the caller's part);
+ *	- from the first digit or plus sign: plus signs, then only digits and
+ *	  ' -().\/' up to the last digit before the extension, three digits at
+ *	  least (viable alone, VALID_PHONE_NUMBER without letters);
+ *	- the window ext_window finds starts right after that digit, and an
+ *	  extension starts there: the leftmost position the strip tries, with
+ *	  a viable number before it, is the one it takes.
+ * ext_at reads only from its position on, so the tail alone is widened.
+ * Fills num, *nlen, *plus and out->extension, or returns false.
+ */
+static bool
+plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *plus,
+					 PhoneNumber *out)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	uint32_t	tail[MAXCP];
+	size_t		i = 0;
+	size_t		k;
+	size_t		last = 0;
+	size_t		e;
+	int			digits = 0;
+	int			tn;
+	int			d;
+	int			o = 0;
+
+	if (len == 0 || !((unsigned) (s[len - 1] - '0') <= 9 || s[len - 1] == '#'))
+		return false;
+	for (k = 0; k < len; k++)
+		if ((unsigned) (s[k] - 0x20) >= 0x5F)
+			return false;
+	while (i < len && (unsigned) (s[i] - '0') > 9 && s[i] != '+')
+		i++;
+	*plus = i < len && s[i] == '+';
+	while (i < len && s[i] == '+')
+		i++;
+	for (; i < len; i++)
+	{
+		unsigned	c = s[i];
+
+		if (c - '0' <= 9)
+		{
+			num[digits++] = (char) c;
+			last = i;
+		}
+		else if (!(c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/'))
+			break;
+	}
+	if (digits < 3)
+		return false;
+	/* ext_window, over the bytes */
+	e = s[len - 1] == '#' ? len - 1 : len;
+	k = e;
+	while (k > 0 && (unsigned) (s[k - 1] - '0') <= 9)
+		k--;
+	if (k == e)
+		return false;
+	while (k > 0 && is_label_char(s[k - 1]))
+		k--;
+	if (k != last + 1)
+		return false;
+	/* (k < e <= len: never empty, which the compiler cannot see) */
+	tn = (int) (len - k);
+	tail[0] = s[k];
+	for (int j = 1; j < tn; j++)
+		tail[j] = s[k + j];
+	d = ext_at(tail, tn, 0);
+	if (d < 0)
+		return false;
+	for (int j = d; j < tn && o < (int) sizeof(out->extension) - 1; j++)
+		if (tail[j] - '0' <= 9)
+			out->extension[o++] = (char) tail[j];
+	*nlen = digits;
+	return true;
+}
+
+/*
  * MaybeExtractCountryCode and what follows, on the normalized digits of the
  * number (num, which has room for MAXCP + 64) and whether a plus sign led
  * them.  With a plus sign and no calling code found, the digits are read
@@ -1276,6 +1358,14 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 				return PHONE_INVALID_COUNTRY_CODE;
 			return parse_digits(t, def, num, nlen, plus, out);
 		}
+	}
+
+	if (!isub && !second_number && !(semicolon && FIND_BYTES(raw, len, ";phone-context=", &at))
+		&& plain_then_extension(raw, len, num, &nlen, &plus, out))
+	{
+		if (def == NULL && !plus)
+			return PHONE_INVALID_COUNTRY_CODE;
+		return parse_digits(t, def, num, nlen, plus, out);
 	}
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
