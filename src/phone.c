@@ -393,31 +393,14 @@ run(Matcher *m, int pc, int sp)
 }
 
 /*
- * Can any prefix of digits match the pattern whose DFA starts at dfa?  The
- * DFA ignores the end-of-input assertion (it may say yes where the program
- * says no, never the other way round), so a no spares the backtracking.
- */
-static bool
-dfa_prefix_possible(const PhoneTables *t, int32_t dfa, const char *digits, int len)
-{
-	uint32_t	s = (uint32_t) dfa;
-
-	if (dfa < 0 || t->dfa_accept[s])
-		return true;
-	for (int i = 0; i < len; i++)
-	{
-		s = t->dfa_next[s][digits[i] - '0'];
-		if (s == 0)
-			return false;
-		if (t->dfa_accept[s])
-			return true;
-	}
-	return false;
-}
-
-/*
  * Length of the anchored match at the start of digits, or -1; caps (8
  * slots), when wanted, get the groups.  dfa is the pattern's DFA, or -1.
+ *
+ * The DFA goes first, to the first accepting state: where it dies before
+ * one, no prefix matches (it ignores the end-of-input assertion, so it may
+ * say yes where the program says no, never the other way round).  An
+ * accepting state marked 2 has no way on and comes from a pattern without
+ * "$": the match ends there, and only the groups need the program.
  */
 static int
 prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits, int len,
@@ -428,12 +411,23 @@ prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits
 
 	if (prog < 0)
 		return -1;
-	if (!dfa_prefix_possible(t, dfa, digits, len))
+	if (dfa >= 0)
 	{
-		if (caps)
-			for (int i = 0; i < 8; i++)
-				caps[i] = -1;
-		return -1;
+		uint32_t	s = (uint32_t) dfa;
+		int			i = 0;
+
+		while (!t->dfa_accept[s])
+		{
+			if (i == len || (s = t->dfa_next[s][digits[i++] - '0']) == 0)
+			{
+				if (caps)
+					for (int k = 0; k < 8; k++)
+						caps[k] = -1;
+				return -1;
+			}
+		}
+		if (t->dfa_accept[s] == 2 && caps == NULL)
+			return i;
 	}
 	m.prog = t->prog + 0;
 	m.s = digits;
@@ -532,16 +526,19 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *nu
 	int			caps[8];
 	int			end;
 	bool		viable;
+	bool		transform;
 	int			n;
 
 	if (*len == 0 || r->npp < 0)
 		return num;
-	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
+	/* The groups only matter to a transform rule. */
+	transform = r->transform[0] != '\0' && r->npp_groups >= 1;
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, transform ? caps : NULL);
 	if (end < 0)
 		return num;
 	viable = dfa_full_match(t, r->general, num, *len);
 
-	if (r->transform[0] != '\0' && r->npp_groups >= 1)
+	if (transform)
 	{
 		int			g = r->npp_groups >= 2 ? 2 : 1;
 

@@ -61,6 +61,7 @@ typedef struct PhoneTables
 {
 	const char *version;
 	const uint16_t (*dfa_next)[10];
+	/* 0 no, 1 accepting, 2 accepting with no way on (prefix patterns without "$") */
 	const uint8_t *dfa_accept;
 	const PhoneInst *prog;
 	const PhoneRegion *regions;
