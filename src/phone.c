@@ -977,6 +977,38 @@ find_bytes(const char *s, size_t len, const char *needle, size_t nl, size_t *at)
  * start, then two digits alone or at least three (VALID_PHONE_NUMBER).  The
  * digits go to num, and *plus says whether a plus sign leads them.
  */
+/* Are all eight bytes of w ASCII digits?  (High nibble 3, and still 3 plus 6.) */
+static inline bool
+eight_digits(uint64_t w)
+{
+	return ((w & UINT64_C(0xF0F0F0F0F0F0F0F0))
+			| (((w + UINT64_C(0x0606060606060606)) & UINT64_C(0xF0F0F0F0F0F0F0F0)) >> 4))
+		== UINT64_C(0x3333333333333333);
+}
+
+/* Is s[0, n) ASCII digits only?  Eight at a time, the last eight overlapping. */
+static inline bool
+all_digits(const char *s, size_t n)
+{
+	uint64_t	w;
+
+	if (n < 8)
+	{
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned) ((unsigned char) s[i] - '0') > 9)
+				return false;
+		return true;
+	}
+	for (size_t i = 0; i + 8 < n; i += 8)
+	{
+		memcpy(&w, s + i, 8);
+		if (!eight_digits(w))
+			return false;
+	}
+	memcpy(&w, s + n - 8, 8);
+	return eight_digits(w);
+}
+
 typedef enum PlainScan
 {
 	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
@@ -1314,6 +1346,23 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
 		return PHONE_TOO_LONG;
+
+	/*
+	 * Three digits or more, alone or after one plus sign (four inputs in ten
+	 * in the benchmark): what scan_plain would find, without a branch per
+	 * byte, and read where they are.
+	 */
+	{
+		const char *d = raw + (len > 0 && raw[0] == '+');
+		size_t		dn = len - (size_t) (d - raw);
+
+		if (dn >= 3 && all_digits(d, dn))
+		{
+			if (def == NULL && d == raw)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, d, (int) dn, d != raw, out);
+		}
+	}
 
 	switch (scan_plain(raw, len, num, &nlen, &plus))
 	{
