@@ -1340,6 +1340,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	bool		second_number;
 	bool		isub;
 	bool		semicolon;
+	bool		context;
 	bool		printable;
 	size_t		isub_at;
 
@@ -1380,6 +1381,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	second_number = memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
 	isub = semicolon && FIND_BYTES(raw, len, ";isub=", &isub_at);
+	context = semicolon && FIND_BYTES(raw, len, ";phone-context=", &at);
 
 	/*
 	 * A plain number, then an isdn-subaddress: the number before it reads as
@@ -1392,7 +1394,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		&& (unsigned) (raw[isub_at - 1] - '0') <= 9
 		&& (is_ascii_alpha((unsigned char) raw[len - 1])
 			|| (unsigned) (raw[len - 1] - '0') <= 9 || raw[len - 1] == '#')
-		&& !FIND_BYTES(raw, len, ";phone-context=", &at))
+		&& !context)
 	{
 		bool		all_printable = true;
 
@@ -1406,7 +1408,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		}
 	}
 
-	if (!isub && !second_number && !(semicolon && FIND_BYTES(raw, len, ";phone-context=", &at))
+	if (!isub && !second_number && !context
 		&& plain_then_extension(raw, len, num, &nlen, &plus, out))
 	{
 		if (def == NULL && !plus)
@@ -1415,7 +1417,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	}
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
-	if (semicolon && FIND_BYTES(raw, len, ";phone-context=", &at))
+	if (context)
 	{
 		size_t		ctx = at + strlen(";phone-context=");
 		size_t		tel;
