@@ -1191,6 +1191,74 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 }
 
 /*
+ * Digits with letters, ending in a letter, all in printable ASCII: vanity
+ * numbers ("1-800-FLOWERS", "0800123GJOQ").  No extension can end in a
+ * letter and nothing is trimmed before one, so the general path comes down
+ * to VALID_PHONE_NUMBER (viable_main) and the normalisation, here over the
+ * bytes.  No second number, subaddress or phone-context (the caller's
+ * part).  Fills num, *nlen and *plus, or returns false (the general path
+ * then decides).
+ */
+static bool
+plain_with_letters(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	size_t		i = 0;
+	size_t		from;
+	int			digits = 0;
+	int			letters = 0;
+	int			o = 0;
+
+	if (len == 0 || !is_ascii_alpha(s[len - 1]))
+		return false;
+	for (size_t k = 0; k < len; k++)
+		if ((unsigned) (s[k] - 0x20) >= 0x5F)
+			return false;
+	/* ExtractPossibleNumber: from the first digit or plus sign */
+	while (i < len && (unsigned) (s[i] - '0') > 9 && s[i] != '+')
+		i++;
+	*plus = i < len && s[i] == '+';
+	while (i < len && s[i] == '+')
+		i++;
+	from = i;
+	/* viable_main */
+	for (; i < len; i++)
+	{
+		unsigned	c = s[i];
+
+		if (c - '0' <= 9)
+			digits++;
+		else if (!(is_punct(c) || (is_ascii_alpha(c) && digits >= 3)))
+			return false;
+	}
+	if (digits < 3)
+		return false;
+	/* normalize */
+	for (i = from; i < len && letters < 3; i++)
+	{
+		if ((unsigned) (s[i] - '0') <= 9)
+			num[o++] = (char) s[i];
+		else
+			letters += is_ascii_alpha(s[i]);
+	}
+	if (letters >= 3)
+	{
+		o = 0;
+		for (i = from; i < len; i++)
+		{
+			unsigned	c = s[i];
+
+			if (c - '0' <= 9)
+				num[o++] = (char) c;
+			else if (is_ascii_alpha(c))
+				num[o++] = keypad[(c | 0x20) - 'a'];
+		}
+	}
+	*nlen = o;
+	return true;
+}
+
+/*
  * MaybeExtractCountryCode and what follows, on the normalized digits of the
  * number (num, which has room for MAXCP + 64) and whether a plus sign led
  * them.  With a plus sign and no calling code found, the digits are read
@@ -1410,6 +1478,13 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 
 	if (!isub && !second_number && !context
 		&& plain_then_extension(raw, len, num, &nlen, &plus, out))
+	{
+		if (def == NULL && !plus)
+			return PHONE_INVALID_COUNTRY_CODE;
+		return parse_digits(t, def, num, nlen, plus, out);
+	}
+
+	if (!semicolon && !second_number && plain_with_letters(raw, len, num, &nlen, &plus))
 	{
 		if (def == NULL && !plus)
 			return PHONE_INVALID_COUNTRY_CODE;
