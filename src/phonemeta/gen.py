@@ -421,11 +421,12 @@ def main():
     w("static const PhoneRegion regions[] = {")
     for r in regions:
         types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
-        w('\t{"%s",%d,%d,%d,%d,%d,"%s",%d,%d,%dU,%dU,%d,{%s},%d,%d,%d},' % (
-            r["id"], r["cc"], int(r["main"]), r["idd"], r["npp"], r["npp_groups"],
-            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"], r["general"],
-            r["lengths"], r["local"], int(r["same_fixed_mobile"]), types,
-            r["idd_dfa"], r["npp_dfa"], r["leading_dfa"]))
+        # In PhoneRegion's order (src/phone.h).
+        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s}},' % (
+            r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
+            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
+            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
+            r["leading_dfa"], types))
     w("};")
     # Calling code -> its regions, the main country first, then the others in
     # the metadata's order (libphonenumber's country-code-to-region map).
