@@ -36,7 +36,7 @@ enum
 	PHONE_DESC_UAN, PHONE_DESC_VOICEMAIL, PHONE_NDESC
 };
 
-typedef struct PhoneRegion
+typedef struct __attribute__((aligned(64))) PhoneRegion
 {
 	/* What parsing reads first, kept together (one or two cache lines). */
 	char		id[4];			/* ISO 3166 code, or "001" for non-geographic */
