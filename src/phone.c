@@ -630,8 +630,9 @@ is_after_label(uint32_t c)
 static uint32_t
 lower(uint32_t c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c + 32;
+	/* ASCII first: nearly every character the extension search looks at */
+	if (c < 0x80)
+		return c - 'A' <= 'Z' - 'A' ? c + 32 : c;
 	if (c >= 0xFF21 && c <= 0xFF3A)
 		return c + 32;
 	if (c >= 0x410 && c <= 0x42F)
@@ -1142,11 +1143,13 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 
 	if (len == 0 || !((unsigned) (s[len - 1] - '0') <= 9 || s[len - 1] == '#'))
 		return false;
-	for (k = 0; k < len; k++)
-		if ((unsigned) (s[k] - 0x20) >= 0x5F)
-			return false;
+	/* Printable ASCII is checked on the way: before the number here ... */
 	while (i < len && (unsigned) (s[i] - '0') > 9 && s[i] != '+')
+	{
+		if ((unsigned) (s[i] - 0x20) >= 0x5F)
+			return false;
 		i++;
+	}
 	*plus = i < len && s[i] == '+';
 	while (i < len && s[i] == '+')
 		i++;
@@ -1175,11 +1178,17 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 		k--;
 	if (k != last + 1)
 		return false;
-	/* (k < e <= len: never empty, which the compiler cannot see) */
+	/*
+	 * ... and from the window on, which starts at or before where the plain
+	 * part stopped (k < e <= len: never empty, which the compiler cannot see)
+	 */
 	tn = (int) (len - k);
 	tail[0] = s[k];
 	for (int j = 1; j < tn; j++)
 		tail[j] = s[k + j];
+	for (int j = 0; j < tn; j++)
+		if (tail[j] - 0x20 >= 0x5F)
+			return false;
 	d = ext_at(tail, tn, 0);
 	if (d < 0)
 		return false;
