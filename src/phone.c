@@ -967,17 +967,6 @@ find_bytes(const char *s, size_t len, const char *needle, size_t nl, size_t *at)
 	return false;
 }
 
-/*
- * The common case in one pass over the bytes: nothing but digits (ASCII or
- * full-width), plus signs (ASCII or full-width) and the punctuation ' ', '-',
- * '(', ')', '.' and '/', after any printable ASCII but ';' before the first
- * digit or plus sign.  Such an input holds no phone-context, no extension, no
- * second number and no code point libphonenumber refuses, so what the
- * general path does comes down to: from the first digit or plus sign to the
- * last digit (the ends ExtractPossibleNumber keeps), plus signs only at the
- * start, then two digits alone or at least three (VALID_PHONE_NUMBER).  The
- * digits go to num, and *plus says whether a plus sign leads them.
- */
 /* Are all eight bytes of w ASCII digits?  (High nibble 3, and still 3 plus 6.) */
 static inline bool
 eight_digits(uint64_t w)
@@ -1010,6 +999,17 @@ all_digits(const char *s, size_t n)
 	return eight_digits(w);
 }
 
+/*
+ * The common case in one pass over the bytes: nothing but digits (ASCII or
+ * full-width), plus signs (ASCII or full-width) and the punctuation ' ', '-',
+ * '(', ')', '.' and '/', after any printable ASCII but ';' before the first
+ * digit or plus sign.  Such an input holds no phone-context, no extension, no
+ * second number and no code point libphonenumber refuses, so what the
+ * general path does comes down to: from the first digit or plus sign to the
+ * last digit (the ends ExtractPossibleNumber keeps), plus signs only at the
+ * start, then two digits alone or at least three (VALID_PHONE_NUMBER).  The
+ * digits go to num, and *plus says whether a plus sign leads them.
+ */
 typedef enum PlainScan
 {
 	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
@@ -1118,7 +1118,7 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
  *	  or '#' (nothing trimmed); no second number, subaddress or phone-context
  *	  (the caller's part);
  *	- from the first digit or plus sign: plus signs, then only digits and
- *	  ' -().\/' up to the last digit before the extension, three digits at
+ *	  ' -()./' up to the last digit before the extension, three digits at
  *	  least (viable alone, VALID_PHONE_NUMBER without letters);
  *	- the window ext_window finds starts right after that digit, and an
  *	  extension starts there: the leftmost position the strip tries, with
