@@ -393,31 +393,14 @@ run(Matcher *m, int pc, int sp)
 }
 
 /*
- * Can any prefix of digits match the pattern whose DFA starts at dfa?  The
- * DFA ignores the end-of-input assertion (it may say yes where the program
- * says no, never the other way round), so a no spares the backtracking.
- */
-static bool
-dfa_prefix_possible(const PhoneTables *t, int32_t dfa, const char *digits, int len)
-{
-	uint32_t	s = (uint32_t) dfa;
-
-	if (dfa < 0 || t->dfa_accept[s])
-		return true;
-	for (int i = 0; i < len; i++)
-	{
-		s = t->dfa_next[s][digits[i] - '0'];
-		if (s == 0)
-			return false;
-		if (t->dfa_accept[s])
-			return true;
-	}
-	return false;
-}
-
-/*
  * Length of the anchored match at the start of digits, or -1; caps (8
  * slots), when wanted, get the groups.  dfa is the pattern's DFA, or -1.
+ *
+ * The DFA goes first, to the first accepting state: where it dies before
+ * one, no prefix matches (it ignores the end-of-input assertion, so it may
+ * say yes where the program says no, never the other way round).  An
+ * accepting state marked 2 has no way on and comes from a pattern without
+ * "$": the match ends there, and only the groups need the program.
  */
 static int
 prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits, int len,
@@ -428,12 +411,23 @@ prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits
 
 	if (prog < 0)
 		return -1;
-	if (!dfa_prefix_possible(t, dfa, digits, len))
+	if (dfa >= 0)
 	{
-		if (caps)
-			for (int i = 0; i < 8; i++)
-				caps[i] = -1;
-		return -1;
+		uint32_t	s = (uint32_t) dfa;
+		int			i = 0;
+
+		while (!t->dfa_accept[s])
+		{
+			if (i == len || (s = t->dfa_next[s][digits[i++] - '0']) == 0)
+			{
+				if (caps)
+					for (int k = 0; k < 8; k++)
+						caps[k] = -1;
+				return -1;
+			}
+		}
+		if (t->dfa_accept[s] == 2 && caps == NULL)
+			return i;
 	}
 	m.prog = t->prog + 0;
 	m.s = digits;
@@ -520,26 +514,31 @@ type_helper(const PhoneTables *t, const PhoneRegion *r, const char *nsn, int len
 /* ------------------------------------------------------------- parsing */
 
 /*
- * MaybeStripNationalPrefixAndCarrierCode: digits (ASCII) in/out.  Returns
- * true when the number was changed.
+ * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
+ * in place: returns where the number starts then (num when nothing goes, a
+ * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
+ * transform rule rewrites it), *len its length.
  */
-static bool
-strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, char *num, int *len)
+static const char *
+strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
+					  char *buf)
 {
 	int			caps[8];
 	int			end;
 	bool		viable;
-	char		buf[MAXCP + 64];
+	bool		transform;
 	int			n;
 
 	if (*len == 0 || r->npp < 0)
-		return false;
-	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
+		return num;
+	/* The groups only matter to a transform rule. */
+	transform = r->transform[0] != '\0' && r->npp_groups >= 1;
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, transform ? caps : NULL);
 	if (end < 0)
-		return false;
+		return num;
 	viable = dfa_full_match(t, r->general, num, *len);
 
-	if (r->transform[0] != '\0' && r->npp_groups >= 1)
+	if (transform)
 	{
 		int			g = r->npp_groups >= 2 ? 2 : 1;
 
@@ -565,19 +564,17 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, char *num, int
 			memcpy(buf + n, num + end, *len - end);
 			n += *len - end;
 			if (viable && !dfa_full_match(t, r->general, buf, n))
-				return false;
+				return num;
 			if (n > MAXCP)
-				return false;
-			memcpy(num, buf, n);
+				return num;
 			*len = n;
-			return true;
+			return buf;
 		}
 	}
 	if (viable && !dfa_full_match(t, r->general, num + end, *len - end))
-		return false;
-	memmove(num, num + end, *len - end);
+		return num;
 	*len -= end;
-	return true;
+	return num + end;
 }
 
 /* Keypad letters, A to Z. */
@@ -633,8 +630,9 @@ is_after_label(uint32_t c)
 static uint32_t
 lower(uint32_t c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c + 32;
+	/* ASCII first: nearly every character the extension search looks at */
+	if (c < 0x80)
+		return c - 'A' <= 'Z' - 'A' ? c + 32 : c;
 	if (c >= 0xFF21 && c <= 0xFF3A)
 		return c + 32;
 	if (c >= 0x410 && c <= 0x42F)
@@ -969,6 +967,38 @@ find_bytes(const char *s, size_t len, const char *needle, size_t nl, size_t *at)
 	return false;
 }
 
+/* Are all eight bytes of w ASCII digits?  (High nibble 3, and still 3 plus 6.) */
+static inline bool
+eight_digits(uint64_t w)
+{
+	return ((w & UINT64_C(0xF0F0F0F0F0F0F0F0))
+			| (((w + UINT64_C(0x0606060606060606)) & UINT64_C(0xF0F0F0F0F0F0F0F0)) >> 4))
+		== UINT64_C(0x3333333333333333);
+}
+
+/* Is s[0, n) ASCII digits only?  Eight at a time, the last eight overlapping. */
+static inline bool
+all_digits(const char *s, size_t n)
+{
+	uint64_t	w;
+
+	if (n < 8)
+	{
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned) ((unsigned char) s[i] - '0') > 9)
+				return false;
+		return true;
+	}
+	for (size_t i = 0; i + 8 < n; i += 8)
+	{
+		memcpy(&w, s + i, 8);
+		if (!eight_digits(w))
+			return false;
+	}
+	memcpy(&w, s + n - 8, 8);
+	return eight_digits(w);
+}
+
 /*
  * The common case in one pass over the bytes: nothing but digits (ASCII or
  * full-width), plus signs (ASCII or full-width) and the punctuation ' ', '-',
@@ -1080,18 +1110,181 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
 }
 
 /*
+ * A plain number, then an extension, all in printable ASCII: "+1 650 253
+ * 0000 ext. 12", "tel:+1-650-253-0000;ext=12", "0201234567,,89#".  The
+ * general path's answer without decoding, trimming or searching the whole
+ * input, under conditions that make it certain:
+ *	- all printable ASCII (nothing refused, no line end), ending in a digit
+ *	  or '#' (nothing trimmed); no second number, subaddress or phone-context
+ *	  (the caller's part);
+ *	- from the first digit or plus sign: plus signs, then only digits and
+ *	  ' -()./' up to the last digit before the extension, three digits at
+ *	  least (viable alone, VALID_PHONE_NUMBER without letters);
+ *	- the window ext_window finds starts right after that digit, and an
+ *	  extension starts there: the leftmost position the strip tries, with
+ *	  a viable number before it, is the one it takes.
+ * ext_at reads only from its position on, so the tail alone is widened.
+ * Fills num, *nlen, *plus and out->extension, or returns false.
+ */
+static bool
+plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *plus,
+					 PhoneNumber *out)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	uint32_t	tail[MAXCP];
+	size_t		i = 0;
+	size_t		k;
+	size_t		last = 0;
+	size_t		e;
+	int			digits = 0;
+	int			tn;
+	int			d;
+	int			o = 0;
+
+	if (len == 0 || !((unsigned) (s[len - 1] - '0') <= 9 || s[len - 1] == '#'))
+		return false;
+	/* Printable ASCII is checked on the way: before the number here ... */
+	while (i < len && (unsigned) (s[i] - '0') > 9 && s[i] != '+')
+	{
+		if ((unsigned) (s[i] - 0x20) >= 0x5F)
+			return false;
+		i++;
+	}
+	*plus = i < len && s[i] == '+';
+	while (i < len && s[i] == '+')
+		i++;
+	for (; i < len; i++)
+	{
+		unsigned	c = s[i];
+
+		if (c - '0' <= 9)
+		{
+			num[digits++] = (char) c;
+			last = i;
+		}
+		else if (!(c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/'))
+			break;
+	}
+	if (digits < 3)
+		return false;
+	/* ext_window, over the bytes */
+	e = s[len - 1] == '#' ? len - 1 : len;
+	k = e;
+	while (k > 0 && (unsigned) (s[k - 1] - '0') <= 9)
+		k--;
+	if (k == e)
+		return false;
+	while (k > 0 && is_label_char(s[k - 1]))
+		k--;
+	if (k != last + 1)
+		return false;
+	/*
+	 * ... and from the window on, which starts at or before where the plain
+	 * part stopped (k < e <= len: never empty, which the compiler cannot see)
+	 */
+	tn = (int) (len - k);
+	tail[0] = s[k];
+	for (int j = 1; j < tn; j++)
+		tail[j] = s[k + j];
+	for (int j = 0; j < tn; j++)
+		if (tail[j] - 0x20 >= 0x5F)
+			return false;
+	d = ext_at(tail, tn, 0);
+	if (d < 0)
+		return false;
+	for (int j = d; j < tn && o < (int) sizeof(out->extension) - 1; j++)
+		if (tail[j] - '0' <= 9)
+			out->extension[o++] = (char) tail[j];
+	*nlen = digits;
+	return true;
+}
+
+/*
+ * Digits with letters, ending in a letter, all in printable ASCII: vanity
+ * numbers ("1-800-FLOWERS", "0800123GJOQ").  No extension can end in a
+ * letter and nothing is trimmed before one, so the general path comes down
+ * to VALID_PHONE_NUMBER (viable_main) and the normalisation, here over the
+ * bytes.  No second number, subaddress or phone-context (the caller's
+ * part).  Fills num, *nlen and *plus, or returns false (the general path
+ * then decides).
+ */
+static bool
+plain_with_letters(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	size_t		i = 0;
+	size_t		from;
+	int			digits = 0;
+	int			letters = 0;
+	int			o = 0;
+
+	if (len == 0 || !is_ascii_alpha(s[len - 1]))
+		return false;
+	for (size_t k = 0; k < len; k++)
+		if ((unsigned) (s[k] - 0x20) >= 0x5F)
+			return false;
+	/* ExtractPossibleNumber: from the first digit or plus sign */
+	while (i < len && (unsigned) (s[i] - '0') > 9 && s[i] != '+')
+		i++;
+	*plus = i < len && s[i] == '+';
+	while (i < len && s[i] == '+')
+		i++;
+	from = i;
+	/* viable_main */
+	for (; i < len; i++)
+	{
+		unsigned	c = s[i];
+
+		if (c - '0' <= 9)
+			digits++;
+		else if (!(is_punct(c) || (is_ascii_alpha(c) && digits >= 3)))
+			return false;
+	}
+	if (digits < 3)
+		return false;
+	/* normalize */
+	for (i = from; i < len && letters < 3; i++)
+	{
+		if ((unsigned) (s[i] - '0') <= 9)
+			num[o++] = (char) s[i];
+		else
+			letters += is_ascii_alpha(s[i]);
+	}
+	if (letters >= 3)
+	{
+		o = 0;
+		for (i = from; i < len; i++)
+		{
+			unsigned	c = s[i];
+
+			if (c - '0' <= 9)
+				num[o++] = (char) c;
+			else if (is_ascii_alpha(c))
+				num[o++] = keypad[(c | 0x20) - 'a'];
+		}
+	}
+	*nlen = o;
+	return true;
+}
+
+/*
  * MaybeExtractCountryCode and what follows, on the normalized digits of the
  * number (num, which has room for MAXCP + 64) and whether a plus sign led
  * them.  With a plus sign and no calling code found, the digits are read
  * again as national ones, as libphonenumber retries without the plus sign.
  */
 static PhoneError
-parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, bool plus,
+parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int nlen, bool plus,
 			 PhoneNumber *out)
 {
 	const PhoneRegion *md;
 	int			cc = 0;
 
+	/* Where a transform rule rewrites the number: never num itself. */
+	char		cc_buf[MAXCP + 64];
+	char		np_buf[MAXCP + 64];
+
+	/* The prefixes and the calling code go by moving num on, not copying. */
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		bool		international = false;
@@ -1105,7 +1298,7 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 
 			if (m >= 0 && !(m < nlen && num[m] == '0'))
 			{
-				memmove(num, num + m, nlen - m);
+				num += m;
 				nlen -= m;
 				international = true;
 			}
@@ -1115,19 +1308,22 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 			if (nlen <= 2)
 				return PHONE_TOO_SHORT_AFTER_IDD;
 			if (num[0] != '0')
-				for (int k = 1; k <= 3 && k <= nlen && cc == 0; k++)
-				{
-					int			v = 0;
+			{
+				int			v = 0;
 
-					for (int q = 0; q < k; q++)
-						v = v * 10 + (num[q] - '0');
-					if (region_for_code(t, v) != NULL)
+				/* The shortest calling code the digits start with. */
+				for (int k = 1; k <= 3 && k <= nlen; k++)
+				{
+					v = v * 10 + (num[k - 1] - '0');
+					if (t->cc_count[v] != 0)
 					{
 						cc = v;
-						memmove(num, num + k, nlen - k);
+						num += k;
 						nlen -= k;
+						break;
 					}
 				}
+			}
 			if (cc == 0)
 			{
 				if (attempt == 0 && plus)
@@ -1146,15 +1342,13 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 			/* The number starts with the default region's calling code. */
 			if (nlen >= cl && v == cc0)
 			{
-				char		pot[MAXCP + 64];
 				int			plen = nlen - cl;
+				const char *pot = strip_national_prefix(t, def, num + cl, &plen, cc_buf);
 
-				memcpy(pot, num + cl, plen);
-				strip_national_prefix(t, def, pot, &plen);
 				if ((!dfa_full_match(t, def->general, num, nlen) && dfa_full_match(t, def->general, pot, plen))
 					|| test_length(def, nlen) == PHONE_LENGTH_TOO_LONG)
 				{
-					memcpy(num, pot, plen);
+					num = pot;
 					nlen = plen;
 					cc = def->country_code;
 				}
@@ -1177,17 +1371,19 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, char *num, int nlen, 
 		return PHONE_TOO_SHORT_NSN;
 	if (md != NULL)
 	{
-		char		pot[MAXCP + 64];
 		int			plen = nlen;
-		PhoneLength v;
+		const char *pot = strip_national_prefix(t, md, num, &plen, np_buf);
 
-		memcpy(pot, num, nlen);
-		strip_national_prefix(t, md, pot, &plen);
-		v = test_length(md, plen);
-		if (v != PHONE_LENGTH_TOO_SHORT && v != PHONE_IS_POSSIBLE_LOCAL_ONLY && v != PHONE_INVALID_LENGTH)
+		/* Nothing stripped: nothing to weigh. */
+		if (pot != num || plen != nlen)
 		{
-			memcpy(num, pot, plen);
-			nlen = plen;
+			PhoneLength v = test_length(md, plen);
+
+			if (v != PHONE_LENGTH_TOO_SHORT && v != PHONE_IS_POSSIBLE_LOCAL_ONLY && v != PHONE_INVALID_LENGTH)
+			{
+				num = pot;
+				nlen = plen;
+			}
 		}
 	}
 	if (nlen < 2)
@@ -1221,12 +1417,30 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	bool		second_number;
 	bool		isub;
 	bool		semicolon;
+	bool		context;
 	bool		printable;
 	size_t		isub_at;
 
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
 		return PHONE_TOO_LONG;
+
+	/*
+	 * Three digits or more, alone or after one plus sign (four inputs in ten
+	 * in the benchmark): what scan_plain would find, without a branch per
+	 * byte, and read where they are.
+	 */
+	{
+		const char *d = raw + (len > 0 && raw[0] == '+');
+		size_t		dn = len - (size_t) (d - raw);
+
+		if (dn >= 3 && all_digits(d, dn))
+		{
+			if (def == NULL && d == raw)
+				return PHONE_INVALID_COUNTRY_CODE;
+			return parse_digits(t, def, d, (int) dn, d != raw, out);
+		}
+	}
 
 	switch (scan_plain(raw, len, num, &nlen, &plus))
 	{
@@ -1244,6 +1458,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	second_number = memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
 	isub = semicolon && FIND_BYTES(raw, len, ";isub=", &isub_at);
+	context = semicolon && FIND_BYTES(raw, len, ";phone-context=", &at);
 
 	/*
 	 * A plain number, then an isdn-subaddress: the number before it reads as
@@ -1256,7 +1471,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		&& (unsigned) (raw[isub_at - 1] - '0') <= 9
 		&& (is_ascii_alpha((unsigned char) raw[len - 1])
 			|| (unsigned) (raw[len - 1] - '0') <= 9 || raw[len - 1] == '#')
-		&& !FIND_BYTES(raw, len, ";phone-context=", &at))
+		&& !context)
 	{
 		bool		all_printable = true;
 
@@ -1270,8 +1485,23 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		}
 	}
 
+	if (!isub && !second_number && !context
+		&& plain_then_extension(raw, len, num, &nlen, &plus, out))
+	{
+		if (def == NULL && !plus)
+			return PHONE_INVALID_COUNTRY_CODE;
+		return parse_digits(t, def, num, nlen, plus, out);
+	}
+
+	if (!semicolon && !second_number && plain_with_letters(raw, len, num, &nlen, &plus))
+	{
+		if (def == NULL && !plus)
+			return PHONE_INVALID_COUNTRY_CODE;
+		return parse_digits(t, def, num, nlen, plus, out);
+	}
+
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
-	if (semicolon && FIND_BYTES(raw, len, ";phone-context=", &at))
+	if (context)
 	{
 		size_t		ctx = at + strlen(";phone-context=");
 		size_t		tel;

@@ -36,31 +36,33 @@ enum
 	PHONE_DESC_UAN, PHONE_DESC_VOICEMAIL, PHONE_NDESC
 };
 
-typedef struct PhoneRegion
+typedef struct __attribute__((aligned(64))) PhoneRegion
 {
+	/* What parsing reads first, kept together (one or two cache lines). */
 	char		id[4];			/* ISO 3166 code, or "001" for non-geographic */
 	uint16_t	country_code;
 	uint8_t		main_country;
+	uint8_t		same_fixed_mobile;
 	int32_t		idd;			/* program: international prefix, or -1 */
 	int32_t		npp;			/* program: national prefix for parsing, or -1 */
-	int32_t		npp_groups;
-	const char *transform;		/* national prefix transform rule, "" if none */
-	int32_t		leading;		/* program: leading digits, or -1 */
-	int32_t		general;		/* DFA of the general description */
-	uint32_t	lengths;		/* possible lengths of the general description */
-	uint32_t	local_only;
-	uint8_t		same_fixed_mobile;
-	PhoneDesc	desc[PHONE_NDESC];
 	/* DFAs of idd, npp and leading: where they die, no prefix matches */
 	int32_t		idd_dfa;
 	int32_t		npp_dfa;
+	int32_t		npp_groups;
+	int32_t		general;		/* DFA of the general description */
+	uint32_t	lengths;		/* possible lengths of the general description */
+	uint32_t	local_only;
+	const char *transform;		/* national prefix transform rule, "" if none */
+	int32_t		leading;		/* program: leading digits, or -1 */
 	int32_t		leading_dfa;
+	PhoneDesc	desc[PHONE_NDESC];
 } PhoneRegion;
 
 typedef struct PhoneTables
 {
 	const char *version;
 	const uint16_t (*dfa_next)[10];
+	/* 0 no, 1 accepting, 2 accepting with no way on (prefix patterns without "$") */
 	const uint8_t *dfa_accept;
 	const PhoneInst *prog;
 	const PhoneRegion *regions;

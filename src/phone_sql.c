@@ -16,13 +16,28 @@
 
 #define TABLES (&phone_tables_v9_0_35)
 
+/*
+ * A text argument: PG_GETARG_TEXT_PP without its function call for what
+ * the call would hand back unchanged (neither compressed nor external:
+ * every row of a plain table of numbers).
+ */
+static inline text *
+arg_text(FunctionCallInfo fcinfo, int argno)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+
+	if (VARATT_IS_COMPRESSED(v) || VARATT_IS_EXTERNAL(v))
+		v = pg_detoast_datum_packed(v);
+	return (text *) v;
+}
+
 /* The region to read the number in: the argument, or the account's default. */
 static bool
 resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 {
 	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
 	{
-		text	   *r = PG_GETARG_TEXT_PP(argno);
+		text	   *r = arg_text(fcinfo, argno);
 		int			len = VARSIZE_ANY_EXHDR(r);
 
 		if (len > 3)
@@ -112,7 +127,7 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	raw = PG_GETARG_TEXT_PP(0);
+	raw = arg_text(fcinfo, 0);
 	if (!resolve_region(fcinfo, 1, region, raise))
 		PG_RETURN_NULL();
 	why = check_number(raw, region, strict, &p);

@@ -338,9 +338,18 @@ def main():
         if not pattern:
             return -1
         try:
-            return add_dfa(pattern)
+            first = len(dfa_trans)
+            start = add_dfa(pattern)
         except ValueError:
             return -1
+        # 2: accepting, and nothing goes on from it.  Reached first, such a
+        # state is the only match there is: where the pattern has no "$",
+        # the backtracking program can only find that one.
+        if not any(op == OP_END for op, _, _ in compile_prog(Parser(pattern).parse())):
+            for q in range(first, len(dfa_trans)):
+                if dfa_accept[q] and not any(dfa_trans[q]):
+                    dfa_accept[q] = 2
+        return start
 
     def add_prog(pattern):
         if not pattern:
@@ -404,7 +413,7 @@ def main():
     for row in dfa_trans:
         w("\t{%s}," % ",".join(map(str, row)))
     w("};")
-    w("static const uint8_t dfa_accept[] = {%s};" % ",".join("1" if x else "0" for x in dfa_accept))
+    w("static const uint8_t dfa_accept[] = {%s};" % ",".join(str(int(x)) for x in dfa_accept))
     w("static const PhoneInst prog[] = {")
     for op, x, y in progs:
         w("\t{%d,%d,%d}," % (op, x, y))
@@ -412,11 +421,12 @@ def main():
     w("static const PhoneRegion regions[] = {")
     for r in regions:
         types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
-        w('\t{"%s",%d,%d,%d,%d,%d,"%s",%d,%d,%dU,%dU,%d,{%s},%d,%d,%d},' % (
-            r["id"], r["cc"], int(r["main"]), r["idd"], r["npp"], r["npp_groups"],
-            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"], r["general"],
-            r["lengths"], r["local"], int(r["same_fixed_mobile"]), types,
-            r["idd_dfa"], r["npp_dfa"], r["leading_dfa"]))
+        # In PhoneRegion's order (src/phone.h).
+        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s}},' % (
+            r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
+            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
+            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
+            r["leading_dfa"], types))
     w("};")
     # Calling code -> its regions, the main country first, then the others in
     # the metadata's order (libphonenumber's country-code-to-region map).
