@@ -15,7 +15,10 @@ bench_cluster() {
 	INITDB=$T/root$PGBIN/initdb PGCTL=$T/root$PGBIN/pg_ctl
 	ensure_secrets "$T/secrets.env"
 	init_cluster "$T/data" "$PORT" "$T/run" "$DB"
-	printf 'shared_buffers = 1GB\nmax_parallel_workers_per_gather = 0\njit = off\n' >> "$T/data/eightms.conf"
+	# The bridge worker serves the benchmark's database, as it would in a
+	# deployment: pointed at a database that does not exist it would fail
+	# and be restarted every few seconds while the benchmark runs.
+	printf "shared_buffers = 1GB\nmax_parallel_workers_per_gather = 0\njit = off\neightms.bridge_database = '%s'\n" "$DB" >> "$T/data/eightms.conf"
 	trap 'stop_cluster "$T/data"' EXIT
 	start_cluster "$T/data" "$T/secrets.env" "$T/server.log"
 	export PGHOST=$T/run PGPORT=$PORT PGUSER=postgres PATH=$T/root$PGBIN:$PATH

@@ -42,12 +42,29 @@ CREATE TABLE inputs AS SELECT raw, region FROM all_inputs WHERE eightms.try_e164
 VACUUM ANALYZE;
 SQL
 rows=$(command psql -X -At -d "$DB" -c "SELECT count(*) FROM inputs")
-e=$(best_ms "SELECT count(eightms.e164(raw, region, false)) FROM inputs;")
-l=$(best_ms "SELECT count(length(raw)) FROM inputs;")
-te=$(best_ms "SELECT count(eightms.try_e164(raw, region, false)) FROM all_inputs;")
-tl=$(best_ms "SELECT count(length(raw)) FROM all_inputs;")
-printf 'rows: %d possible numbers (of %d inputs)\n' "$rows" "$N"
-printf 'count(eightms.e164(raw, region, false)):  %8.1f ms\n' "$e"
-printf 'count(length(raw)):                       %8.1f ms\n' "$l"
-printf 'ratio e164/length: %.2f (target <= 2)\n' "$(echo "$e / $l" | bc -l)"
-printf 'all %d inputs: count(try_e164) %.1f ms, count(length) %.1f ms, ratio %.2f\n' "$N" "$te" "$tl" "$(echo "$te / $tl" | bc -l)"
+# The machine's speed drifts by more than the margin being measured
+# (length() alone moved between 70 and 123 ms from one run to the next), so
+# the two queries alternate in one session, ROUNDS times, and each round
+# gives a ratio; the median round is the result.
+paired() {
+	local a=$1 b=$2 i
+	{
+		echo '\timing on'
+		for i in $(seq 1 "$ROUNDS"); do printf '%s\n%s\n' "$a" "$b"; done
+	} | command psql -X -q -At -d "$DB" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | paste - - \
+		| awk '{ printf "%s %s %.4f\n", $1, $2, $1 / $2 }' > "$T/rounds"
+	# best of each query, then the median, lowest and highest round ratio
+	printf '%s %s %s %s %s\n' "$(cut -d' ' -f1 "$T/rounds" | sort -g | head -n1)" \
+		"$(cut -d' ' -f2 "$T/rounds" | sort -g | head -n1)" \
+		"$(cut -d' ' -f3 "$T/rounds" | sort -g | awk '{ r[NR] = $1 } END { print (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2 }')" \
+		"$(cut -d' ' -f3 "$T/rounds" | sort -g | head -n1)" "$(cut -d' ' -f3 "$T/rounds" | sort -g | tail -n1)"
+}
+ROUNDS=${BENCH_ROUNDS:-7}
+command psql -X -q -d "$DB" -c "SELECT count(eightms.e164(raw, region, false)), count(length(raw)) FROM inputs" >/dev/null
+read -r e l ratio rmin rmax < <(paired "SELECT count(eightms.e164(raw, region, false)) FROM inputs;" "SELECT count(length(raw)) FROM inputs;")
+read -r te tl tratio trmin trmax < <(paired "SELECT count(eightms.try_e164(raw, region, false)) FROM all_inputs;" "SELECT count(length(raw)) FROM all_inputs;")
+printf 'rows: %d possible numbers (of %d inputs); %d alternating rounds\n' "$rows" "$N" "$ROUNDS"
+printf 'count(eightms.e164(raw, region, false)):  %8.1f ms (best round)\n' "$e"
+printf 'count(length(raw)):                       %8.1f ms (best round)\n' "$l"
+printf 'ratio e164/length: %.2f, median of the rounds (%.2f to %.2f) (target <= 2)\n' "$ratio" "$rmin" "$rmax"
+printf 'all %d inputs: count(try_e164) %.1f ms, count(length) %.1f ms, ratio %.2f (median; %.2f to %.2f)\n' "$N" "$te" "$tl" "$tratio" "$trmin" "$trmax"
