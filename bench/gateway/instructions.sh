@@ -29,40 +29,46 @@ command pgbench -q -i -s 10 "$DB" >/dev/null 2>&1
 # One phone takes all the work (its conversations and queue), so that one
 # caller claims what is sent.
 P1=${PHONES[0]}
-command psql -X -q -d "$DB" -v acct="$ACCT" -v p1="$P1" <<'SQL'
+command psql -X -q -d "$DB" -v acct="$ACCT" -v p1="$P1" -v bsz="$BATCH" -v rounds="$ROUNDS" <<'SQL'
 UPDATE eightms.conversation SET phone_id = :'p1' WHERE account_id = :'acct';
 UPDATE eightms.message SET phone_id = :'p1' WHERE account_id = :'acct' AND pending;
+-- The send batches' JSON as the client sends it (run.sh's send.sql writes
+-- the same text): made before counting, since the client builds it.
+CREATE TABLE public.bench_batch (bk int, bi int, body text, PRIMARY KEY (bk, bi));
+INSERT INTO public.bench_batch
+SELECT k, i, '[' || string_agg(format('{"to": "+1 212 555 %s", "body": "Your order %s has shipped"}',
+									  1000 + (k + i * :bsz + j) % 8000, j), ', ' ORDER BY j) || ']'
+  FROM (VALUES (0), (50000), (60000)) ks(k), generate_series(1, greatest(:rounds, 5)) i, generate_series(1, :bsz) j
+ GROUP BY k, i;
 CREATE PROCEDURE public.lifecycles(n int, acct uuid, phone uuid, bsz int, k int)
 LANGUAGE plpgsql AS $$
 DECLARE
-	ids text;
+	batch text;
+	sent text;
+	done text;
 	prev text;
 	uclaims text := format('{"role":"eightms_user","sub":"bench","email":"bench@example.test","account_id":"%s"}', acct);
 	pclaims text := format('{"role":"eightms_phone","account_id":"%s","phone_id":"%s","tv":1}', acct, phone);
 BEGIN
 	FOR i IN 1 .. n LOOP
+		SELECT b.body INTO batch FROM public.bench_batch b WHERE b.bk = k AND b.bi = i;
 		PERFORM set_config('role', 'eightms_user', true), set_config('request.jwt.claims', uclaims, true);
-		PERFORM count(*) FROM eightms_api.send_messages((
-			SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 ' || (1000 + (k + i * bsz + j) % 8000),
-												'body', 'Your order ' || j || ' has shipped'))
-			  FROM generate_series(1, bsz) j));
+		PERFORM count(*) FROM eightms_api.send_messages(batch::jsonb);
 		COMMIT;
 		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true);
-		SELECT coalesce(string_agg(message_id::text, ','), '') INTO ids FROM eightms_api.claim_messages(bsz);
+		SELECT coalesce(string_agg('{"id": "' || message_id || '", "status": "sent"}', ', '), ''),
+			   coalesce(string_agg('{"id": "' || message_id || '", "status": "delivered"}', ', '), '')
+		  INTO sent, done
+		  FROM eightms_api.claim_messages(bsz);
 		COMMIT;
 		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true);
-		PERFORM count(*) FROM eightms_api.report_messages((
-			SELECT coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'status', r.status)), '[]')
-			  FROM (SELECT unnest(string_to_array(prev, ',')) AS id, 'delivered' AS status
-					UNION ALL
-					SELECT unnest(string_to_array(ids, ',')), 'sent') r));
+		PERFORM count(*) FROM eightms_api.report_messages(('[' || concat_ws(', ', nullif(prev, ''), nullif(sent, '')) || ']')::jsonb);
 		COMMIT;
 		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true);
-		PERFORM count(*) FROM eightms_api.receive_messages(jsonb_build_array(jsonb_build_object(
-			'from', '+1 212 555 ' || (1000 + (k + i) % 8000), 'body', 'Thanks, see you Tuesday',
-			'device_message_id', gen_random_uuid())));
+		PERFORM count(*) FROM eightms_api.receive_messages(format('[{"from": "+1 212 555 %s", "body": "Thanks, see you Tuesday", "device_message_id": "%s"}]',
+																  1000 + (k + i) % 8000, gen_random_uuid())::jsonb);
 		COMMIT;
-		prev := ids;
+		prev := done;
 	END LOOP;
 END
 $$;

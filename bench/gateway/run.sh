@@ -55,8 +55,8 @@ done
 inbound=$(( $(q "SELECT count(*) FROM eightms.message WHERE account_id = '$ACCT' AND direction = 'in'") - inbound_before ))
 queued=$(( $(outbound) - queued_before ))
 # A message handed out by two claims appears twice in bench_claim.
-double=$(q "SELECT count(*) FROM (SELECT message_id FROM public.bench_claim GROUP BY message_id HAVING count(*) > 1) d")
-claimed=$(q "SELECT count(*) FROM public.bench_claim")
+double=$(q "SELECT count(*) FROM (SELECT id FROM public.bench_claim, unnest(ids) id GROUP BY id HAVING count(*) > 1) d")
+claimed=$(q "SELECT coalesce(sum(cardinality(ids)), 0) FROM public.bench_claim")
 failed=$(grep -c 'ERROR' "$T/gateway.out" || true)
 printf 'queued: %d outbound, claimed: %d, delivered: %d, inbound: %d, errors: %d, double claims: %d\n' "$queued" "$claimed" "$(( $(delivered) - delivered_before ))" "$inbound" "$failed" "$double"
 read -r upd hot < <(q "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'eightms.message'::regclass" | tr '|' ' ')
