@@ -87,6 +87,34 @@ check "a send racing the delete of its conversation went into a new conversation
 	test "$(q "SELECT count(*) FROM eightms.message m JOIN eightms.conversation c USING (account_id, conversation_id) WHERE m.account_id = '$acct' AND m.body = 'after the delete' AND c.conversation_id <> '$conv'")" = 1
 check "no message is left without its conversation" \
 	test "$(q "SELECT count(*) FROM eightms.message m WHERE m.account_id = '$acct' AND NOT EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = m.account_id AND c.conversation_id = m.conversation_id)")" = 0
+
+# Two batches naming the same idempotency key, in two sessions at once: the
+# second waits for the first, finds the key taken when it commits, and
+# settles item by item; the key queues one message, which both batches
+# report, and the second batch's other item is queued all the same.
+command psql -X -At -q -d "$DB" -v acct="$acct" > "$W/idem1.txt" 2>&1 <<'SQL' &
+BEGIN;
+SELECT pgrst.as_user('concurrency-owner', :'acct') \g /dev/null
+SELECT message_id FROM eightms_api.send_messages('[{"to": "+1 212 555 2001", "body": "once", "idempotency_key": "race-1"}]') WHERE item = 1;
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+sleep 0.7
+command psql -X -At -q -d "$DB" -v acct="$acct" > "$W/idem2.txt" 2>&1 <<'SQL'
+BEGIN;
+SELECT pgrst.as_user('concurrency-owner', :'acct') \g /dev/null
+SELECT item, status, message_id FROM eightms_api.send_messages('[{"to": "+1 212 555 2001", "body": "once", "idempotency_key": "race-1"},
+																  {"to": "+1 212 555 2002", "body": "other"}]') ORDER BY item;
+COMMIT;
+SQL
+wait
+first=$(head -n1 "$W/idem1.txt")
+check "a key sent twice at once queued one message" \
+	test "$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND idempotency_key = 'race-1'")" = 1
+check "the second batch reports the first batch's message for that key" \
+	test "$(sed -n 1p "$W/idem2.txt")" = "1|queued|$first"
+check "and queues its other item" \
+	test "$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND body = 'other' AND status = 'queued'")" = 1
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
