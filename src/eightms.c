@@ -86,6 +86,9 @@ _PG_init(void)
 							NULL, &eightms_message_ttl, 24 * 60 * 60, 60, 30 * 24 * 60 * 60,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 
+	/* request.jwt.claims, watched for the caller's account. */
+	eightms_claims_init();
+
 	/* Secrets from the environment: the seal key ring and the JWT secret. */
 	eightms_seal_init();
 	eightms_jwt_init();

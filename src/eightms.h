@@ -37,6 +37,7 @@ eightms_hex_value(char c)
 extern void eightms_forget_env(const char *name);
 
 /* Start-up work of each capability, called from _PG_init. */
+extern void eightms_claims_init(void);
 extern void eightms_seal_init(void);
 extern void eightms_jwt_init(void);
 extern void eightms_bridge_init(void);

@@ -61,5 +61,7 @@ failed=$(grep -c 'ERROR' "$T/gateway.out" || true)
 printf 'queued: %d outbound, claimed: %d, delivered: %d, inbound: %d, errors: %d, double claims: %d\n' "$queued" "$claimed" "$(( $(delivered) - delivered_before ))" "$inbound" "$failed" "$double"
 read -r upd hot < <(q "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'eightms.message'::regclass" | tr '|' ' ')
 printf 'message updates: %d, of which HOT (no index entries): %d\n' "$upd" "$hot"
+read -r upd hot < <(q "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'eightms.conversation'::regclass" | tr '|' ' ')
+printf 'conversation updates: %d, of which HOT: %d\n' "$upd" "$hot"
 median=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
 printf 'ratio (median of %d rounds): %.2f (target >= 3)\n' "$ROUNDS" "$median"

@@ -49,6 +49,33 @@ SELECT count(*) AS agree FROM generate_series(1, 1000)
  WHERE eightms.current_account_id()
 	   = (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'account_id')::uuid;
 RESET request.jwt.claims;
+-- The cache follows every way the setting changes: RESET, a transaction's
+-- SET LOCAL and its end (commit or rollback restores the value), a
+-- savepoint rolled back, and a function's own SET clause.
+SELECT eightms.current_account_id() IS NULL AS after_reset;
+SELECT set_config('request.jwt.claims', '{"account_id":"0b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e10"}', false) IS NOT NULL AS set;
+BEGIN;
+SELECT set_config('request.jwt.claims', '{"account_id":"1b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e11"}', true) IS NOT NULL AS set_local;
+SELECT eightms.current_account_id() AS in_transaction;
+SAVEPOINT s;
+SET LOCAL request.jwt.claims = '{"account_id":"2b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e12"}';
+SELECT eightms.current_account_id() AS in_savepoint;
+ROLLBACK TO SAVEPOINT s;
+SELECT eightms.current_account_id() AS after_savepoint;
+ROLLBACK;
+SELECT eightms.current_account_id() AS after_rollback;
+BEGIN;
+SET LOCAL request.jwt.claims = '{"account_id":"1b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e11"}';
+SELECT eightms.current_account_id() AS set_local;
+COMMIT;
+SELECT eightms.current_account_id() AS after_commit;
+CREATE FUNCTION pg_temp.as_other() RETURNS uuid LANGUAGE sql
+SET request.jwt.claims = '{"account_id":"3b6f4c6e-3f7a-4e43-9d2a-6c8f2b1d9e13"}'
+AS $$ SELECT eightms.current_account_id() $$;
+SELECT pg_temp.as_other() AS in_function;
+SELECT eightms.current_account_id() AS after_function;
+RESET request.jwt.claims;
+SELECT eightms.current_account_id() IS NULL AS reset_again;
 
 -- Profile checks name the field at fault.
 SELECT eightms.check_profile('', NULL, NULL, NULL);
