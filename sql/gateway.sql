@@ -302,6 +302,15 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'eightms_try_uuid';
 GRANT EXECUTE ON FUNCTION eightms.try_uuid(text) TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
 
+-- Whether a batch of reports names each message once, with ids try_uuid
+-- reads (src/try_uuid.c): what report_messages asks before its one-pass path.
+CREATE FUNCTION eightms.ids_are_distinct(reports jsonb) RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_ids_are_distinct';
+COMMENT ON FUNCTION eightms.ids_are_distinct(jsonb) IS
+	'True when every element of the array is an object whose "id" try_uuid reads, all different';
+GRANT EXECUTE ON FUNCTION eightms.ids_are_distinct(jsonb) TO eightms_phone;
+
 -- ------------------------------------------------------------ pairing
 
 CREATE FUNCTION eightms_api.create_pairing_code(valid_for interval DEFAULT '10 minutes')
@@ -936,7 +945,7 @@ BEGIN
 	END IF;
 	-- The usual batch names each message once: then each report is checked
 	-- against the row as the update finds it, with no locking pass first.
-	IF (SELECT count(DISTINCT eightms.try_uuid(x ->> 'id')) = count(*) FROM jsonb_array_elements(reports) x) THEN
+	IF eightms.ids_are_distinct(reports) THEN
 		RETURN QUERY
 		WITH rep AS (
 			SELECT t.ord, eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
