@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/gateway: complete message lifecycles through the public API with
 # pgbench, against the built-in tpcb-like script on the same cluster in the
-# same run.  One script sends batches of 50 through eightms_api.send_messages
-# as a dashboard user; another acts as a phone, claiming 50 in one
+# same run.  One script sends batches of 100 through eightms_api.send_messages
+# as a dashboard user; another acts as a phone, claiming 100 in one
 # transaction and reporting them sent (and the previous batch delivered) in
 # the next, as the app does; a third delivers inbound SMS.  Every
 # transaction sets role and claims as PostgREST does.  Prints lifecycles
@@ -10,16 +10,17 @@
 # claims (which must be zero).  Target (issue 5): ratio >= 3, the median
 # of rounds that alternate the two.
 #
-#   BENCH_SECONDS (default 15, per phase), BENCH_ROUNDS (default 3), BENCH_CLIENTS (default 2:
-#   both phases run twice as many pgbench clients), BENCH_BATCH (default 50,
-#   what a phone claims at once), BENCH_SEND_BATCH (default BENCH_BATCH)
+#   BENCH_SECONDS (default 15, per phase), BENCH_ROUNDS (default 5), BENCH_CLIENTS (default 2:
+#   both phases run twice as many pgbench clients), BENCH_BATCH (default 100,
+#   what a phone claims at once: the most claim_messages hands out), BENCH_SEND_BATCH
+#   (default BENCH_BATCH)
 NAME=gateway
 PORT=${EIGHTMS_BENCH_PORT:-54346}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 SECS=${BENCH_SECONDS:-15}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 CLIENTS=${BENCH_CLIENTS:-2}
-BATCH=${BENCH_BATCH:-50}
+BATCH=${BENCH_BATCH:-100}
 SEND_BATCH=${BENCH_SEND_BATCH:-$BATCH}
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
