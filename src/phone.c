@@ -1398,16 +1398,28 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 }
 
 
+const PhoneRegion *
+phone_region(const PhoneTables *t, const char *id)
+{
+	return region_by_id(t, id);
+}
+
 PhoneError
 phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *region_code,
 			PhoneNumber *out)
+{
+	return phone_parse_in(t, raw, len, region_by_id(t, region_code), out);
+}
+
+PhoneError
+phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+			   PhoneNumber *out)
 {
 	uint32_t	cp[MAXCP + 1];
 	int			n;
 	char		buf[MAXCP + 1];
 	size_t		blen = 0;
 	size_t		at;
-	const PhoneRegion *def = region_by_id(t, region_code);
 	char		num[MAXCP + 64];
 	int			nlen;
 	int			start;

@@ -31,9 +31,35 @@ arg_text(FunctionCallInfo fcinfo, int argno)
 	return (text *) v;
 }
 
-/* The region to read the number in: the argument, or the account's default. */
-static bool
-resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
+/* No region given: the current account's default region. */
+static pg_noinline void
+default_region(char *region)
+{
+	bool		found = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT a.default_region FROM eightms.account a"
+					" WHERE a.account_id = eightms.current_account_id()", true, 1) == SPI_OK_SELECT
+		&& SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL && strlen(v) <= 3)
+		{
+			strcpy(region, v);
+			found = true;
+		}
+	}
+	SPI_finish();
+	/* None: only numbers with a country code can be read. */
+	if (!found)
+		region[0] = '\0';
+}
+
+/* resolve_region's general case: any other text, or no region at all. */
+static pg_noinline bool
+resolve_region_slow(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 {
 	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
 	{
@@ -59,31 +85,40 @@ resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 		region[len] = '\0';
 		return true;
 	}
+	default_region(region);
+	return true;
+}
 
-	/* No region given: the current account's default region. */
+/*
+ * The region to read the number in: the argument, or the account's default.
+ * Two ASCII letters, as nearly every call has them (a column or a literal),
+ * are upper-cased here without a loop or a call.
+ */
+static inline bool
+resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
+{
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
 	{
-		bool		found = false;
+		struct varlena *v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+		const unsigned char *s = NULL;
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("SELECT a.default_region FROM eightms.account a"
-						" WHERE a.account_id = eightms.current_account_id()", true, 1) == SPI_OK_SELECT
-			&& SPI_processed == 1)
+		if (VARATT_IS_1B(v))
 		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-			if (v != NULL && strlen(v) <= 3)
-			{
-				strcpy(region, v);
-				found = true;
-			}
+			if (!VARATT_IS_1B_E(v) && VARSIZE_1B(v) == VARHDRSZ_SHORT + 2)
+				s = (const unsigned char *) VARDATA_1B(v);
 		}
-		SPI_finish();
-		/* None: only numbers with a country code can be read. */
-		if (!found)
-			region[0] = '\0';
-		return true;
+		else if (VARATT_IS_4B_U(v) && VARSIZE_4B(v) == VARHDRSZ + 2)
+			s = (const unsigned char *) VARDATA_4B(v);
+		if (s != NULL && (unsigned) ((s[0] | 0x20) - 'a') < 26
+			&& (unsigned) ((s[1] | 0x20) - 'a') < 26)
+		{
+			region[0] = (char) (s[0] & ~0x20);
+			region[1] = (char) (s[1] & ~0x20);
+			region[2] = '\0';
+			return true;
+		}
 	}
+	return resolve_region_slow(fcinfo, argno, region, raise);
 }
 
 /*
@@ -93,7 +128,8 @@ resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 static const char *
 check_number(text *raw, const char *region, bool strict, PhoneNumber *out)
 {
-	PhoneError	err = phone_parse(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), region, out);
+	PhoneError	err = phone_parse_in(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw),
+									 phone_region(TABLES, region), out);
 
 	if (err != PHONE_OK)
 		return phone_error_message(err);
