@@ -13,6 +13,9 @@
 
 #define MAXCP PHONE_MAX_INPUT
 
+/* Rare paths kept out of the inline fast ones. */
+#define NOINLINE __attribute__((noinline))
+
 enum
 {
 	OP_SET, OP_SPLIT, OP_JMP, OP_SAVE, OP_END, OP_MATCH
@@ -392,6 +395,25 @@ run(Matcher *m, int pc, int sp)
 	}
 }
 
+/* prefix_match's backtracking part: the program from the start of digits. */
+static NOINLINE int
+prefix_run(const PhoneTables *t, int32_t prog, const char *digits, int len, int *caps)
+{
+	Matcher		m;
+	int			r;
+
+	m.prog = t->prog + 0;
+	m.s = digits;
+	m.len = len;
+	m.budget = 100000;
+	for (int i = 0; i < 8; i++)
+		m.caps[i] = -1;
+	r = run(&m, prog, 0);
+	if (caps)
+		memcpy(caps, m.caps, sizeof(m.caps));
+	return r;
+}
+
 /*
  * Length of the anchored match at the start of digits, or -1; caps (8
  * slots), when wanted, get the groups.  dfa is the pattern's DFA, or -1.
@@ -401,14 +423,12 @@ run(Matcher *m, int pc, int sp)
  * say yes where the program says no, never the other way round).  An
  * accepting state marked 2 has no way on and comes from a pattern without
  * "$": the match ends there, and only the groups need the program.
+ * Inline: most calls end in the DFA, in a few steps.
  */
-static int
+static inline int
 prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits, int len,
 			 int *caps)
 {
-	Matcher		m;
-	int			r;
-
 	if (prog < 0)
 		return -1;
 	if (dfa >= 0)
@@ -429,16 +449,7 @@ prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits
 		if (t->dfa_accept[s] == 2 && caps == NULL)
 			return i;
 	}
-	m.prog = t->prog + 0;
-	m.s = digits;
-	m.len = len;
-	m.budget = 100000;
-	for (int i = 0; i < 8; i++)
-		m.caps[i] = -1;
-	r = run(&m, prog, 0);
-	if (caps)
-		memcpy(caps, m.caps, sizeof(m.caps));
-	return r;
+	return prefix_run(t, prog, digits, len, caps);
 }
 
 /* ---------------------------------------------------------- validation */
@@ -514,31 +525,23 @@ type_helper(const PhoneTables *t, const PhoneRegion *r, const char *nsn, int len
 /* ------------------------------------------------------------- parsing */
 
 /*
- * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
- * in place: returns where the number starts then (num when nothing goes, a
- * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
- * transform rule rewrites it), *len its length.
+ * strip_national_prefix for a region with a transform rule: the prefix
+ * pattern's groups say what replaces it.
  */
-static const char *
-strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
-					  char *buf)
+static NOINLINE const char *
+strip_with_transform(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
+					 char *buf)
 {
 	int			caps[8];
 	int			end;
 	bool		viable;
-	bool		transform;
 	int			n;
 
-	if (*len == 0 || r->npp < 0)
-		return num;
-	/* The groups only matter to a transform rule. */
-	transform = r->transform[0] != '\0' && r->npp_groups >= 1;
-	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, transform ? caps : NULL);
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
 	if (end < 0)
 		return num;
 	viable = dfa_full_match(t, r->general, num, *len);
 
-	if (transform)
 	{
 		int			g = r->npp_groups >= 2 ? 2 : 1;
 
@@ -572,6 +575,38 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *nu
 		}
 	}
 	if (viable && !dfa_full_match(t, r->general, num + end, *len - end))
+		return num;
+	*len -= end;
+	return num + end;
+}
+
+/*
+ * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
+ * in place: returns where the number starts then (num when nothing goes, a
+ * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
+ * transform rule rewrites it), *len its length.
+ */
+static inline const char *
+strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
+					  char *buf)
+{
+	int			end;
+
+	if (*len == 0 || r->npp < 0)
+		return num;
+	/* The groups only matter to a transform rule. */
+	if (r->transform[0] != '\0' && r->npp_groups >= 1)
+		return strip_with_transform(t, r, num, len, buf);
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, NULL);
+	if (end < 0)
+		return num;
+
+	/*
+	 * Not when the number matched the general pattern and what is left does
+	 * not: the stripped number first, as it nearly always matches.
+	 */
+	if (!dfa_full_match(t, r->general, num + end, *len - end)
+		&& dfa_full_match(t, r->general, num, *len))
 		return num;
 	*len -= end;
 	return num + end;
