@@ -34,24 +34,26 @@ static int	digit_value_slow(uint32_t c);
  *	C_ALPHA  is_ascii_alpha()
  *	C_PLAIN  what may_have_extension() finds no extension in
  *	C_LABEL  is_label_char()
+ *	C_SEP    the punctuation scan_plain reads: ' ', '-', '(', ')', '.', '/'
  */
 #define C_PUNCT 1
 #define C_ALPHA 2
 #define C_PLAIN 4
 #define C_LABEL 8
+#define C_SEP 16
 
 static const uint8_t ascii_class[128] = {
 	['\t'] = C_LABEL,
-	[' '] = C_PUNCT | C_PLAIN | C_LABEL,
+	[' '] = C_PUNCT | C_PLAIN | C_LABEL | C_SEP,
 	['#'] = C_LABEL,
-	['('] = C_PUNCT | C_PLAIN,
-	[')'] = C_PUNCT | C_PLAIN,
+	['('] = C_PUNCT | C_PLAIN | C_SEP,
+	[')'] = C_PUNCT | C_PLAIN | C_SEP,
 	['*'] = C_PUNCT,
 	['+'] = C_PLAIN,
 	[','] = C_LABEL,
-	['-'] = C_PUNCT | C_PLAIN | C_LABEL,
-	['.'] = C_PUNCT | C_PLAIN | C_LABEL,
-	['/'] = C_PUNCT | C_PLAIN,
+	['-'] = C_PUNCT | C_PLAIN | C_LABEL | C_SEP,
+	['.'] = C_PUNCT | C_PLAIN | C_LABEL | C_SEP,
+	['/'] = C_PUNCT | C_PLAIN | C_SEP,
 	['0'] = C_PLAIN,
 	['1'] = C_PLAIN,
 	['2'] = C_PLAIN,
@@ -1050,68 +1052,102 @@ typedef enum PlainScan
 	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
 } PlainScan;
 
-static PlainScan
-scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
+/*
+ * Copy the run of ASCII digits at p (at least one) to *o and return where
+ * it ends: eight bytes at a time where eight are left, the end found from
+ * the word's non-digit bytes rather than with a branch per byte.  *o has
+ * room for eight more (num's 64 spare bytes).
+ */
+static inline const unsigned char *
+copy_digits(const unsigned char *p, const unsigned char *end, char **o)
 {
-	int			n = 0;			/* characters seen */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	while (end - p >= 8)
+	{
+		uint64_t	w;
+		uint64_t	x;
+		uint64_t	other;
+
+		memcpy(&w, p, 8);
+		memcpy(*o, &w, 8);
+		/* digits become 0 to 9; bit 7 of each byte: above 9 */
+		x = w ^ UINT64_C(0x3030303030303030);
+		other = (((x & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | x)
+			& UINT64_C(0x8080808080808080);
+		if (other != 0)
+		{
+			int			k = __builtin_ctzll(other) >> 3;
+
+			*o += k;
+			return p + k;
+		}
+		p += 8;
+		*o += 8;
+	}
+#endif
+	while (p < end && (unsigned) (*p - '0') <= 9)
+		*(*o)++ = (char) *p++;
+	return p;
+}
+
+static PlainScan
+scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	const unsigned char *p = s;
+	const unsigned char *end = s + len;
+	char	   *o = num;
+	int			wide2 = 0;		/* two per full-width character before p */
 	int			first = -1;		/* the first digit or plus sign */
 	int			last_digit = -1;
 	int			stray_plus = -1;	/* a plus sign after the leading ones */
 	bool		first_plus = false;
 	bool		leading = true;
-	int			digits = 0;
+	int			digits;
 
-	size_t		i = 0;
-
-	while (i < len)
+	/* Positions are in characters: bytes less the full-width ones' extra two. */
+	while (p < end)
 	{
-		unsigned char c = (unsigned char) s[i];
+		unsigned	c = *p;
+		int			at = (int) (p - s) - wide2;
 		int			d;
 
-		if ((unsigned) (c - '0') <= 9)
+		if (c - '0' <= 9)
 		{
-			/* A run of ASCII digits at once. */
 			if (first < 0)
-				first = n;
+				first = at;
 			leading = false;
-			do
-			{
-				num[digits++] = (char) c;
-				i++;
-				n++;
-			} while (i < len && (unsigned) ((c = (unsigned char) s[i]) - '0') <= 9);
-			last_digit = n - 1;
+			p = copy_digits(p, end, &o);
+			last_digit = (int) (p - s) - wide2 - 1;
 			continue;
 		}
 		if (c == '+')
 		{
 			d = -1;
-			i++;
+			p++;
 		}
-		else if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/')
+		else if (c < 0x80 && (ascii_class[c] & C_SEP))
 		{
 			if (first >= 0)
 				leading = false;
-			i++;
-			n++;
+			p++;
 			continue;
 		}
-		else if (c == 0xEF && i + 2 < len && (unsigned char) s[i + 1] == 0xBC
-				 && ((unsigned char) s[i + 2] == 0x8B
-					 || (unsigned) ((unsigned char) s[i + 2] - 0x90) <= 9))
+		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC
+				 && (p[2] == 0x8B || (unsigned) (p[2] - 0x90) <= 9))
 		{
 			/* U+FF0B FULLWIDTH PLUS SIGN, U+FF10..U+FF19 full-width digits */
-			d = (unsigned char) s[i + 2] == 0x8B ? -1 : (unsigned char) s[i + 2] - 0x90;
-			i += 3;
+			d = p[2] == 0x8B ? -1 : p[2] - 0x90;
+			p += 3;
+			wide2 += 2;
 		}
-		else if (first < 0 && c >= 0x20 && c < 0x7F && c != ';')
+		else if (first < 0 && c - 0x20 < 0x5F && c != ';')
 		{
 			/*
 			 * Before the number ("tel:", a label): dropped unseen, since
 			 * only a ';' (a phone-context) in it would matter.
 			 */
-			i++;
-			n++;
+			p++;
 			continue;
 		}
 		else
@@ -1119,19 +1155,19 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
 
 		if (first < 0)
 		{
-			first = n;
+			first = at;
 			first_plus = d < 0;
 		}
 		if (d >= 0)
 		{
-			num[digits++] = (char) ('0' + d);
-			last_digit = n;
+			*o++ = (char) ('0' + d);
+			last_digit = at;
 			leading = false;
 		}
 		else if (!leading && stray_plus < 0)
-			stray_plus = n;
-		n++;
+			stray_plus = at;
 	}
+	digits = (int) (o - num);
 	*nlen = digits;
 	*plus = first_plus;
 	if (digits == 0)
