@@ -1224,16 +1224,21 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 	*plus = i < len && s[i] == '+';
 	while (i < len && s[i] == '+')
 		i++;
-	for (; i < len; i++)
+	while (i < len)
 	{
 		unsigned	c = s[i];
 
 		if (c - '0' <= 9)
 		{
-			num[digits++] = (char) c;
-			last = i;
+			char	   *to = num + digits;
+
+			i = copy_digits(s + i, s + len, &to) - s;
+			digits = (int) (to - num);
+			last = i - 1;
 		}
-		else if (!(c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/'))
+		else if (c < 0x80 && (ascii_class[c] & C_SEP))
+			i++;
+		else
 			break;
 	}
 	if (digits < 3)
@@ -1255,11 +1260,12 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 	 */
 	tn = (int) (len - k);
 	tail[0] = s[k];
-	for (int j = 1; j < tn; j++)
-		tail[j] = s[k + j];
 	for (int j = 0; j < tn; j++)
-		if (tail[j] - 0x20 >= 0x5F)
+	{
+		if ((unsigned) (s[k + j] - 0x20) >= 0x5F)
 			return false;
+		tail[j] = s[k + j];
+	}
 	d = ext_at(tail, tn, 0);
 	if (d < 0)
 		return false;
