@@ -1345,6 +1345,33 @@ plain_with_letters(const char *raw, size_t len, char *num, int *nlen, bool *plus
 }
 
 /*
+ * Copy the national number, 2 to PHONE_MAX_NSN digits, in fixed-size pieces
+ * that overlap rather than with a call (no byte past src + n is read).
+ */
+static inline void
+copy_nsn(char *dst, const char *src, int n)
+{
+	if (n >= 8)
+	{
+		memcpy(dst, src, 8);
+		if (n > 16)
+			memcpy(dst + 8, src + 8, 8);
+		memcpy(dst + n - 8, src + n - 8, 8);
+	}
+	else if (n >= 4)
+	{
+		memcpy(dst, src, 4);
+		memcpy(dst + n - 4, src + n - 4, 4);
+	}
+	else
+	{
+		dst[0] = src[0];
+		dst[1] = src[1];
+		dst[n - 1] = src[n - 1];
+	}
+}
+
+/*
  * MaybeExtractCountryCode and what follows, on the normalized digits of the
  * number (num, which has room for MAXCP + 64) and whether a plus sign led
  * them.  With a plus sign and no calling code found, the digits are read
@@ -1468,7 +1495,7 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 	if (nlen > PHONE_MAX_NSN)
 		return PHONE_TOO_LONG;
 	out->country_code = cc;
-	memcpy(out->nsn, num, nlen);
+	copy_nsn(out->nsn, num, nlen);
 	out->nsn[nlen] = '\0';
 	out->nsn_len = nlen;
 	return PHONE_OK;
@@ -1758,9 +1785,13 @@ phone_format_e164(const PhoneNumber *p, char *buf)
 
 	*o++ = '+';
 	if (v >= 100)
+	{
 		*o++ = (char) ('0' + v / 100);
-	if (v >= 10)
-		*o++ = (char) ('0' + v / 10 % 10);
+		v %= 100;
+		*o++ = (char) ('0' + v / 10);
+	}
+	else if (v >= 10)
+		*o++ = (char) ('0' + v / 10);
 	*o++ = (char) ('0' + v % 10);
 	/* The national number in one fixed-size copy, then the end. */
 	memcpy(o, p->nsn, sizeof(p->nsn));
