@@ -1052,6 +1052,16 @@ typedef enum PlainScan
 	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
 } PlainScan;
 
+/* scan_plain's bytes: ASCII digits, its separators ' -()./', the rest. */
+#define PB_SEP 1
+#define PB_DIGIT 2
+
+static const uint8_t plain_byte[256] = {
+	[' '] = PB_SEP, ['-'] = PB_SEP, ['('] = PB_SEP, [')'] = PB_SEP, ['.'] = PB_SEP, ['/'] = PB_SEP,
+	['0'] = PB_DIGIT, ['1'] = PB_DIGIT, ['2'] = PB_DIGIT, ['3'] = PB_DIGIT, ['4'] = PB_DIGIT,
+	['5'] = PB_DIGIT, ['6'] = PB_DIGIT, ['7'] = PB_DIGIT, ['8'] = PB_DIGIT, ['9'] = PB_DIGIT,
+};
+
 /*
  * Copy the run of ASCII digits at p (at least one) to *o and return where
  * it ends: eight bytes at a time where eight are left, the end found from
@@ -1104,6 +1114,45 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 	bool		first_plus = false;
 	bool		leading = true;
 	int			digits;
+
+	/*
+	 * The common shape first, without a branch per byte that depends on it:
+	 * separators, plus signs, then ASCII digits and separators alone.  Where
+	 * something else comes, the loop below goes on from there, with what
+	 * this part found.
+	 */
+	while (p < end && plain_byte[*p] == PB_SEP)
+		p++;
+	if (p < end && (*p == '+' || plain_byte[*p] == PB_DIGIT))
+	{
+		const unsigned char *from;
+
+		first = (int) (p - s);
+		first_plus = *p == '+';
+		while (p < end && *p == '+')
+			p++;
+		from = p;
+		for (; p < end; p++)
+		{
+			unsigned	k = plain_byte[*p];
+
+			if (k == 0)
+				break;
+			*o = (char) *p;
+			o += k >> 1;
+		}
+		if (p > from)
+		{
+			const unsigned char *q = p;
+
+			leading = false;
+			/* the last digit: separators, if any, came after it */
+			while (q > from && (unsigned) (q[-1] - '0') > 9)
+				q--;
+			if (q > from)
+				last_digit = (int) (q - s) - 1;
+		}
+	}
 
 	/* Positions are in characters: bytes less the full-width ones' extra two. */
 	while (p < end)
