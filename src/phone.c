@@ -739,7 +739,7 @@ ext_at(const uint32_t *cp, int n, int s)
 	{
 		static const uint32_t rfc[] = {';', 'e', 'x', 't', '=', 0};
 
-		j = match_word(cp, n, s, rfc);
+		j = c0 == ';' ? match_word(cp, n, s, rfc) : -1;
 		if (j >= 0)
 		{
 			int			nd = 0;
@@ -807,9 +807,10 @@ ext_at(const uint32_t *cp, int n, int s)
 				ends[ne++] = j + 3;
 			ends[ne++] = j + 2;
 		}
-		if ((j = match_word(cp, n, i, dob)) >= 0)
+		/* the words' first letters, before the calls */
+		if (i < n && lower(cp[i]) == 0x434 && (j = match_word(cp, n, i, dob)) >= 0)
 			ends[ne++] = j;
-		if ((j = match_word(cp, n, i, anexo)) >= 0)
+		if (i < n && (cp[i] | 0x20) == 'a' && (j = match_word(cp, n, i, anexo)) >= 0)
 			ends[ne++] = j;
 		for (int e = 0; e < ne; e++)
 			if ((d = ext_tail(cp, n, ends[e], 20, false)) >= 0)
@@ -825,9 +826,11 @@ ext_at(const uint32_t *cp, int n, int s)
 		if (c == 'x' || c == 0xFF58 || c == '#' || c == 0xFF03 || c == '~' || c == 0xFF5E)
 			if ((d = ext_tail(cp, n, i + 1, 9, false)) >= 0)
 				return d;
-		if ((j = match_word(cp, n, i, intw)) >= 0 && (d = ext_tail(cp, n, j, 9, false)) >= 0)
+		if (c == 'i' && (j = match_word(cp, n, i, intw)) >= 0
+			&& (d = ext_tail(cp, n, j, 9, false)) >= 0)
 			return d;
-		if ((j = match_word(cp, n, i, intfw)) >= 0 && (d = ext_tail(cp, n, j, 9, false)) >= 0)
+		if (c == 0xFF49 && (j = match_word(cp, n, i, intfw)) >= 0
+			&& (d = ext_tail(cp, n, j, 9, false)) >= 0)
 			return d;
 	}
 	/* American style: [- ]+ digits{1,6} # */
