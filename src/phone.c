@@ -1575,7 +1575,7 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 	int			n;
 	char		buf[MAXCP + 1];
 	size_t		blen = 0;
-	size_t		at;
+	size_t		at = 0;
 	char		num[MAXCP + 64];
 	int			nlen;
 	int			start;
@@ -1587,7 +1587,7 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 	bool		semicolon;
 	bool		context;
 	bool		printable;
-	size_t		isub_at;
+	size_t		isub_at = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
@@ -1621,12 +1621,30 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 		case PLAIN_NO:
 			break;
 	}
-	/* What the searches below need at least, looked for once in the bytes. */
-	semicolon = memchr(raw, ';', len) != NULL;
+	/*
+	 * What the searches below need at least, looked for once in the bytes:
+	 * each ';', and the first subaddress and phone-context among them.
+	 */
+	semicolon = isub = context = false;
+	for (const char *q = memchr(raw, ';', len); q != NULL;
+		 q = memchr(q + 1, ';', (size_t) (raw + len - q - 1)))
+	{
+		size_t		rest = (size_t) (raw + len - q);
+
+		semicolon = true;
+		if (!isub && rest >= 6 && memcmp(q, ";isub=", 6) == 0)
+		{
+			isub = true;
+			isub_at = (size_t) (q - raw);
+		}
+		if (!context && rest >= 15 && memcmp(q, ";phone-context=", 15) == 0)
+		{
+			context = true;
+			at = (size_t) (q - raw);
+		}
+	}
 	second_number = memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
-	isub = semicolon && FIND_BYTES(raw, len, ";isub=", &isub_at);
-	context = semicolon && FIND_BYTES(raw, len, ";phone-context=", &at);
 
 	/*
 	 * A plain number, then an isdn-subaddress: the number before it reads as
