@@ -34,26 +34,24 @@ static int	digit_value_slow(uint32_t c);
  *	C_ALPHA  is_ascii_alpha()
  *	C_PLAIN  what may_have_extension() finds no extension in
  *	C_LABEL  is_label_char()
- *	C_SEP    the punctuation scan_plain reads: ' ', '-', '(', ')', '.', '/'
  */
 #define C_PUNCT 1
 #define C_ALPHA 2
 #define C_PLAIN 4
 #define C_LABEL 8
-#define C_SEP 16
 
 static const uint8_t ascii_class[128] = {
 	['\t'] = C_LABEL,
-	[' '] = C_PUNCT | C_PLAIN | C_LABEL | C_SEP,
+	[' '] = C_PUNCT | C_PLAIN | C_LABEL,
 	['#'] = C_LABEL,
-	['('] = C_PUNCT | C_PLAIN | C_SEP,
-	[')'] = C_PUNCT | C_PLAIN | C_SEP,
+	['('] = C_PUNCT | C_PLAIN,
+	[')'] = C_PUNCT | C_PLAIN,
 	['*'] = C_PUNCT,
 	['+'] = C_PLAIN,
 	[','] = C_LABEL,
-	['-'] = C_PUNCT | C_PLAIN | C_LABEL | C_SEP,
-	['.'] = C_PUNCT | C_PLAIN | C_LABEL | C_SEP,
-	['/'] = C_PUNCT | C_PLAIN | C_SEP,
+	['-'] = C_PUNCT | C_PLAIN | C_LABEL,
+	['.'] = C_PUNCT | C_PLAIN | C_LABEL,
+	['/'] = C_PUNCT | C_PLAIN,
 	['0'] = C_PLAIN,
 	['1'] = C_PLAIN,
 	['2'] = C_PLAIN,
@@ -1178,7 +1176,7 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			d = -1;
 			p++;
 		}
-		else if (c < 0x80 && (ascii_class[c] & C_SEP))
+		else if (plain_byte[c] == PB_SEP)
 		{
 			if (first >= 0)
 				leading = false;
@@ -1288,7 +1286,7 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 			digits = (int) (to - num);
 			last = i - 1;
 		}
-		else if (c < 0x80 && (ascii_class[c] & C_SEP))
+		else if (plain_byte[c] == PB_SEP)
 			i++;
 		else
 			break;
