@@ -39,3 +39,21 @@ SQL
 	done
 	echo "$best"
 }
+
+# Instructions a single-user backend of the benchmark's cluster (stopped)
+# executes for the statements $2...; $1 names the run (outputs and log in
+# $T/callgrind).  CALLGRIND_OPTS: more valgrind options (a --toggle-collect);
+# SINGLE_OPTS: more server settings (-c name=value).
+single_user_instructions() {
+	local out=$T/callgrind/out.$1 input=$T/callgrind/$1.sql
+	mkdir -p "$T/callgrind"
+	chown postgres "$T/callgrind"
+	printf '%s\n' "${@:2}" > "$input"
+	chmod 644 "$input"
+	# $2 and $6 split into their options on purpose.
+	as_postgres env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+		bash -c 'set -a; . "$1"; set +a; exec valgrind --tool=callgrind $2 --callgrind-out-file="$3" "$4" --single -D "$5" -c shared_preload_libraries=eightms $6 "$7" < "$8"' \
+		_ "$T/secrets.env" "${CALLGRIND_OPTS:-}" "$out" "$T/root$PGBIN/postgres" "$T/data" "${SINGLE_OPTS:-}" "$DB" "$input" > "$T/callgrind/$1.log" 2>&1
+	grep -q 'ERROR' "$T/callgrind/$1.log" && { grep -m3 'ERROR' "$T/callgrind/$1.log" >&2; die "a single-user run failed ($T/callgrind/$1.log)"; }
+	sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$T/callgrind/$1.log"
+}

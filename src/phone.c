@@ -13,6 +13,9 @@
 
 #define MAXCP PHONE_MAX_INPUT
 
+/* Rare paths kept out of the inline fast ones. */
+#define NOINLINE __attribute__((noinline))
+
 enum
 {
 	OP_SET, OP_SPLIT, OP_JMP, OP_SAVE, OP_END, OP_MATCH
@@ -392,6 +395,25 @@ run(Matcher *m, int pc, int sp)
 	}
 }
 
+/* prefix_match's backtracking part: the program from the start of digits. */
+static NOINLINE int
+prefix_run(const PhoneTables *t, int32_t prog, const char *digits, int len, int *caps)
+{
+	Matcher		m;
+	int			r;
+
+	m.prog = t->prog + 0;
+	m.s = digits;
+	m.len = len;
+	m.budget = 100000;
+	for (int i = 0; i < 8; i++)
+		m.caps[i] = -1;
+	r = run(&m, prog, 0);
+	if (caps)
+		memcpy(caps, m.caps, sizeof(m.caps));
+	return r;
+}
+
 /*
  * Length of the anchored match at the start of digits, or -1; caps (8
  * slots), when wanted, get the groups.  dfa is the pattern's DFA, or -1.
@@ -401,14 +423,12 @@ run(Matcher *m, int pc, int sp)
  * say yes where the program says no, never the other way round).  An
  * accepting state marked 2 has no way on and comes from a pattern without
  * "$": the match ends there, and only the groups need the program.
+ * Inline: most calls end in the DFA, in a few steps.
  */
-static int
+static inline int
 prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits, int len,
 			 int *caps)
 {
-	Matcher		m;
-	int			r;
-
 	if (prog < 0)
 		return -1;
 	if (dfa >= 0)
@@ -429,16 +449,7 @@ prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits
 		if (t->dfa_accept[s] == 2 && caps == NULL)
 			return i;
 	}
-	m.prog = t->prog + 0;
-	m.s = digits;
-	m.len = len;
-	m.budget = 100000;
-	for (int i = 0; i < 8; i++)
-		m.caps[i] = -1;
-	r = run(&m, prog, 0);
-	if (caps)
-		memcpy(caps, m.caps, sizeof(m.caps));
-	return r;
+	return prefix_run(t, prog, digits, len, caps);
 }
 
 /* ---------------------------------------------------------- validation */
@@ -514,31 +525,23 @@ type_helper(const PhoneTables *t, const PhoneRegion *r, const char *nsn, int len
 /* ------------------------------------------------------------- parsing */
 
 /*
- * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
- * in place: returns where the number starts then (num when nothing goes, a
- * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
- * transform rule rewrites it), *len its length.
+ * strip_national_prefix for a region with a transform rule: the prefix
+ * pattern's groups say what replaces it.
  */
-static const char *
-strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
-					  char *buf)
+static NOINLINE const char *
+strip_with_transform(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
+					 char *buf)
 {
 	int			caps[8];
 	int			end;
 	bool		viable;
-	bool		transform;
 	int			n;
 
-	if (*len == 0 || r->npp < 0)
-		return num;
-	/* The groups only matter to a transform rule. */
-	transform = r->transform[0] != '\0' && r->npp_groups >= 1;
-	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, transform ? caps : NULL);
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
 	if (end < 0)
 		return num;
 	viable = dfa_full_match(t, r->general, num, *len);
 
-	if (transform)
 	{
 		int			g = r->npp_groups >= 2 ? 2 : 1;
 
@@ -572,6 +575,38 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *nu
 		}
 	}
 	if (viable && !dfa_full_match(t, r->general, num + end, *len - end))
+		return num;
+	*len -= end;
+	return num + end;
+}
+
+/*
+ * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
+ * in place: returns where the number starts then (num when nothing goes, a
+ * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
+ * transform rule rewrites it), *len its length.
+ */
+static inline const char *
+strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
+					  char *buf)
+{
+	int			end;
+
+	if (*len == 0 || r->npp < 0)
+		return num;
+	/* The groups only matter to a transform rule. */
+	if (r->transform[0] != '\0' && r->npp_groups >= 1)
+		return strip_with_transform(t, r, num, len, buf);
+	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, NULL);
+	if (end < 0)
+		return num;
+
+	/*
+	 * Not when the number matched the general pattern and what is left does
+	 * not: the stripped number first, as it nearly always matches.
+	 */
+	if (!dfa_full_match(t, r->general, num + end, *len - end)
+		&& dfa_full_match(t, r->general, num, *len))
 		return num;
 	*len -= end;
 	return num + end;
@@ -702,7 +737,7 @@ ext_at(const uint32_t *cp, int n, int s)
 	{
 		static const uint32_t rfc[] = {';', 'e', 'x', 't', '=', 0};
 
-		j = match_word(cp, n, s, rfc);
+		j = c0 == ';' ? match_word(cp, n, s, rfc) : -1;
 		if (j >= 0)
 		{
 			int			nd = 0;
@@ -770,9 +805,10 @@ ext_at(const uint32_t *cp, int n, int s)
 				ends[ne++] = j + 3;
 			ends[ne++] = j + 2;
 		}
-		if ((j = match_word(cp, n, i, dob)) >= 0)
+		/* the words' first letters, before the calls */
+		if (i < n && lower(cp[i]) == 0x434 && (j = match_word(cp, n, i, dob)) >= 0)
 			ends[ne++] = j;
-		if ((j = match_word(cp, n, i, anexo)) >= 0)
+		if (i < n && (cp[i] | 0x20) == 'a' && (j = match_word(cp, n, i, anexo)) >= 0)
 			ends[ne++] = j;
 		for (int e = 0; e < ne; e++)
 			if ((d = ext_tail(cp, n, ends[e], 20, false)) >= 0)
@@ -788,9 +824,11 @@ ext_at(const uint32_t *cp, int n, int s)
 		if (c == 'x' || c == 0xFF58 || c == '#' || c == 0xFF03 || c == '~' || c == 0xFF5E)
 			if ((d = ext_tail(cp, n, i + 1, 9, false)) >= 0)
 				return d;
-		if ((j = match_word(cp, n, i, intw)) >= 0 && (d = ext_tail(cp, n, j, 9, false)) >= 0)
+		if (c == 'i' && (j = match_word(cp, n, i, intw)) >= 0
+			&& (d = ext_tail(cp, n, j, 9, false)) >= 0)
 			return d;
-		if ((j = match_word(cp, n, i, intfw)) >= 0 && (d = ext_tail(cp, n, j, 9, false)) >= 0)
+		if (c == 0xFF49 && (j = match_word(cp, n, i, intfw)) >= 0
+			&& (d = ext_tail(cp, n, j, 9, false)) >= 0)
 			return d;
 	}
 	/* American style: [- ]+ digits{1,6} # */
@@ -1015,68 +1053,151 @@ typedef enum PlainScan
 	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
 } PlainScan;
 
-static PlainScan
-scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
+/* scan_plain's bytes: ASCII digits, its separators ' -()./', the rest. */
+#define PB_SEP 1
+#define PB_DIGIT 2
+
+static const uint8_t plain_byte[256] = {
+	[' '] = PB_SEP, ['-'] = PB_SEP, ['('] = PB_SEP, [')'] = PB_SEP, ['.'] = PB_SEP, ['/'] = PB_SEP,
+	['0'] = PB_DIGIT, ['1'] = PB_DIGIT, ['2'] = PB_DIGIT, ['3'] = PB_DIGIT, ['4'] = PB_DIGIT,
+	['5'] = PB_DIGIT, ['6'] = PB_DIGIT, ['7'] = PB_DIGIT, ['8'] = PB_DIGIT, ['9'] = PB_DIGIT,
+};
+
+/*
+ * Copy the run of ASCII digits at p (at least one) to *o and return where
+ * it ends: eight bytes at a time where eight are left, the end found from
+ * the word's non-digit bytes rather than with a branch per byte.  *o has
+ * room for eight more (num's 64 spare bytes).
+ */
+static inline const unsigned char *
+copy_digits(const unsigned char *p, const unsigned char *end, char **o)
 {
-	int			n = 0;			/* characters seen */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	while (end - p >= 8)
+	{
+		uint64_t	w;
+		uint64_t	x;
+		uint64_t	other;
+
+		memcpy(&w, p, 8);
+		memcpy(*o, &w, 8);
+		/* digits become 0 to 9; bit 7 of each byte: above 9 */
+		x = w ^ UINT64_C(0x3030303030303030);
+		other = (((x & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | x)
+			& UINT64_C(0x8080808080808080);
+		if (other != 0)
+		{
+			int			k = __builtin_ctzll(other) >> 3;
+
+			*o += k;
+			return p + k;
+		}
+		p += 8;
+		*o += 8;
+	}
+#endif
+	while (p < end && (unsigned) (*p - '0') <= 9)
+		*(*o)++ = (char) *p++;
+	return p;
+}
+
+static PlainScan
+scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	const unsigned char *p = s;
+	const unsigned char *end = s + len;
+	char	   *o = num;
+	int			wide2 = 0;		/* two per full-width character before p */
 	int			first = -1;		/* the first digit or plus sign */
 	int			last_digit = -1;
 	int			stray_plus = -1;	/* a plus sign after the leading ones */
 	bool		first_plus = false;
 	bool		leading = true;
-	int			digits = 0;
+	int			digits;
 
-	size_t		i = 0;
-
-	while (i < len)
+	/*
+	 * The common shape first, without a branch per byte that depends on it:
+	 * separators, plus signs, then ASCII digits and separators alone.  Where
+	 * something else comes, the loop below goes on from there, with what
+	 * this part found.
+	 */
+	while (p < end && plain_byte[*p] == PB_SEP)
+		p++;
+	if (p < end && (*p == '+' || plain_byte[*p] == PB_DIGIT))
 	{
-		unsigned char c = (unsigned char) s[i];
+		const unsigned char *from;
+
+		first = (int) (p - s);
+		first_plus = *p == '+';
+		while (p < end && *p == '+')
+			p++;
+		from = p;
+		for (; p < end; p++)
+		{
+			unsigned	k = plain_byte[*p];
+
+			if (k == 0)
+				break;
+			*o = (char) *p;
+			o += k >> 1;
+		}
+		if (p > from)
+		{
+			const unsigned char *q = p;
+
+			leading = false;
+			/* the last digit: separators, if any, came after it */
+			while (q > from && (unsigned) (q[-1] - '0') > 9)
+				q--;
+			if (q > from)
+				last_digit = (int) (q - s) - 1;
+		}
+	}
+
+	/* Positions are in characters: bytes less the full-width ones' extra two. */
+	while (p < end)
+	{
+		unsigned	c = *p;
+		int			at = (int) (p - s) - wide2;
 		int			d;
 
-		if ((unsigned) (c - '0') <= 9)
+		if (c - '0' <= 9)
 		{
-			/* A run of ASCII digits at once. */
 			if (first < 0)
-				first = n;
+				first = at;
 			leading = false;
-			do
-			{
-				num[digits++] = (char) c;
-				i++;
-				n++;
-			} while (i < len && (unsigned) ((c = (unsigned char) s[i]) - '0') <= 9);
-			last_digit = n - 1;
+			p = copy_digits(p, end, &o);
+			last_digit = (int) (p - s) - wide2 - 1;
 			continue;
 		}
 		if (c == '+')
 		{
 			d = -1;
-			i++;
+			p++;
 		}
-		else if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/')
+		else if (plain_byte[c] == PB_SEP)
 		{
 			if (first >= 0)
 				leading = false;
-			i++;
-			n++;
+			p++;
 			continue;
 		}
-		else if (c == 0xEF && i + 2 < len && (unsigned char) s[i + 1] == 0xBC
-				 && ((unsigned char) s[i + 2] == 0x8B
-					 || (unsigned) ((unsigned char) s[i + 2] - 0x90) <= 9))
+		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC
+				 && (p[2] == 0x8B || (unsigned) (p[2] - 0x90) <= 9))
 		{
 			/* U+FF0B FULLWIDTH PLUS SIGN, U+FF10..U+FF19 full-width digits */
-			d = (unsigned char) s[i + 2] == 0x8B ? -1 : (unsigned char) s[i + 2] - 0x90;
-			i += 3;
+			d = p[2] == 0x8B ? -1 : p[2] - 0x90;
+			p += 3;
+			wide2 += 2;
 		}
-		else if (first < 0 && c >= 0x20 && c < 0x7F && c != ';')
+		else if (first < 0 && c - 0x20 < 0x5F && c != ';')
 		{
 			/*
 			 * Before the number ("tel:", a label): dropped unseen, since
 			 * only a ';' (a phone-context) in it would matter.
 			 */
-			i++;
-			n++;
+			p++;
 			continue;
 		}
 		else
@@ -1084,19 +1205,19 @@ scan_plain(const char *s, size_t len, char *num, int *nlen, bool *plus)
 
 		if (first < 0)
 		{
-			first = n;
+			first = at;
 			first_plus = d < 0;
 		}
 		if (d >= 0)
 		{
-			num[digits++] = (char) ('0' + d);
-			last_digit = n;
+			*o++ = (char) ('0' + d);
+			last_digit = at;
 			leading = false;
 		}
 		else if (!leading && stray_plus < 0)
-			stray_plus = n;
-		n++;
+			stray_plus = at;
 	}
+	digits = (int) (o - num);
 	*nlen = digits;
 	*plus = first_plus;
 	if (digits == 0)
@@ -1153,16 +1274,21 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 	*plus = i < len && s[i] == '+';
 	while (i < len && s[i] == '+')
 		i++;
-	for (; i < len; i++)
+	while (i < len)
 	{
 		unsigned	c = s[i];
 
 		if (c - '0' <= 9)
 		{
-			num[digits++] = (char) c;
-			last = i;
+			char	   *to = num + digits;
+
+			i = copy_digits(s + i, s + len, &to) - s;
+			digits = (int) (to - num);
+			last = i - 1;
 		}
-		else if (!(c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '/'))
+		else if (plain_byte[c] == PB_SEP)
+			i++;
+		else
 			break;
 	}
 	if (digits < 3)
@@ -1184,11 +1310,12 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 	 */
 	tn = (int) (len - k);
 	tail[0] = s[k];
-	for (int j = 1; j < tn; j++)
-		tail[j] = s[k + j];
 	for (int j = 0; j < tn; j++)
-		if (tail[j] - 0x20 >= 0x5F)
+	{
+		if ((unsigned) (s[k + j] - 0x20) >= 0x5F)
 			return false;
+		tail[j] = s[k + j];
+	}
 	d = ext_at(tail, tn, 0);
 	if (d < 0)
 		return false;
@@ -1265,6 +1392,33 @@ plain_with_letters(const char *raw, size_t len, char *num, int *nlen, bool *plus
 	}
 	*nlen = o;
 	return true;
+}
+
+/*
+ * Copy the national number, 2 to PHONE_MAX_NSN digits, in fixed-size pieces
+ * that overlap rather than with a call (no byte past src + n is read).
+ */
+static inline void
+copy_nsn(char *dst, const char *src, int n)
+{
+	if (n >= 8)
+	{
+		memcpy(dst, src, 8);
+		if (n > 16)
+			memcpy(dst + 8, src + 8, 8);
+		memcpy(dst + n - 8, src + n - 8, 8);
+	}
+	else if (n >= 4)
+	{
+		memcpy(dst, src, 4);
+		memcpy(dst + n - 4, src + n - 4, 4);
+	}
+	else
+	{
+		dst[0] = src[0];
+		dst[1] = src[1];
+		dst[n - 1] = src[n - 1];
+	}
 }
 
 /*
@@ -1391,23 +1545,35 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 	if (nlen > PHONE_MAX_NSN)
 		return PHONE_TOO_LONG;
 	out->country_code = cc;
-	memcpy(out->nsn, num, nlen);
+	copy_nsn(out->nsn, num, nlen);
 	out->nsn[nlen] = '\0';
 	out->nsn_len = nlen;
 	return PHONE_OK;
 }
 
 
+const PhoneRegion *
+phone_region(const PhoneTables *t, const char *id)
+{
+	return region_by_id(t, id);
+}
+
 PhoneError
 phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *region_code,
 			PhoneNumber *out)
+{
+	return phone_parse_in(t, raw, len, region_by_id(t, region_code), out);
+}
+
+PhoneError
+phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+			   PhoneNumber *out)
 {
 	uint32_t	cp[MAXCP + 1];
 	int			n;
 	char		buf[MAXCP + 1];
 	size_t		blen = 0;
-	size_t		at;
-	const PhoneRegion *def = region_by_id(t, region_code);
+	size_t		at = 0;
 	char		num[MAXCP + 64];
 	int			nlen;
 	int			start;
@@ -1419,7 +1585,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	bool		semicolon;
 	bool		context;
 	bool		printable;
-	size_t		isub_at;
+	size_t		isub_at = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
@@ -1453,12 +1619,30 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 		case PLAIN_NO:
 			break;
 	}
-	/* What the searches below need at least, looked for once in the bytes. */
-	semicolon = memchr(raw, ';', len) != NULL;
+	/*
+	 * What the searches below need at least, looked for once in the bytes:
+	 * each ';', and the first subaddress and phone-context among them.
+	 */
+	semicolon = isub = context = false;
+	for (const char *q = memchr(raw, ';', len); q != NULL;
+		 q = memchr(q + 1, ';', (size_t) (raw + len - q - 1)))
+	{
+		size_t		rest = (size_t) (raw + len - q);
+
+		semicolon = true;
+		if (!isub && rest >= 6 && memcmp(q, ";isub=", 6) == 0)
+		{
+			isub = true;
+			isub_at = (size_t) (q - raw);
+		}
+		if (!context && rest >= 15 && memcmp(q, ";phone-context=", 15) == 0)
+		{
+			context = true;
+			at = (size_t) (q - raw);
+		}
+	}
 	second_number = memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
-	isub = semicolon && FIND_BYTES(raw, len, ";isub=", &isub_at);
-	context = semicolon && FIND_BYTES(raw, len, ";phone-context=", &at);
 
 	/*
 	 * A plain number, then an isdn-subaddress: the number before it reads as
@@ -1669,9 +1853,13 @@ phone_format_e164(const PhoneNumber *p, char *buf)
 
 	*o++ = '+';
 	if (v >= 100)
+	{
 		*o++ = (char) ('0' + v / 100);
-	if (v >= 10)
-		*o++ = (char) ('0' + v / 10 % 10);
+		v %= 100;
+		*o++ = (char) ('0' + v / 10);
+	}
+	else if (v >= 10)
+		*o++ = (char) ('0' + v / 10);
 	*o++ = (char) ('0' + v % 10);
 	/* The national number in one fixed-size copy, then the end. */
 	memcpy(o, p->nsn, sizeof(p->nsn));

@@ -114,6 +114,22 @@ typedef struct PhoneNumber
 extern PhoneError phone_parse(const PhoneTables *t, const char *raw, size_t len,
 							  const char *region, PhoneNumber *out);
 
+/* The region of an ISO 3166 code ("US"), or NULL when the tables have none. */
+extern const PhoneRegion *phone_region(const PhoneTables *t, const char *id);
+
+/* phone_region for a code of two letters known to be A to Z. */
+static inline const PhoneRegion *
+phone_region_az(const PhoneTables *t, char a, char b)
+{
+	int			i = t->id_index[(a - 'A') * 26 + (b - 'A')];
+
+	return i < 0 ? NULL : &t->regions[i];
+}
+
+/* phone_parse with the default region looked up already (NULL for none). */
+extern PhoneError phone_parse_in(const PhoneTables *t, const char *raw, size_t len,
+								 const PhoneRegion *region, PhoneNumber *out);
+
 /* "+<cc><nsn>" into buf (at least 22 bytes); returns its length. */
 extern int	phone_format_e164(const PhoneNumber *n, char *buf);
 

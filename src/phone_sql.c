@@ -31,9 +31,36 @@ arg_text(FunctionCallInfo fcinfo, int argno)
 	return (text *) v;
 }
 
-/* The region to read the number in: the argument, or the account's default. */
-static bool
-resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
+/* No region given: the current account's default region. */
+static pg_noinline void
+default_region(char *region)
+{
+	bool		found = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT a.default_region FROM eightms.account a"
+					" WHERE a.account_id = eightms.current_account_id()", true, 1) == SPI_OK_SELECT
+		&& SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL && strlen(v) <= 3)
+		{
+			strcpy(region, v);
+			found = true;
+		}
+	}
+	SPI_finish();
+	/* None: only numbers with a country code can be read. */
+	if (!found)
+		region[0] = '\0';
+}
+
+/* resolve_region's general case: any other text, or no region at all. */
+static pg_noinline bool
+resolve_region_slow(FunctionCallInfo fcinfo, int argno, char *region, const PhoneRegion **def,
+					bool raise)
 {
 	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
 	{
@@ -57,33 +84,47 @@ resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
 			region[i] = (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c < 0x80 ? c : pg_toupper(c);
 		}
 		region[len] = '\0';
+		*def = phone_region(TABLES, region);
 		return true;
 	}
+	default_region(region);
+	*def = phone_region(TABLES, region);
+	return true;
+}
 
-	/* No region given: the current account's default region. */
+/*
+ * The region to read the number in, as text for the messages and *def for
+ * the engine: the argument, or the account's default.  Two ASCII letters,
+ * as nearly every call has them (a column or a literal), are upper-cased
+ * and looked up here without a loop or a call.
+ */
+static inline bool
+resolve_region(FunctionCallInfo fcinfo, int argno, char *region, const PhoneRegion **def,
+			   bool raise)
+{
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
 	{
-		bool		found = false;
+		struct varlena *v = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+		const unsigned char *s = NULL;
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("SELECT a.default_region FROM eightms.account a"
-						" WHERE a.account_id = eightms.current_account_id()", true, 1) == SPI_OK_SELECT
-			&& SPI_processed == 1)
+		if (VARATT_IS_1B(v))
 		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-			if (v != NULL && strlen(v) <= 3)
-			{
-				strcpy(region, v);
-				found = true;
-			}
+			if (!VARATT_IS_1B_E(v) && VARSIZE_1B(v) == VARHDRSZ_SHORT + 2)
+				s = (const unsigned char *) VARDATA_1B(v);
 		}
-		SPI_finish();
-		/* None: only numbers with a country code can be read. */
-		if (!found)
-			region[0] = '\0';
-		return true;
+		else if (VARATT_IS_4B_U(v) && VARSIZE_4B(v) == VARHDRSZ + 2)
+			s = (const unsigned char *) VARDATA_4B(v);
+		if (s != NULL && (unsigned) ((s[0] | 0x20) - 'a') < 26
+			&& (unsigned) ((s[1] | 0x20) - 'a') < 26)
+		{
+			region[0] = (char) (s[0] & ~0x20);
+			region[1] = (char) (s[1] & ~0x20);
+			region[2] = '\0';
+			*def = phone_region_az(TABLES, region[0], region[1]);
+			return true;
+		}
 	}
+	return resolve_region_slow(fcinfo, argno, region, def, raise);
 }
 
 /*
@@ -91,9 +132,9 @@ resolve_region(FunctionCallInfo fcinfo, int argno, char *region, bool raise)
  * NULL with *out filled.
  */
 static const char *
-check_number(text *raw, const char *region, bool strict, PhoneNumber *out)
+check_number(text *raw, const PhoneRegion *def, bool strict, PhoneNumber *out)
 {
-	PhoneError	err = phone_parse(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), region, out);
+	PhoneError	err = phone_parse_in(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), def, out);
 
 	if (err != PHONE_OK)
 		return phone_error_message(err);
@@ -120,6 +161,7 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 {
 	text	   *raw;
 	char		region[4];
+	const PhoneRegion *def;
 	bool		strict = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? PG_GETARG_BOOL(2) : true;
 	PhoneNumber p;
 	const char *why;
@@ -128,9 +170,9 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	raw = arg_text(fcinfo, 0);
-	if (!resolve_region(fcinfo, 1, region, raise))
+	if (!resolve_region(fcinfo, 1, region, &def, raise))
 		PG_RETURN_NULL();
-	why = check_number(raw, region, strict, &p);
+	why = check_number(raw, def, strict, &p);
 	if (why != NULL)
 	{
 		if (!raise)
@@ -171,15 +213,16 @@ Datum
 eightms_phone_type(PG_FUNCTION_ARGS)
 {
 	char		region[4];
+	const PhoneRegion *def;
 	PhoneNumber p;
 	text	   *raw;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	raw = PG_GETARG_TEXT_PP(0);
-	if (!resolve_region(fcinfo, 1, region, false))
+	if (!resolve_region(fcinfo, 1, region, &def, false))
 		PG_RETURN_NULL();
-	if (phone_parse(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), region, &p) != PHONE_OK)
+	if (phone_parse_in(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), def, &p) != PHONE_OK)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(phone_type_name(phone_type(TABLES, &p))));
 }
@@ -188,6 +231,7 @@ Datum
 eightms_phone_region(PG_FUNCTION_ARGS)
 {
 	char		region[4];
+	const PhoneRegion *def;
 	PhoneNumber p;
 	text	   *raw;
 	const char *r;
@@ -195,9 +239,9 @@ eightms_phone_region(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	raw = PG_GETARG_TEXT_PP(0);
-	if (!resolve_region(fcinfo, 1, region, false))
+	if (!resolve_region(fcinfo, 1, region, &def, false))
 		PG_RETURN_NULL();
-	if (phone_parse(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), region, &p) != PHONE_OK)
+	if (phone_parse_in(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), def, &p) != PHONE_OK)
 		PG_RETURN_NULL();
 	r = phone_region_of(TABLES, &p);
 	if (r == NULL)

@@ -95,20 +95,7 @@ SQL
 command psql -X -q -d "$DB" -c "UPDATE eightms.phone SET last_heartbeat_at = now() + interval '1 day' WHERE account_id = '$ACCT'"
 command psql -X -q -d "$DB" -c "CALL public.lifecycles(5, '$ACCT', '$P1', $BATCH, 0)" -c "CALL public.tpcb(2000)" -c "CHECKPOINT"
 stop_cluster "$T/data"
-mkdir -p "$T/callgrind"
-chown postgres "$T/callgrind"
-
-# Instructions a single-user backend executes for the given statements.
-count() {
-	local out=$T/callgrind/out.$1 input=$T/callgrind/$1.sql
-	printf '%s\n' "${@:2}" > "$input"
-	chmod 644 "$input"
-	as_postgres env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
-		bash -c 'set -a; . "$1"; set +a; exec valgrind --tool=callgrind --callgrind-out-file="$2" "$3" --single -D "$4" -c shared_preload_libraries=eightms "$5" < "$6"' \
-		_ "$T/secrets.env" "$out" "$T/root$PGBIN/postgres" "$T/data" "$DB" "$input" > "$T/callgrind/$1.log" 2>&1
-	grep -q 'ERROR' "$T/callgrind/$1.log" && { grep -m3 'ERROR' "$T/callgrind/$1.log" >&2; die "a single-user run failed ($T/callgrind/$1.log)"; }
-	sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$T/callgrind/$1.log"
-}
+count() { single_user_instructions "$@"; }
 # The counted rounds write to conversations the warm-up wrote to moments
 # before, as in run.sh, where each of the 8,000 conversations gets a message
 # about every second: a conversation's first message in a minute adds index

@@ -8,19 +8,9 @@
 NAME=phone
 PORT=${EIGHTMS_BENCH_PORT:-54345}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-N=${BENCH_INPUTS:-1000000}
-SEED=${BENCH_SEED:-42}
 
 ensure_packages
-W=${EIGHTMS_BENCH_WORK:-/tmp/eightms-bench-phone-work}
-mkdir -p "$W"
-# The inputs take a minute or two to generate: kept between runs, per
-# count, seed and generator.
-key="$N $SEED $(md5sum < "$REPO/test/phone/gen_inputs.py")"
-if [ ! -s "$W/inputs.tsv" ] || [ "$(cat "$W/inputs.key" 2>/dev/null)" != "$key" ]; then
-	python3 "$REPO/test/phone/gen_inputs.py" "$REPO/data/phonenumber/PhoneNumberMetadata-v8.12.57.xml" "$N" "$SEED" > "$W/inputs.tsv"
-	echo "$key" > "$W/inputs.key"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/inputs.sh"
 rm -f "$W"/*.o
 for f in phone phonemeta/v8_12_57 phonemeta/v9_0_35; do
 	gcc -O2 -I"$REPO/src" -c "$REPO/src/$f.c" -o "$W/$(basename $f).o"
