@@ -42,13 +42,17 @@ for round in $(seq 1 "$ROUNDS"); do
 	# the cores idle while its commits wait, and the ratio flatters the gateway.
 	tpcb=$(command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1)
 	before=$(delivered)
-	start=$(date +%s.%N)
 	# Senders, phones and inbound at once, weighted 1 : 1 : 1.
 	command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" -D prev=- \
-		-f "$T/send.sql@1" -f "$T/phone.sql@1" -f "$T/inbound.sql@1" "$DB" >> "$T/gateway.out" 2>&1
-	end=$(date +%s.%N)
+		-f "$T/send.sql@1" -f "$T/phone.sql@1" -f "$T/inbound.sql@1" "$DB" > "$T/round.out" 2>&1
+	cat "$T/round.out" >> "$T/gateway.out"
 	after=$(delivered)
-	life=$(echo "($after - $before) / ($end - $start)" | bc -l)
+	# Over the time pgbench measures its own TPS by (transactions over TPS:
+	# the run without connecting), as tpcb-like's TPS is.
+	n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/round.out")
+	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/round.out" | head -n1)
+	[ -n "$n" ] && [ -n "$tps" ] || die "the gateway phase printed no TPS ($T/round.out)"
+	life=$(echo "($after - $before) / ($n / $tps)" | bc -l)
 	ratio=$(echo "$life / $tpcb" | bc -l)
 	ratios+=("$ratio")
 	printf 'round %d: lifecycles %6.0f per second, tpcb-like %6.0f TPS, ratio %.2f\n' "$round" "$life" "$tpcb" "$ratio"
