@@ -92,11 +92,6 @@ CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, active
 -- Room on each page for those updates.
 ALTER TABLE eightms.conversation SET (fillfactor = 80);
 
--- No foreign keys: a key check is a query per message written, a tenth
--- of a bulk send.  Messages are written only by the functions below, each
--- with the conversation it has just found or created (and locked); deleting
--- a conversation deletes its messages by the trigger after the table, and
--- deleting an account deletes its conversations.
 -- The rule every row version of eightms.message keeps (src/message_state.c).
 CREATE FUNCTION eightms.message_state_ok(direction text, status text, pending boolean) RETURNS boolean
 LANGUAGE C IMMUTABLE PARALLEL SAFE
@@ -106,6 +101,11 @@ COMMENT ON FUNCTION eightms.message_state_ok(text, text, boolean) IS
 -- Checks run with the writer's rights: every role that writes messages.
 GRANT EXECUTE ON FUNCTION eightms.message_state_ok(text, text, boolean) TO eightms_user, eightms_phone, eightms_dba;
 
+-- No foreign keys: a key check is a query per message written, a tenth
+-- of a bulk send.  Messages are written only by the functions below, each
+-- with the conversation it has just found or created (and locked); deleting
+-- a conversation deletes its messages by the trigger after the table, and
+-- deleting an account deletes its conversations.
 CREATE TABLE eightms.message (
 	account_id			uuid NOT NULL,
 	message_id			uuid NOT NULL DEFAULT eightms.uuid_v7(),
