@@ -24,6 +24,7 @@ OBJS = \
 	src/eightms.o \
 	src/claims.o \
 	src/try_uuid.o \
+	src/json_time.o \
 	src/message_state.o \
 	src/uuid_v7.o \
 	src/random.o \

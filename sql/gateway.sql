@@ -309,6 +309,20 @@ COMMENT ON FUNCTION eightms.ids_are_distinct(jsonb) IS
 	'True when every element of the array is an object whose "id" try_uuid reads, all different';
 GRANT EXECUTE ON FUNCTION eightms.ids_are_distinct(jsonb) TO eightms_phone;
 
+-- The time a phone wrote (a report's "at", an inbound message's
+-- "received_at"), or NULL when it cannot be read (src/json_time.c): a JSON
+-- number of milliseconds since 1970, or a string timestamptz reads (ISO
+-- 8601 without a subtransaction).  Never an error, so that one bad time
+-- does not fail, and keep failing, a phone's whole batch.  STABLE: a time
+-- without an offset is read in the session's time zone.  Not PARALLEL SAFE:
+-- strings other than ISO 8601 are read in a subtransaction.
+CREATE FUNCTION eightms.json_time(value jsonb) RETURNS timestamptz
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'eightms_json_time';
+COMMENT ON FUNCTION eightms.json_time(jsonb) IS
+	'A JSON number of milliseconds since 1970 or a string timestamptz reads, as timestamptz; NULL for anything else';
+GRANT EXECUTE ON FUNCTION eightms.json_time(jsonb) TO eightms_phone;
+
 -- ------------------------------------------------------------ pairing
 
 CREATE FUNCTION eightms_api.create_pairing_code(valid_for interval DEFAULT '10 minutes')
@@ -947,7 +961,7 @@ BEGIN
 		RETURN QUERY
 		WITH rep AS (
 			SELECT t.ord, eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
-				   least(coalesce((t.x ->> 'at')::timestamptz, now()), now()) AS at
+				   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
 			  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
 		moved AS (
 			UPDATE eightms.message x SET
@@ -992,7 +1006,7 @@ BEGIN
 			   eightms.try_uuid(t.x ->> 'id') AS id,
 			   t.x ->> 'status' AS st,
 			   t.x ->> 'error' AS err,
-			   least(coalesce((t.x ->> 'at')::timestamptz, now()), now()) AS at
+			   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
 		  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
 	cur AS (
 		SELECT m.message_id, m.status FROM eightms.message m
@@ -1113,7 +1127,7 @@ BEGIN
 										  encoding, segments, status, device_message_id, received_at)
 		SELECT acct, conv, 'in', me, sender, coalesce(x ->> 'body', ''), i.encoding, i.segments, 'received',
 			   receive_messages.device_message_id,
-			   least(coalesce((x ->> 'received_at')::timestamptz, now()), now())
+			   least(coalesce(eightms.json_time(x -> 'received_at'), now()), now())
 		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
 		ON CONFLICT (account_id, phone_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
 		RETURNING m.message_id INTO mid;

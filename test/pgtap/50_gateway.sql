@@ -72,6 +72,22 @@ SELECT pgrst.reset();
 SELECT is((SELECT status || ' ' || (sent_at IS NOT NULL) || ' ' || (delivered_at IS NOT NULL) FROM eightms.message WHERE message_id = :'sent_message_id'),
 		  'delivered true true', 'the message is delivered and keeps each timestamp');
 
+-- A time the phone wrote that cannot be read never fails its batch (the
+-- phone would send the same batch again and again): the report counts from
+-- its arrival.  Times are ISO 8601 strings or milliseconds since 1970.
+SELECT message_id AS other_message_id FROM claimed WHERE message_id <> :'sent_message_id' \gset
+SELECT pgrst.as_token(:'pair_token');
+SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(
+			jsonb_build_object('id', :'other_message_id', 'status', 'sent', 'at', 1767225600000)))),
+		  true, 'a report timed in milliseconds since 1970 is accepted');
+SELECT is((SELECT array_agg(coalesce(note, 'moved') ORDER BY note NULLS FIRST) FROM eightms_api.report_messages(jsonb_build_array(
+			jsonb_build_object('id', :'other_message_id', 'status', 'delivered', 'at', 'half past ten'),
+			jsonb_build_object('id', :'other_message_id', 'status', 'delivered', 'at', '2026-01-02T00:00:00Z')))),
+		  ARRAY['moved', 'already delivered'], 'a report with an unreadable time is applied, and the batch with it');
+SELECT pgrst.reset();
+SELECT is((SELECT (sent_at = '2026-01-01 00:00:00+00') || ' ' || (delivered_at = now()) FROM eightms.message WHERE message_id = :'other_message_id'),
+		  'true true', 'the readable time is kept, the unreadable one is the time of the report');
+
 -- Inbound: exactly once per device message id; two equal texts both kept.
 SELECT pgrst.as_token(:'pair_token');
 SELECT is((SELECT array_agg(duplicate ORDER BY device_message_id) FROM eightms_api.receive_messages(
@@ -80,6 +96,18 @@ SELECT is((SELECT array_agg(duplicate ORDER BY device_message_id) FROM eightms_a
 		  ARRAY[false, false], 'two distinct messages with the same text are both stored');
 SELECT is((SELECT duplicate FROM eightms_api.receive_messages('[{"from":"+12125550198","body":"Thanks!","device_message_id":"sms-1"}]')),
 		  true, 'a repeated device message id is recognised and not stored again');
+SELECT is((SELECT array_agg(duplicate) FROM eightms_api.receive_messages(
+			'[{"from":"+12125550199","body":"bad clock","device_message_id":"sms-t1","received_at":"half past ten"},
+			  {"from":"+12125550199","body":"millis","device_message_id":"sms-t2","received_at":1767225600000},
+			  {"from":"+12125550199","body":"iso","device_message_id":"sms-t3","received_at":"2026-01-01T01:00:00+01:00"}]')),
+		  ARRAY[false, false, false], 'an inbound batch with an unreadable received_at is stored whole');
+SELECT pgrst.reset();
+SELECT is((SELECT array_agg(body || ' ' || CASE received_at WHEN now() THEN 'arrival' WHEN '2026-01-01 00:00:00+00' THEN 'new year'
+											  ELSE received_at::text END ORDER BY body)
+			 FROM eightms.message WHERE account_id = :'acct' AND device_message_id LIKE 'sms-t_'),
+		  ARRAY['bad clock arrival', 'iso new year', 'millis new year'],
+		  'received_at: milliseconds and ISO 8601 are read, an unreadable one is the time of arrival');
+SELECT pgrst.as_token(:'pair_token');
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number = '+12125550198'), 2,
 		  'the conversation counts two unread messages');
