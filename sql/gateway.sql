@@ -1085,7 +1085,7 @@ AS $$
 $$;
 
 CREATE FUNCTION eightms_api.receive_messages(messages jsonb)
-RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text)
+RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text, error text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -1109,9 +1109,22 @@ BEGIN
 	END IF;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
+		message_id := NULL;
+		duplicate := NULL;
 		consent := NULL;
-		IF device_message_id IS NULL OR length(device_message_id) NOT BETWEEN 1 AND 200 THEN
-			RAISE EXCEPTION 'every inbound message needs a device_message_id' USING ERRCODE = '22023';
+		-- An item that can never be stored is answered, not raised: raised,
+		-- it would fail the whole batch, and the phone would send the same
+		-- batch again and again while the other messages in it wait.
+		error := CASE
+			WHEN jsonb_typeof(x) IS DISTINCT FROM 'object' THEN 'not a JSON object'
+			WHEN device_message_id IS NULL OR length(device_message_id) NOT BETWEEN 1 AND 200
+			THEN 'device_message_id must be 1 to 200 characters'
+			WHEN jsonb_typeof(x -> 'from') IS DISTINCT FROM 'string' OR btrim(x ->> 'from') = ''
+			THEN 'from must be the sender''s number or name'
+			WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string' END;
+		IF error IS NOT NULL THEN
+			RETURN NEXT;
+			CONTINUE;
 		END IF;
 		SELECT m.message_id INTO mid FROM eightms.message m
 		 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;

@@ -108,6 +108,36 @@ SELECT is((SELECT array_agg(body || ' ' || CASE received_at WHEN now() THEN 'arr
 		  ARRAY['bad clock arrival', 'iso new year', 'millis new year'],
 		  'received_at: milliseconds and ISO 8601 are read, an unreadable one is the time of arrival');
 SELECT pgrst.as_token(:'pair_token');
+-- An item that can never be stored is answered with its reason and blocks
+-- none of the others in its batch.
+CREATE TEMP TABLE inbound_mixed AS
+SELECT row_number() OVER () AS item, r.* FROM eightms_api.receive_messages(($$[
+	{"from": "+12125550197", "body": "first", "device_message_id": "sms-m1"},
+	"not an object",
+	{"from": "+12125550197", "body": "no id"},
+	{"from": "+12125550197", "body": "long id", "device_message_id": "$$ || repeat('x', 201) || $$"},
+	{"body": "no sender", "device_message_id": "sms-m2"},
+	{"from": "   ", "body": "blank sender", "device_message_id": "sms-m3"},
+	{"from": {"number": "+12125550197"}, "body": "sender not a string", "device_message_id": "sms-m4"},
+	{"from": "+12125550197", "body": ["not", "a string"], "device_message_id": "sms-m5"},
+	{"from": "+12125550197", "device_message_id": "sms-m6"},
+	{"from": "+12125550197", "body": "last", "device_message_id": "sms-m7"}
+]$$)::jsonb) r;
+SELECT results_eq($$SELECT item, message_id IS NOT NULL, duplicate, error FROM inbound_mixed ORDER BY item$$,
+	$$VALUES (1::bigint, true, false, NULL::text), (2, false, NULL::boolean, 'not a JSON object'),
+			 (3, false, NULL, 'device_message_id must be 1 to 200 characters'),
+			 (4, false, NULL, 'device_message_id must be 1 to 200 characters'),
+			 (5, false, NULL, 'from must be the sender''s number or name'),
+			 (6, false, NULL, 'from must be the sender''s number or name'),
+			 (7, false, NULL, 'from must be the sender''s number or name'),
+			 (8, false, NULL, 'body must be a string'),
+			 (9, true, false, NULL), (10, true, false, NULL)$$,
+	'each inbound item is stored or answered with why it cannot be, in item order');
+SELECT pgrst.reset();
+SELECT is((SELECT array_agg(coalesce(nullif(body, ''), '(empty)') ORDER BY device_message_id) FROM eightms.message
+			WHERE account_id = :'acct' AND peer_number = '+12125550197'),
+		  ARRAY['first', '(empty)', 'last'], 'only the storable items are stored (a missing body is an empty one)');
+SELECT pgrst.as_token(:'pair_token');
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number = '+12125550198'), 2,
 		  'the conversation counts two unread messages');
