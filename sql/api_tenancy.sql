@@ -231,6 +231,12 @@ DECLARE
 	acct	eightms.account;
 	result	eightms_api.profile;
 BEGIN
+	-- NULL (JSON null) for a field with a default means the default.
+	timezone := coalesce(timezone, 'UTC');
+	default_region := coalesce(default_region, 'US');
+	IF company_name IS NULL THEN
+		RAISE EXCEPTION 'company name must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
 	PERFORM eightms.check_profile(company_name, timezone, display_name, default_region);
 	INSERT INTO eightms.account (company_name, display_name, timezone, default_region)
 	VALUES (btrim(company_name), nullif(btrim(display_name), ''), timezone, upper(default_region))

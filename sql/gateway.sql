@@ -25,7 +25,8 @@ CREATE TABLE eightms.phone (
 	phone_id			uuid NOT NULL DEFAULT gen_random_uuid(),
 	device_id			text NOT NULL
 		CONSTRAINT phone_device_id_check CHECK (length(device_id) BETWEEN 1 AND 200),
-	name				text,
+	name				text
+		CONSTRAINT phone_name_check CHECK (length(name) <= 100),
 	token_version		integer NOT NULL DEFAULT 1,
 	paired_at			timestamptz NOT NULL DEFAULT now(),
 	unpaired_at			timestamptz,
@@ -365,6 +366,12 @@ BEGIN
 	IF device_id IS NULL OR length(device_id) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'device_id must be 1 to 200 characters' USING ERRCODE = '22023';
 	END IF;
+	IF length(name) > 100 THEN
+		RAISE EXCEPTION 'a phone name must be at most 100 characters' USING ERRCODE = '22023';
+	END IF;
+	IF length(app_version) > 50 THEN
+		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
+	END IF;
 	-- Pairing the same device again replaces its earlier pairing.
 	UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
 	 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL;
@@ -397,6 +404,12 @@ BEGIN
 	IF network IS NOT NULL AND lower(network) NOT IN ('wifi', '5g', '4g', '3g', '2g', 'none', 'unknown') THEN
 		RAISE EXCEPTION 'unknown network type "%"', left(network, 20)
 			USING ERRCODE = '22023', HINT = 'Use wifi, 5g, 4g, 3g, 2g, none or unknown.';
+	END IF;
+	IF length(app_version) > 50 THEN
+		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
+	END IF;
+	IF length(gateway_password) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'a gateway password must be 1 to 200 characters' USING ERRCODE = '22023';
 	END IF;
 	UPDATE eightms.phone p SET
 		last_heartbeat_at = now(),
@@ -521,6 +534,16 @@ DECLARE
 	conv_phone uuid;
 	fold boolean;
 BEGIN
+	IF to_number IS NULL OR btrim(to_number) = '' THEN
+		RAISE EXCEPTION 'a recipient number is required' USING ERRCODE = '22023',
+			HINT = 'Write it with its country code (+44 ...) or as dialled in the account''s default region.';
+	END IF;
+	IF length(idem) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'an idempotency key must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	IF NOT isfinite(send_at) THEN
+		RAISE EXCEPTION 'send_at must be a date and time, not %', send_at USING ERRCODE = '22023';
+	END IF;
 	IF idem IS NOT NULL THEN
 		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
 		IF FOUND THEN
@@ -645,12 +668,13 @@ BEGIN
 				   CASE WHEN fold THEN eightms.sms_fold(n.body) ELSE n.body END AS body
 			  FROM norm n
 			 WHERE n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+			   AND (n.send_at IS NULL OR isfinite(n.send_at))
 			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
 			   AND (n.phone IS NULL
 					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
 								AND p.unpaired_at IS NULL))
 			   AND (n.idem IS NULL
-					OR (n.idem_rank = 1
+					OR (n.idem_rank = 1 AND length(n.idem) <= 200
 						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
 										 AND o.idempotency_key = n.idem)))),
 		-- One row per number, from its first item, in number order (the
@@ -1192,11 +1216,16 @@ $$;
 -- ------------------------------------------------------------ inbox
 
 CREATE FUNCTION eightms_api.mark_read(conversation_id uuid) RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
 	UPDATE eightms.conversation c SET unread_count = 0
-	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = mark_read.conversation_id
+	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = mark_read.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', mark_read.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
 $$;
 
 CREATE FUNCTION eightms_api.delete_conversation(conversation_id uuid) RETURNS void
@@ -1279,6 +1308,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin');
+	IF fold_lookalikes IS NULL THEN
+		RAISE EXCEPTION 'fold_lookalikes must be true or false' USING ERRCODE = '22023';
+	END IF;
 	UPDATE eightms.account a SET fold_lookalikes = set_message_options.fold_lookalikes
 	 WHERE a.account_id = eightms.current_account_id();
 END

@@ -206,6 +206,14 @@ SELECT throws_ok('SELECT pgrst.as_user(''bob'', NULL, NULL, ''{"session_id":"ses
 SELECT lives_ok('SELECT pgrst.as_user(''bob'', NULL, NULL, ''{"session_id":"sess-456"}'')',
 				'a new session of the same user works');
 
+-- JSON nulls: a missing company name is refused with its own message; a
+-- null time zone or region means the default.
+SELECT pgrst.as_user('nadia');
+SELECT throws_ok('SELECT * FROM eightms_api.create_account(NULL)', '22023', 'company name must be 1 to 200 characters',
+				 'create_account refuses a null company name (not a not-null violation)');
+SELECT is((SELECT timezone || ' ' || default_region FROM eightms_api.create_account('Nadia Nails', NULL, NULL, NULL)),
+		  'UTC US', 'a null time zone and region take their defaults');
+
 -- Read-only requests (PostgREST GET) pass the hook without writing.
 SELECT pgrst.reset();
 SET LOCAL transaction_read_only = on;

@@ -19,6 +19,13 @@ SELECT is(:'pair_account_id'::uuid, :'acct'::uuid, 'the phone is paired to the a
 SELECT throws_ok(format('SELECT * FROM eightms_api.pair_phone(%L, %L)', :'code', 'android-other'), '28000',
 				 'pairing code is invalid or has expired', 'a pairing code works once');
 SELECT * FROM eightms_api.pair_phone(:'other_code', 'android-zzz') \gset other_
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT code AS spare_code FROM eightms_api.create_pairing_code() \gset
+SELECT pgrst.as_anon();
+SELECT throws_ok(format('SELECT * FROM eightms_api.pair_phone(%L, %L, %L)', :'spare_code', 'android-long', repeat('n', 101)),
+				 '22023', 'a phone name must be at most 100 characters', 'a phone name over 100 characters is refused');
+SELECT throws_ok(format('SELECT * FROM eightms_api.pair_phone(%L, %L, NULL, %L)', :'spare_code', 'android-long', repeat('9', 51)),
+				 '22023', 'app_version must be at most 50 characters', 'an app version over 50 characters is refused');
 SELECT pgrst.reset();
 SELECT is((eightms.jwt_verify(:'pair_token') ->> 'role'), 'eightms_phone', 'the device token carries the phone role');
 SELECT is((SELECT count(*) FROM eightms.pairing_code WHERE code_hash = sha256(convert_to(:'code', 'UTF8'))), 1::bigint,
@@ -29,6 +36,12 @@ SELECT pgrst.as_token(:'pair_token');
 SELECT isnt(eightms_api.heartbeat(87, '4G', true, '1.4.3', 'local-pass-123'), NULL, 'the phone sends a heartbeat');
 SELECT throws_ok($$SELECT eightms_api.heartbeat(120, 'wifi')$$, '22023', NULL, 'a battery above 100% is refused');
 SELECT throws_ok($$SELECT eightms_api.heartbeat(50, 'carrier-pigeon')$$, '22023', NULL, 'an unknown network type is refused');
+SELECT throws_ok($$SELECT eightms_api.heartbeat(50, 'wifi', app_version => repeat('9', 51))$$, '22023',
+				 'app_version must be at most 50 characters', 'an app version over 50 characters is refused, not a check violation');
+SELECT throws_ok($$SELECT eightms_api.heartbeat(50, 'wifi', gateway_password => '')$$, '22023',
+				 'a gateway password must be 1 to 200 characters', 'an empty gateway password is refused');
+SELECT throws_ok($$SELECT eightms_api.heartbeat(50, 'wifi', gateway_password => repeat('p', 201))$$, '22023',
+				 'a gateway password must be 1 to 200 characters', 'a gateway password over 200 characters is refused');
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT is((SELECT online::text || ' ' || network || ' ' || battery_pct FROM eightms_api.phones WHERE phone_id = :'pair_phone_id'),
 		  'true 4g 87', 'the dashboard sees the phone online with its telemetry');
@@ -49,6 +62,26 @@ SELECT throws_ok($$SELECT * FROM eightms_api.send_message('12', 'hi')$$, '22023'
 SELECT is((SELECT array_agg(status ORDER BY item) FROM eightms_api.send_messages(
 			'[{"to":"+1 212 555 0111","body":"a"},{"to":"nope","body":"b"},{"to":"+1 212 555 0112","body":""}]')),
 		  ARRAY['queued', 'refused', 'refused'], 'a batch reports each item; a refused item blocks none');
+-- Bad input is refused with its own message, never an internal error.
+SELECT throws_ok($$SELECT * FROM eightms_api.send_message(NULL, 'hi')$$, '22023', 'a recipient number is required',
+				 'a missing recipient is refused (not a not-null violation)');
+SELECT throws_ok($$SELECT * FROM eightms_api.send_message('+1 212 555 0113', 'hi', idempotency_key => repeat('k', 201))$$,
+				 '22023', 'an idempotency key must be 1 to 200 characters', 'an idempotency key over 200 characters is refused');
+SELECT throws_ok($$SELECT * FROM eightms_api.send_message('+1 212 555 0113', 'hi', idempotency_key => '')$$,
+				 '22023', 'an idempotency key must be 1 to 200 characters', 'an empty idempotency key is refused');
+SELECT throws_ok($$SELECT * FROM eightms_api.send_message('+1 212 555 0113', 'hi', send_at => 'infinity')$$,
+				 '22023', 'send_at must be a date and time, not infinity', 'a message is not scheduled for ever');
+SELECT results_eq($$SELECT status, error_code, error FROM eightms_api.send_messages(
+			('[{"to": null, "body": "a"}, {"to": "+1 212 555 0113", "body": "b", "idempotency_key": "' || repeat('k', 201) || '"},
+			   {"to": "+1 212 555 0113", "body": "c", "send_at": "-infinity"}]')::jsonb) ORDER BY item$$,
+	$$VALUES ('refused', '22023', 'a recipient number is required'),
+			 ('refused', '22023', 'an idempotency key must be 1 to 200 characters'),
+			 ('refused', '22023', 'send_at must be a date and time, not -infinity')$$,
+	'a batch refuses the same items with the same messages');
+SELECT throws_ok($$SELECT eightms_api.set_message_options(NULL)$$, '22023', 'fold_lookalikes must be true or false',
+				 'message options refuse a null');
+SELECT throws_ok(format('SELECT eightms_api.mark_read(%L)', gen_random_uuid()), 'P0002', NULL,
+				 'marking an unknown conversation read is an error, as archiving and deleting are');
 
 -- Claims: the other account's phone sees nothing; ours gets the messages.
 SELECT pgrst.as_token(:'other_token');
@@ -141,6 +174,11 @@ SELECT pgrst.as_token(:'pair_token');
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number = '+12125550198'), 2,
 		  'the conversation counts two unread messages');
+SELECT lives_ok(format('SELECT eightms_api.mark_read(%L)',
+					   (SELECT conversation_id FROM eightms_api.conversations WHERE peer_number = '+12125550198')),
+				'a member marks the conversation read');
+SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number = '+12125550198'), 0,
+		  'it has no unread messages then');
 
 -- STOP: honoured at once, one confirmation, refused sends afterwards.
 SELECT pgrst.as_token(:'pair_token');
