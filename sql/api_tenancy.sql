@@ -207,7 +207,7 @@ BEGIN
 	IF current_setting('eightms.require_verified_email', true) IS DISTINCT FROM 'off'
 	   AND claims ? 'email_verified'
 	   AND claims -> 'email_verified' IN ('false'::jsonb, '"false"'::jsonb) THEN
-		RAISE EXCEPTION 'email % is not verified', email
+		RAISE EXCEPTION 'email % is not verified', left(email, 200)
 			USING ERRCODE = '28000',
 				  HINT = 'Verify the email address with the sign-in provider, then sign in again.';
 	END IF;
@@ -449,7 +449,7 @@ BEGIN
 	SELECT m.role INTO old_role FROM eightms.member m
 	 WHERE m.account_id = acct AND m.user_id = set_member_role.user_id;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'no member % in this account', set_member_role.user_id
+		RAISE EXCEPTION 'no member % in this account', left(set_member_role.user_id, 100)
 			USING ERRCODE = 'P0002';
 	END IF;
 	IF old_role = 'owner' AND set_member_role.role <> 'owner'
@@ -479,7 +479,7 @@ BEGIN
 	SELECT m.role INTO their_role FROM eightms.member m
 	 WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'no member % in this account', remove_member.user_id
+		RAISE EXCEPTION 'no member % in this account', left(remove_member.user_id, 100)
 			USING ERRCODE = 'P0002';
 	END IF;
 	IF remove_member.user_id <> me AND NOT (mine = 'owner' OR (mine = 'admin' AND their_role = 'agent')) THEN

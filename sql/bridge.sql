@@ -90,10 +90,10 @@ BEGIN
 			RAISE EXCEPTION 'invalid header name in %: "%"', what, left(k, 64) USING ERRCODE = '22023';
 		END IF;
 		IF jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n\x00]' THEN
-			RAISE EXCEPTION 'header % in % must be a string without line breaks', k, what USING ERRCODE = '22023';
+			RAISE EXCEPTION 'header % in % must be a string without line breaks', left(k, 64), what USING ERRCODE = '22023';
 		END IF;
 		IF lower(k) IN ('idempotency-key', 'host', 'content-length', 'transfer-encoding', 'connection') THEN
-			RAISE EXCEPTION 'header % is set by the bridge', k USING ERRCODE = '22023';
+			RAISE EXCEPTION 'header % is set by the bridge', left(k, 64) USING ERRCODE = '22023';
 		END IF;
 	END LOOP;
 END

@@ -976,8 +976,8 @@ DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
 BEGIN
-	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' THEN
-		RAISE EXCEPTION 'reports must be a JSON array of {id, status, error, at}' USING ERRCODE = '22023';
+	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
+		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
 	END IF;
 	-- The usual batch names each message once: then each report is checked
 	-- against the row as the update finds it, with no locking pass first.
@@ -1127,9 +1127,9 @@ DECLARE
 	reply text;
 	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
 BEGIN
-	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' THEN
-		RAISE EXCEPTION 'messages must be a JSON array of {from, body, received_at, device_message_id}'
-			USING ERRCODE = '22023';
+	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
+		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
+			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
 	END IF;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
@@ -1145,7 +1145,9 @@ BEGIN
 			THEN 'device_message_id must be 1 to 200 characters'
 			WHEN jsonb_typeof(x -> 'from') IS DISTINCT FROM 'string' OR btrim(x ->> 'from') = ''
 			THEN 'from must be the sender''s number or name'
-			WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string' END;
+			WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string'
+			-- 255 segments of 153 characters: the longest concatenated SMS.
+			WHEN length(x ->> 'body') > 39015 THEN 'body must be at most 39015 characters' END;
 		IF error IS NOT NULL THEN
 			RETURN NEXT;
 			CONTINUE;

@@ -213,6 +213,9 @@ SELECT throws_ok('SELECT * FROM eightms_api.create_account(NULL)', '22023', 'com
 				 'create_account refuses a null company name (not a not-null violation)');
 SELECT is((SELECT timezone || ' ' || default_region FROM eightms_api.create_account('Nadia Nails', NULL, NULL, NULL)),
 		  'UTC US', 'a null time zone and region take their defaults');
+SELECT throws_ok(format('SELECT eightms_api.remove_member(%L)', repeat('u', 5000)), 'P0002',
+				 format('no member %s in this account', repeat('u', 100)),
+				 'an error quotes at most 100 characters of what it was given');
 
 -- Read-only requests (PostgREST GET) pass the hook without writing.
 SELECT pgrst.reset();

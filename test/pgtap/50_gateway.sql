@@ -171,6 +171,16 @@ SELECT is((SELECT array_agg(coalesce(nullif(body, ''), '(empty)') ORDER BY devic
 			WHERE account_id = :'acct' AND peer_number = '+12125550197'),
 		  ARRAY['first', '(empty)', 'last'], 'only the storable items are stored (a missing body is an empty one)');
 SELECT pgrst.as_token(:'pair_token');
+SELECT is((SELECT error FROM eightms_api.receive_messages(jsonb_build_array(jsonb_build_object(
+			'from', '+12125550197', 'body', repeat('b', 39016), 'device_message_id', 'sms-m8')))),
+		  'body must be at most 39015 characters', 'an inbound body longer than 255 segments is refused');
+SELECT throws_ok(format('SELECT * FROM eightms_api.receive_messages(%L)',
+						(SELECT jsonb_agg(jsonb_build_object('from', '+12125550197', 'body', 'x', 'device_message_id', 'b-' || g))
+						   FROM generate_series(1, 1001) g)),
+				 '22023', NULL, 'an inbound batch is at most 1000 messages');
+SELECT throws_ok(format('SELECT * FROM eightms_api.report_messages(%L)',
+						(SELECT jsonb_agg(jsonb_build_object('id', gen_random_uuid(), 'status', 'sent')) FROM generate_series(1, 10001))),
+				 '22023', NULL, 'a report batch is at most 10000 reports');
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number = '+12125550198'), 2,
 		  'the conversation counts two unread messages');
