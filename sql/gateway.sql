@@ -1187,9 +1187,11 @@ BEGIN
 			IF FOUND THEN
 				INSERT INTO eightms.consent_event (account_id, number, action, keyword, message_id)
 				VALUES (acct, sender, 'opt_out', upper(btrim(x ->> 'body')), mid);
-				-- Anything still waiting for this number is canceled at once.
+				-- Anything still waiting for this number is canceled at once:
+				-- all of it is in the number's conversation, whose messages
+				-- one index holds (the queue index would be read whole).
 				UPDATE eightms.message m SET status = 'canceled', pending = NULL, error = 'recipient opted out'
-				 WHERE m.account_id = acct AND m.peer_number = sender AND m.pending;
+				 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
 				-- One confirmation, sent even though the number is now opted out.
 				PERFORM eightms.queue_reply(acct, conv, me, sender,
 					format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',

@@ -191,6 +191,8 @@ SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number 
 		  'it has no unread messages then');
 
 -- STOP: honoured at once, one confirmation, refused sends afterwards.
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT message_id AS waiting_id FROM eightms_api.send_message('+1 212 555 0198', 'Still waiting') \gset
 SELECT pgrst.as_token(:'pair_token');
 SELECT is((SELECT consent FROM eightms_api.receive_messages('[{"from":"(212) 555-0198","body":"  stop ","device_message_id":"sms-3"}]')),
 		  'opt_out', 'STOP (any case, whole message) opts the number out');
@@ -200,6 +202,8 @@ SELECT pgrst.reset();
 SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND peer_number = '+12125550198'
 			 AND direction = 'out' AND body LIKE 'You have been unsubscribed%'), 1::bigint,
 		  'exactly one confirmation is queued');
+SELECT is((SELECT status || ': ' || error FROM eightms.message WHERE message_id = :'waiting_id'),
+		  'canceled: recipient opted out', 'a message still queued to the number is canceled at once');
 SELECT is((SELECT count(*) FROM eightms.consent_event WHERE account_id = :'acct' AND action = 'opt_out'), 1::bigint,
 		  'the consent change is kept with its source message');
 SELECT pgrst.as_user('olivia', :'acct');
