@@ -1565,9 +1565,13 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	return phone_parse_in(t, raw, len, region_by_id(t, region_code), out);
 }
 
-PhoneError
-phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
-			   PhoneNumber *out)
+/*
+ * phone_parse_in's body, inline in it and in phone_e164_possible, so that
+ * neither pays for a call and a frame more.
+ */
+static inline __attribute__((always_inline)) PhoneError
+parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+		 PhoneNumber *out)
 {
 	uint32_t	cp[MAXCP + 1];
 	int			n;
@@ -1845,6 +1849,13 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 	return parse_digits(t, def, num, nlen, plus, out);
 }
 
+PhoneError
+phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+			   PhoneNumber *out)
+{
+	return parse_in(t, raw, len, def, out);
+}
+
 int
 phone_format_e164(const PhoneNumber *p, char *buf)
 {
@@ -1865,6 +1876,36 @@ phone_format_e164(const PhoneNumber *p, char *buf)
 	memcpy(o, p->nsn, sizeof(p->nsn));
 	o[p->nsn_len] = '\0';
 	return (int) (o - buf) + p->nsn_len;
+}
+
+/*
+ * test_length's answer is possible or possible only locally: the length is
+ * one of the general description's, national or local.
+ */
+static inline bool
+length_possible(const PhoneRegion *r, int len)
+{
+	return r->lengths != 0 && len < 32 && (((r->lengths | r->local_only) >> len) & 1);
+}
+
+int
+phone_e164_possible(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+					char *buf)
+{
+	PhoneNumber p;
+	const PhoneRegion *r;
+	char	   *o;
+
+	if (parse_in(t, raw, len, def, &p) != PHONE_OK)
+		return -1;
+	r = region_for_code(t, p.country_code);
+	if (r == NULL || !length_possible(r, p.nsn_len))
+		return -1;
+	/* The region's "+<cc>", then the national number with its zero over the rest. */
+	memcpy(buf, r->e164, 4);
+	o = buf + 2 + (p.country_code >= 10) + (p.country_code >= 100);
+	memcpy(o, p.nsn, sizeof(p.nsn));
+	return (int) (o - buf) + p.nsn_len;
 }
 
 /*

@@ -422,11 +422,11 @@ def main():
     for r in regions:
         types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
         # In PhoneRegion's order (src/phone.h).
-        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s}},' % (
+        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s},{%s}},' % (
             r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
             r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
             r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
-            r["leading_dfa"], types))
+            r["leading_dfa"], ",".join("'%s'" % c for c in "+%d" % r["cc"]), types))
     w("};")
     # Calling code -> its regions, the main country first, then the others in
     # the metadata's order (libphonenumber's country-code-to-region map).
