@@ -1487,15 +1487,18 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 		}
 		else if (def != NULL)
 		{
-			int			cc0 = def->country_code;
-			int			cl = cc0 >= 100 ? 3 : cc0 >= 10 ? 2 : 1;
-			int			v = 0;
+			/* the calling code's digits, zero-padded */
+			const char *c = def->e164 + 1;
 
-			for (int q = 0; q < cl && q < nlen; q++)
-				v = v * 10 + (num[q] - '0');
-			/* The number starts with the default region's calling code. */
-			if (nlen >= cl && v == cc0)
+			/*
+			 * The number starts with the default region's calling code: its
+			 * first digit alone rules most numbers out.
+			 */
+			if (nlen >= 1 && num[0] == c[0]
+				&& (c[1] == '\0' || (nlen >= 2 && num[1] == c[1]
+									 && (c[2] == '\0' || (nlen >= 3 && num[2] == c[2])))))
 			{
+				int			cl = 1 + (c[1] != '\0') + (c[2] != '\0');
 				int			plen = nlen - cl;
 				const char *pot = strip_national_prefix(t, def, num + cl, &plen, cc_buf);
 
