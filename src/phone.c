@@ -13,8 +13,9 @@
 
 #define MAXCP PHONE_MAX_INPUT
 
-/* Rare paths kept out of the inline fast ones. */
+/* Rare paths kept out of the inline fast ones, and hot steps kept in them. */
 #define NOINLINE __attribute__((noinline))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 enum
 {
@@ -584,9 +585,10 @@ strip_with_transform(const PhoneTables *t, const PhoneRegion *r, const char *num
  * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
  * in place: returns where the number starts then (num when nothing goes, a
  * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
- * transform rule rewrites it), *len its length.
+ * transform rule rewrites it), *len its length.  Inline where it is called:
+ * on its own it cost a call, a frame and *len in memory on every parse.
  */
-static inline const char *
+static ALWAYS_INLINE const char *
 strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
 					  char *buf)
 {
@@ -1572,7 +1574,7 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
  * phone_parse_in's body, inline in it and in phone_e164_possible, so that
  * neither pays for a call and a frame more.
  */
-static inline __attribute__((always_inline)) PhoneError
+static ALWAYS_INLINE PhoneError
 parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
 		 PhoneNumber *out)
 {
