@@ -1055,9 +1055,13 @@ typedef enum PlainScan
 	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
 } PlainScan;
 
-/* scan_plain's bytes: ASCII digits, its separators ' -()./', the rest. */
-#define PB_SEP 1
-#define PB_DIGIT 2
+/*
+ * scan_plain's bytes: ASCII digits, its separators ' -()./', the rest (0).
+ * Both kinds have PB_PLAIN; a digit adds one, what the copy moves on by.
+ */
+#define PB_PLAIN 2
+#define PB_SEP PB_PLAIN
+#define PB_DIGIT (PB_PLAIN | 1)
 
 static const uint8_t plain_byte[256] = {
 	[' '] = PB_SEP, ['-'] = PB_SEP, ['('] = PB_SEP, [')'] = PB_SEP, ['.'] = PB_SEP, ['/'] = PB_SEP,
@@ -1120,13 +1124,19 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 
 	/*
 	 * The common shape first, without a branch per byte that depends on it:
-	 * separators, plus signs, then ASCII digits and separators alone.  Where
+	 * what goes before the number, plus signs, then ASCII digits and
+	 * separators alone.  Where
 	 * something else comes, the loop below goes on from there, with what
 	 * this part found.
 	 */
-	while (p < end && plain_byte[*p] == PB_SEP)
+	/*
+	 * Before the number, printable ASCII but digits, '+' and ';' goes unseen
+	 * as in the loop below ("tel:", separators, a label).
+	 */
+	while (p < end && *p != '+' && (unsigned) (*p - '0') > 9
+		   && (unsigned) (*p - 0x20) < 0x5F && *p != ';')
 		p++;
-	if (p < end && (*p == '+' || plain_byte[*p] == PB_DIGIT))
+	if (p < end && (*p == '+' || (unsigned) (*p - '0') <= 9))
 	{
 		const unsigned char *from;
 
@@ -1135,6 +1145,26 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 		while (p < end && *p == '+')
 			p++;
 		from = p;
+		/* four bytes at a time while all four are plain: one test for them */
+		while (end - p >= 4)
+		{
+			unsigned	k0 = plain_byte[p[0]];
+			unsigned	k1 = plain_byte[p[1]];
+			unsigned	k2 = plain_byte[p[2]];
+			unsigned	k3 = plain_byte[p[3]];
+
+			if (!(k0 & k1 & k2 & k3 & PB_PLAIN))
+				break;
+			*o = (char) p[0];
+			o += k0 & 1;
+			*o = (char) p[1];
+			o += k1 & 1;
+			*o = (char) p[2];
+			o += k2 & 1;
+			*o = (char) p[3];
+			o += k3 & 1;
+			p += 4;
+		}
 		for (; p < end; p++)
 		{
 			unsigned	k = plain_byte[*p];
@@ -1142,7 +1172,7 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			if (k == 0)
 				break;
 			*o = (char) *p;
-			o += k >> 1;
+			o += k & 1;
 		}
 		if (p > from)
 		{
