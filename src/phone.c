@@ -1602,7 +1602,8 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 
 /*
  * phone_parse_in's body, inline in it and in phone_e164_possible, so that
- * neither pays for a call and a frame more.
+ * neither pays for a call and a frame more.  It sets what it finds in *out
+ * and leaves the rest as it was: the extension unterminated, for one.
  */
 static ALWAYS_INLINE PhoneError
 parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
@@ -1626,7 +1627,6 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 	bool		printable;
 	size_t		isub_at = 0;
 
-	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
 		return PHONE_TOO_LONG;
 
@@ -1888,6 +1888,7 @@ PhoneError
 phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
 			   PhoneNumber *out)
 {
+	memset(out, 0, sizeof(*out));
 	return parse_in(t, raw, len, def, out);
 }
 
