@@ -1192,7 +1192,6 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 	{
 		unsigned	c = *p;
 		int			at = (int) (p - s) - wide2;
-		int			d;
 
 		if (c - '0' <= 9)
 		{
@@ -1204,10 +1203,7 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			continue;
 		}
 		if (c == '+')
-		{
-			d = -1;
 			p++;
-		}
 		else if (plain_byte[c] == PB_SEP)
 		{
 			if (first >= 0)
@@ -1215,11 +1211,27 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			p++;
 			continue;
 		}
-		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC
-				 && (p[2] == 0x8B || (unsigned) (p[2] - 0x90) <= 9))
+		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC && (unsigned) (p[2] - 0x90) <= 9)
 		{
-			/* U+FF0B FULLWIDTH PLUS SIGN, U+FF10..U+FF19 full-width digits */
-			d = p[2] == 0x8B ? -1 : p[2] - 0x90;
+			/* U+FF10..U+FF19, full-width digits: the whole run at once */
+			if (first < 0)
+			{
+				first = at;
+				first_plus = false;
+			}
+			do
+			{
+				*o++ = (char) ('0' + p[2] - 0x90);
+				p += 3;
+				wide2 += 2;
+			} while (end - p > 2 && p[0] == 0xEF && p[1] == 0xBC && (unsigned) (p[2] - 0x90) <= 9);
+			last_digit = (int) (p - s) - wide2 - 1;
+			leading = false;
+			continue;
+		}
+		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC && p[2] == 0x8B)
+		{
+			/* U+FF0B FULLWIDTH PLUS SIGN */
 			p += 3;
 			wide2 += 2;
 		}
@@ -1235,16 +1247,11 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 		else
 			return PLAIN_NO;
 
+		/* a plus sign */
 		if (first < 0)
 		{
 			first = at;
-			first_plus = d < 0;
-		}
-		if (d >= 0)
-		{
-			*o++ = (char) ('0' + d);
-			last_digit = at;
-			leading = false;
+			first_plus = true;
 		}
 		else if (!leading && stray_plus < 0)
 			stray_plus = at;
