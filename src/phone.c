@@ -1466,7 +1466,7 @@ copy_nsn(char *dst, const char *src, int n)
  * them.  With a plus sign and no calling code found, the digits are read
  * again as national ones, as libphonenumber retries without the plus sign.
  */
-static PhoneError
+static ALWAYS_INLINE PhoneError
 parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int nlen, bool plus,
 			 PhoneNumber *out)
 {
@@ -1622,6 +1622,7 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 	size_t		blen = 0;
 	size_t		at = 0;
 	char		num[MAXCP + 64];
+	const char *digits = num;	/* the digits parse_digits reads: num, or raw */
 	int			nlen;
 	int			start;
 	bool		ext_possible;
@@ -1648,18 +1649,17 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 
 		if (dn >= 3 && all_digits(d, dn))
 		{
-			if (def == NULL && d == raw)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, d, (int) dn, d != raw, out);
+			digits = d;
+			nlen = (int) dn;
+			plus = d != raw;
+			goto found;
 		}
 	}
 
 	switch (scan_plain(raw, len, num, &nlen, &plus))
 	{
 		case PLAIN_NUMBER:
-			if (def == NULL && !plus)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, num, nlen, plus, out);
+			goto found;
 		case PLAIN_NOT_A_NUMBER:
 			return PHONE_NOT_A_NUMBER;
 		case PLAIN_NO:
@@ -1709,25 +1709,19 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 			all_printable &= (unsigned) ((unsigned char) raw[i] - 0x20) < 0x5F;
 		if (all_printable && scan_plain(raw, isub_at, num, &nlen, &plus) == PLAIN_NUMBER)
 		{
-			if (def == NULL && !plus)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, num, nlen, plus, out);
+			goto found;
 		}
 	}
 
 	if (!isub && !second_number && !context
 		&& plain_then_extension(raw, len, num, &nlen, &plus, out))
 	{
-		if (def == NULL && !plus)
-			return PHONE_INVALID_COUNTRY_CODE;
-		return parse_digits(t, def, num, nlen, plus, out);
+		goto found;
 	}
 
 	if (!semicolon && !second_number && plain_with_letters(raw, len, num, &nlen, &plus))
 	{
-		if (def == NULL && !plus)
-			return PHONE_INVALID_COUNTRY_CODE;
-		return parse_digits(t, def, num, nlen, plus, out);
+		goto found;
 	}
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
@@ -1786,9 +1780,7 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 			&& (unsigned) (buf[blen - 1] - '0') <= 9
 			&& scan_plain(buf, blen, num, &nlen, &plus) == PLAIN_NUMBER)
 		{
-			if (def == NULL && !plus)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, num, nlen, plus, out);
+			goto found;
 		}
 		n = decode(buf, blen, cp, MAXCP, &printable);
 		if (n < 0)
@@ -1888,7 +1880,15 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 			i++;
 		nlen = normalize(cp + i, n - i, num);
 	}
-	return parse_digits(t, def, num, nlen, plus, out);
+
+	/*
+	 * Every way to the digits ends here, where parse_digits is inline once
+	 * (with no frame and call of its own).
+	 */
+found:
+	if (def == NULL && !plus)
+		return PHONE_INVALID_COUNTRY_CODE;
+	return parse_digits(t, def, digits, nlen, plus, out);
 }
 
 PhoneError
