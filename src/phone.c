@@ -1107,8 +1107,8 @@ copy_digits(const unsigned char *p, const unsigned char *end, char **o)
 	return p;
 }
 
-static PlainScan
-scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+static ALWAYS_INLINE PlainScan
+scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 {
 	const unsigned char *s = (const unsigned char *) raw;
 	const unsigned char *p = s;
@@ -1267,6 +1267,13 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 	if (digits < 3 || (stray_plus >= 0 && stray_plus < last_digit))
 		return PLAIN_NOT_A_NUMBER;
 	return PLAIN_NUMBER;
+}
+
+/* scan_plain_inline where the parse reads a piece of the input again */
+static NOINLINE PlainScan
+scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+{
+	return scan_plain_inline(raw, len, num, nlen, plus);
 }
 
 /*
@@ -1656,7 +1663,7 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 		}
 	}
 
-	switch (scan_plain(raw, len, num, &nlen, &plus))
+	switch (scan_plain_inline(raw, len, num, &nlen, &plus))
 	{
 		case PLAIN_NUMBER:
 			goto found;
