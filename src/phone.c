@@ -1475,7 +1475,7 @@ copy_nsn(char *dst, const char *src, int n)
  */
 static ALWAYS_INLINE PhoneError
 parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int nlen, bool plus,
-			 PhoneNumber *out)
+			 PhoneNumber *out, const PhoneRegion **region)
 {
 	const PhoneRegion *md;
 	int			cc = 0;
@@ -1597,6 +1597,7 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 	copy_nsn(out->nsn, num, nlen);
 	out->nsn[nlen] = '\0';
 	out->nsn_len = nlen;
+	*region = md;
 	return PHONE_OK;
 }
 
@@ -1618,10 +1619,12 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
  * phone_parse_in's body, inline in it and in phone_e164_possible, so that
  * neither pays for a call and a frame more.  It sets what it finds in *out
  * and leaves the rest as it was: the extension unterminated, for one.
+ * *region gets the region (of the number's calling code) whose national
+ * prefix it weighed.
  */
 static ALWAYS_INLINE PhoneError
 parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
-		 PhoneNumber *out)
+		 PhoneNumber *out, const PhoneRegion **region)
 {
 	uint32_t	cp[MAXCP + 1];
 	int			n;
@@ -1895,15 +1898,17 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 found:
 	if (def == NULL && !plus)
 		return PHONE_INVALID_COUNTRY_CODE;
-	return parse_digits(t, def, digits, nlen, plus, out);
+	return parse_digits(t, def, digits, nlen, plus, out, region);
 }
 
 PhoneError
 phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
 			   PhoneNumber *out)
 {
+	const PhoneRegion *region;
+
 	memset(out, 0, sizeof(*out));
-	return parse_in(t, raw, len, def, out);
+	return parse_in(t, raw, len, def, out, &region);
 }
 
 int
@@ -1946,10 +1951,10 @@ phone_e164_possible(const PhoneTables *t, const char *raw, size_t len, const Pho
 	const PhoneRegion *r;
 	char	   *o;
 
-	if (parse_in(t, raw, len, def, &p) != PHONE_OK)
+	if (parse_in(t, raw, len, def, &p, &r) != PHONE_OK)
 		return -1;
-	r = region_for_code(t, p.country_code);
-	if (r == NULL || !length_possible(r, p.nsn_len))
+	/* phone_possible's region: the calling code's main one */
+	if (!length_possible(&t->regions[r->main_region], p.nsn_len))
 		return -1;
 	/* The region's "+<cc>", then the national number with its zero over the rest. */
 	memcpy(buf, r->e164, 4);

@@ -56,6 +56,7 @@ typedef struct __attribute__((aligned(64))) PhoneRegion
 	int32_t		leading;		/* program: leading digits, or -1 */
 	int32_t		leading_dfa;
 	char		e164[4];		/* "+" and the calling code, zero-padded */
+	int16_t		main_region;	/* the main region of the calling code */
 	PhoneDesc	desc[PHONE_NDESC];
 } PhoneRegion;
 

@@ -419,15 +419,6 @@ def main():
         w("\t{%d,%d,%d}," % (op, x, y))
     w("};")
     w("static const PhoneRegion regions[] = {")
-    for r in regions:
-        types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
-        # In PhoneRegion's order (src/phone.h).
-        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s},{%s}},' % (
-            r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
-            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
-            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
-            r["leading_dfa"], ",".join("'%s'" % c for c in "+%d" % r["cc"]), types))
-    w("};")
     # Calling code -> its regions, the main country first, then the others in
     # the metadata's order (libphonenumber's country-code-to-region map).
     by_cc = {}
@@ -437,6 +428,16 @@ def main():
             lst.insert(0, i)
         else:
             lst.append(i)
+    for r in regions:
+        types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
+        # In PhoneRegion's order (src/phone.h).
+        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s},%d,{%s}},' % (
+            r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
+            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
+            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
+            r["leading_dfa"], ",".join("'%s'" % c for c in "+%d" % r["cc"]), by_cc[r["cc"]][0],
+            types))
+    w("};")
     cc_list, cc_first, cc_count = [], [0] * 1000, [0] * 1000
     for cc in sorted(by_cc):
         cc_first[cc] = len(cc_list)
