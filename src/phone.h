@@ -57,6 +57,9 @@ typedef struct __attribute__((aligned(64))) PhoneRegion
 	int32_t		leading_dfa;
 	char		e164[4];		/* "+" and the calling code, zero-padded */
 	int16_t		main_region;	/* the main region of the calling code */
+	/* bit d: idd_dfa (npp_dfa) does not die on a first digit d */
+	uint16_t	idd_first;
+	uint16_t	npp_first;
 	PhoneDesc	desc[PHONE_NDESC];
 } PhoneRegion;
 
