@@ -1789,14 +1789,27 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 		/*
 		 * Pieces that make a plain number from a digit or plus sign to a
 		 * digit read as such: nothing is trimmed in this branch, and with
-		 * those ends there is nothing to trim.
+		 * those ends there is nothing to trim.  Digits alone or after one
+		 * plus sign (a context's "+<cc>", then a national number) are read
+		 * where they are, as at the start.
 		 */
+		if (blen > 0)
+		{
+			const char *d = buf + (buf[0] == '+');
+			size_t		dn = blen - (size_t) (d - buf);
+
+			if (dn >= 3 && all_digits(d, dn))
+			{
+				digits = d;
+				nlen = (int) dn;
+				plus = d != buf;
+				goto found;
+			}
+		}
 		if (blen > 0 && (buf[0] == '+' || (unsigned) (buf[0] - '0') <= 9)
 			&& (unsigned) (buf[blen - 1] - '0') <= 9
 			&& scan_plain(buf, blen, num, &nlen, &plus) == PLAIN_NUMBER)
-		{
 			goto found;
-		}
 		n = decode(buf, blen, cp, MAXCP, &printable);
 		if (n < 0)
 			return PHONE_NOT_A_NUMBER;
