@@ -1702,7 +1702,8 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 			at = (size_t) (q - raw);
 		}
 	}
-	second_number = memchr(raw, 'x', len) != NULL
+	/* Nothing reads it beside a phone-context (whose name has an 'x'). */
+	second_number = !context && memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
 
 	/*
