@@ -1296,7 +1296,8 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
  *	  extension starts there: the leftmost position the strip tries, with
  *	  a viable number before it, is the one it takes.
  * ext_at reads only from its position on, so the tail alone is widened.
- * Fills num, *nlen, *plus and out->extension, or returns false.
+ * Fills num, *nlen, *plus and out->extension (out NULL: no extension
+ * wanted), or returns false.
  */
 static bool
 plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *plus,
@@ -1370,7 +1371,7 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 	d = ext_at(tail, tn, 0);
 	if (d < 0)
 		return false;
-	for (int j = d; j < tn && o < (int) sizeof(out->extension) - 1; j++)
+	for (int j = d; out != NULL && j < tn && o < (int) sizeof(out->extension) - 1; j++)
 		if (tail[j] - '0' <= 9)
 			out->extension[o++] = (char) tail[j];
 	*nlen = digits;
@@ -1625,11 +1626,12 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
  * neither pays for a call and a frame more.  It sets what it finds in *out
  * and leaves the rest as it was: the extension unterminated, for one.
  * *region gets the region (of the number's calling code) whose national
- * prefix it weighed.
+ * prefix it weighed.  Without want_extension (E.164 has none), the
+ * extension is not even written.
  */
 static ALWAYS_INLINE PhoneError
 parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
-		 PhoneNumber *out, const PhoneRegion **region)
+		 PhoneNumber *out, const PhoneRegion **region, bool want_extension)
 {
 	uint32_t	cp[MAXCP + 1];
 	int			n;
@@ -1730,7 +1732,7 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 	}
 
 	if (!isub && !second_number && !context
-		&& plain_then_extension(raw, len, num, &nlen, &plus, out))
+		&& plain_then_extension(raw, len, num, &nlen, &plus, want_extension ? out : NULL))
 	{
 		goto found;
 	}
@@ -1892,7 +1894,7 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 		{
 			int			o = 0;
 
-			for (int i = d; i < n && o < (int) sizeof(out->extension) - 1; i++)
+			for (int i = d; want_extension && i < n && o < (int) sizeof(out->extension) - 1; i++)
 				if (digit_value(cp[i]) >= 0)
 					out->extension[o++] = (char) ('0' + digit_value(cp[i]));
 			n = s;
@@ -1927,7 +1929,7 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 	const PhoneRegion *region;
 
 	memset(out, 0, sizeof(*out));
-	return parse_in(t, raw, len, def, out, &region);
+	return parse_in(t, raw, len, def, out, &region, true);
 }
 
 int
@@ -1970,7 +1972,7 @@ phone_e164_possible(const PhoneTables *t, const char *raw, size_t len, const Pho
 	const PhoneRegion *r;
 	char	   *o;
 
-	if (parse_in(t, raw, len, def, &p, &r) != PHONE_OK)
+	if (parse_in(t, raw, len, def, &p, &r, false) != PHONE_OK)
 		return -1;
 	/* phone_possible's region: the calling code's main one */
 	if (!length_possible(&t->regions[r->main_region], p.nsn_len))
