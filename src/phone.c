@@ -1113,7 +1113,8 @@ copy_digits(const unsigned char *p, const unsigned char *end, char **o)
 }
 
 static ALWAYS_INLINE PlainScan
-scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus, size_t *stop,
+				  int *last)
 {
 	const unsigned char *s = (const unsigned char *) raw;
 	const unsigned char *p = s;
@@ -1126,17 +1127,17 @@ scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 	bool		first_plus = false;
 	bool		leading = true;
 	int			digits;
+	const unsigned char *fast_end = NULL;
+
+	*stop = SIZE_MAX;
 
 	/*
 	 * The common shape first, without a branch per byte that depends on it:
 	 * what goes before the number, plus signs, then ASCII digits and
-	 * separators alone.  Where
-	 * something else comes, the loop below goes on from there, with what
-	 * this part found.
-	 */
-	/*
-	 * Before the number, printable ASCII but digits, '+' and ';' goes unseen
-	 * as in the loop below ("tel:", separators, a label).
+	 * separators alone.  Where something else comes, the loop below goes on
+	 * from there, with what this part found.  Before the number, printable
+	 * ASCII but digits, '+' and ';' goes unseen as in that loop ("tel:",
+	 * separators, a label).
 	 */
 	while (p < end && *p != '+' && (unsigned) (*p - '0') > 9
 		   && (unsigned) (*p - 0x20) < 0x5F && *p != ';')
@@ -1190,6 +1191,7 @@ scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			if (q > from)
 				last_digit = (int) (q - s) - 1;
 		}
+		fast_end = p;
 	}
 
 	/* Positions are in characters: bytes less the full-width ones' extra two. */
@@ -1250,7 +1252,20 @@ scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			continue;
 		}
 		else
+		{
+			/*
+			 * Where the fast part stopped, what it read is what
+			 * plain_then_extension would read again: say so.
+			 */
+			if (p == fast_end)
+			{
+				*stop = (size_t) (p - s);
+				*last = last_digit;
+				*nlen = (int) (o - num);
+				*plus = first_plus;
+			}
 			return PLAIN_NO;
+		}
 
 		/* a plus sign */
 		if (first < 0)
@@ -1278,7 +1293,10 @@ scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 static NOINLINE PlainScan
 scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 {
-	return scan_plain_inline(raw, len, num, nlen, plus);
+	size_t		stop;
+	int			last;
+
+	return scan_plain_inline(raw, len, num, nlen, plus, &stop, &last);
 }
 
 /*
@@ -1299,20 +1317,17 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
  * Fills num, *nlen, *plus and out->extension (out NULL: no extension
  * wanted), or returns false.
  */
+static bool extension_after(const char *raw, size_t len, size_t last, int digits, int *nlen,
+							PhoneNumber *out);
+
 static bool
 plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *plus,
 					 PhoneNumber *out)
 {
 	const unsigned char *s = (const unsigned char *) raw;
-	uint32_t	tail[MAXCP];
 	size_t		i = 0;
-	size_t		k;
 	size_t		last = 0;
-	size_t		e;
 	int			digits = 0;
-	int			tn;
-	int			d;
-	int			o = 0;
 
 	if (len == 0 || !((unsigned) (s[len - 1] - '0') <= 9 || s[len - 1] == '#'))
 		return false;
@@ -1343,7 +1358,27 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 		else
 			break;
 	}
-	if (digits < 3)
+	return extension_after(raw, len, last, digits, nlen, out);
+}
+
+/*
+ * plain_then_extension once the plain number is read: digits of them, the
+ * last at raw[last], and what follows it up to the end.  scan_plain's fast
+ * part, where it stops, has read the same (and the same before it).
+ */
+static bool
+extension_after(const char *raw, size_t len, size_t last, int digits, int *nlen,
+				PhoneNumber *out)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	uint32_t	tail[MAXCP];
+	size_t		k;
+	size_t		e;
+	int			tn;
+	int			d;
+	int			o = 0;
+
+	if (len == 0 || !((unsigned) (s[len - 1] - '0') <= 9 || s[len - 1] == '#') || digits < 3)
 		return false;
 	/* ext_window, over the bytes */
 	e = s[len - 1] == '#' ? len - 1 : len;
@@ -1640,6 +1675,8 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 	size_t		at = 0;
 	char		num[MAXCP + 64];
 	const char *digits = num;	/* the digits parse_digits reads: num, or raw */
+	size_t		plain_stop;		/* where scan_plain's fast part stopped, or SIZE_MAX */
+	int			plain_last;		/* and its last digit */
 	int			nlen;
 	int			start;
 	bool		ext_possible;
@@ -1673,7 +1710,7 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 		}
 	}
 
-	switch (scan_plain_inline(raw, len, num, &nlen, &plus))
+	switch (scan_plain_inline(raw, len, num, &nlen, &plus, &plain_stop, &plain_last))
 	{
 		case PLAIN_NUMBER:
 			goto found;
@@ -1732,7 +1769,9 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 	}
 
 	if (!isub && !second_number && !context
-		&& plain_then_extension(raw, len, num, &nlen, &plus, want_extension ? out : NULL))
+		&& (plain_stop != SIZE_MAX
+			? extension_after(raw, len, (size_t) plain_last, nlen, &nlen, want_extension ? out : NULL)
+			: plain_then_extension(raw, len, num, &nlen, &plus, want_extension ? out : NULL)))
 	{
 		goto found;
 	}
