@@ -1762,10 +1762,10 @@ parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *d
 
 		for (size_t i = 0; i < len; i++)
 			all_printable &= (unsigned) ((unsigned char) raw[i] - 0x20) < 0x5F;
-		if (all_printable && scan_plain(raw, isub_at, num, &nlen, &plus) == PLAIN_NUMBER)
-		{
+		/* scan_plain's fast part, stopped at the ';', has read that number */
+		if (all_printable && ((plain_stop == isub_at && nlen >= 3)
+							  || scan_plain(raw, isub_at, num, &nlen, &plus) == PLAIN_NUMBER))
 			goto found;
-		}
 	}
 
 	if (!isub && !second_number && !context
