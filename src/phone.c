@@ -1603,9 +1603,12 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 		break;
 	}
 
-	/* The main region for the calling code (a region id names one entry). */
+	/*
+	 * The main region for the calling code (a region id names one entry):
+	 * one the tables have, found in cc_count or a region's own.
+	 */
 	if (cc != 0)
-		md = region_for_code(t, cc);
+		md = &t->regions[t->cc_list[t->cc_first[cc]]];
 	else
 	{
 		md = def;
