@@ -1151,6 +1151,41 @@ scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus,
 		while (p < end && *p == '+')
 			p++;
 		from = p;
+
+		/*
+		 * A run of digits and the separator after it per turn where eight
+		 * bytes are left: the run copied eight bytes at a time, its end
+		 * found from the word's non-digit bytes (as copy_digits does).
+		 */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		while (end - p >= 8)
+		{
+			uint64_t	w;
+			uint64_t	x;
+			uint64_t	other;
+
+			memcpy(&w, p, 8);
+			memcpy(o, &w, 8);
+			x = w ^ UINT64_C(0x3030303030303030);
+			other = (((x & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | x)
+				& UINT64_C(0x8080808080808080);
+			if (other == 0)
+			{
+				p += 8;
+				o += 8;
+				continue;
+			}
+			{
+				int			k = __builtin_ctzll(other) >> 3;
+
+				p += k;
+				o += k;
+			}
+			if (plain_byte[*p] != PB_SEP)
+				break;
+			p++;
+		}
+#endif
 		/* four bytes at a time while all four are plain: one test for them */
 		while (end - p >= 4)
 		{
