@@ -13,8 +13,9 @@
 
 #define MAXCP PHONE_MAX_INPUT
 
-/* Rare paths kept out of the inline fast ones. */
+/* Rare paths kept out of the inline fast ones, and hot steps kept in them. */
 #define NOINLINE __attribute__((noinline))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 enum
 {
@@ -423,11 +424,12 @@ prefix_run(const PhoneTables *t, int32_t prog, const char *digits, int len, int 
  * say yes where the program says no, never the other way round).  An
  * accepting state marked 2 has no way on and comes from a pattern without
  * "$": the match ends there, and only the groups need the program.
+ * first has bit d set where the DFA does not die on a first digit d.
  * Inline: most calls end in the DFA, in a few steps.
  */
 static inline int
-prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits, int len,
-			 int *caps)
+prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, uint16_t first, const char *digits,
+			 int len, int *caps)
 {
 	if (prog < 0)
 		return -1;
@@ -436,20 +438,24 @@ prefix_match(const PhoneTables *t, int32_t prog, int32_t dfa, const char *digits
 		uint32_t	s = (uint32_t) dfa;
 		int			i = 0;
 
+		/* Where most walks end, the first digit, told by one bit. */
+		if (len > 0 && !((first >> (digits[0] - '0')) & 1))
+			goto none;
 		while (!t->dfa_accept[s])
 		{
 			if (i == len || (s = t->dfa_next[s][digits[i++] - '0']) == 0)
-			{
-				if (caps)
-					for (int k = 0; k < 8; k++)
-						caps[k] = -1;
-				return -1;
-			}
+				goto none;
 		}
 		if (t->dfa_accept[s] == 2 && caps == NULL)
 			return i;
 	}
 	return prefix_run(t, prog, digits, len, caps);
+
+none:
+	if (caps)
+		for (int k = 0; k < 8; k++)
+			caps[k] = -1;
+	return -1;
 }
 
 /* ---------------------------------------------------------- validation */
@@ -537,7 +543,7 @@ strip_with_transform(const PhoneTables *t, const PhoneRegion *r, const char *num
 	bool		viable;
 	int			n;
 
-	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, caps);
+	end = prefix_match(t, r->npp, r->npp_dfa, r->npp_first, num, *len, caps);
 	if (end < 0)
 		return num;
 	viable = dfa_full_match(t, r->general, num, *len);
@@ -584,9 +590,10 @@ strip_with_transform(const PhoneTables *t, const PhoneRegion *r, const char *num
  * MaybeStripNationalPrefixAndCarrierCode on the digits num[0, *len), read
  * in place: returns where the number starts then (num when nothing goes, a
  * point in it when a prefix goes, buf, of MAXCP + 64 bytes, when the
- * transform rule rewrites it), *len its length.
+ * transform rule rewrites it), *len its length.  Inline where it is called:
+ * on its own it cost a call, a frame and *len in memory on every parse.
  */
-static inline const char *
+static ALWAYS_INLINE const char *
 strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *num, int *len,
 					  char *buf)
 {
@@ -597,7 +604,7 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *nu
 	/* The groups only matter to a transform rule. */
 	if (r->transform[0] != '\0' && r->npp_groups >= 1)
 		return strip_with_transform(t, r, num, len, buf);
-	end = prefix_match(t, r->npp, r->npp_dfa, num, *len, NULL);
+	end = prefix_match(t, r->npp, r->npp_dfa, r->npp_first, num, *len, NULL);
 	if (end < 0)
 		return num;
 
@@ -1053,9 +1060,13 @@ typedef enum PlainScan
 	PLAIN_NUMBER, PLAIN_NOT_A_NUMBER, PLAIN_NO
 } PlainScan;
 
-/* scan_plain's bytes: ASCII digits, its separators ' -()./', the rest. */
-#define PB_SEP 1
-#define PB_DIGIT 2
+/*
+ * scan_plain's bytes: ASCII digits, its separators ' -()./', the rest (0).
+ * Both kinds have PB_PLAIN; a digit adds one, what the copy moves on by.
+ */
+#define PB_PLAIN 2
+#define PB_SEP PB_PLAIN
+#define PB_DIGIT (PB_PLAIN | 1)
 
 static const uint8_t plain_byte[256] = {
 	[' '] = PB_SEP, ['-'] = PB_SEP, ['('] = PB_SEP, [')'] = PB_SEP, ['.'] = PB_SEP, ['/'] = PB_SEP,
@@ -1101,8 +1112,9 @@ copy_digits(const unsigned char *p, const unsigned char *end, char **o)
 	return p;
 }
 
-static PlainScan
-scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+static ALWAYS_INLINE PlainScan
+scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus, size_t *stop,
+				  int *last)
 {
 	const unsigned char *s = (const unsigned char *) raw;
 	const unsigned char *p = s;
@@ -1115,16 +1127,22 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 	bool		first_plus = false;
 	bool		leading = true;
 	int			digits;
+	const unsigned char *fast_end = NULL;
+
+	*stop = SIZE_MAX;
 
 	/*
 	 * The common shape first, without a branch per byte that depends on it:
-	 * separators, plus signs, then ASCII digits and separators alone.  Where
-	 * something else comes, the loop below goes on from there, with what
-	 * this part found.
+	 * what goes before the number, plus signs, then ASCII digits and
+	 * separators alone.  Where something else comes, the loop below goes on
+	 * from there, with what this part found.  Before the number, printable
+	 * ASCII but digits, '+' and ';' goes unseen as in that loop ("tel:",
+	 * separators, a label).
 	 */
-	while (p < end && plain_byte[*p] == PB_SEP)
+	while (p < end && *p != '+' && (unsigned) (*p - '0') > 9
+		   && (unsigned) (*p - 0x20) < 0x5F && *p != ';')
 		p++;
-	if (p < end && (*p == '+' || plain_byte[*p] == PB_DIGIT))
+	if (p < end && (*p == '+' || (unsigned) (*p - '0') <= 9))
 	{
 		const unsigned char *from;
 
@@ -1133,6 +1151,61 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 		while (p < end && *p == '+')
 			p++;
 		from = p;
+
+		/*
+		 * A run of digits and the separator after it per turn where eight
+		 * bytes are left: the run copied eight bytes at a time, its end
+		 * found from the word's non-digit bytes (as copy_digits does).
+		 */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		while (end - p >= 8)
+		{
+			uint64_t	w;
+			uint64_t	x;
+			uint64_t	other;
+
+			memcpy(&w, p, 8);
+			memcpy(o, &w, 8);
+			x = w ^ UINT64_C(0x3030303030303030);
+			other = (((x & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | x)
+				& UINT64_C(0x8080808080808080);
+			if (other == 0)
+			{
+				p += 8;
+				o += 8;
+				continue;
+			}
+			{
+				int			k = __builtin_ctzll(other) >> 3;
+
+				p += k;
+				o += k;
+			}
+			if (plain_byte[*p] != PB_SEP)
+				break;
+			p++;
+		}
+#endif
+		/* four bytes at a time while all four are plain: one test for them */
+		while (end - p >= 4)
+		{
+			unsigned	k0 = plain_byte[p[0]];
+			unsigned	k1 = plain_byte[p[1]];
+			unsigned	k2 = plain_byte[p[2]];
+			unsigned	k3 = plain_byte[p[3]];
+
+			if (!(k0 & k1 & k2 & k3 & PB_PLAIN))
+				break;
+			*o = (char) p[0];
+			o += k0 & 1;
+			*o = (char) p[1];
+			o += k1 & 1;
+			*o = (char) p[2];
+			o += k2 & 1;
+			*o = (char) p[3];
+			o += k3 & 1;
+			p += 4;
+		}
 		for (; p < end; p++)
 		{
 			unsigned	k = plain_byte[*p];
@@ -1140,7 +1213,7 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			if (k == 0)
 				break;
 			*o = (char) *p;
-			o += k >> 1;
+			o += k & 1;
 		}
 		if (p > from)
 		{
@@ -1153,6 +1226,7 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			if (q > from)
 				last_digit = (int) (q - s) - 1;
 		}
+		fast_end = p;
 	}
 
 	/* Positions are in characters: bytes less the full-width ones' extra two. */
@@ -1160,7 +1234,6 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 	{
 		unsigned	c = *p;
 		int			at = (int) (p - s) - wide2;
-		int			d;
 
 		if (c - '0' <= 9)
 		{
@@ -1172,10 +1245,7 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			continue;
 		}
 		if (c == '+')
-		{
-			d = -1;
 			p++;
-		}
 		else if (plain_byte[c] == PB_SEP)
 		{
 			if (first >= 0)
@@ -1183,11 +1253,27 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			p++;
 			continue;
 		}
-		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC
-				 && (p[2] == 0x8B || (unsigned) (p[2] - 0x90) <= 9))
+		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC && (unsigned) (p[2] - 0x90) <= 9)
 		{
-			/* U+FF0B FULLWIDTH PLUS SIGN, U+FF10..U+FF19 full-width digits */
-			d = p[2] == 0x8B ? -1 : p[2] - 0x90;
+			/* U+FF10..U+FF19, full-width digits: the whole run at once */
+			if (first < 0)
+			{
+				first = at;
+				first_plus = false;
+			}
+			do
+			{
+				*o++ = (char) ('0' + p[2] - 0x90);
+				p += 3;
+				wide2 += 2;
+			} while (end - p > 2 && p[0] == 0xEF && p[1] == 0xBC && (unsigned) (p[2] - 0x90) <= 9);
+			last_digit = (int) (p - s) - wide2 - 1;
+			leading = false;
+			continue;
+		}
+		else if (c == 0xEF && end - p > 2 && p[1] == 0xBC && p[2] == 0x8B)
+		{
+			/* U+FF0B FULLWIDTH PLUS SIGN */
 			p += 3;
 			wide2 += 2;
 		}
@@ -1201,18 +1287,26 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 			continue;
 		}
 		else
+		{
+			/*
+			 * Where the fast part stopped, what it read is what
+			 * plain_then_extension would read again: say so.
+			 */
+			if (p == fast_end)
+			{
+				*stop = (size_t) (p - s);
+				*last = last_digit;
+				*nlen = (int) (o - num);
+				*plus = first_plus;
+			}
 			return PLAIN_NO;
+		}
 
+		/* a plus sign */
 		if (first < 0)
 		{
 			first = at;
-			first_plus = d < 0;
-		}
-		if (d >= 0)
-		{
-			*o++ = (char) ('0' + d);
-			last_digit = at;
-			leading = false;
+			first_plus = true;
 		}
 		else if (!leading && stray_plus < 0)
 			stray_plus = at;
@@ -1230,6 +1324,16 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
 	return PLAIN_NUMBER;
 }
 
+/* scan_plain_inline where the parse reads a piece of the input again */
+static NOINLINE PlainScan
+scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
+{
+	size_t		stop;
+	int			last;
+
+	return scan_plain_inline(raw, len, num, nlen, plus, &stop, &last);
+}
+
 /*
  * A plain number, then an extension, all in printable ASCII: "+1 650 253
  * 0000 ext. 12", "tel:+1-650-253-0000;ext=12", "0201234567,,89#".  The
@@ -1245,22 +1349,20 @@ scan_plain(const char *raw, size_t len, char *num, int *nlen, bool *plus)
  *	  extension starts there: the leftmost position the strip tries, with
  *	  a viable number before it, is the one it takes.
  * ext_at reads only from its position on, so the tail alone is widened.
- * Fills num, *nlen, *plus and out->extension, or returns false.
+ * Fills num, *nlen, *plus and out->extension (out NULL: no extension
+ * wanted), or returns false.
  */
+static bool extension_after(const char *raw, size_t len, size_t last, int digits, int *nlen,
+							PhoneNumber *out);
+
 static bool
 plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *plus,
 					 PhoneNumber *out)
 {
 	const unsigned char *s = (const unsigned char *) raw;
-	uint32_t	tail[MAXCP];
 	size_t		i = 0;
-	size_t		k;
 	size_t		last = 0;
-	size_t		e;
 	int			digits = 0;
-	int			tn;
-	int			d;
-	int			o = 0;
 
 	if (len == 0 || !((unsigned) (s[len - 1] - '0') <= 9 || s[len - 1] == '#'))
 		return false;
@@ -1291,7 +1393,27 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 		else
 			break;
 	}
-	if (digits < 3)
+	return extension_after(raw, len, last, digits, nlen, out);
+}
+
+/*
+ * plain_then_extension once the plain number is read: digits of them, the
+ * last at raw[last], and what follows it up to the end.  scan_plain's fast
+ * part, where it stops, has read the same (and the same before it).
+ */
+static bool
+extension_after(const char *raw, size_t len, size_t last, int digits, int *nlen,
+				PhoneNumber *out)
+{
+	const unsigned char *s = (const unsigned char *) raw;
+	uint32_t	tail[MAXCP];
+	size_t		k;
+	size_t		e;
+	int			tn;
+	int			d;
+	int			o = 0;
+
+	if (len == 0 || !((unsigned) (s[len - 1] - '0') <= 9 || s[len - 1] == '#') || digits < 3)
 		return false;
 	/* ext_window, over the bytes */
 	e = s[len - 1] == '#' ? len - 1 : len;
@@ -1319,7 +1441,7 @@ plain_then_extension(const char *raw, size_t len, char *num, int *nlen, bool *pl
 	d = ext_at(tail, tn, 0);
 	if (d < 0)
 		return false;
-	for (int j = d; j < tn && o < (int) sizeof(out->extension) - 1; j++)
+	for (int j = d; out != NULL && j < tn && o < (int) sizeof(out->extension) - 1; j++)
 		if (tail[j] - '0' <= 9)
 			out->extension[o++] = (char) tail[j];
 	*nlen = digits;
@@ -1427,9 +1549,9 @@ copy_nsn(char *dst, const char *src, int n)
  * them.  With a plus sign and no calling code found, the digits are read
  * again as national ones, as libphonenumber retries without the plus sign.
  */
-static PhoneError
+static ALWAYS_INLINE PhoneError
 parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int nlen, bool plus,
-			 PhoneNumber *out)
+			 PhoneNumber *out, const PhoneRegion **region)
 {
 	const PhoneRegion *md;
 	int			cc = 0;
@@ -1448,7 +1570,7 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 			international = true;
 		else
 		{
-			int			m = def ? prefix_match(t, def->idd, def->idd_dfa, num, nlen, NULL) : -1;
+			int			m = def ? prefix_match(t, def->idd, def->idd_dfa, def->idd_first, num, nlen, NULL) : -1;
 
 			if (m >= 0 && !(m < nlen && num[m] == '0'))
 			{
@@ -1487,15 +1609,18 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 		}
 		else if (def != NULL)
 		{
-			int			cc0 = def->country_code;
-			int			cl = cc0 >= 100 ? 3 : cc0 >= 10 ? 2 : 1;
-			int			v = 0;
+			/* the calling code's digits, zero-padded */
+			const char *c = def->e164 + 1;
 
-			for (int q = 0; q < cl && q < nlen; q++)
-				v = v * 10 + (num[q] - '0');
-			/* The number starts with the default region's calling code. */
-			if (nlen >= cl && v == cc0)
+			/*
+			 * The number starts with the default region's calling code: its
+			 * first digit alone rules most numbers out.
+			 */
+			if (nlen >= 1 && num[0] == c[0]
+				&& (c[1] == '\0' || (nlen >= 2 && num[1] == c[1]
+									 && (c[2] == '\0' || (nlen >= 3 && num[2] == c[2])))))
 			{
+				int			cl = 1 + (c[1] != '\0') + (c[2] != '\0');
 				int			plen = nlen - cl;
 				const char *pot = strip_national_prefix(t, def, num + cl, &plen, cc_buf);
 
@@ -1513,9 +1638,12 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 		break;
 	}
 
-	/* The main region for the calling code (a region id names one entry). */
+	/*
+	 * The main region for the calling code (a region id names one entry):
+	 * one the tables have, found in cc_count or a region's own.
+	 */
 	if (cc != 0)
-		md = region_for_code(t, cc);
+		md = &t->regions[t->cc_list[t->cc_first[cc]]];
 	else
 	{
 		md = def;
@@ -1548,6 +1676,7 @@ parse_digits(const PhoneTables *t, const PhoneRegion *def, const char *num, int 
 	copy_nsn(out->nsn, num, nlen);
 	out->nsn[nlen] = '\0';
 	out->nsn_len = nlen;
+	*region = md;
 	return PHONE_OK;
 }
 
@@ -1565,9 +1694,17 @@ phone_parse(const PhoneTables *t, const char *raw, size_t len, const char *regio
 	return phone_parse_in(t, raw, len, region_by_id(t, region_code), out);
 }
 
-PhoneError
-phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
-			   PhoneNumber *out)
+/*
+ * phone_parse_in's body, inline in it and in phone_e164_possible, so that
+ * neither pays for a call and a frame more.  It sets what it finds in *out
+ * and leaves the rest as it was: the extension unterminated, for one.
+ * *region gets the region (of the number's calling code) whose national
+ * prefix it weighed.  Without want_extension (E.164 has none), the
+ * extension is not even written.
+ */
+static ALWAYS_INLINE PhoneError
+parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+		 PhoneNumber *out, const PhoneRegion **region, bool want_extension)
 {
 	uint32_t	cp[MAXCP + 1];
 	int			n;
@@ -1575,6 +1712,9 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 	size_t		blen = 0;
 	size_t		at = 0;
 	char		num[MAXCP + 64];
+	const char *digits = num;	/* the digits parse_digits reads: num, or raw */
+	size_t		plain_stop;		/* where scan_plain's fast part stopped, or SIZE_MAX */
+	int			plain_last;		/* and its last digit */
 	int			nlen;
 	int			start;
 	bool		ext_possible;
@@ -1587,7 +1727,6 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 	bool		printable;
 	size_t		isub_at = 0;
 
-	memset(out, 0, sizeof(*out));
 	if (len > PHONE_MAX_INPUT)
 		return PHONE_TOO_LONG;
 
@@ -1602,18 +1741,17 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 
 		if (dn >= 3 && all_digits(d, dn))
 		{
-			if (def == NULL && d == raw)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, d, (int) dn, d != raw, out);
+			digits = d;
+			nlen = (int) dn;
+			plus = d != raw;
+			goto found;
 		}
 	}
 
-	switch (scan_plain(raw, len, num, &nlen, &plus))
+	switch (scan_plain_inline(raw, len, num, &nlen, &plus, &plain_stop, &plain_last))
 	{
 		case PLAIN_NUMBER:
-			if (def == NULL && !plus)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, num, nlen, plus, out);
+			goto found;
 		case PLAIN_NOT_A_NUMBER:
 			return PHONE_NOT_A_NUMBER;
 		case PLAIN_NO:
@@ -1641,7 +1779,8 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 			at = (size_t) (q - raw);
 		}
 	}
-	second_number = memchr(raw, 'x', len) != NULL
+	/* Nothing reads it beside a phone-context (whose name has an 'x'). */
+	second_number = !context && memchr(raw, 'x', len) != NULL
 		&& (memchr(raw, '/', len) != NULL || memchr(raw, '\\', len) != NULL);
 
 	/*
@@ -1661,27 +1800,23 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 
 		for (size_t i = 0; i < len; i++)
 			all_printable &= (unsigned) ((unsigned char) raw[i] - 0x20) < 0x5F;
-		if (all_printable && scan_plain(raw, isub_at, num, &nlen, &plus) == PLAIN_NUMBER)
-		{
-			if (def == NULL && !plus)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, num, nlen, plus, out);
-		}
+		/* scan_plain's fast part, stopped at the ';', has read that number */
+		if (all_printable && ((plain_stop == isub_at && nlen >= 3)
+							  || scan_plain(raw, isub_at, num, &nlen, &plus) == PLAIN_NUMBER))
+			goto found;
 	}
 
 	if (!isub && !second_number && !context
-		&& plain_then_extension(raw, len, num, &nlen, &plus, out))
+		&& (plain_stop != SIZE_MAX
+			? extension_after(raw, len, (size_t) plain_last, nlen, &nlen, want_extension ? out : NULL)
+			: plain_then_extension(raw, len, num, &nlen, &plus, want_extension ? out : NULL)))
 	{
-		if (def == NULL && !plus)
-			return PHONE_INVALID_COUNTRY_CODE;
-		return parse_digits(t, def, num, nlen, plus, out);
+		goto found;
 	}
 
 	if (!semicolon && !second_number && plain_with_letters(raw, len, num, &nlen, &plus))
 	{
-		if (def == NULL && !plus)
-			return PHONE_INVALID_COUNTRY_CODE;
-		return parse_digits(t, def, num, nlen, plus, out);
+		goto found;
 	}
 
 	/* BuildNationalNumberForParsing (RFC 3966 aware). */
@@ -1734,16 +1869,27 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 		/*
 		 * Pieces that make a plain number from a digit or plus sign to a
 		 * digit read as such: nothing is trimmed in this branch, and with
-		 * those ends there is nothing to trim.
+		 * those ends there is nothing to trim.  Digits alone or after one
+		 * plus sign (a context's "+<cc>", then a national number) are read
+		 * where they are, as at the start.
 		 */
+		if (blen > 0)
+		{
+			const char *d = buf + (buf[0] == '+');
+			size_t		dn = blen - (size_t) (d - buf);
+
+			if (dn >= 3 && all_digits(d, dn))
+			{
+				digits = d;
+				nlen = (int) dn;
+				plus = d != buf;
+				goto found;
+			}
+		}
 		if (blen > 0 && (buf[0] == '+' || (unsigned) (buf[0] - '0') <= 9)
 			&& (unsigned) (buf[blen - 1] - '0') <= 9
 			&& scan_plain(buf, blen, num, &nlen, &plus) == PLAIN_NUMBER)
-		{
-			if (def == NULL && !plus)
-				return PHONE_INVALID_COUNTRY_CODE;
-			return parse_digits(t, def, num, nlen, plus, out);
-		}
+			goto found;
 		n = decode(buf, blen, cp, MAXCP, &printable);
 		if (n < 0)
 			return PHONE_NOT_A_NUMBER;
@@ -1825,7 +1971,7 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 		{
 			int			o = 0;
 
-			for (int i = d; i < n && o < (int) sizeof(out->extension) - 1; i++)
+			for (int i = d; want_extension && i < n && o < (int) sizeof(out->extension) - 1; i++)
 				if (digit_value(cp[i]) >= 0)
 					out->extension[o++] = (char) ('0' + digit_value(cp[i]));
 			n = s;
@@ -1842,7 +1988,25 @@ phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneReg
 			i++;
 		nlen = normalize(cp + i, n - i, num);
 	}
-	return parse_digits(t, def, num, nlen, plus, out);
+
+	/*
+	 * Every way to the digits ends here, where parse_digits is inline once
+	 * (with no frame and call of its own).
+	 */
+found:
+	if (def == NULL && !plus)
+		return PHONE_INVALID_COUNTRY_CODE;
+	return parse_digits(t, def, digits, nlen, plus, out, region);
+}
+
+PhoneError
+phone_parse_in(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+			   PhoneNumber *out)
+{
+	const PhoneRegion *region;
+
+	memset(out, 0, sizeof(*out));
+	return parse_in(t, raw, len, def, out, &region, true);
 }
 
 int
@@ -1865,6 +2029,36 @@ phone_format_e164(const PhoneNumber *p, char *buf)
 	memcpy(o, p->nsn, sizeof(p->nsn));
 	o[p->nsn_len] = '\0';
 	return (int) (o - buf) + p->nsn_len;
+}
+
+/*
+ * test_length's answer is possible or possible only locally: the length is
+ * one of the general description's, national or local.
+ */
+static inline bool
+length_possible(const PhoneRegion *r, int len)
+{
+	return r->lengths != 0 && len < 32 && (((r->lengths | r->local_only) >> len) & 1);
+}
+
+int
+phone_e164_possible(const PhoneTables *t, const char *raw, size_t len, const PhoneRegion *def,
+					char *buf)
+{
+	PhoneNumber p;
+	const PhoneRegion *r;
+	char	   *o;
+
+	if (parse_in(t, raw, len, def, &p, &r, false) != PHONE_OK)
+		return -1;
+	/* phone_possible's region: the calling code's main one */
+	if (!length_possible(&t->regions[r->main_region], p.nsn_len))
+		return -1;
+	/* The region's "+<cc>", then the national number with its zero over the rest. */
+	memcpy(buf, r->e164, 4);
+	o = buf + 2 + (p.country_code >= 10) + (p.country_code >= 100);
+	memcpy(o, p.nsn, sizeof(p.nsn));
+	return (int) (o - buf) + p.nsn_len;
 }
 
 /*
@@ -1896,7 +2090,7 @@ region_of(const PhoneTables *t, const PhoneNumber *p, PhoneType *type)
 
 		if (r->leading >= 0)
 		{
-			if (prefix_match(t, r->leading, r->leading_dfa, p->nsn, p->nsn_len, NULL) >= 0)
+			if (prefix_match(t, r->leading, r->leading_dfa, 0x3FF, p->nsn, p->nsn_len, NULL) >= 0)
 			{
 				*type = type_helper(t, r, p->nsn, p->nsn_len);
 				return r;

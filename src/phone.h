@@ -55,6 +55,11 @@ typedef struct __attribute__((aligned(64))) PhoneRegion
 	const char *transform;		/* national prefix transform rule, "" if none */
 	int32_t		leading;		/* program: leading digits, or -1 */
 	int32_t		leading_dfa;
+	char		e164[4];		/* "+" and the calling code, zero-padded */
+	int16_t		main_region;	/* the main region of the calling code */
+	/* bit d: idd_dfa (npp_dfa) does not die on a first digit d */
+	uint16_t	idd_first;
+	uint16_t	npp_first;
 	PhoneDesc	desc[PHONE_NDESC];
 } PhoneRegion;
 
@@ -132,6 +137,15 @@ extern PhoneError phone_parse_in(const PhoneTables *t, const char *raw, size_t l
 
 /* "+<cc><nsn>" into buf (at least 22 bytes); returns its length. */
 extern int	phone_format_e164(const PhoneNumber *n, char *buf);
+
+/*
+ * A non-strict e164 in one call: phone_parse_in, then phone_possible (possible,
+ * or possible only locally), then phone_format_e164 into buf (at least 22
+ * bytes).  Returns the length written, or -1 where either check fails (the
+ * two functions then tell why).
+ */
+extern int	phone_e164_possible(const PhoneTables *t, const char *raw, size_t len,
+								const PhoneRegion *region, char *buf);
 
 /* The region of the number ("US", "001"), or NULL when none. */
 extern const char *phone_region_of(const PhoneTables *t, const PhoneNumber *n);

@@ -172,6 +172,24 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 	raw = arg_text(fcinfo, 0);
 	if (!resolve_region(fcinfo, 1, region, &def, raise))
 		PG_RETURN_NULL();
+	if (!strict)
+	{
+		/* Formatted in place: "+", three digits, the national number, a zero. */
+		int			len;
+
+		result = (text *) palloc(VARHDRSZ + 4 + sizeof(p.nsn));
+		len = phone_e164_possible(TABLES, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw), def,
+								  VARDATA(result));
+		if (len >= 0)
+		{
+			SET_VARSIZE(result, VARHDRSZ + len);
+			PG_RETURN_TEXT_P(result);
+		}
+		pfree(result);
+		if (!raise)
+			PG_RETURN_NULL();
+	}
+	/* A strict call, or an error to explain: the number read again. */
 	why = check_number(raw, def, strict, &p);
 	if (why != NULL)
 	{

@@ -419,15 +419,13 @@ def main():
         w("\t{%d,%d,%d}," % (op, x, y))
     w("};")
     w("static const PhoneRegion regions[] = {")
-    for r in regions:
-        types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
-        # In PhoneRegion's order (src/phone.h).
-        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s}},' % (
-            r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
-            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
-            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
-            r["leading_dfa"], types))
-    w("};")
+    def first_digits(start):
+        """Bit d: the prefix DFA does not die on a first digit d (all ten
+        where it accepts before any, or there is no DFA)."""
+        if start < 0 or dfa_accept[start]:
+            return 0x3FF
+        return sum(1 << d for d in range(10) if dfa_trans[start][d])
+
     # Calling code -> its regions, the main country first, then the others in
     # the metadata's order (libphonenumber's country-code-to-region map).
     by_cc = {}
@@ -437,6 +435,16 @@ def main():
             lst.insert(0, i)
         else:
             lst.append(i)
+    for r in regions:
+        types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
+        # In PhoneRegion's order (src/phone.h).
+        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s},%d,%d,%d,{%s}},' % (
+            r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
+            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
+            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
+            r["leading_dfa"], ",".join("'%s'" % c for c in "+%d" % r["cc"]), by_cc[r["cc"]][0],
+            first_digits(r["idd_dfa"]), first_digits(r["npp_dfa"]), types))
+    w("};")
     cc_list, cc_first, cc_count = [], [0] * 1000, [0] * 1000
     for cc in sorted(by_cc):
         cc_first[cc] = len(cc_list)

@@ -2,7 +2,8 @@
 // (Debian's libphonenumber-dev, 8.12.57) with our tables built from the same
 // metadata version.  Reads "raw<TAB>region" lines; for each, compares
 // whether it parses, the E.164 form, validity, number type, region, the
-// possible-length verdict (e164's non-strict mode) and the extension.
+// possible-length verdict (e164's non-strict mode) and the extension; and
+// that phone_e164_possible agrees with the calls it stands for.
 // Prints every disagreement (up to a limit) and "N passed, N failed".
 #include <iostream>
 #include <string>
@@ -33,6 +34,31 @@ type_name(PhoneNumberUtil::PhoneNumberType t)
 		case PhoneNumberUtil::VOICEMAIL: return "voicemail";
 		default: return "unknown";
 	}
+}
+
+/*
+ * phone_e164_possible against what it stands for, phone_parse_in,
+ * phone_possible and phone_format_e164 in turn, under either table: true
+ * when they agree.
+ */
+static bool
+fused_agrees(const PhoneTables *t, const std::string &raw, const std::string &region)
+{
+	const PhoneRegion *def = phone_region(t, region.c_str());
+	::PhoneNumber p;
+	char		want[32] = "", got[32] = "";
+	int			want_len = -1;
+	int			got_len;
+
+	if (phone_parse_in(t, raw.data(), raw.size(), def, &p) == PHONE_OK)
+	{
+		PhoneLength v = phone_possible(t, &p);
+
+		if (v == PHONE_IS_POSSIBLE || v == PHONE_IS_POSSIBLE_LOCAL_ONLY)
+			want_len = phone_format_e164(&p, want);
+	}
+	got_len = phone_e164_possible(t, raw.data(), raw.size(), def, got);
+	return got_len == want_len && (got_len < 0 || std::string(got, got_len) == std::string(want, want_len));
 }
 
 int
@@ -95,6 +121,9 @@ main(int argc, char **argv)
 			else
 				ours = "(no parse)";
 		}
+		if (!fused_agrees(&phone_tables_v8_12_57, raw, region)
+			|| !fused_agrees(&phone_tables_v9_0_35, raw, region))
+			ours += " (phone_e164_possible disagrees)";
 		if (theirs == ours)
 			passed++;
 		else

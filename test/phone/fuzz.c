@@ -3,8 +3,8 @@
  *		libFuzzer target for the phone-number engine: any bytes as the raw
  *		number, with a region chosen by the first byte, through parse,
  *		format, validity, type, region and possibility, under both metadata
- *		versions.  Built with AddressSanitizer and UndefinedBehaviorSanitizer
- *		(make phone-fuzz).
+ *		versions, and phone_e164_possible against those steps.  Built with
+ *		AddressSanitizer and UndefinedBehaviorSanitizer (make phone-fuzz).
  */
 #include <stdint.h>
 #include <string.h>
@@ -30,15 +30,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int v = 0; v < 2; v++)
 	{
 		PhoneNumber p;
+		char		fused[32];
+		int			fused_len = phone_e164_possible(tables[v], (const char *) data + 1, size - 1,
+													phone_region(tables[v], region), fused);
+		int			len;
+		PhoneLength possible;
 
 		if (phone_parse(tables[v], (const char *) data + 1, size - 1, region, &p) != PHONE_OK)
+		{
+			/* phone_e164_possible stands for the parse, the length check and the format */
+			if (fused_len != -1)
+				__builtin_trap();
 			continue;
-		if (phone_format_e164(&p, e164) >= (int) sizeof(e164))
+		}
+		if ((len = phone_format_e164(&p, e164)) >= (int) sizeof(e164))
+			__builtin_trap();
+		possible = phone_possible(tables[v], &p);
+		if (possible == PHONE_IS_POSSIBLE || possible == PHONE_IS_POSSIBLE_LOCAL_ONLY
+			? fused_len != len || memcmp(fused, e164, len) != 0
+			: fused_len != -1)
 			__builtin_trap();
 		(void) phone_is_valid(tables[v], &p);
 		(void) phone_type(tables[v], &p);
 		(void) phone_region_of(tables[v], &p);
-		(void) phone_possible(tables[v], &p);
 	}
 	return 0;
 }
