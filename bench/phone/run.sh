@@ -33,23 +33,27 @@ VACUUM ANALYZE;
 SQL
 rows=$(command psql -X -At -d "$DB" -c "SELECT count(*) FROM inputs")
 # The machine's speed drifts by more than the margin being measured
-# (length() alone moved between 70 and 123 ms from one run to the next), so
-# the two queries alternate in one session, ROUNDS times, and each round
-# gives a ratio; the median round is the result.
+# (length() alone moved between 70 and 123 ms from one run to the next, and
+# between 100 and 198 ms within one), so the two queries alternate in one
+# session, ROUNDS times, and each round gives a ratio; the median round is
+# the result.  Every other round runs them in the other order, so that
+# neither always runs on what the other left (caches, the CPU's clock).
 paired() {
 	local a=$1 b=$2 i
 	{
 		echo '\timing on'
-		for i in $(seq 1 "$ROUNDS"); do printf '%s\n%s\n' "$a" "$b"; done
+		for i in $(seq 1 "$ROUNDS"); do
+			if [ $((i % 2)) = 1 ]; then printf '%s\n%s\n' "$a" "$b"; else printf '%s\n%s\n' "$b" "$a"; fi
+		done
 	} | command psql -X -q -At -d "$DB" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | paste - - \
-		| awk '{ printf "%s %s %.4f\n", $1, $2, $1 / $2 }' > "$T/rounds"
+		| awk '{ if (NR % 2 == 0) { t = $1; $1 = $2; $2 = t } printf "%s %s %.4f\n", $1, $2, $1 / $2 }' > "$T/rounds"
 	# best of each query, then the median, lowest and highest round ratio
 	printf '%s %s %s %s %s\n' "$(cut -d' ' -f1 "$T/rounds" | sort -g | head -n1)" \
 		"$(cut -d' ' -f2 "$T/rounds" | sort -g | head -n1)" \
 		"$(cut -d' ' -f3 "$T/rounds" | sort -g | awk '{ r[NR] = $1 } END { print (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2 }')" \
 		"$(cut -d' ' -f3 "$T/rounds" | sort -g | head -n1)" "$(cut -d' ' -f3 "$T/rounds" | sort -g | tail -n1)"
 }
-ROUNDS=${BENCH_ROUNDS:-7}
+ROUNDS=${BENCH_ROUNDS:-41}
 command psql -X -q -d "$DB" -c "SELECT count(eightms.e164(raw, region, false)), count(length(raw)) FROM inputs" >/dev/null
 read -r e l ratio rmin rmax < <(paired "SELECT count(eightms.e164(raw, region, false)) FROM inputs;" "SELECT count(length(raw)) FROM inputs;")
 read -r te tl tratio trmin trmax < <(paired "SELECT count(eightms.try_e164(raw, region, false)) FROM all_inputs;" "SELECT count(length(raw)) FROM all_inputs;")
