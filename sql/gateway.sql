@@ -1277,7 +1277,7 @@ AS $$
 	  FROM (SELECT c.*
 			  FROM eightms.conversation c
 			 WHERE c.account_id = eightms.require_account()
-			   AND (c.archived_at IS NOT NULL) = archived
+			   AND (c.archived_at IS NOT NULL) = coalesce(archived, false)
 			   AND c.last_message_at IS NOT NULL
 			   AND (after_at IS NULL
 					OR (c.active_minute <= date_bin('1 minute', after_at, '2000-01-01 00:00:00+00')
@@ -1285,7 +1285,7 @@ AS $$
 			 -- The same order as by last_message_at alone: the index gives
 			 -- the minutes, and only the rows within a minute are sorted.
 			 ORDER BY c.active_minute DESC, c.last_message_at DESC, c.conversation_id DESC
-			 LIMIT least(greatest(page_size, 1), 200)) c
+			 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)) c
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
 						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
 						  ORDER BY m.created_at DESC, m.message_id DESC LIMIT 1) lm ON true
@@ -1303,7 +1303,7 @@ AS $$
 	 WHERE v.account_id = eightms.require_account() AND v.conversation_id = conversation_messages.conversation_id
 	   AND (after_at IS NULL OR (v.created_at, v.message_id) < (after_at, after_id))
 	 ORDER BY v.created_at DESC, v.message_id DESC
-	 LIMIT least(greatest(page_size, 1), 200)
+	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
 $$;
 
 CREATE FUNCTION eightms_api.set_message_options(fold_lookalikes boolean) RETURNS void

@@ -189,6 +189,11 @@ SELECT lives_ok(format('SELECT eightms_api.mark_read(%L)',
 				'a member marks the conversation read');
 SELECT is((SELECT unread_count FROM eightms_api.conversations WHERE peer_number = '+12125550198'), 0,
 		  'it has no unread messages then');
+-- JSON nulls for the paging arguments mean their defaults.
+SELECT cmp_ok((SELECT count(*) FROM eightms_api.list_conversations(page_size => NULL)), '>', 1::bigint,
+			  'a null page size lists a whole default page, not one row');
+SELECT is((SELECT count(*) FROM eightms_api.list_conversations(archived => NULL)),
+		  (SELECT count(*) FROM eightms_api.list_conversations()), 'a null archived lists the unarchived conversations');
 
 -- STOP: honoured at once, one confirmation, refused sends afterwards.
 SELECT pgrst.as_user('olivia', :'acct');
