@@ -10,7 +10,7 @@
 # claims (which must be zero).  Target (issue 5): ratio >= 3, the median
 # of rounds that alternate the two.
 #
-#   BENCH_SECONDS (default 15, per phase), BENCH_ROUNDS (default 5), BENCH_CLIENTS (default 2:
+#   BENCH_SECONDS (default 15, per phase), BENCH_ROUNDS (default 9), BENCH_CLIENTS (default 2:
 #   both phases run twice as many pgbench clients), BENCH_BATCH (default 100,
 #   what a phone claims at once: the most claim_messages hands out), BENCH_SEND_BATCH
 #   (default BENCH_BATCH)
@@ -18,7 +18,7 @@ NAME=gateway
 PORT=${EIGHTMS_BENCH_PORT:-54346}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 SECS=${BENCH_SECONDS:-15}
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-9}
 CLIENTS=${BENCH_CLIENTS:-2}
 BATCH=${BENCH_BATCH:-100}
 SEND_BATCH=${BENCH_SEND_BATCH:-$BATCH}
@@ -37,16 +37,23 @@ inbound_before=$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$AC
 delivered_before=$(delivered)
 ratios=()
 : > "$T/gateway.out"
-for round in $(seq 1 "$ROUNDS"); do
-	# As many clients as the gateway phase has: with fewer, tpcb-like leaves
-	# the cores idle while its commits wait, and the ratio flatters the gateway.
+# As many clients as the gateway phase has: with fewer, tpcb-like leaves
+# the cores idle while its commits wait, and the ratio flatters the gateway.
+tpcb_phase() {
 	tpcb=$(command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1)
+}
+# Senders, phones and inbound at once, weighted 1 : 1 : 1.
+gateway_phase() {
 	before=$(delivered)
-	# Senders, phones and inbound at once, weighted 1 : 1 : 1.
 	command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" -D prev=- \
 		-f "$T/send.sql@1" -f "$T/phone.sql@1" -f "$T/inbound.sql@1" "$DB" > "$T/round.out" 2>&1
-	cat "$T/round.out" >> "$T/gateway.out"
 	after=$(delivered)
+}
+for round in $(seq 1 "$ROUNDS"); do
+	# Every other round the other way round, so that neither phase always
+	# runs on what the other left behind (its dirty pages, autovacuum).
+	if [ $((round % 2)) = 1 ]; then tpcb_phase; gateway_phase; else gateway_phase; tpcb_phase; fi
+	cat "$T/round.out" >> "$T/gateway.out"
 	# Over the time pgbench measures its own TPS by (transactions over TPS:
 	# the run without connecting), as tpcb-like's TPS is.
 	n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/round.out")
