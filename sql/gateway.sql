@@ -1161,7 +1161,15 @@ BEGIN
 		END IF;
 		-- Short codes and alphanumeric senders are kept as given.
 		sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
-		conv := eightms.conversation_for(acct, sender, me);
+		-- The conversation, found or created, counts the message at once: one
+		-- write of its row (and its lock, held until commit) rather than an
+		-- upsert and then an update.
+		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
+		VALUES (acct, sender, me, 1, now())
+		ON CONFLICT (account_id, peer_number) DO UPDATE
+			SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
+				last_message_at = now()
+		RETURNING cv.conversation_id INTO conv;
 		INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
 										  encoding, segments, status, device_message_id, received_at)
 		SELECT acct, conv, 'in', me, sender, coalesce(x ->> 'body', ''), i.encoding, i.segments, 'received',
@@ -1171,6 +1179,11 @@ BEGIN
 		ON CONFLICT (account_id, phone_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
 		RETURNING m.message_id INTO mid;
 		IF mid IS NULL THEN
+			-- Stored meanwhile by a concurrent call (the check above missed
+			-- it): not counted twice.  The conversation row is locked by the
+			-- upsert, so nothing came between.
+			UPDATE eightms.conversation c SET unread_count = c.unread_count - 1
+			 WHERE c.account_id = acct AND c.conversation_id = conv;
 			duplicate := true;
 			SELECT m.message_id INTO message_id FROM eightms.message m
 			 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;
@@ -1178,8 +1191,6 @@ BEGIN
 			CONTINUE;
 		END IF;
 		message_id := mid; duplicate := false;
-		UPDATE eightms.conversation c SET unread_count = c.unread_count + 1, last_message_at = now()
-		 WHERE c.account_id = acct AND c.conversation_id = conv;
 
 		kw := eightms.consent_keyword(x ->> 'body');
 		IF kw = 'stop' THEN

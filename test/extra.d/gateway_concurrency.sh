@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Two phones claiming at the same time, in separate sessions, never receive
 # the same message (FOR UPDATE SKIP LOCKED), and together they take every
-# queued message exactly once.  Prints "N passed, N failed".
+# queued message exactly once; races of a send with a delete, of two sends
+# with one idempotency key, and of one inbound SMS delivered twice.  Prints
+# "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 DB=$EIGHTMS_TEST_DB
@@ -115,6 +117,32 @@ check "the second batch reports the first batch's message for that key" \
 	test "$(sed -n 1p "$W/idem2.txt")" = "1|queued|$first"
 check "and queues its other item" \
 	test "$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND body = 'other' AND status = 'queued'")" = 1
+# The same inbound SMS delivered twice at once (a phone retrying while its
+# first call is still running): the second call waits on the conversation
+# the first is writing, finds the message stored when the first commits,
+# reports it as a duplicate, and the conversation counts it once.
+command psql -X -At -q -d "$DB" > "$W/in1.txt" 2>&1 <<SQL &
+BEGIN;
+SELECT pgrst.as_phone('$acct', '$p1') \g /dev/null
+SELECT message_id, duplicate FROM eightms_api.receive_messages('[{"from": "+1 212 555 3001", "body": "hello", "device_message_id": "race-in-1"}]');
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+sleep 0.7
+command psql -X -At -q -d "$DB" > "$W/in2.txt" 2>&1 <<SQL
+BEGIN;
+SELECT pgrst.as_phone('$acct', '$p1') \g /dev/null
+SELECT message_id, duplicate FROM eightms_api.receive_messages('[{"from": "+1 212 555 3001", "body": "hello", "device_message_id": "race-in-1"}]');
+COMMIT;
+SQL
+wait
+in1=$(head -n1 "$W/in1.txt")
+check "an inbound SMS delivered twice at once is stored once" \
+	test "$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND device_message_id = 'race-in-1'")" = 1
+check "the second call reports the first's message as a duplicate" \
+	test "$(head -n1 "$W/in2.txt")" = "${in1%|f}|t"
+check "the conversation counts it once" \
+	test "$(q "SELECT unread_count FROM eightms.conversation WHERE account_id = '$acct' AND peer_number = '+12125553001'")" = 1
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
