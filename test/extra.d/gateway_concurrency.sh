@@ -14,6 +14,15 @@ q() { command psql -X -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 pass=0
 fail=0
 check() { local what=$1; shift; if "$@"; then echo "ok - $what"; pass=$((pass + 1)); else echo "not ok - $what"; fail=$((fail + 1)); fi; }
+# Two sessions at once: the first runs $1 (output in $3) and holds its
+# transaction open; 0.7 s later the second runs $2 (output in $4), and
+# meets what the first has not committed yet.
+race() {
+	command psql -X -At -q -d "$DB" <<< "$1" > "$3" 2>&1 &
+	sleep 0.7
+	command psql -X -At -q -d "$DB" <<< "$2" > "$4" 2>&1
+	wait
+}
 
 # An account with two paired phones and N queued messages, committed.
 read -r acct p1 p2 < <(command psql -X -At -q -F' ' -d "$DB" <<'SQL'
@@ -70,21 +79,14 @@ check "the database agrees: every message is claimed, by one phone" \
 # and starts a new conversation; no message is left without one (there is
 # no foreign key to refuse it).
 conv=$(q "SELECT conversation_id FROM eightms.conversation WHERE account_id = '$acct' AND peer_number = '+12125551001'")
-command psql -X -q -d "$DB" -v acct="$acct" -v conv="$conv" >/dev/null 2>&1 <<'SQL' &
-BEGIN;
-SELECT pgrst.as_user('concurrency-owner', :'acct');
-SELECT eightms_api.delete_conversation(:'conv');
+race "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct');
+SELECT eightms_api.delete_conversation('$conv');
 SELECT pg_sleep(2);
-COMMIT;
-SQL
-sleep 0.7
-command psql -X -q -d "$DB" -v acct="$acct" >/dev/null 2>&1 <<'SQL'
-BEGIN;
-SELECT pgrst.as_user('concurrency-owner', :'acct');
+COMMIT;" "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct');
 SELECT eightms_api.send_message('+1 212 555 1001', 'after the delete');
-COMMIT;
-SQL
-wait
+COMMIT;" "$W/delete.txt" "$W/send.txt"
 check "a send racing the delete of its conversation went into a new conversation" \
 	test "$(q "SELECT count(*) FROM eightms.message m JOIN eightms.conversation c USING (account_id, conversation_id) WHERE m.account_id = '$acct' AND m.body = 'after the delete' AND c.conversation_id <> '$conv'")" = 1
 check "no message is left without its conversation" \
@@ -94,22 +96,15 @@ check "no message is left without its conversation" \
 # second waits for the first, finds the key taken when it commits, and
 # settles item by item; the key queues one message, which both batches
 # report, and the second batch's other item is queued all the same.
-command psql -X -At -q -d "$DB" -v acct="$acct" > "$W/idem1.txt" 2>&1 <<'SQL' &
-BEGIN;
-SELECT pgrst.as_user('concurrency-owner', :'acct') \g /dev/null
-SELECT message_id FROM eightms_api.send_messages('[{"to": "+1 212 555 2001", "body": "once", "idempotency_key": "race-1"}]') WHERE item = 1;
+race "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
+SELECT message_id FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 2001\", \"body\": \"once\", \"idempotency_key\": \"race-1\"}]') WHERE item = 1;
 SELECT pg_sleep(2);
-COMMIT;
-SQL
-sleep 0.7
-command psql -X -At -q -d "$DB" -v acct="$acct" > "$W/idem2.txt" 2>&1 <<'SQL'
-BEGIN;
-SELECT pgrst.as_user('concurrency-owner', :'acct') \g /dev/null
-SELECT item, status, message_id FROM eightms_api.send_messages('[{"to": "+1 212 555 2001", "body": "once", "idempotency_key": "race-1"},
-																  {"to": "+1 212 555 2002", "body": "other"}]') ORDER BY item;
-COMMIT;
-SQL
-wait
+COMMIT;" "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
+SELECT item, status, message_id FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 2001\", \"body\": \"once\", \"idempotency_key\": \"race-1\"},
+																  {\"to\": \"+1 212 555 2002\", \"body\": \"other\"}]') ORDER BY item;
+COMMIT;" "$W/idem1.txt" "$W/idem2.txt"
 first=$(head -n1 "$W/idem1.txt")
 check "a key sent twice at once queued one message" \
 	test "$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND idempotency_key = 'race-1'")" = 1
@@ -121,21 +116,9 @@ check "and queues its other item" \
 # first call is still running): the second call waits on the conversation
 # the first is writing, finds the message stored when the first commits,
 # reports it as a duplicate, and the conversation counts it once.
-command psql -X -At -q -d "$DB" > "$W/in1.txt" 2>&1 <<SQL &
-BEGIN;
-SELECT pgrst.as_phone('$acct', '$p1') \g /dev/null
-SELECT message_id, duplicate FROM eightms_api.receive_messages('[{"from": "+1 212 555 3001", "body": "hello", "device_message_id": "race-in-1"}]');
-SELECT pg_sleep(2);
-COMMIT;
-SQL
-sleep 0.7
-command psql -X -At -q -d "$DB" > "$W/in2.txt" 2>&1 <<SQL
-BEGIN;
-SELECT pgrst.as_phone('$acct', '$p1') \g /dev/null
-SELECT message_id, duplicate FROM eightms_api.receive_messages('[{"from": "+1 212 555 3001", "body": "hello", "device_message_id": "race-in-1"}]');
-COMMIT;
-SQL
-wait
+inbound="SELECT pgrst.as_phone('$acct', '$p1') \\g /dev/null
+SELECT message_id, duplicate FROM eightms_api.receive_messages('[{\"from\": \"+1 212 555 3001\", \"body\": \"hello\", \"device_message_id\": \"race-in-1\"}]');"
+race "BEGIN; $inbound SELECT pg_sleep(2); COMMIT;" "BEGIN; $inbound COMMIT;" "$W/in1.txt" "$W/in2.txt"
 in1=$(head -n1 "$W/in1.txt")
 check "an inbound SMS delivered twice at once is stored once" \
 	test "$(q "SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND device_message_id = 'race-in-1'")" = 1
