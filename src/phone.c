@@ -1075,6 +1075,20 @@ static const uint8_t plain_byte[256] = {
 };
 
 /*
+ * Bit 7 of each byte of w that is not an ASCII digit, the others clear:
+ * digits become 0 to 9 by the XOR, and adding 0x76 carries into bit 7 only
+ * above 9 (the byte's own bit 7, masked off first, is or'ed back).
+ */
+static inline uint64_t
+nondigit_bytes(uint64_t w)
+{
+	uint64_t	x = w ^ UINT64_C(0x3030303030303030);
+
+	return (((x & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | x)
+		& UINT64_C(0x8080808080808080);
+}
+
+/*
  * Copy the run of ASCII digits at p (at least one) to *o and return where
  * it ends: eight bytes at a time where eight are left, the end found from
  * the word's non-digit bytes rather than with a branch per byte.  *o has
@@ -1087,15 +1101,11 @@ copy_digits(const unsigned char *p, const unsigned char *end, char **o)
 	while (end - p >= 8)
 	{
 		uint64_t	w;
-		uint64_t	x;
 		uint64_t	other;
 
 		memcpy(&w, p, 8);
 		memcpy(*o, &w, 8);
-		/* digits become 0 to 9; bit 7 of each byte: above 9 */
-		x = w ^ UINT64_C(0x3030303030303030);
-		other = (((x & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | x)
-			& UINT64_C(0x8080808080808080);
+		other = nondigit_bytes(w);
 		if (other != 0)
 		{
 			int			k = __builtin_ctzll(other) >> 3;
@@ -1161,14 +1171,11 @@ scan_plain_inline(const char *raw, size_t len, char *num, int *nlen, bool *plus,
 		while (end - p >= 8)
 		{
 			uint64_t	w;
-			uint64_t	x;
 			uint64_t	other;
 
 			memcpy(&w, p, 8);
 			memcpy(o, &w, 8);
-			x = w ^ UINT64_C(0x3030303030303030);
-			other = (((x & UINT64_C(0x7F7F7F7F7F7F7F7F)) + UINT64_C(0x7676767676767676)) | x)
-				& UINT64_C(0x8080808080808080);
+			other = nondigit_bytes(w);
 			if (other == 0)
 			{
 				p += 8;
