@@ -674,7 +674,7 @@ BEGIN
 					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
 								AND p.unpaired_at IS NULL))
 			   AND (n.idem IS NULL
-					OR (n.idem_rank = 1 AND length(n.idem) <= 200
+					OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200
 						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
 										 AND o.idempotency_key = n.idem)))),
 		-- One row per number, from its first item, in number order (the

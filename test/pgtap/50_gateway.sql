@@ -73,10 +73,12 @@ SELECT throws_ok($$SELECT * FROM eightms_api.send_message('+1 212 555 0113', 'hi
 				 '22023', 'send_at must be a date and time, not infinity', 'a message is not scheduled for ever');
 SELECT results_eq($$SELECT status, error_code, error FROM eightms_api.send_messages(
 			('[{"to": null, "body": "a"}, {"to": "+1 212 555 0113", "body": "b", "idempotency_key": "' || repeat('k', 201) || '"},
-			   {"to": "+1 212 555 0113", "body": "c", "send_at": "-infinity"}]')::jsonb) ORDER BY item$$,
+			   {"to": "+1 212 555 0113", "body": "c", "send_at": "-infinity"},
+			   {"to": "+1 212 555 0113", "body": "d", "idempotency_key": ""}]')::jsonb) ORDER BY item$$,
 	$$VALUES ('refused', '22023', 'a recipient number is required'),
 			 ('refused', '22023', 'an idempotency key must be 1 to 200 characters'),
-			 ('refused', '22023', 'send_at must be a date and time, not -infinity')$$,
+			 ('refused', '22023', 'send_at must be a date and time, not -infinity'),
+			 ('refused', '22023', 'an idempotency key must be 1 to 200 characters')$$,
 	'a batch refuses the same items with the same messages');
 SELECT throws_ok($$SELECT eightms_api.set_message_options(NULL)$$, '22023', 'fold_lookalikes must be true or false',
 				 'message options refuse a null');
