@@ -71,21 +71,25 @@ CREATE INDEX pairing_code_hash_idx ON eightms.pairing_code (code_hash);
 COMMENT ON TABLE eightms.pairing_code IS 'Short-lived single-use pairing codes, stored as SHA-256';
 
 CREATE TABLE eightms.conversation (
+	-- Indexed columns first, fixed-width ones ahead of the number: every
+	-- update compares them between the old and new row version, and
+	-- PostgreSQL finds a column in one step only while no NULL or
+	-- variable-width column comes before it (bench/README.md).
 	account_id		uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
 	conversation_id	uuid NOT NULL DEFAULT gen_random_uuid(),
-	-- E.164 numbers (here and in message, opt_out, consent_event) compare
-	-- byte by byte: a locale's rules would only make indexes slower.
-	peer_number		text COLLATE "C" NOT NULL,
-	phone_id		uuid,
-	last_message_at	timestamptz,
-	unread_count	integer NOT NULL DEFAULT 0,
-	archived_at		timestamptz,
-	created_at		timestamptz NOT NULL DEFAULT now(),
 	-- The minute of the last message.  The inbox index holds this rather
 	-- than last_message_at, so that every message but the first of a
 	-- minute updates the conversation without new index entries (a HOT
 	-- update); the inbox sorts within a minute (list_conversations).
 	active_minute	timestamptz GENERATED ALWAYS AS (date_bin('1 minute', last_message_at, '2000-01-01 00:00:00+00')) STORED,
+	-- E.164 numbers (here and in message, opt_out, consent_event) compare
+	-- byte by byte: a locale's rules would only make indexes slower.
+	peer_number		text COLLATE "C" NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	unread_count	integer NOT NULL DEFAULT 0,
+	last_message_at	timestamptz,
+	phone_id		uuid,
+	archived_at		timestamptz,
 	PRIMARY KEY (account_id, conversation_id),
 	CONSTRAINT conversation_peer_key UNIQUE (account_id, peer_number)
 );
@@ -108,29 +112,20 @@ GRANT EXECUTE ON FUNCTION eightms.message_state_ok(text, text, boolean) TO eight
 -- a conversation deletes its messages by the trigger after the table, and
 -- deleting an account deletes its conversations.
 CREATE TABLE eightms.message (
+	-- Indexed columns first (NOT NULL and fixed-width ones leading, then
+	-- phone_id and pending): each update compares every indexed column of
+	-- the old and new row version, and PostgreSQL reaches a column in one
+	-- step only while no NULL or variable-width column precedes it; after
+	-- a NULL it walks every column before it.  Ordered so, a lifecycle
+	-- costs 2.2% fewer instructions (bench/README.md).
 	account_id			uuid NOT NULL,
 	message_id			uuid NOT NULL DEFAULT eightms.uuid_v7(),
 	conversation_id		uuid NOT NULL,
-	direction			text NOT NULL,
-	phone_id			uuid,
-	peer_number			text COLLATE "C" NOT NULL,
-	body				text NOT NULL,
-	encoding			text NOT NULL,
-	segments			integer NOT NULL,
-	status				text NOT NULL,
-	idempotency_key		text,
-	device_message_id	text,
-	attempts			integer NOT NULL DEFAULT 0,
-	lease_expires_at	timestamptz,
 	send_at				timestamptz NOT NULL DEFAULT now(),
-	expires_at			timestamptz,
-	error				text,
 	created_at			timestamptz NOT NULL DEFAULT now(),
-	claimed_at			timestamptz,
-	sent_at				timestamptz,
-	delivered_at		timestamptz,
-	failed_at			timestamptz,
-	received_at			timestamptz,
+	segments			integer NOT NULL,
+	attempts			integer NOT NULL DEFAULT 0,
+	phone_id			uuid,
 	-- True while the message waits for or sits on a phone (queued or
 	-- claimed), else NULL.  The queue indexes look at this rather than at
 	-- status, so that claiming (queued -> claimed) and delivering (sent ->
@@ -140,11 +135,21 @@ CREATE TABLE eightms.message (
 	-- the same, but PostgreSQL copies the whole row to compute one, on every
 	-- write (about 5% of a message's lifecycle).
 	pending				boolean,
-	-- Direction, status and pending in one check (direction 'out' or 'in';
-	-- one of the eight states; pending true exactly for queued and claimed,
-	-- else NULL), in C: PostgreSQL rebuilds check expressions from their text
-	-- for every statement that writes the table, and the rule as a CASE over
-	-- the states cost more to rebuild and to run than the write it guarded.
+	direction			text NOT NULL,
+	status				text NOT NULL,
+	encoding			text NOT NULL,
+	idempotency_key		text,
+	device_message_id	text,
+	peer_number			text COLLATE "C" NOT NULL,
+	expires_at			timestamptz,
+	lease_expires_at	timestamptz,
+	claimed_at			timestamptz,
+	sent_at				timestamptz,
+	delivered_at		timestamptz,
+	failed_at			timestamptz,
+	received_at			timestamptz,
+	error				text,
+	body				text NOT NULL,
 	CONSTRAINT message_state_check CHECK (eightms.message_state_ok(direction, status, pending)),
 	PRIMARY KEY (account_id, message_id)
 );
