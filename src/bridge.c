@@ -64,6 +64,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -83,6 +84,7 @@ static bool bridge_allow_private = false;
 static int	bridge_max_response = 1024 * 1024;
 static int	bridge_retry_base_ms = 1000;
 static int	bridge_retry_max_ms = 5 * 60 * 1000;
+static int	bridge_callback_timeout_ms = 10 * 1000;
 
 #define BRIDGE_MAX_REDIRECTS 5
 #define BRIDGE_MAX_RETRY_AFTER_S 3600
@@ -279,6 +281,11 @@ eightms_bridge_init(void)
 	DefineCustomIntVariable("eightms.bridge_retry_max",
 							"Longest retry delay.",
 							NULL, &bridge_retry_max_ms, 5 * 60 * 1000, 10, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("eightms.bridge_callback_timeout",
+							"Longest a request's callback may run; one that runs longer is canceled and its error recorded.",
+							"Callbacks run in the transaction that records outcomes: one that never ends (a lock it waits for, a loop) would hold up every outcome after it. 0 turns the limit off.",
+							&bridge_callback_timeout_ms, 10 * 1000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -1342,6 +1349,19 @@ static const char *record_sql =
 "        JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = r.callback) END,"
 "   r.callback_context, r.enqueued_by::oid";
 
+/*
+ * Disarm the callback's timeout.  Had it fired after the callback returned
+ * (before this), its cancel would land on the recording that follows and
+ * lose the whole batch of outcomes: the callback finished, so it is dropped.
+ */
+static void
+callback_timeout_off(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
+}
+
 /* Run a request's callback in its own subtransaction, as the enqueuer. */
 static void
 run_callback(int64 id, const char *fn, Datum context, bool context_null, Oid role)
@@ -1362,7 +1382,11 @@ run_callback(int64 id, const char *fn, Datum context, bool context_null, Oid rol
 	PG_TRY();
 	{
 		SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		/* Background workers get no statement_timeout: arm it here. */
+		if (bridge_callback_timeout_ms > 0)
+			enable_timeout_after(STATEMENT_TIMEOUT, bridge_callback_timeout_ms);
 		SPI_execute_with_args(sql, 2, types, values, nulls, false, 0);
+		callback_timeout_off();
 		SetUserIdAndSecContext(save_userid, save_sec);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -1372,6 +1396,7 @@ run_callback(int64 id, const char *fn, Datum context, bool context_null, Oid rol
 	{
 		ErrorData  *edata;
 
+		callback_timeout_off();
 		SetUserIdAndSecContext(save_userid, save_sec);
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();

@@ -168,6 +168,56 @@ SELECT is(pg_temp.wait(:r15), 'done', 'the worker keeps working after a failing 
 SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://x/', callback => 'pg_catalog.now()')$$, '22023', NULL,
 				 'a callback must take (bigint, jsonb)');
 
+-- A callback that never ends (here a sleep; a lock wait ends the same way)
+-- is canceled after eightms.bridge_callback_timeout: it runs in the
+-- transaction that records outcomes, and would otherwise hold up every
+-- outcome after it.
+CREATE FUNCTION public.bridge_cb_slow(request_id bigint, context jsonb) RETURNS void
+LANGUAGE sql AS $$ SELECT pg_sleep((context ->> 'seconds')::float8) $$;
+GRANT EXECUTE ON FUNCTION public.bridge_cb_slow(bigint, jsonb) TO eightms_worker;
+ALTER SYSTEM SET eightms.bridge_callback_timeout = '300ms';
+SELECT pg_reload_conf();
+-- Probe until the recorder has applied the reload: a one-second callback
+-- then ends with the timeout's error.
+CREATE PROCEDURE pg_temp.until_callback_error(pattern text, INOUT ok boolean DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	rid bigint;
+BEGIN
+	ok := false;
+	FOR i IN 1 .. 20 LOOP
+		rid := eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_slow(bigint,jsonb)',
+									callback_context => '{"seconds": 1}');
+		COMMIT;
+		PERFORM pg_temp.wait(rid);
+		IF (SELECT callback_error LIKE pattern FROM eightms.http_request r WHERE r.id = rid) THEN
+			ok := true;
+			RETURN;
+		END IF;
+	END LOOP;
+END
+$$;
+CALL pg_temp.until_callback_error('canceling statement due to statement timeout') \gset slowcb_
+SELECT ok(:'slowcb_ok'::boolean, 'a callback running past eightms.bridge_callback_timeout is canceled');
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_slow(bigint,jsonb)',
+							callback_context => '{"seconds": 3600}') AS r18 \gset
+SELECT pg_temp.send('/echo') AS r19 \gset
+-- (Each wait is a statement of its own: a check in the same statement
+-- would read the table as it was when that statement began.)
+SELECT pg_temp.wait(:r18) AS r18_state \gset
+SELECT is(:'r18_state' || ': ' || (SELECT callback_error FROM eightms.http_request WHERE id = :r18),
+		  'done: canceling statement due to statement timeout',
+		  'an hour-long callback ends at the timeout, its request done and the cancel recorded');
+SELECT is(pg_temp.wait(:r19), 'done', 'and the requests after it are recorded');
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_ok(bigint,jsonb)',
+							callback_context => '{"message_id":"m-2"}') AS r20 \gset
+SELECT pg_temp.wait(:r20) AS r20_state \gset
+SELECT is(:'r20_state' || ' ' || coalesce((SELECT callback_error FROM eightms.http_request WHERE id = :r20), 'no error')
+		  || ' ' || (SELECT count(*) FROM public.bridge_callback_log WHERE context ->> 'message_id' = 'm-2'),
+		  'done no error 1', 'a quick callback after a canceled one runs and commits as before');
+ALTER SYSTEM RESET eightms.bridge_callback_timeout;
+SELECT pg_reload_conf();
+
 -- A rolled-back enqueue sends nothing.
 BEGIN;
 SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), idempotency_key => 'rolled-back-1');
@@ -243,6 +293,6 @@ SELECT pg_reload_conf();
 
 -- Leave nothing behind.
 DROP TABLE public.bridge_callback_log;
-DROP FUNCTION public.bridge_cb_ok(bigint, jsonb), public.bridge_cb_fail(bigint, jsonb);
+DROP FUNCTION public.bridge_cb_ok(bigint, jsonb), public.bridge_cb_fail(bigint, jsonb), public.bridge_cb_slow(bigint, jsonb);
 DELETE FROM eightms.http_request;
 SELECT * FROM finish();
