@@ -35,6 +35,30 @@ LANGUAGE sql AS $$
 								max_attempts => max_attempts, follow_redirects => follow)
 $$;
 
+-- Probe until the bridge has applied a reload: enqueue a request to the
+-- peer (with the callback and context, when given) and wait for it to end
+-- with an error (or, with a callback, a callback_error) like the pattern.
+CREATE PROCEDURE pg_temp.until_error(pattern text, cb text DEFAULT NULL, ctx jsonb DEFAULT NULL,
+									 INOUT ok boolean DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	rid bigint;
+BEGIN
+	ok := false;
+	FOR i IN 1 .. 40 LOOP
+		rid := eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => cb::regprocedure, callback_context => ctx);
+		COMMIT;
+		PERFORM pg_temp.wait(rid);
+		IF (SELECT CASE WHEN cb IS NULL THEN r.error ELSE r.callback_error END LIKE pattern
+			  FROM eightms.http_request r WHERE r.id = rid) THEN
+			ok := true;
+			RETURN;
+		END IF;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+
 -- A plain GET, its Idempotency-Key and its attempt record.
 SELECT pg_temp.send('/echo') AS r1 \gset
 SELECT is(pg_temp.wait(:r1), 'done', 'a GET to the peer completes');
@@ -177,27 +201,10 @@ LANGUAGE sql AS $$ SELECT pg_sleep((context ->> 'seconds')::float8) $$;
 GRANT EXECUTE ON FUNCTION public.bridge_cb_slow(bigint, jsonb) TO eightms_worker;
 ALTER SYSTEM SET eightms.bridge_callback_timeout = '300ms';
 SELECT pg_reload_conf();
--- Probe until the recorder has applied the reload: a one-second callback
--- then ends with the timeout's error.
-CREATE PROCEDURE pg_temp.until_callback_error(pattern text, INOUT ok boolean DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-	rid bigint;
-BEGIN
-	ok := false;
-	FOR i IN 1 .. 20 LOOP
-		rid := eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_slow(bigint,jsonb)',
-									callback_context => '{"seconds": 1}');
-		COMMIT;
-		PERFORM pg_temp.wait(rid);
-		IF (SELECT callback_error LIKE pattern FROM eightms.http_request r WHERE r.id = rid) THEN
-			ok := true;
-			RETURN;
-		END IF;
-	END LOOP;
-END
-$$;
-CALL pg_temp.until_callback_error('canceling statement due to statement timeout') \gset slowcb_
+-- Until the recorder has applied the reload, a one-second callback ends
+-- without an error; then with the timeout's.
+CALL pg_temp.until_error('canceling statement due to statement timeout', 'public.bridge_cb_slow(bigint,jsonb)',
+						 '{"seconds": 1}') \gset slowcb_
 SELECT ok(:'slowcb_ok'::boolean, 'a callback running past eightms.bridge_callback_timeout is canceled');
 SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_slow(bigint,jsonb)',
 							callback_context => '{"seconds": 3600}') AS r18 \gset
@@ -239,26 +246,6 @@ SELECT is((SELECT count(*) FROM eightms.http_attempt WHERE request_id IN (:r1, :
 -- next reload; wait until a probe shows it.
 ALTER SYSTEM SET eightms.bridge_allow_private_addresses = off;
 SELECT pg_reload_conf();
--- Probe until the worker has applied a reload: enqueue a request to the
--- peer and wait for it to end with an error like the pattern.
-CREATE PROCEDURE pg_temp.until_error(pattern text, INOUT ok boolean DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-	rid bigint;
-BEGIN
-	ok := false;
-	FOR i IN 1 .. 40 LOOP
-		rid := eightms.http_enqueue('GET', pg_temp.peer('/echo'));
-		COMMIT;
-		PERFORM pg_temp.wait(rid);
-		IF (SELECT error LIKE pattern FROM eightms.http_request r WHERE r.id = rid) THEN
-			ok := true;
-			RETURN;
-		END IF;
-		PERFORM pg_sleep(0.1);
-	END LOOP;
-END
-$$;
 CALL pg_temp.until_error('refused%') \gset refused_
 SELECT ok(:'refused_ok'::boolean, 'with private addresses off, the worker refuses 127.0.0.1');
 -- Only loopback targets here: the classification of every other reserved
