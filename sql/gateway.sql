@@ -821,6 +821,9 @@ DECLARE
 	accts uuid[] := CASE WHEN acct IS NULL THEN ARRAY(SELECT a.account_id FROM eightms.account a)
 						 ELSE ARRAY[acct] END;
 	offline uuid[];
+	a uuid;
+	moving uuid[];
+	targets uuid[];
 BEGIN
 	n := 0;
 	IF acct IS NULL THEN
@@ -846,10 +849,30 @@ BEGIN
 						AND (p.unpaired_at IS NOT NULL OR p.last_heartbeat_at IS NULL
 							 OR p.last_heartbeat_at < window_start));
 	IF cardinality(offline) > 0 THEN
-		UPDATE eightms.message m SET phone_id = eightms.pick_phone(m.account_id)
-		 WHERE m.account_id = ANY (accts) AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
-		GET DIAGNOSTICS k = ROW_COUNT;
-		n := n + k;
+		-- Spread over the account's healthy phones as send_messages spreads
+		-- new conversations: the i-th message (in send order) to the i-th
+		-- free slot, shortest queue first, so that the queues even out.
+		-- The phones and their queues are read once per account, not once
+		-- per message; with no healthy phone a message is left to any
+		-- phone (unassigned), as pick_phone would.
+		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p WHERE p.phone_id = ANY (offline) LOOP
+			moving := ARRAY(SELECT m.message_id FROM eightms.message m
+							 WHERE m.account_id = a AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued'
+							 ORDER BY m.send_at, m.message_id);
+			CONTINUE WHEN cardinality(moving) = 0;
+			targets := ARRAY(SELECT h.phone_id
+							   FROM eightms.healthy_phones(a) h, generate_series(1, cardinality(moving)) g
+							  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
+							  LIMIT cardinality(moving));
+			-- Without targets, unnest pads them with NULL: unassigned.
+			UPDATE eightms.message m SET phone_id = t.phone
+			  FROM unnest(moving, targets) AS t(id, phone)
+			 WHERE m.account_id = a AND m.message_id = t.id
+			   -- Again on the row as updated: a claim may have taken it meanwhile.
+			   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
+			GET DIAGNOSTICS k = ROW_COUNT;
+			n := n + k;
+		END LOOP;
 	END IF;
 	RETURN n;
 END

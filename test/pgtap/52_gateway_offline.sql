@@ -1,0 +1,80 @@
+-- A phone that goes offline: its queued messages move to the healthy
+-- phones, spread so that the queues even out (not all to the one that was
+-- shortest when the move began); what it has claimed stays with it; with no
+-- healthy phone left, its messages wait for any phone (unassigned).
+BEGIN;
+SELECT * FROM no_plan();
+SELECT pgrst.share_tap();
+
+SELECT pgrst.as_user('dora');
+SELECT account_id AS acct FROM eightms_api.create_account('Dora Dental') \gset
+SELECT pgrst.reset();
+-- A and B healthy, C about to go offline, D online but flat.
+INSERT INTO eightms.phone (account_id, phone_id, device_id, last_heartbeat_at, battery_pct, charging)
+VALUES (:'acct', '00000000-0000-4000-8000-00000000000a', 'dev-a', now(), 90, false),
+	   (:'acct', '00000000-0000-4000-8000-00000000000b', 'dev-b', now(), 80, false),
+	   (:'acct', '00000000-0000-4000-8000-00000000000c', 'dev-c', now(), 70, false),
+	   (:'acct', '00000000-0000-4000-8000-00000000000d', 'dev-d', now(), 5, false);
+
+-- Two messages queued on A, twelve on C.
+SELECT pgrst.as_user('dora', :'acct');
+SELECT is((SELECT count(*) FROM eightms_api.send_messages((
+			SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 01' || lpad(i::text, 2, '0'), 'body', 'hello ' || i,
+												'phone_id', CASE WHEN i <= 2 THEN '00000000-0000-4000-8000-00000000000a'
+																 ELSE '00000000-0000-4000-8000-00000000000c' END)
+							 ORDER BY i)
+			  FROM generate_series(1, 14) i)) WHERE status = 'queued'),
+		  14::bigint, 'fourteen messages are queued, two on A and twelve on C');
+-- C claims one of its twelve, then goes quiet.
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000c');
+SELECT message_id AS c_claimed FROM eightms_api.claim_messages(1) \gset
+SELECT pgrst.reset();
+UPDATE eightms.phone SET last_heartbeat_at = now() - interval '1 hour'
+ WHERE phone_id = '00000000-0000-4000-8000-00000000000c';
+
+-- The next claim of any phone of the account moves C's queue.
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000a');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(0)), 0::bigint, 'a claim of nothing still looks after the queue');
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND status = 'queued'
+			  AND phone_id = '00000000-0000-4000-8000-00000000000c'),
+		  0::bigint, 'no queued message is left on the offline phone');
+-- Water-filling from queues of 2 (A) and 0 (B), ties to the fuller
+-- battery: B takes 6 of the 11, A 5, so that they end with 7 and 6.
+SELECT results_eq(format($$SELECT phone_id, count(*) FROM eightms.message
+							 WHERE account_id = %L AND status = 'queued' GROUP BY phone_id ORDER BY phone_id$$, :'acct'),
+				  $$VALUES ('00000000-0000-4000-8000-00000000000a'::uuid, 7::bigint),
+						   ('00000000-0000-4000-8000-00000000000b'::uuid, 6::bigint)$$,
+				  'the offline phone''s queue is spread over the healthy phones so that the queues even out');
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct'
+			  AND phone_id = '00000000-0000-4000-8000-00000000000d'),
+		  0::bigint, 'a phone with a flat battery gets none');
+SELECT is((SELECT status || ' ' || phone_id FROM eightms.message WHERE account_id = :'acct' AND message_id = :'c_claimed'),
+		  'claimed 00000000-0000-4000-8000-00000000000c',
+		  'what the offline phone had claimed stays with it (its lease decides)');
+SELECT is((SELECT count(*) FROM eightms.message m JOIN eightms.conversation c USING (account_id, conversation_id)
+			WHERE m.account_id = :'acct' AND c.phone_id = '00000000-0000-4000-8000-00000000000c'),
+		  12::bigint, 'the conversations keep their phone, for when it is back');
+
+-- The scheduled job does the same for every account: A goes offline, and
+-- B, the one healthy phone left, takes A's seven.
+UPDATE eightms.phone SET last_heartbeat_at = now() - interval '1 hour'
+ WHERE phone_id = '00000000-0000-4000-8000-00000000000a';
+SELECT cmp_ok(eightms.expire_messages(), '>=', 7, 'the scheduled job moves the queue of a phone that went offline');
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND status = 'queued'
+			  AND phone_id = '00000000-0000-4000-8000-00000000000b'),
+		  13::bigint, 'all of it to the one healthy phone');
+
+-- With no healthy phone left, the queue waits for any phone.
+UPDATE eightms.phone SET last_heartbeat_at = now() - interval '1 hour'
+ WHERE phone_id = '00000000-0000-4000-8000-00000000000b';
+SELECT is(eightms.expire_messages(:'acct'), 13, 'with no healthy phone the messages are still moved');
+SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND status = 'queued' AND phone_id IS NULL),
+		  13::bigint, 'to no phone: any phone that comes back may claim them');
+UPDATE eightms.phone SET last_heartbeat_at = now()
+ WHERE phone_id = '00000000-0000-4000-8000-00000000000b';
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000b');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(100)), 13::bigint, 'and the first one back claims them');
+
+SELECT * FROM finish();
+ROLLBACK;
