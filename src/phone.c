@@ -17,6 +17,10 @@
 #define NOINLINE __attribute__((noinline))
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
+/* Parsing reads the first cache line of a PhoneRegion alone (src/phone.h). */
+_Static_assert(offsetof(PhoneRegion, npp_first) + sizeof(uint16_t) <= 64,
+			   "PhoneRegion: what parsing reads must fit in its first cache line");
+
 enum
 {
 	OP_SET, OP_SPLIT, OP_JMP, OP_SAVE, OP_END, OP_MATCH
@@ -602,7 +606,7 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *nu
 	if (*len == 0 || r->npp < 0)
 		return num;
 	/* The groups only matter to a transform rule. */
-	if (r->transform[0] != '\0' && r->npp_groups >= 1)
+	if (r->npp_groups >= 1 && r->transform[0] != '\0')
 		return strip_with_transform(t, r, num, len, buf);
 	end = prefix_match(t, r->npp, r->npp_dfa, r->npp_first, num, *len, NULL);
 	if (end < 0)

@@ -38,7 +38,7 @@ enum
 
 typedef struct __attribute__((aligned(64))) PhoneRegion
 {
-	/* What parsing reads first, kept together (one or two cache lines). */
+	/* What parsing reads, kept together in the first cache line. */
 	char		id[4];			/* ISO 3166 code, or "001" for non-geographic */
 	uint16_t	country_code;
 	uint8_t		main_country;
@@ -53,13 +53,14 @@ typedef struct __attribute__((aligned(64))) PhoneRegion
 	uint32_t	lengths;		/* possible lengths of the general description */
 	uint32_t	local_only;
 	const char *transform;		/* national prefix transform rule, "" if none */
-	int32_t		leading;		/* program: leading digits, or -1 */
-	int32_t		leading_dfa;
 	char		e164[4];		/* "+" and the calling code, zero-padded */
 	int16_t		main_region;	/* the main region of the calling code */
 	/* bit d: idd_dfa (npp_dfa) does not die on a first digit d */
 	uint16_t	idd_first;
 	uint16_t	npp_first;
+	/* The first cache line ends in leading, which parsing does not read. */
+	int32_t		leading;		/* program: leading digits, or -1 */
+	int32_t		leading_dfa;
 	PhoneDesc	desc[PHONE_NDESC];
 } PhoneRegion;
 

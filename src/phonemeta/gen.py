@@ -438,12 +438,13 @@ def main():
     for r in regions:
         types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
         # In PhoneRegion's order (src/phone.h).
-        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",%d,%d,{%s},%d,%d,%d,{%s}},' % (
+        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",{%s},%d,%d,%d,%d,%d,{%s}},' % (
             r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
             r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
-            r["transform"].replace("\\", "\\\\").replace('"', '\\"'), r["leading"],
-            r["leading_dfa"], ",".join("'%s'" % c for c in "+%d" % r["cc"]), by_cc[r["cc"]][0],
-            first_digits(r["idd_dfa"]), first_digits(r["npp_dfa"]), types))
+            r["transform"].replace("\\", "\\\\").replace('"', '\\"'),
+            ",".join("'%s'" % c for c in "+%d" % r["cc"]), by_cc[r["cc"]][0],
+            first_digits(r["idd_dfa"]), first_digits(r["npp_dfa"]), r["leading"],
+            r["leading_dfa"], types))
     w("};")
     cc_list, cc_first, cc_count = [], [0] * 1000, [0] * 1000
     for cc in sorted(by_cc):
