@@ -855,7 +855,8 @@ BEGIN
 		-- The phones and their queues are read once per account, not once
 		-- per message; with no healthy phone a message is left to any
 		-- phone (unassigned), as pick_phone would.
-		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p WHERE p.phone_id = ANY (offline) LOOP
+		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p
+				  WHERE p.account_id = ANY (accts) AND p.phone_id = ANY (offline) LOOP
 			moving := ARRAY(SELECT m.message_id FROM eightms.message m
 							 WHERE m.account_id = a AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued'
 							 ORDER BY m.send_at, m.message_id);
