@@ -445,6 +445,12 @@ BEGIN
 	UPDATE eightms.message m SET phone_id = NULL
 	 WHERE m.account_id = eightms.current_account_id() AND m.phone_id = unpair_phone.phone_id
 	   AND m.pending AND m.status = 'queued';
+	-- Its conversations lose it too: it will not be back (pairing again
+	-- makes a new phone), and a conversation without a phone gets the
+	-- healthiest one with its next message, instead of queuing it on this
+	-- one for the next claim to move.
+	UPDATE eightms.conversation c SET phone_id = NULL
+	 WHERE c.account_id = eightms.current_account_id() AND c.phone_id = unpair_phone.phone_id;
 END
 $$;
 

@@ -76,5 +76,22 @@ UPDATE eightms.phone SET last_heartbeat_at = now()
 SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000b');
 SELECT is((SELECT count(*) FROM eightms_api.claim_messages(100)), 13::bigint, 'and the first one back claims them');
 
+-- Unpairing is for good: the phone's conversations lose it, so that their
+-- next message goes to a healthy phone rather than to the unpaired one.
+UPDATE eightms.phone SET last_heartbeat_at = now()
+ WHERE phone_id = '00000000-0000-4000-8000-00000000000a';
+SELECT pgrst.as_user('dora', :'acct');
+SELECT eightms_api.unpair_phone('00000000-0000-4000-8000-00000000000c');
+SELECT is((SELECT count(*) FROM eightms.conversation WHERE account_id = :'acct'
+			  AND phone_id = '00000000-0000-4000-8000-00000000000c'),
+		  0::bigint, 'an unpaired phone keeps no conversation');
+SELECT isnt((SELECT phone_id FROM eightms_api.send_message('+1 212 555 0105', 'after the unpairing')),
+			'00000000-0000-4000-8000-00000000000c'::uuid,
+			'the next message of one of its conversations goes to another phone');
+SELECT message_id AS batch_m FROM eightms_api.send_messages('[{"to": "+1 212 555 0106", "body": "in a batch"}]') \gset
+SELECT ok((SELECT phone_id FROM eightms.message WHERE account_id = :'acct' AND message_id = :'batch_m')
+		  IN ('00000000-0000-4000-8000-00000000000a', '00000000-0000-4000-8000-00000000000b'),
+		  'in a batch too, to a healthy phone');
+
 SELECT * FROM finish();
 ROLLBACK;
