@@ -360,6 +360,7 @@ AS $$
 DECLARE
 	pc eightms.pairing_code;
 	p eightms.phone;
+	earlier uuid[];
 BEGIN
 	SELECT * INTO pc FROM eightms.pairing_code c
 	 WHERE c.code_hash = eightms.token_hash(upper(btrim(coalesce(pair_phone.code, ''))))
@@ -378,11 +379,23 @@ BEGIN
 		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
 	END IF;
 	-- Pairing the same device again replaces its earlier pairing.
-	UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
-	 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL;
+	WITH o AS (
+		UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
+		 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL
+		RETURNING o.phone_id)
+	SELECT array_agg(o.phone_id) INTO earlier FROM o;
 	INSERT INTO eightms.phone (account_id, device_id, name, app_version)
 	VALUES (pc.account_id, pair_phone.device_id, pair_phone.name, pair_phone.app_version)
 	RETURNING * INTO p;
+	-- It is the same handset: its conversations (so that replies keep
+	-- threading on it) and the messages waiting for it or in its hands move
+	-- to the new pairing, which may report what the earlier one claimed.
+	IF earlier IS NOT NULL THEN
+		UPDATE eightms.conversation c SET phone_id = p.phone_id
+		 WHERE c.account_id = pc.account_id AND c.phone_id = ANY (earlier);
+		UPDATE eightms.message m SET phone_id = p.phone_id
+		 WHERE m.account_id = pc.account_id AND m.phone_id = ANY (earlier) AND m.pending;
+	END IF;
 	UPDATE eightms.pairing_code c SET used_at = now(), phone_id = p.phone_id
 	 WHERE c.account_id = pc.account_id AND c.code_hash = pc.code_hash;
 	RETURN QUERY SELECT p.phone_id, p.account_id,

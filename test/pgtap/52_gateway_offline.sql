@@ -93,5 +93,33 @@ SELECT ok((SELECT phone_id FROM eightms.message WHERE account_id = :'acct' AND m
 		  IN ('00000000-0000-4000-8000-00000000000a', '00000000-0000-4000-8000-00000000000b'),
 		  'in a batch too, to a healthy phone');
 
+-- Pairing the same device again: the new pairing takes over the earlier
+-- one's conversations and its waiting and claimed messages (the handset is
+-- the same, so replies keep threading on it), and may report what the
+-- earlier pairing claimed.
+SELECT pgrst.as_user('dora', :'acct');
+SELECT code AS code1 FROM eightms_api.create_pairing_code() \gset
+SELECT code AS code2 FROM eightms_api.create_pairing_code() \gset
+SELECT pgrst.as_anon();
+SELECT phone_id AS e1 FROM eightms_api.pair_phone(:'code1', 'dev-e') \gset
+SELECT pgrst.reset();
+UPDATE eightms.phone SET last_heartbeat_at = now(), battery_pct = 100 WHERE phone_id = :'e1';
+SELECT pgrst.as_user('dora', :'acct');
+SELECT count(*) AS e_sent FROM eightms_api.send_messages(format('[{"to": "+1 212 555 0150", "body": "e one", "phone_id": "%s"},
+	{"to": "+1 212 555 0151", "body": "e two", "phone_id": "%s"}]', :'e1', :'e1')::jsonb) \gset
+SELECT pgrst.as_phone(:'acct', :'e1');
+SELECT message_id AS e_claimed FROM eightms_api.claim_messages(1) \gset
+SELECT pgrst.as_anon();
+SELECT phone_id AS e2 FROM eightms_api.pair_phone(:'code2', 'dev-e') \gset
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.conversation WHERE account_id = :'acct' AND phone_id = :'e2'), 2::bigint,
+		  'pairing a device again moves its conversations to the new pairing');
+SELECT is((SELECT string_agg(status, ' ' ORDER BY status) FROM eightms.message WHERE account_id = :'acct' AND phone_id = :'e2'),
+		  'claimed queued', 'and its claimed and queued messages');
+SELECT pgrst.as_phone(:'acct', :'e2');
+SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(jsonb_build_object('id', :'e_claimed', 'status', 'sent')))),
+		  true, 'the new pairing reports what the earlier one claimed');
+SELECT pgrst.reset();
+
 SELECT * FROM finish();
 ROLLBACK;
