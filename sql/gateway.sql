@@ -46,8 +46,13 @@ CREATE TABLE eightms.phone (
 		CONSTRAINT phone_rate_limit_check CHECK (rate_limit BETWEEN 1 AND 10000),
 	rate_window			interval NOT NULL DEFAULT '30 minutes'
 		CONSTRAINT phone_rate_window_check CHECK (rate_window BETWEEN '1 minute' AND '1 day'),
-	-- When this phone's claims within its window were made (at most
-	-- rate_limit of them): pacing reads one row instead of counting messages.
+	-- What rate_limit counts: messages, or SMS segments (Android itself
+	-- counts each part of a long message).
+	rate_unit			text NOT NULL DEFAULT 'messages'
+		CONSTRAINT phone_rate_unit_check CHECK (rate_unit IN ('messages', 'segments')),
+	-- When this phone's claims within its window were made, one entry per
+	-- message or segment claimed (at most rate_limit of them): pacing reads
+	-- one row instead of counting messages.
 	recent_claims		timestamptz[] NOT NULL DEFAULT '{}',
 	PRIMARY KEY (account_id, phone_id)
 );
@@ -470,7 +475,8 @@ $$;
 -- Pacing per phone: at most rate_limit messages per rate_window, or none
 -- (NULL) for a phone whose Android limit was lifted.
 CREATE FUNCTION eightms_api.set_phone_pacing(phone_id uuid, rate_limit integer,
-											 rate_window interval DEFAULT '30 minutes')
+											 rate_window interval DEFAULT '30 minutes',
+											 unit text DEFAULT 'messages')
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -483,7 +489,12 @@ BEGIN
 			USING ERRCODE = '22023',
 				  HINT = 'Pass a NULL rate_limit to turn pacing off for a phone whose own limit was lifted.';
 	END IF;
-	UPDATE eightms.phone p SET rate_limit = set_phone_pacing.rate_limit, rate_window = set_phone_pacing.rate_window
+	IF unit IS NULL OR unit NOT IN ('messages', 'segments') THEN
+		RAISE EXCEPTION 'pacing counts messages or segments' USING ERRCODE = '22023',
+			HINT = 'Android counts each part of a long SMS: segments matches its own limit.';
+	END IF;
+	UPDATE eightms.phone p SET rate_limit = set_phone_pacing.rate_limit, rate_window = set_phone_pacing.rate_window,
+		   rate_unit = unit
 	 WHERE p.account_id = eightms.current_account_id() AND p.phone_id = set_phone_pacing.phone_id
 	   AND p.unpaired_at IS NULL;
 	IF NOT FOUND THEN
@@ -496,14 +507,14 @@ $$;
 CREATE VIEW eightms_api.phones WITH (security_invoker = true) AS
 	SELECT p.account_id, p.phone_id, p.device_id, p.name, p.paired_at, p.unpaired_at,
 		   p.last_heartbeat_at, p.battery_pct, p.charging, p.network, p.app_version,
-		   p.rate_limit, p.rate_window,
+		   p.rate_limit, p.rate_window, p.rate_unit,
 		   (p.unpaired_at IS NULL AND p.last_heartbeat_at > now()
 			- coalesce(current_setting('eightms.online_window', true), '5min')::interval) AS online
 	  FROM eightms.phone p;
 GRANT SELECT ON eightms_api.phones TO eightms_user;
 
 GRANT EXECUTE ON FUNCTION eightms_api.create_pairing_code(interval), eightms_api.unpair_phone(uuid),
-	eightms_api.set_phone_pacing(uuid, integer, interval) TO eightms_user;
+	eightms_api.set_phone_pacing(uuid, integer, interval, text) TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms_api.pair_phone(text, text, text, text) TO eightms_anon;
 GRANT EXECUTE ON FUNCTION eightms_api.heartbeat(integer, text, boolean, text, text) TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.current_phone_id(), eightms.require_phone()
@@ -913,10 +924,14 @@ DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
 	lim integer;
+	by_segments boolean := false;
+	budget integer;
 	recent timestamptz[];
 	picked uuid[];
 	tids tid[];
 	fates text[];
+	segs integer[];
+	keep integer;
 	n integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
 	lease interval := current_setting('eightms.message_lease')::interval;
@@ -927,12 +942,15 @@ BEGIN
 	-- row lock makes two concurrent claims of one phone count each other.
 	SELECT p.rate_limit INTO lim FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me;
 	IF lim IS NOT NULL THEN
-		SELECT p.rate_limit, ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
-		  INTO lim, recent
+		SELECT p.rate_limit, p.rate_unit = 'segments',
+			   ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
+		  INTO lim, by_segments, recent
 		  FROM eightms.phone p
 		 WHERE p.account_id = acct AND p.phone_id = me
 		   FOR NO KEY UPDATE;
-		max := least(max, greatest(lim - cardinality(recent), 0));
+		-- One entry in recent per message, or per segment, claimed.
+		budget := greatest(lim - cardinality(recent), 0);
+		max := least(max, budget);
 	END IF;
 	IF max = 0 THEN
 		RETURN;
@@ -945,9 +963,10 @@ BEGIN
 	-- message, the rest is claimed (a run-out lease as a new attempt).
 	-- Each row's ctid is kept so that the update below finds it without
 	-- the primary key: the rows are locked, so it cannot move meanwhile.
-	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}')
-	  INTO picked, tids, fates
-	  FROM (SELECT m.message_id, m.ctid,
+	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}'),
+		   coalesce(array_agg(s.segments), '{}')
+	  INTO picked, tids, fates, segs
+	  FROM (SELECT m.message_id, m.ctid, m.segments,
 				   CASE WHEN m.expires_at < now() THEN 'expired'
 						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
 						ELSE 'claimed' END AS fate
@@ -959,15 +978,33 @@ BEGIN
 			   FOR UPDATE SKIP LOCKED) s;
 	IF cardinality(picked) < max THEN
 		SELECT picked || coalesce(array_agg(s.message_id), '{}'), tids || coalesce(array_agg(s.ctid), '{}'),
-			   fates || coalesce(array_agg(s.fate), '{}')
-		  INTO picked, tids, fates
-		  FROM (SELECT m.message_id, m.ctid,
+			   fates || coalesce(array_agg(s.fate), '{}'), segs || coalesce(array_agg(s.segments), '{}')
+		  INTO picked, tids, fates, segs
+		  FROM (SELECT m.message_id, m.ctid, m.segments,
 					   CASE WHEN m.expires_at < now() THEN 'expired' ELSE 'claimed' END AS fate
 				  FROM eightms.message m
 				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
 				 ORDER BY m.send_at
 				 LIMIT max - cardinality(picked)
 				   FOR UPDATE SKIP LOCKED) s;
+	END IF;
+	-- Paced by segments: the messages, in order, whose segments fit what is
+	-- left of the window (what expires or fails here costs none).  The rest
+	-- stay queued; their row locks go with this transaction.
+	IF by_segments THEN
+		keep := (SELECT count(*)
+				   FROM (SELECT sum(CASE WHEN u.f = 'claimed' THEN u.s ELSE 0 END) OVER (ORDER BY u.i) AS used
+						   FROM unnest(segs, fates) WITH ORDINALITY AS u(s, f, i)) x
+				  WHERE x.used <= budget);
+		-- A message longer than the whole limit would never fit: it goes
+		-- out alone, in a window with nothing else in it.
+		IF keep = 0 AND cardinality(recent) = 0 THEN
+			keep := 1;
+		END IF;
+		picked := picked[1:keep];
+		tids := tids[1:keep];
+		fates := fates[1:keep];
+		segs := segs[1:keep];
 	END IF;
 	IF cardinality(picked) = 0 THEN
 		RETURN;
@@ -996,6 +1033,9 @@ BEGIN
 	 WHERE c.status = 'claimed';
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF lim IS NOT NULL AND n > 0 THEN
+		IF by_segments THEN
+			n := (SELECT sum(u.s) FROM unnest(segs, fates) AS u(s, f) WHERE u.f = 'claimed');
+		END IF;
 		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
 		 WHERE p.account_id = acct AND p.phone_id = me;
 	END IF;

@@ -121,5 +121,50 @@ SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(js
 		  true, 'the new pairing reports what the earlier one claimed');
 SELECT pgrst.reset();
 
+-- Pacing by segments, as Android counts: 3 segments an hour; a
+-- two-segment message and a one-segment one fit, the next one-segment
+-- message does not.
+SELECT pgrst.reset();
+INSERT INTO eightms.phone (account_id, phone_id, device_id, last_heartbeat_at, battery_pct)
+VALUES (:'acct', '00000000-0000-4000-8000-00000000000f', 'dev-f', now(), 100);
+SELECT pgrst.as_user('dora', :'acct');
+SELECT throws_ok($$SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-00000000000f', 3, '1 hour', 'parts')$$,
+				 '22023', NULL, 'pacing counts messages or segments, nothing else');
+SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-00000000000f', 3, '1 hour', 'segments');
+SELECT is((SELECT rate_limit || ' ' || rate_unit FROM eightms_api.phones WHERE phone_id = '00000000-0000-4000-8000-00000000000f'),
+		  '3 segments', 'the dashboard sees the phone''s pacing');
+CREATE TEMP TABLE f_sent AS SELECT * FROM eightms_api.send_messages(format('[
+	{"to": "+1 212 555 0160", "body": "%s", "phone_id": "00000000-0000-4000-8000-00000000000f"},
+	{"to": "+1 212 555 0161", "body": "short", "phone_id": "00000000-0000-4000-8000-00000000000f"},
+	{"to": "+1 212 555 0162", "body": "short too", "phone_id": "00000000-0000-4000-8000-00000000000f"}]',
+	repeat('x', 200))::jsonb);
+SELECT is((SELECT string_agg(m.segments::text, ' ' ORDER BY s.item) FROM f_sent s JOIN eightms_api.messages m USING (message_id)),
+		  '2 1 1', 'three messages of 2, 1 and 1 segments are queued for it');
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000f');
+SELECT is((SELECT string_agg(segments::text, ' ') FROM eightms_api.claim_messages(10)), '2 1',
+		  'paced at 3 segments an hour, the phone claims the messages whose segments fit');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint, 'and then nothing within the hour');
+SELECT pgrst.reset();
+SELECT is((SELECT cardinality(recent_claims) FROM eightms.phone WHERE phone_id = '00000000-0000-4000-8000-00000000000f'), 3,
+		  'each segment claimed counts');
+-- A message longer than the whole limit goes out alone in an empty window.
+UPDATE eightms.phone SET recent_claims = '{}' WHERE phone_id = '00000000-0000-4000-8000-00000000000f';
+SELECT pgrst.as_user('dora', :'acct');
+SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-00000000000f', 1, '1 hour', 'segments');
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000f');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 1::bigint,
+		  'with a limit of one segment, the next message still goes out, alone');
+SELECT pgrst.reset();
+-- A two-segment message waits at the head of the queue: nothing is claimed.
+SELECT pgrst.as_user('dora', :'acct');
+SELECT count(*) FROM eightms_api.send_messages(format('[{"to": "+1 212 555 0163", "body": "%s", "phone_id": "00000000-0000-4000-8000-00000000000f"}]',
+	repeat('y', 200))::jsonb);
+UPDATE eightms.phone SET recent_claims = ARRAY[now()] WHERE phone_id = '00000000-0000-4000-8000-00000000000f';
+SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-00000000000f', 2, '1 hour', 'segments');
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000f');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint,
+		  'with one segment left of two, a two-segment message waits');
+SELECT pgrst.reset();
+
 SELECT * FROM finish();
 ROLLBACK;
