@@ -250,9 +250,9 @@ GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.o
 ALTER TABLE eightms.account ADD COLUMN fold_lookalikes boolean NOT NULL DEFAULT false;
 GRANT UPDATE (fold_lookalikes) ON eightms.account TO eightms_user;
 
--- Phones fit to send: online, battery above 20% or charging; with their
--- queue length (what waits for them, counted on message_queue_idx), the
--- first thing routing looks at.
+-- Phones fit to send: online, battery above eightms.min_battery_pct (20) or
+-- charging; with their queue length (what waits for them, counted on
+-- message_queue_idx), the first thing routing looks at.
 CREATE FUNCTION eightms.healthy_phones(acct uuid)
 RETURNS TABLE (phone_id uuid, queue_length bigint, battery_pct integer)
 LANGUAGE plpgsql STABLE
@@ -268,7 +268,7 @@ BEGIN
 	  FROM eightms.phone p
 	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
 	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
-	   AND (p.charging OR coalesce(p.battery_pct, 0) > 20);
+	   AND (p.charging OR coalesce(p.battery_pct, 0) > current_setting('eightms.min_battery_pct')::integer);
 END
 $$;
 

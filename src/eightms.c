@@ -24,8 +24,9 @@ int			eightms_invitation_ttl = 7 * 24 * 60 * 60;
 /* Refuse sign-ins whose JWT says the email is not verified. */
 bool		eightms_require_verified_email = true;
 
-/* The gateway: online window, claim lease, attempts, message lifetime. */
+/* The gateway: online window, battery floor, claim lease, attempts, message lifetime. */
 static int	eightms_online_window = 300;
+static int	eightms_min_battery_pct = 20;
 static int	eightms_message_lease = 120;
 static int	eightms_message_max_attempts = 3;
 static int	eightms_message_ttl = 24 * 60 * 60;
@@ -73,6 +74,11 @@ _PG_init(void)
 							"A phone is online when its last heartbeat is this recent.",
 							NULL, &eightms_online_window, 300, 10, 24 * 60 * 60,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("eightms.min_battery_pct",
+							"Battery (percent) a phone needs, unless charging, to be routed new conversations and offline phones' queues.",
+							"A phone at or below it keeps its own conversations and may still claim.",
+							&eightms_min_battery_pct, 20, 0, 100,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("eightms.message_lease",
 							"How long a phone holds a claimed message before it goes back to the queue.",
 							NULL, &eightms_message_lease, 120, 5, 24 * 60 * 60,

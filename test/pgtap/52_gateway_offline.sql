@@ -49,6 +49,11 @@ SELECT results_eq(format($$SELECT phone_id, count(*) FROM eightms.message
 SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct'
 			  AND phone_id = '00000000-0000-4000-8000-00000000000d'),
 		  0::bigint, 'a phone with a flat battery gets none');
+-- The battery floor is eightms.min_battery_pct (20 by default).
+SET LOCAL eightms.min_battery_pct = 3;
+SELECT is((SELECT count(*) FROM eightms.healthy_phones(:'acct') WHERE phone_id = '00000000-0000-4000-8000-00000000000d'),
+		  1::bigint, 'with eightms.min_battery_pct at 3, a phone at 5% is fit to send');
+RESET eightms.min_battery_pct;
 SELECT is((SELECT status || ' ' || phone_id FROM eightms.message WHERE account_id = :'acct' AND message_id = :'c_claimed'),
 		  'claimed 00000000-0000-4000-8000-00000000000c',
 		  'what the offline phone had claimed stays with it (its lease decides)');
