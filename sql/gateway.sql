@@ -365,7 +365,7 @@ AS $$
 DECLARE
 	pc eightms.pairing_code;
 	p eightms.phone;
-	earlier uuid[];
+	prev eightms.phone;
 BEGIN
 	SELECT * INTO pc FROM eightms.pairing_code c
 	 WHERE c.code_hash = eightms.token_hash(upper(btrim(coalesce(pair_phone.code, ''))))
@@ -383,23 +383,26 @@ BEGIN
 	IF length(app_version) > 50 THEN
 		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
 	END IF;
-	-- Pairing the same device again replaces its earlier pairing.
-	WITH o AS (
-		UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
-		 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL
-		RETURNING o.phone_id)
-	SELECT array_agg(o.phone_id) INTO earlier FROM o;
+	-- Pairing the same device again replaces its earlier pairing (at most
+	-- one: the device index is unique among paired phones), whose pacing
+	-- it keeps: the owner's setting, and the claims Android still counts.
+	UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
+	 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL
+	RETURNING o.* INTO prev;
 	INSERT INTO eightms.phone (account_id, device_id, name, app_version)
 	VALUES (pc.account_id, pair_phone.device_id, pair_phone.name, pair_phone.app_version)
 	RETURNING * INTO p;
 	-- It is the same handset: its conversations (so that replies keep
 	-- threading on it) and the messages waiting for it or in its hands move
 	-- to the new pairing, which may report what the earlier one claimed.
-	IF earlier IS NOT NULL THEN
+	IF prev.phone_id IS NOT NULL THEN
+		UPDATE eightms.phone n SET rate_limit = prev.rate_limit, rate_window = prev.rate_window,
+			   rate_unit = prev.rate_unit, recent_claims = prev.recent_claims
+		 WHERE n.account_id = p.account_id AND n.phone_id = p.phone_id;
 		UPDATE eightms.conversation c SET phone_id = p.phone_id
-		 WHERE c.account_id = pc.account_id AND c.phone_id = ANY (earlier);
+		 WHERE c.account_id = pc.account_id AND c.phone_id = prev.phone_id;
 		UPDATE eightms.message m SET phone_id = p.phone_id
-		 WHERE m.account_id = pc.account_id AND m.phone_id = ANY (earlier) AND m.pending;
+		 WHERE m.account_id = pc.account_id AND m.phone_id = prev.phone_id AND m.pending;
 	END IF;
 	UPDATE eightms.pairing_code c SET used_at = now(), phone_id = p.phone_id
 	 WHERE c.account_id = pc.account_id AND c.code_hash = pc.code_hash;

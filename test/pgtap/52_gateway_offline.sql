@@ -114,6 +114,8 @@ SELECT count(*) AS e_sent FROM eightms_api.send_messages(format('[{"to": "+1 212
 	{"to": "+1 212 555 0151", "body": "e two", "phone_id": "%s"}]', :'e1', :'e1')::jsonb) \gset
 SELECT pgrst.as_phone(:'acct', :'e1');
 SELECT message_id AS e_claimed FROM eightms_api.claim_messages(1) \gset
+SELECT pgrst.as_user('dora', :'acct');
+SELECT eightms_api.set_phone_pacing(:'e1', 40, '1 hour', 'segments');
 SELECT pgrst.as_anon();
 SELECT phone_id AS e2 FROM eightms_api.pair_phone(:'code2', 'dev-e') \gset
 SELECT pgrst.reset();
@@ -121,6 +123,9 @@ SELECT is((SELECT count(*) FROM eightms.conversation WHERE account_id = :'acct' 
 		  'pairing a device again moves its conversations to the new pairing');
 SELECT is((SELECT string_agg(status, ' ' ORDER BY status) FROM eightms.message WHERE account_id = :'acct' AND phone_id = :'e2'),
 		  'claimed queued', 'and its claimed and queued messages');
+SELECT is((SELECT rate_limit || ' ' || rate_window || ' ' || rate_unit || ' ' || cardinality(recent_claims)
+			 FROM eightms.phone WHERE phone_id = :'e2'),
+		  '40 01:00:00 segments 1', 'and its pacing: the owner''s setting and the claims Android still counts');
 SELECT pgrst.as_phone(:'acct', :'e2');
 SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(jsonb_build_object('id', :'e_claimed', 'status', 'sent')))),
 		  true, 'the new pairing reports what the earlier one claimed');
