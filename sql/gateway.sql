@@ -877,10 +877,14 @@ BEGIN
 		n := n + k;
 	END IF;
 	-- Found from the phones, so a claim does not walk the account's queue.
+	-- Unpairing moves a phone's work away itself (unpair_phone, pair_phone):
+	-- a claim looks only at phones unpaired within the online window, for
+	-- what a send racing the unpairing queued; the scheduled job at all.
 	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
 					  WHERE p.account_id = ANY (accts)
-						AND (p.unpaired_at IS NOT NULL OR p.last_heartbeat_at IS NULL
-							 OR p.last_heartbeat_at < window_start));
+						AND CASE WHEN p.unpaired_at IS NULL
+								 THEN p.last_heartbeat_at IS NULL OR p.last_heartbeat_at < window_start
+								 ELSE acct IS NULL OR p.unpaired_at > window_start END);
 	IF cardinality(offline) > 0 THEN
 		-- Spread over the account's healthy phones as send_messages spreads
 		-- new conversations: the i-th message (in send order) to the i-th

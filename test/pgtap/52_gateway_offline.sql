@@ -131,6 +131,25 @@ SELECT is((SELECT accepted FROM eightms_api.report_messages(jsonb_build_array(js
 		  true, 'the new pairing reports what the earlier one claimed');
 SELECT pgrst.reset();
 
+-- A claim looks only at phones unpaired within the online window (an
+-- unpairing moves the phone's work itself); the scheduled job at all.
+SELECT pgrst.reset();
+INSERT INTO eightms.phone (account_id, phone_id, device_id, last_heartbeat_at, battery_pct, unpaired_at)
+VALUES (:'acct', '00000000-0000-4000-8000-000000000011', 'dev-old', now() - interval '2 days', 90, now() - interval '1 day');
+INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body, encoding, segments,
+							 status, pending)
+SELECT :'acct', c.conversation_id, 'out', '00000000-0000-4000-8000-000000000011', c.peer_number, 'left behind', 'gsm7', 1,
+	   'queued', true
+  FROM eightms.conversation c WHERE c.account_id = :'acct' LIMIT 1;
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000a');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(0)), 0::bigint, 'a claim of nothing');
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.message WHERE phone_id = '00000000-0000-4000-8000-000000000011' AND pending),
+		  1::bigint, 'leaves alone a phone unpaired a day ago');
+SELECT cmp_ok(eightms.expire_messages(), '>=', 1, 'the scheduled job');
+SELECT is((SELECT count(*) FROM eightms.message WHERE phone_id = '00000000-0000-4000-8000-000000000011' AND pending),
+		  0::bigint, 'moves what was left on it');
+
 -- Pacing by segments, as Android counts: 3 segments an hour; a
 -- two-segment message and a one-segment one fit, the next one-segment
 -- message does not.
