@@ -2,7 +2,8 @@
 # Two phones claiming at the same time, in separate sessions, never receive
 # the same message (FOR UPDATE SKIP LOCKED), and together they take every
 # queued message exactly once; races of a send with a delete, of two sends
-# with one idempotency key, and of one inbound SMS delivered twice.  Prints
+# with one idempotency key, of one inbound SMS delivered twice, and of two
+# moves of an offline phone's queue.  Prints
 # "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
@@ -126,6 +127,25 @@ check "the second call reports the first's message as a duplicate" \
 	test "$(head -n1 "$W/in2.txt")" = "${in1%|f}|t"
 check "the conversation counts it once" \
 	test "$(q "SELECT unread_count FROM eightms.conversation WHERE account_id = '$acct' AND peer_number = '+12125553001'")" = 1
+# Two moves of an offline phone's queue at once (two claims of the account,
+# or a claim and the scheduled job): the second waits for the first's row
+# locks, finds the messages moved when it commits, and moves none again.
+q "UPDATE eightms.phone SET last_heartbeat_at = now() + interval '1 hour', battery_pct = 90
+	WHERE account_id = '$acct'" >/dev/null
+p3=$(q "INSERT INTO eightms.phone (account_id, device_id) VALUES ('$acct', 'phone-c') RETURNING phone_id" | head -n1)
+q "INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body, encoding, segments,
+	status, pending)
+	SELECT c.account_id, c.conversation_id, 'out', '$p3', c.peer_number, 'stranded', 'gsm7', 1, 'queued', true
+	  FROM eightms.conversation c, generate_series(1, 500) WHERE c.account_id = '$acct' AND c.peer_number = '+12125552002'" >/dev/null
+race "BEGIN; SELECT eightms.expire_messages('$acct'); SELECT pg_sleep(2); COMMIT;" \
+	"BEGIN; SELECT eightms.expire_messages('$acct'); COMMIT;" "$W/move1.txt" "$W/move2.txt"
+check "two moves at once: the first moves the 500, the second none, neither fails" \
+	test "$(head -n1 "$W/move1.txt") $(head -n1 "$W/move2.txt") $(cat "$W/move1.txt" "$W/move2.txt" | grep -c ERROR)" = "500 0 0"
+check "each moved message went to a healthy phone, and their queues end even" \
+	test "$(q "SELECT (SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND body = 'stranded' AND status = 'queued'
+				AND phone_id IN ('$p1', '$p2'))
+		|| ' ' || (abs((SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND pending AND phone_id = '$p1')
+					  - (SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND pending AND phone_id = '$p2')) <= 1)")" = "500 true"
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
