@@ -50,6 +50,9 @@ COMMENT ON COLUMN eightms.http_request.secret_headers IS
 -- index whose key or predicate it changes, and the daily purge (the only
 -- reader a finished_at index would have) can scan the table instead.
 CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
+SELECT pg_catalog.pg_extension_config_dump('eightms.http_request', '');
+-- Its ids go on from where they were, or new requests would take restored ids.
+SELECT pg_catalog.pg_extension_config_dump('eightms.http_request_id_seq', '');
 
 CREATE TABLE eightms.http_attempt (
 	-- No foreign key: the worker, its only writer, inserts attempts for
@@ -64,6 +67,7 @@ CREATE TABLE eightms.http_attempt (
 	PRIMARY KEY (request_id, attempt)
 );
 COMMENT ON TABLE eightms.http_attempt IS 'global: every attempt the bridge made: when, how long, status or error';
+SELECT pg_catalog.pg_extension_config_dump('eightms.http_attempt', '');
 
 INSERT INTO eightms.sealed_column VALUES
 	('eightms.http_request', 'secret_headers', $$'http_request:' || idempotency_key$$);

@@ -58,6 +58,7 @@ CREATE TABLE eightms.phone (
 );
 CREATE UNIQUE INDEX phone_device_idx ON eightms.phone (account_id, device_id) WHERE unpaired_at IS NULL;
 COMMENT ON TABLE eightms.phone IS 'Paired Android phones: device id, telemetry (battery, network, heartbeat) and pacing';
+SELECT pg_catalog.pg_extension_config_dump('eightms.phone', '');
 INSERT INTO eightms.sealed_column VALUES
 	('eightms.phone', 'gateway_password', $$'phone:' || account_id || ':' || phone_id || ':gateway_password'$$);
 
@@ -74,6 +75,7 @@ CREATE TABLE eightms.pairing_code (
 -- Pairing finds the code before it knows the account.
 CREATE INDEX pairing_code_hash_idx ON eightms.pairing_code (code_hash);
 COMMENT ON TABLE eightms.pairing_code IS 'Short-lived single-use pairing codes, stored as SHA-256';
+SELECT pg_catalog.pg_extension_config_dump('eightms.pairing_code', '');
 
 CREATE TABLE eightms.conversation (
 	-- Indexed columns first, fixed-width ones ahead of the number: every
@@ -101,6 +103,7 @@ CREATE TABLE eightms.conversation (
 CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, active_minute DESC);
 -- Room on each page for those updates.
 ALTER TABLE eightms.conversation SET (fillfactor = 80);
+SELECT pg_catalog.pg_extension_config_dump('eightms.conversation', '');
 
 -- The rule every row version of eightms.message keeps (src/message_state.c).
 CREATE FUNCTION eightms.message_state_ok(direction text, status text, pending boolean) RETURNS boolean
@@ -175,6 +178,7 @@ CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHE
 -- A conversation's messages in order.  Its id is unique across accounts,
 -- so the account is checked on the row, not carried in every entry.
 CREATE INDEX message_conversation_idx ON eightms.message (conversation_id, created_at, message_id);
+SELECT pg_catalog.pg_extension_config_dump('eightms.message', '');
 
 -- What ON DELETE CASCADE did: a conversation's messages go with it, one
 -- statement per delete (an account's deletion removes all its
@@ -215,6 +219,7 @@ CREATE TABLE eightms.opt_out (
 	opted_out_at timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (account_id, number)
 );
+SELECT pg_catalog.pg_extension_config_dump('eightms.opt_out', '');
 CREATE TABLE eightms.consent_event (
 	account_id	uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
 	event_id	uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -225,6 +230,7 @@ CREATE TABLE eightms.consent_event (
 	at			timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (account_id, event_id)
 );
+SELECT pg_catalog.pg_extension_config_dump('eightms.consent_event', '');
 
 DO $rls$
 DECLARE

@@ -39,6 +39,13 @@ CREATE TABLE eightms.account (
 COMMENT ON TABLE eightms.account IS 'A business account: its profile and status';
 COMMENT ON COLUMN eightms.account.default_region IS 'ISO 3166-1 region used to read phone numbers written without a country code';
 COMMENT ON COLUMN eightms.account.status IS 'active; suspended or disabled accounts are refused by the pre-request hook';
+-- pg_dump leaves out the rows of an extension's tables unless the extension
+-- marks them: each table of account data is marked where it is created, so
+-- that a dump of the database holds what the accounts wrote (README,
+-- "Backups"; test/extra.d/dump_restore.sh).  The registries the script
+-- fills itself (scheduled_job, sealed_column) are not: CREATE EXTENSION
+-- writes them again.
+SELECT pg_catalog.pg_extension_config_dump('eightms.account', '');
 
 -- user_id is the JWT "sub" of the auth provider; email is the verified email
 -- that provider put in the JWT when the member joined.
@@ -57,6 +64,7 @@ CREATE TABLE eightms.member (
 -- eightms_api.my_accounts() and the pre-request hook look members up by user.
 CREATE INDEX member_user_id_idx ON eightms.member (user_id);
 COMMENT ON TABLE eightms.member IS 'Users of an account (JWT sub) and their role: owner, admin or agent';
+SELECT pg_catalog.pg_extension_config_dump('eightms.member', '');
 
 -- An invitation is accepted with a token shown once to the inviter; only its
 -- SHA-256 is kept.
@@ -80,6 +88,7 @@ CREATE TABLE eightms.invitation (
 -- Accepting looks the invitation up by its token before the account is known.
 CREATE INDEX invitation_token_hash_idx ON eightms.invitation (token_hash);
 COMMENT ON TABLE eightms.invitation IS 'Pending invitations to join an account; the token is stored only as SHA-256';
+SELECT pg_catalog.pg_extension_config_dump('eightms.invitation', '');
 
 -- Sign-in sessions of the auth provider, by the SHA-256 of the JWT's
 -- session id claim (session_id or sid), so a session can be signed out
@@ -97,6 +106,7 @@ CREATE TABLE eightms.session (
 );
 CREATE INDEX session_user_idx ON eightms.session (account_id, user_id);
 COMMENT ON TABLE eightms.session IS 'Sign-in sessions, keyed by SHA-256 of the JWT session id; never the raw id';
+SELECT pg_catalog.pg_extension_config_dump('eightms.session', '');
 
 -- Row-level security: one policy per table, the same comparison everywhere.
 ALTER TABLE eightms.account ENABLE ROW LEVEL SECURITY;
