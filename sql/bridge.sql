@@ -21,7 +21,14 @@ CREATE TABLE eightms.http_request (
 		CONSTRAINT http_request_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
 	follow_redirects	boolean NOT NULL DEFAULT false,
 	idempotency_key		text COLLATE "C" NOT NULL,	-- compared bytewise: cheaper index upkeep
-	callback			regprocedure,
+	-- The callback as {schema, function name}, called as
+	-- function(request_id bigint, context jsonb).  Names, not a
+	-- regprocedure: pg_upgrade refuses a cluster with a regprocedure column
+	-- in any table, as function OIDs do not survive it; names do (and dump
+	-- and restore).  The worker finds the function in pg_proc by these
+	-- names, so no stored text is ever parsed or run.
+	callback			text[]
+		CONSTRAINT http_request_callback_check CHECK (cardinality(callback) = 2),
 	callback_context	jsonb,
 	enqueued_by			regrole NOT NULL DEFAULT current_user::regrole,
 	state				text NOT NULL DEFAULT 'queued'
@@ -126,6 +133,7 @@ DECLARE
 	parts text[];
 	ikey text := coalesce(idempotency_key, gen_random_uuid()::text);
 	new_id bigint;
+	cb_name text[];
 BEGIN
 	IF url IS NULL OR length(url) > 8192 THEN
 		RAISE EXCEPTION 'the URL is missing or longer than 8192 characters' USING ERRCODE = '22023';
@@ -154,12 +162,15 @@ BEGIN
 	IF max_attempts IS NULL OR max_attempts NOT BETWEEN 1 AND 100 THEN
 		RAISE EXCEPTION 'max_attempts must be between 1 and 100' USING ERRCODE = '22023';
 	END IF;
-	IF callback IS NOT NULL AND NOT EXISTS (
-			SELECT FROM pg_proc p
-			 WHERE p.oid = callback AND p.pronargs = 2
-			   AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype) THEN
-		RAISE EXCEPTION 'callback % must take (request_id bigint, context jsonb)', callback
-			USING ERRCODE = '22023';
+	IF callback IS NOT NULL THEN
+		SELECT ARRAY[n.nspname::text, p.proname::text] INTO cb_name
+		  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		 WHERE p.oid = callback AND p.pronargs = 2
+		   AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype;
+		IF cb_name IS NULL THEN
+			RAISE EXCEPTION 'callback % must take (request_id bigint, context jsonb)', callback
+				USING ERRCODE = '22023';
+		END IF;
 	END IF;
 
 	INSERT INTO eightms.http_request AS r
@@ -170,7 +181,7 @@ BEGIN
 		 CASE WHEN secret_headers IS NOT NULL AND secret_headers <> '{}'
 			  THEN eightms.seal(secret_headers::text, 'http_request:' || ikey) END,
 		 body, (extract(epoch FROM timeout) * 1000)::integer, max_attempts,
-		 follow_redirects, ikey, callback, callback_context)
+		 follow_redirects, ikey, cb_name, callback_context)
 	RETURNING r.id INTO new_id;
 	PERFORM eightms.bridge_wake_at_commit();
 	RETURN new_id;

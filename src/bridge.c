@@ -1344,10 +1344,11 @@ static const char *record_sql =
 "   error = u.error"
 "  FROM u WHERE r.id = u.id"
 " RETURNING r.id, r.callback IS NOT NULL AND u.state IN ('done', 'dead'),"
-"   CASE WHEN r.callback IS NOT NULL THEN"
-"     (SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p"
-"        JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = r.callback) END,"
-"   r.callback_context, r.enqueued_by::oid";
+"   (SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p"
+"      JOIN pg_namespace n ON n.oid = p.pronamespace"
+"     WHERE n.nspname = r.callback[1] AND p.proname = r.callback[2] AND p.pronargs = 2"
+"       AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype),"
+"   r.callback_context, r.enqueued_by::oid, array_to_string(r.callback, '.')";
 
 /*
  * Disarm the callback's timeout.  Had it fired after the callback returned
@@ -1362,7 +1363,23 @@ callback_timeout_off(void)
 		QueryCancelPending = false;
 }
 
-/* Run a request's callback in its own subtransaction, as the enqueuer. */
+/* The callback's outcome: its error, or NULL when it succeeded. */
+static void
+record_callback_error(int64 id, const char *failure)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(id), failure ? CStringGetTextDatum(failure) : (Datum) 0};
+	char		nulls[2] = {' ', failure ? ' ' : 'n'};
+
+	spi_exec("UPDATE eightms.http_request SET callback_error = $2 WHERE id = $1",
+			 2, types, values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * Run a request's callback in its own subtransaction, as the enqueuer.  fn
+ * is the quoted name of the function pg_proc has under the stored names,
+ * never stored text itself.
+ */
 static void
 run_callback(int64 id, const char *fn, Datum context, bool context_null, Oid role)
 {
@@ -1407,15 +1424,7 @@ run_callback(int64 id, const char *fn, Datum context, bool context_null, Oid rol
 		failure = edata->message ? edata->message : "callback failed";
 	}
 	PG_END_TRY();
-
-	{
-		Oid			t2[2] = {INT8OID, TEXTOID};
-		Datum		v2[2] = {Int64GetDatum(id), failure ? CStringGetTextDatum(failure) : (Datum) 0};
-		char		n2[2] = {' ', failure ? ' ' : 'n'};
-
-		spi_exec("UPDATE eightms.http_request SET callback_error = $2 WHERE id = $1",
-				 2, t2, v2, n2, SPI_OK_UPDATE);
-	}
+	record_callback_error(id, failure);
 }
 
 /* Record outcomes and attempts in one transaction, then run callbacks. */
@@ -1481,13 +1490,22 @@ record_results(List *results)
 		bool		isnull;
 		bool		ctx_null;
 		Datum		ctx;
+		int64		id;
+		char	   *fn;
 
 		if (!DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)) || isnull)
 			continue;
+		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		fn = SPI_getvalue(tup, desc, 3);
+		/* Dropped or renamed since it was queued. */
+		if (fn == NULL)
+		{
+			record_callback_error(id, psprintf("the callback function %s(bigint, jsonb) does not exist",
+											   SPI_getvalue(tup, desc, 6)));
+			continue;
+		}
 		ctx = SPI_getbinval(tup, desc, 4, &ctx_null);
-		run_callback(DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)),
-					 SPI_getvalue(tup, desc, 3), ctx, ctx_null,
-					 DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull)));
+		run_callback(id, fn, ctx, ctx_null, DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull)));
 	}
 }
 

@@ -36,6 +36,17 @@ SELECT ok(NOT ('eightms.scheduled_job'::regclass = ANY (e.extconfig) OR 'eightms
 		  'the registries CREATE EXTENSION fills are not dumped, so a restore does not double them')
   FROM pg_extension e WHERE e.extname = 'eightms';
 
+-- pg_upgrade refuses a cluster where any table has a column of a reg* type
+-- whose OIDs it does not keep (regclass, regrole and regtype it keeps).
+SELECT is(count(*), 0::bigint,
+		  'no eightms table has a column of a reg* type that pg_upgrade refuses: '
+		  || coalesce(string_agg(a.attrelid::regclass || '.' || a.attname, ', '), 'none'))
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+ WHERE c.relnamespace IN ('eightms'::regnamespace, 'eightms_api'::regnamespace)
+   AND a.attnum > 0 AND NOT a.attisdropped
+   AND a.atttypid IN ('regproc'::regtype, 'regprocedure'::regtype, 'regoper'::regtype, 'regoperator'::regtype,
+					  'regconfig'::regtype, 'regdictionary'::regtype, 'regnamespace'::regtype, 'regcollation'::regtype);
+
 SELECT ok(EXISTS (SELECT FROM pg_constraint k
 				   WHERE k.conrelid = t.relid AND k.contype = 'p'
 					 AND k.conkey[1] = (SELECT attnum FROM pg_attribute

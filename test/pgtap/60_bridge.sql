@@ -192,6 +192,40 @@ SELECT is(pg_temp.wait(:r15), 'done', 'the worker keeps working after a failing 
 SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://x/', callback => 'pg_catalog.now()')$$, '22023', NULL,
 				 'a callback must take (bigint, jsonb)');
 
+-- A callback is kept by its names, not its OID (pg_upgrade refuses a
+-- regprocedure column, and OIDs do not survive it): it is looked up when
+-- the request ends, and one dropped meanwhile is reported, not called.
+SELECT is((SELECT callback FROM eightms.http_request WHERE id = :r13), '{public,bridge_cb_ok}'::text[],
+		  'the callback is stored as its schema and name');
+CREATE FUNCTION public."bridge cb ""quoted"""(request_id bigint, context jsonb) RETURNS void
+LANGUAGE sql AS $$ INSERT INTO public.bridge_callback_log VALUES (request_id, context, 0, 'quoted') $$;
+CREATE FUNCTION public.bridge_cb_gone(request_id bigint, context jsonb) RETURNS void
+LANGUAGE sql AS $$ INSERT INTO public.bridge_callback_log VALUES (request_id, context, 0, 'gone') $$;
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public."bridge cb ""quoted"""(bigint,jsonb)') AS r21 \gset
+-- Dropped in the transaction that queued it: gone before the worker sees it.
+BEGIN;
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_gone(bigint,jsonb)') AS r22 \gset
+DROP FUNCTION public.bridge_cb_gone(bigint, jsonb);
+COMMIT;
+SELECT pg_temp.wait(:r21) AS r21_state \gset
+SELECT is(:'r21_state' || ' ' || (SELECT count(*) FROM public.bridge_callback_log WHERE request_id = :r21 AND run_as = 'quoted'),
+		  'done 1', 'a callback whose name needs quoting runs');
+SELECT pg_temp.wait(:r22) AS r22_state \gset
+SELECT is(:'r22_state' || ': ' || (SELECT callback_error FROM eightms.http_request WHERE id = :r22),
+		  'done: the callback function public.bridge_cb_gone(bigint, jsonb) does not exist',
+		  'a callback dropped after its request was queued is reported, not called');
+-- A name written into the table by hand is looked up, never run as SQL.
+BEGIN;
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_ok(bigint,jsonb)') AS r23 \gset
+UPDATE eightms.http_request SET callback = ARRAY['public', 'bridge_cb_ok(1, NULL); INSERT INTO public.bridge_callback_log VALUES (-23)--']
+ WHERE id = :r23;
+COMMIT;
+SELECT pg_temp.wait(:r23) AS r23_state \gset
+SELECT is(:'r23_state' || ' ' || (SELECT count(*) FROM public.bridge_callback_log WHERE request_id IN (1, -23))
+		  || ' ' || (SELECT callback_error LIKE 'the callback function public.bridge_cb_ok(1, NULL); INSERT%(bigint, jsonb) does not exist'
+					   FROM eightms.http_request WHERE id = :r23),
+		  'done 0 true', 'a stored callback that is not a function name runs nothing and is reported');
+
 -- A callback that never ends (here a sleep; a lock wait ends the same way)
 -- is canceled after eightms.bridge_callback_timeout: it runs in the
 -- transaction that records outcomes, and would otherwise hold up every
