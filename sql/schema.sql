@@ -4,6 +4,21 @@
 -- internals and C functions and is never exposed.  "eightms_api" is the one
 -- schema PostgREST exposes (db-schemas): RPC functions and views only.
 
+-- SMS bodies come in every script and with emoji, and phone numbers with
+-- full-width digits: the C code reads text as UTF-8, and a database in
+-- another encoding could not even store an inbound message with an emoji
+-- (the phone would send that batch again and again).  Refuse it up front.
+DO $encoding$
+BEGIN
+	IF pg_catalog.current_setting('server_encoding') <> 'UTF8' THEN
+		RAISE EXCEPTION 'eightms needs a UTF8 database; database "%" is %',
+			pg_catalog.current_database(), pg_catalog.current_setting('server_encoding')
+			USING ERRCODE = '0A000',
+				  HINT = 'Create the database with ENCODING ''UTF8'' (CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0) and the extension there.';
+	END IF;
+END
+$encoding$;
+
 -- Roles are cluster-wide, so they may already exist from another database
 -- or an earlier install: create each one only when missing.
 DO $roles$
