@@ -1344,10 +1344,11 @@ static const char *record_sql =
 "   error = u.error"
 "  FROM u WHERE r.id = u.id"
 " RETURNING r.id, r.callback IS NOT NULL AND u.state IN ('done', 'dead'),"
-"   (SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p"
-"      JOIN pg_namespace n ON n.oid = p.pronamespace"
-"     WHERE n.nspname = r.callback[1] AND p.proname = r.callback[2] AND p.pronargs = 2"
-"       AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype),"
+"   CASE WHEN r.callback IS NOT NULL THEN"
+"     (SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p"
+"        JOIN pg_namespace n ON n.oid = p.pronamespace"
+"       WHERE n.nspname = r.callback[1] AND p.proname = r.callback[2] AND p.pronargs = 2"
+"         AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype) END,"
 "   r.callback_context, r.enqueued_by::oid, array_to_string(r.callback, '.')";
 
 /*
