@@ -1233,6 +1233,20 @@ BEGIN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
 	END IF;
+	-- The conversations the batch will write are locked first, in number
+	-- order, the order sends lock theirs in: locked one by one in the
+	-- batch's order, a batch from two senders and a send to both could
+	-- each hold one and wait for the other, and the deadlock aborts one.
+	IF jsonb_array_length(messages) > 1 THEN
+		PERFORM FROM eightms.conversation c
+		 WHERE c.account_id = acct
+		   AND c.peer_number = ANY (ARRAY(
+				SELECT coalesce(eightms.try_e164(m ->> 'from', region, false), left(btrim(m ->> 'from'), 32))
+				  FROM jsonb_array_elements(messages) m
+				 WHERE jsonb_typeof(m -> 'from') = 'string'))
+		 ORDER BY c.peer_number
+		   FOR NO KEY UPDATE;
+	END IF;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
 		message_id := NULL;

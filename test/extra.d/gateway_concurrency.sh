@@ -2,9 +2,9 @@
 # Two phones claiming at the same time, in separate sessions, never receive
 # the same message (FOR UPDATE SKIP LOCKED), and together they take every
 # queued message exactly once; races of a send with a delete, of two sends
-# with one idempotency key, of one inbound SMS delivered twice, and of two
-# moves of an offline phone's queue.  Prints
-# "N passed, N failed".
+# with one idempotency key, of one inbound SMS delivered twice, of an
+# inbound batch from two senders with a send to both, and of two moves of
+# an offline phone's queue.  Prints "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 DB=$EIGHTMS_TEST_DB
@@ -127,6 +127,30 @@ check "the second call reports the first's message as a duplicate" \
 	test "$(head -n1 "$W/in2.txt")" = "${in1%|f}|t"
 check "the conversation counts it once" \
 	test "$(q "SELECT unread_count FROM eightms.conversation WHERE account_id = '$acct' AND peer_number = '+12125553001'")" = 1
+# An inbound batch from two senders while a send holds the conversation of
+# one of them and then wants the other's: the batch locks the conversations
+# it will write in number order first, the order sends take them in, so it
+# waits for the first before it holds the second, and both go through.
+# Taking them in the batch's order, it held the second and waited for the
+# first, and the deadlock came back as the send's item refused ("deadlock
+# detected": send_messages settles a failed batch item by item).
+q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT count(*) FROM eightms_api.send_messages(
+	'[{\"to\": \"+1 212 555 4001\", \"body\": \"hi\"}, {\"to\": \"+1 212 555 4002\", \"body\": \"hi\"}]')" >/dev/null
+race "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
+SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 4001\", \"body\": \"first\"}]');
+SELECT pg_sleep(1.5);
+SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 4002\", \"body\": \"second\"}]');
+COMMIT;" "BEGIN;
+SELECT pgrst.as_phone('$acct', '$p1') \\g /dev/null
+SELECT count(*) FROM eightms_api.receive_messages('[{\"from\": \"+1 212 555 4002\", \"body\": \"b\", \"device_message_id\": \"order-1\"},
+													{\"from\": \"+1 212 555 4001\", \"body\": \"a\", \"device_message_id\": \"order-2\"}]');
+COMMIT;" "$W/order_send.txt" "$W/order_in.txt"
+check "a send and an inbound batch locking two conversations in opposite orders both go through ($(grep -hE 'ERROR|refused' "$W/order_send.txt" "$W/order_in.txt" | head -n1))" \
+	test "$(grep -c '^queued|$' "$W/order_send.txt")/$(cat "$W/order_send.txt" "$W/order_in.txt" | grep -cE 'ERROR|deadlock|refused')" = 2/0
+stored=$(q "SELECT count(*) FILTER (WHERE device_message_id IN ('order-1', 'order-2')) || ' ' || count(*) FILTER (WHERE body IN ('first', 'second'))
+	FROM eightms.message WHERE account_id = '$acct'")
+check "the batch stored both inbound messages and the send both outbound ones ($stored)" test "$stored" = "2 2"
 # Two moves of an offline phone's queue at once (two claims of the account,
 # or a claim and the scheduled job): the second waits for the first's row
 # locks, finds the messages moved when it commits, and moves none again.
