@@ -6,7 +6,8 @@
 --               \----------------/  (attempts + 1)   queued/claimed --> expired | canceled
 -- inbound:   received (exactly once per phone and device message id)
 --
--- States only move forward; each keeps its timestamp.
+-- States only move forward; each keeps its timestamp.  A message is
+-- canceled by cancel_messages (while queued) or its recipient's STOP.
 --
 -- The functions on the hot path (send, claim, report, receive) run with
 -- plan_cache_mode = force_generic_plan: their statements are the same for
@@ -155,6 +156,7 @@ CREATE TABLE eightms.message (
 	sent_at				timestamptz,
 	delivered_at		timestamptz,
 	failed_at			timestamptz,
+	canceled_at			timestamptz,
 	received_at			timestamptz,
 	error				text,
 	body				text NOT NULL,
@@ -649,7 +651,7 @@ $$;
 CREATE VIEW eightms_api.messages WITH (security_invoker = true) AS
 	SELECT account_id, message_id, conversation_id, direction, phone_id, peer_number, body, encoding,
 		   segments, status, idempotency_key, attempts, send_at, expires_at, error, created_at,
-		   claimed_at, sent_at, delivered_at, failed_at, received_at
+		   claimed_at, sent_at, delivered_at, failed_at, canceled_at, received_at
 	  FROM eightms.message;
 GRANT SELECT ON eightms_api.messages TO eightms_user;
 
@@ -836,6 +838,47 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- Cancel queued messages (a scheduled campaign stopped, a batch sent by
+-- mistake).  Only what is still queued: a claimed message is in a phone's
+-- hands and may be on its way, so it is left to its report, and the answer
+-- says so.  Each id is answered: canceled, or the status it has (NULL for
+-- no message of this account).
+CREATE FUNCTION eightms_api.cancel_messages(message_ids uuid[])
+RETURNS TABLE (message_id uuid, canceled boolean, status text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	gone uuid[];
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	IF message_ids IS NULL OR cardinality(message_ids) > 10000 THEN
+		RAISE EXCEPTION 'message_ids must be an array of at most 10000 message ids' USING ERRCODE = '22023',
+			HINT = 'Cancel a larger batch in several calls.';
+	END IF;
+	WITH c AS (
+		UPDATE eightms.message m
+		   SET status = 'canceled', pending = NULL, canceled_at = now(),
+			   error = 'canceled by ' || left(eightms.current_user_id(), 255)
+		 WHERE m.account_id = acct AND m.message_id = ANY (message_ids)
+		   AND m.direction = 'out' AND m.status = 'queued'
+		RETURNING m.message_id)
+	SELECT coalesce(array_agg(c.message_id), '{}') INTO gone FROM c;
+	-- A statement of its own: what a claim took meanwhile (the update
+	-- waited for it and then left it) reads as claimed here.
+	RETURN QUERY
+	SELECT i.id, i.id = ANY (gone), CASE WHEN i.id = ANY (gone) THEN 'canceled' ELSE m.status END
+	  FROM (SELECT DISTINCT ON (u.id) u.id, u.ord FROM unnest(message_ids) WITH ORDINALITY AS u(id, ord)
+			 WHERE u.id IS NOT NULL ORDER BY u.id, u.ord) i
+	  LEFT JOIN eightms.message m ON m.account_id = acct AND m.message_id = i.id AND m.direction = 'out'
+	 ORDER BY i.ord;
+END
+$$;
+COMMENT ON FUNCTION eightms_api.cancel_messages(uuid[]) IS
+	'Cancel queued outbound messages; answers each id with canceled and its status (claimed ones are left to the phone)';
 
 -- ------------------------------------------------------------ the phone's loop
 
@@ -1317,7 +1360,8 @@ BEGIN
 				-- Anything still waiting for this number is canceled at once:
 				-- all of it is in the number's conversation, whose messages
 				-- one index holds (the queue index would be read whole).
-				UPDATE eightms.message m SET status = 'canceled', pending = NULL, error = 'recipient opted out'
+				UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = now(),
+					   error = 'recipient opted out'
 				 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
 				-- One confirmation, sent even though the number is now opted out.
 				PERFORM eightms.queue_reply(acct, conv, me, sender,
@@ -1453,7 +1497,7 @@ CREATE VIEW eightms_api.conversations WITH (security_invoker = true) AS
 GRANT SELECT ON eightms_api.conversations TO eightms_user;
 
 GRANT EXECUTE ON FUNCTION eightms_api.send_message(text, text, uuid, text, timestamptz),
-	eightms_api.send_messages(jsonb), eightms_api.mark_read(uuid), eightms_api.delete_conversation(uuid),
+	eightms_api.send_messages(jsonb), eightms_api.cancel_messages(uuid[]), eightms_api.mark_read(uuid), eightms_api.delete_conversation(uuid),
 	eightms_api.archive_conversation(uuid, boolean), eightms_api.set_message_options(boolean),
 	eightms_api.list_conversations(timestamptz, uuid, integer, boolean),
 	eightms_api.conversation_messages(uuid, timestamptz, uuid, integer)

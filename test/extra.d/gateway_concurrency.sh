@@ -3,8 +3,9 @@
 # the same message (FOR UPDATE SKIP LOCKED), and together they take every
 # queued message exactly once; races of a send with a delete, of two sends
 # with one idempotency key, of one inbound SMS delivered twice, of an
-# inbound batch from two senders with a send to both, and of two moves of
-# an offline phone's queue.  Prints "N passed, N failed".
+# inbound batch from two senders with a send to both, of two moves of an
+# offline phone's queue, and of a cancel with a claim.  Prints "N passed,
+# N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 DB=$EIGHTMS_TEST_DB
@@ -170,6 +171,23 @@ check "each moved message went to a healthy phone, and their queues end even" \
 				AND phone_id IN ('$p1', '$p2'))
 		|| ' ' || (abs((SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND pending AND phone_id = '$p1')
 					  - (SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND pending AND phone_id = '$p2')) <= 1)")" = "500 true"
+# A cancel racing a claim of the same message: the claim has it locked, so
+# the cancel waits, finds it claimed when the claim commits, leaves it to
+# the phone and says so (its answer is read after the wait, not before).
+p4=$(q "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct)
+	VALUES ('$acct', 'phone-d', NULL, now() + interval '1 hour', 90) RETURNING phone_id" | head -n1)
+mid=$(q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT message_id FROM eightms_api.send_messages(
+	'[{\"to\": \"+1 212 555 5001\", \"body\": \"maybe\", \"phone_id\": \"$p4\"}]')" | tail -n1)
+race "BEGIN;
+SELECT pgrst.as_phone('$acct', '$p4') \\g /dev/null
+SELECT message_id FROM eightms_api.claim_messages(1);
+SELECT pg_sleep(2);
+COMMIT;" "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
+SELECT canceled, status FROM eightms_api.cancel_messages(ARRAY['$mid']::uuid[]);
+COMMIT;" "$W/cancel_claim.txt" "$W/cancel.txt"
+check "a cancel racing the claim of its message leaves it claimed and says so" \
+	test "$(head -n1 "$W/cancel_claim.txt") $(head -n1 "$W/cancel.txt") $(q "SELECT status FROM eightms.message WHERE message_id = '$mid'")" = "$mid f|claimed claimed"
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

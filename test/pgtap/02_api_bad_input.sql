@@ -27,6 +27,7 @@ INSERT INTO extreme VALUES
 	('integer', '2147483647'),
 	('boolean', 'true'),
 	('uuid', 'gen_random_uuid()'),
+	('uuid[]', $$(SELECT array_agg(gen_random_uuid()) FROM generate_series(1, 20000))$$),
 	('interval', $$'178000000 years'::interval$$),
 	('timestamp with time zone', $$'infinity'::timestamptz$$),
 	('jsonb', $$(SELECT jsonb_agg(jsonb_build_object('to', repeat('9', 1000), 'from', repeat('9', 1000),
