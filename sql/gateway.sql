@@ -1496,6 +1496,29 @@ CREATE VIEW eightms_api.conversations WITH (security_invoker = true) AS
 	  FROM eightms.conversation;
 GRANT SELECT ON eightms_api.conversations TO eightms_user;
 
+-- For operators: every queue by account and phone, with the phone's
+-- health, so that stuck work shows (messages due but not taken, leases
+-- run out, a queue on a phone that is offline or unpaired).  Reads the
+-- messages that are pending, through the queue index.
+CREATE VIEW eightms.gateway_queue_stats WITH (security_invoker = true) AS
+	SELECT m.account_id, m.phone_id, p.device_id,
+		   p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval AS online,
+		   CASE WHEN p.phone_id IS NOT NULL THEN p.unpaired_at IS NOT NULL END AS unpaired, p.battery_pct, p.charging,
+		   count(*) FILTER (WHERE m.status = 'queued' AND m.send_at <= now()) AS due,
+		   count(*) FILTER (WHERE m.status = 'queued' AND m.send_at > now()) AS scheduled,
+		   count(*) FILTER (WHERE m.status = 'claimed' AND m.lease_expires_at >= now()) AS claimed,
+		   count(*) FILTER (WHERE m.status = 'claimed' AND m.lease_expires_at < now()) AS lease_expired,
+		   min(m.send_at) FILTER (WHERE m.status = 'queued' AND m.send_at <= now()) AS oldest_due_at
+	  FROM eightms.message m
+	  LEFT JOIN eightms.phone p ON p.account_id = m.account_id AND p.phone_id = m.phone_id
+	 WHERE m.pending
+	 GROUP BY m.account_id, m.phone_id, p.phone_id, p.device_id, p.last_heartbeat_at, p.unpaired_at, p.battery_pct, p.charging;
+COMMENT ON VIEW eightms.gateway_queue_stats IS
+	'Outbound queues by account and phone (NULL: no phone yet): due, scheduled, claimed, leases run out, oldest due; with the phone''s health';
+-- The view runs with the reader's rights; operators read every account's.
+GRANT SELECT ON eightms.message, eightms.phone TO eightms_dba;
+GRANT SELECT ON eightms.gateway_queue_stats TO eightms_dba;
+
 GRANT EXECUTE ON FUNCTION eightms_api.send_message(text, text, uuid, text, timestamptz),
 	eightms_api.send_messages(jsonb), eightms_api.cancel_messages(uuid[]), eightms_api.mark_read(uuid), eightms_api.delete_conversation(uuid),
 	eightms_api.archive_conversation(uuid, boolean), eightms_api.set_message_options(boolean),
