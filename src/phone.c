@@ -550,7 +550,7 @@ strip_with_transform(const PhoneTables *t, const PhoneRegion *r, const char *num
 	end = prefix_match(t, r->npp, r->npp_dfa, r->npp_first, num, *len, caps);
 	if (end < 0)
 		return num;
-	viable = dfa_full_match(t, r->general, num, *len);
+	viable = !r->npp_never_general && dfa_full_match(t, r->general, num, *len);
 
 	{
 		int			g = r->npp_groups >= 2 ? 2 : 1;
@@ -614,9 +614,12 @@ strip_national_prefix(const PhoneTables *t, const PhoneRegion *r, const char *nu
 
 	/*
 	 * Not when the number matched the general pattern and what is left does
-	 * not: the stripped number first, as it nearly always matches.
+	 * not: the stripped number first, as it nearly always matches.  Most
+	 * regions' general pattern never starts with their national prefix
+	 * (tables' npp_never_general), and there is nothing to weigh.
 	 */
-	if (!dfa_full_match(t, r->general, num + end, *len - end)
+	if (!r->npp_never_general
+		&& !dfa_full_match(t, r->general, num + end, *len - end)
 		&& dfa_full_match(t, r->general, num, *len))
 		return num;
 	*len -= end;

@@ -48,7 +48,9 @@ typedef struct __attribute__((aligned(64))) PhoneRegion
 	/* DFAs of idd, npp and leading: where they die, no prefix matches */
 	int32_t		idd_dfa;
 	int32_t		npp_dfa;
-	int32_t		npp_groups;
+	int16_t		npp_groups;
+	/* 1: no number the national prefix starts matches general (strip it unweighed) */
+	uint8_t		npp_never_general;
 	int32_t		general;		/* DFA of the general description */
 	uint32_t	lengths;		/* possible lengths of the general description */
 	uint32_t	local_only;

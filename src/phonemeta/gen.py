@@ -426,6 +426,43 @@ def main():
             return 0x3FF
         return sum(1 << d for d in range(10) if dfa_trans[start][d])
 
+    # live[q]: an accepting state is reachable from q (the dead state 0 never).
+    live = [bool(a) for a in dfa_accept]
+    live[0] = False
+    changed = True
+    while changed:
+        changed = False
+        for q, row in enumerate(dfa_trans):
+            if not live[q] and q and any(live[t] for t in row if t):
+                live[q] = changed = True
+
+    def npp_never_general(r):
+        """1 where no number that a national prefix starts can match the
+        general description whole: the engine's strip then needs no general
+        match, before or after.  The prefix DFA accepts wherever the prefix
+        program may match (and more), so the pairs of states walked to its
+        first accepting one cover every number the program strips."""
+        if r["npp"] < 0 or r["general"] < 0:
+            return 1
+        if r["npp_dfa"] < 0:
+            return 0
+        seen = set()
+        todo = [(r["npp_dfa"], r["general"])]
+        while todo:
+            a, g = todo.pop()
+            if (a, g) in seen:
+                continue
+            seen.add((a, g))
+            if dfa_accept[a]:
+                if live[g]:
+                    return 0
+                continue
+            for d in range(10):
+                a2, g2 = dfa_trans[a][d], dfa_trans[g][d]
+                if a2 and g2:
+                    todo.append((a2, g2))
+        return 1
+
     # Calling code -> its regions, the main country first, then the others in
     # the metadata's order (libphonenumber's country-code-to-region map).
     by_cc = {}
@@ -438,9 +475,10 @@ def main():
     for r in regions:
         types = ",".join("{%d,%dU,%dU}" % ty for ty in r["types"])
         # In PhoneRegion's order (src/phone.h).
-        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",{%s},%d,%d,%d,%d,%d,{%s}},' % (
+        w('\t{"%s",%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%dU,%dU,"%s",{%s},%d,%d,%d,%d,%d,{%s}},' % (
             r["id"], r["cc"], int(r["main"]), int(r["same_fixed_mobile"]), r["idd"], r["npp"],
-            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], r["general"], r["lengths"], r["local"],
+            r["idd_dfa"], r["npp_dfa"], r["npp_groups"], npp_never_general(r), r["general"],
+            r["lengths"], r["local"],
             r["transform"].replace("\\", "\\\\").replace('"', '\\"'),
             ",".join("'%s'" % c for c in "+%d" % r["cc"]), by_cc[r["cc"]][0],
             first_digits(r["idd_dfa"]), first_digits(r["npp_dfa"]), r["leading"],
