@@ -408,8 +408,13 @@ BEGIN
 		UPDATE eightms.phone n SET rate_limit = prev.rate_limit, rate_window = prev.rate_window,
 			   rate_unit = prev.rate_unit, recent_claims = prev.recent_claims
 		 WHERE n.account_id = p.account_id AND n.phone_id = p.phone_id;
+		-- Locked in number order first, as sends lock conversations.
 		UPDATE eightms.conversation c SET phone_id = p.phone_id
-		 WHERE c.account_id = pc.account_id AND c.phone_id = prev.phone_id;
+		  FROM (SELECT l.conversation_id FROM eightms.conversation l
+				 WHERE l.account_id = pc.account_id AND l.phone_id = prev.phone_id
+				 ORDER BY l.peer_number
+				   FOR NO KEY UPDATE) l
+		 WHERE c.account_id = pc.account_id AND c.conversation_id = l.conversation_id;
 		UPDATE eightms.message m SET phone_id = p.phone_id
 		 WHERE m.account_id = pc.account_id AND m.phone_id = prev.phone_id AND m.pending;
 	END IF;
@@ -479,8 +484,17 @@ BEGIN
 	-- makes a new phone), and a conversation without a phone gets the
 	-- healthiest one with its next message, instead of queuing it on this
 	-- one for the next claim to move.
+	-- They are locked in number order first, the order sends lock
+	-- conversations in: in the order the table gives them, an unpairing
+	-- during a campaign could hold one conversation a batch is about to
+	-- send to while the batch holds another, and the deadlock would fail
+	-- one of them.
 	UPDATE eightms.conversation c SET phone_id = NULL
-	 WHERE c.account_id = eightms.current_account_id() AND c.phone_id = unpair_phone.phone_id;
+	  FROM (SELECT l.conversation_id FROM eightms.conversation l
+			 WHERE l.account_id = eightms.current_account_id() AND l.phone_id = unpair_phone.phone_id
+			 ORDER BY l.peer_number
+			   FOR NO KEY UPDATE) l
+	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = l.conversation_id;
 END
 $$;
 

@@ -4,8 +4,8 @@
 # queued message exactly once; races of a send with a delete, of two sends
 # with one idempotency key, of one inbound SMS delivered twice, of an
 # inbound batch from two senders with a send to both, of two moves of an
-# offline phone's queue, and of a cancel with a claim.  Prints "N passed,
-# N failed".
+# offline phone's queue, of a cancel with a claim, and of an unpairing with
+# a send.  Prints "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 DB=$EIGHTMS_TEST_DB
@@ -188,6 +188,30 @@ SELECT canceled, status FROM eightms_api.cancel_messages(ARRAY['$mid']::uuid[]);
 COMMIT;" "$W/cancel_claim.txt" "$W/cancel.txt"
 check "a cancel racing the claim of its message leaves it claimed and says so" \
 	test "$(head -n1 "$W/cancel_claim.txt") $(head -n1 "$W/cancel.txt") $(q "SELECT status FROM eightms.message WHERE message_id = '$mid'")" = "$mid f|claimed claimed"
+# Unpairing a phone while a batch sends to two of its conversations: the
+# unpairing locks them in number order, as sends do, so it waits for the
+# one the send holds before it holds the other, and both go through.  The
+# conversation with the higher number is written first, so that the table
+# gives it first.
+p5=$(q "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct)
+	VALUES ('$acct', 'phone-e', NULL, now() + interval '1 hour', 90) RETURNING phone_id" | head -n1)
+q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT count(*) FROM eightms_api.send_messages(
+	'[{\"to\": \"+1 212 555 6002\", \"body\": \"hi\", \"phone_id\": \"$p5\"}]')" >/dev/null
+q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT count(*) FROM eightms_api.send_messages(
+	'[{\"to\": \"+1 212 555 6001\", \"body\": \"hi\", \"phone_id\": \"$p5\"}]')" >/dev/null
+race "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
+SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 6001\", \"body\": \"one\"}]');
+SELECT pg_sleep(1.5);
+SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 6002\", \"body\": \"two\"}]');
+COMMIT;" "BEGIN;
+SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
+SELECT eightms_api.unpair_phone('$p5');
+COMMIT;" "$W/unpair_send.txt" "$W/unpair.txt"
+check "an unpairing during a send to two of the phone's conversations: both go through ($(grep -hE 'ERROR|refused' "$W/unpair_send.txt" "$W/unpair.txt" | head -n1))" \
+	test "$(grep -c '^queued|$' "$W/unpair_send.txt")/$(cat "$W/unpair_send.txt" "$W/unpair.txt" | grep -cE 'ERROR|deadlock|refused')" = 2/0
+check "and the phone's conversations end without it" \
+	test "$(q "SELECT count(*) FROM eightms.conversation WHERE account_id = '$acct' AND peer_number IN ('+12125556001', '+12125556002') AND phone_id IS NULL")" = 2
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
