@@ -26,6 +26,20 @@ race() {
 	wait
 }
 
+# A dashboard transaction that sends to number $1 (body $2), and 1.5 s
+# later to number $3 (body $4): it holds the first conversation while it
+# waits to take the second.  Each send prints its status and error.
+held_sends() {
+	printf '%s\n' "BEGIN;" "SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null" \
+		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$1\", \"body\": \"$2\"}]');" \
+		"SELECT pg_sleep(1.5);" \
+		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$3\", \"body\": \"$4\"}]');" \
+		"COMMIT;"
+}
+# Two transactions whose outputs ($1, $2) must show no error, no refusal and
+# no deadlock, and $1 two sends queued.
+both_through() { test "$(grep -c '^queued|$' "$1")/$(cat "$1" "$2" | grep -cE 'ERROR|deadlock|refused')" = 2/0; }
+
 # An account with two paired phones and N queued messages, committed.
 read -r acct p1 p2 < <(command psql -X -At -q -F' ' -d "$DB" <<'SQL'
 BEGIN;
@@ -137,18 +151,13 @@ check "the conversation counts it once" \
 # detected": send_messages settles a failed batch item by item).
 q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT count(*) FROM eightms_api.send_messages(
 	'[{\"to\": \"+1 212 555 4001\", \"body\": \"hi\"}, {\"to\": \"+1 212 555 4002\", \"body\": \"hi\"}]')" >/dev/null
-race "BEGIN;
-SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
-SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 4001\", \"body\": \"first\"}]');
-SELECT pg_sleep(1.5);
-SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 4002\", \"body\": \"second\"}]');
-COMMIT;" "BEGIN;
+race "$(held_sends '+1 212 555 4001' first '+1 212 555 4002' second)" "BEGIN;
 SELECT pgrst.as_phone('$acct', '$p1') \\g /dev/null
 SELECT count(*) FROM eightms_api.receive_messages('[{\"from\": \"+1 212 555 4002\", \"body\": \"b\", \"device_message_id\": \"order-1\"},
 													{\"from\": \"+1 212 555 4001\", \"body\": \"a\", \"device_message_id\": \"order-2\"}]');
 COMMIT;" "$W/order_send.txt" "$W/order_in.txt"
 check "a send and an inbound batch locking two conversations in opposite orders both go through ($(grep -hE 'ERROR|refused' "$W/order_send.txt" "$W/order_in.txt" | head -n1))" \
-	test "$(grep -c '^queued|$' "$W/order_send.txt")/$(cat "$W/order_send.txt" "$W/order_in.txt" | grep -cE 'ERROR|deadlock|refused')" = 2/0
+	both_through "$W/order_send.txt" "$W/order_in.txt"
 stored=$(q "SELECT count(*) FILTER (WHERE device_message_id IN ('order-1', 'order-2')) || ' ' || count(*) FILTER (WHERE body IN ('first', 'second'))
 	FROM eightms.message WHERE account_id = '$acct'")
 check "the batch stored both inbound messages and the send both outbound ones ($stored)" test "$stored" = "2 2"
@@ -199,17 +208,12 @@ q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT count(*) FROM eigh
 	'[{\"to\": \"+1 212 555 6002\", \"body\": \"hi\", \"phone_id\": \"$p5\"}]')" >/dev/null
 q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT count(*) FROM eightms_api.send_messages(
 	'[{\"to\": \"+1 212 555 6001\", \"body\": \"hi\", \"phone_id\": \"$p5\"}]')" >/dev/null
-race "BEGIN;
-SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
-SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 6001\", \"body\": \"one\"}]');
-SELECT pg_sleep(1.5);
-SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 6002\", \"body\": \"two\"}]');
-COMMIT;" "BEGIN;
+race "$(held_sends '+1 212 555 6001' one '+1 212 555 6002' two)" "BEGIN;
 SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null
 SELECT eightms_api.unpair_phone('$p5');
 COMMIT;" "$W/unpair_send.txt" "$W/unpair.txt"
 check "an unpairing during a send to two of the phone's conversations: both go through ($(grep -hE 'ERROR|refused' "$W/unpair_send.txt" "$W/unpair.txt" | head -n1))" \
-	test "$(grep -c '^queued|$' "$W/unpair_send.txt")/$(cat "$W/unpair_send.txt" "$W/unpair.txt" | grep -cE 'ERROR|deadlock|refused')" = 2/0
+	both_through "$W/unpair_send.txt" "$W/unpair.txt"
 check "and the phone's conversations end without it" \
 	test "$(q "SELECT count(*) FROM eightms.conversation WHERE account_id = '$acct' AND peer_number IN ('+12125556001', '+12125556002') AND phone_id IS NULL")" = 2
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
