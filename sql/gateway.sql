@@ -280,6 +280,21 @@ BEGIN
 END
 $$;
 
+-- A phone's conversations, locked in number order: the order sends lock
+-- conversations in.  Pairing again and unpairing rewrite all of a phone's
+-- conversations; in the order the table gives them, doing so during a
+-- campaign could hold one conversation a batch is about to send to while
+-- the batch holds another, and the deadlock would fail one of them.
+CREATE FUNCTION eightms.lock_phone_conversations(acct uuid, phone uuid) RETURNS SETOF uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.conversation_id FROM eightms.conversation c
+	 WHERE c.account_id = acct AND c.phone_id = phone
+	 ORDER BY c.peer_number
+	   FOR NO KEY UPDATE
+$$;
+
 -- The healthiest phone to send from: the shortest queue, then the fullest
 -- battery.  NULL when none is fit; any phone may then claim.
 CREATE FUNCTION eightms.pick_phone(acct uuid) RETURNS uuid
@@ -408,13 +423,9 @@ BEGIN
 		UPDATE eightms.phone n SET rate_limit = prev.rate_limit, rate_window = prev.rate_window,
 			   rate_unit = prev.rate_unit, recent_claims = prev.recent_claims
 		 WHERE n.account_id = p.account_id AND n.phone_id = p.phone_id;
-		-- Locked in number order first, as sends lock conversations.
 		UPDATE eightms.conversation c SET phone_id = p.phone_id
-		  FROM (SELECT l.conversation_id FROM eightms.conversation l
-				 WHERE l.account_id = pc.account_id AND l.phone_id = prev.phone_id
-				 ORDER BY l.peer_number
-				   FOR NO KEY UPDATE) l
-		 WHERE c.account_id = pc.account_id AND c.conversation_id = l.conversation_id;
+		  FROM eightms.lock_phone_conversations(pc.account_id, prev.phone_id) l(id)
+		 WHERE c.account_id = pc.account_id AND c.conversation_id = l.id;
 		UPDATE eightms.message m SET phone_id = p.phone_id
 		 WHERE m.account_id = pc.account_id AND m.phone_id = prev.phone_id AND m.pending;
 	END IF;
@@ -484,17 +495,9 @@ BEGIN
 	-- makes a new phone), and a conversation without a phone gets the
 	-- healthiest one with its next message, instead of queuing it on this
 	-- one for the next claim to move.
-	-- They are locked in number order first, the order sends lock
-	-- conversations in: in the order the table gives them, an unpairing
-	-- during a campaign could hold one conversation a batch is about to
-	-- send to while the batch holds another, and the deadlock would fail
-	-- one of them.
 	UPDATE eightms.conversation c SET phone_id = NULL
-	  FROM (SELECT l.conversation_id FROM eightms.conversation l
-			 WHERE l.account_id = eightms.current_account_id() AND l.phone_id = unpair_phone.phone_id
-			 ORDER BY l.peer_number
-			   FOR NO KEY UPDATE) l
-	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = l.conversation_id;
+	  FROM eightms.lock_phone_conversations(eightms.current_account_id(), unpair_phone.phone_id) l(id)
+	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = l.id;
 END
 $$;
 
@@ -1544,6 +1547,7 @@ GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.repor
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
 	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid),
+	eightms.lock_phone_conversations(uuid, uuid),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
 	eightms.status_rank(text)
 TO eightms_user, eightms_phone, eightms_dba;
