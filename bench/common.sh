@@ -19,6 +19,8 @@ bench_cluster() {
 	# deployment: pointed at a database that does not exist it would fail
 	# and be restarted every few seconds while the benchmark runs.
 	printf "shared_buffers = 1GB\nmax_parallel_workers_per_gather = 0\njit = off\neightms.bridge_database = '%s'\n" "$DB" >> "$T/data/eightms.conf"
+	# BENCH_SETTINGS: more server settings, one "name = value" a line.
+	[ -n "${BENCH_SETTINGS:-}" ] && printf '%s\n' "$BENCH_SETTINGS" >> "$T/data/eightms.conf"
 	trap 'stop_cluster "$T/data"' EXIT
 	start_cluster "$T/data" "$T/secrets.env" "$T/server.log"
 	export PGHOST=$T/run PGPORT=$PORT PGUSER=postgres PATH=$T/root$PGBIN:$PATH

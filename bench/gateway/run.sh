@@ -5,7 +5,8 @@
 # as a dashboard user; another acts as a phone, claiming 100 in one
 # transaction and reporting them sent (and the previous batch delivered) in
 # the next, as the app does; a third delivers inbound SMS.  Every
-# transaction sets role and claims as PostgREST does.  Prints lifecycles
+# transaction sets role, claims, method and path and calls the pre-request
+# hook, as PostgREST does.  Prints lifecycles
 # (queued -> delivered) per second, tpcb-like TPS, their ratio, and double
 # claims (which must be zero).  Target (issue 5): ratio >= 3, the median
 # of rounds that alternate the two.
@@ -39,15 +40,35 @@ ratios=()
 : > "$T/gateway.out"
 # As many clients as the gateway phase has: with fewer, tpcb-like leaves
 # the cores idle while its commits wait, and the ratio flatters the gateway.
+# WAL written by each phase (bytes, full-page images, checkpoints), summed
+# over the rounds: what the cluster's WAL and checkpoint settings act on.
+wal() { q "SELECT w.wal_bytes::bigint, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req FROM pg_stat_wal w, pg_stat_bgwriter b" | tr '|' ' '; }
+declare -A walsum=([tpcb_bytes]=0 [tpcb_fpi]=0 [tpcb_ckpt]=0 [tpcb_txn]=0 [gw_bytes]=0 [gw_fpi]=0 [gw_ckpt]=0 [gw_life]=0)
+wal_add() {
+	local phase=$1 b0=$2 f0=$3 c0=$4 b1 f1 c1
+	read -r b1 f1 c1 < <(wal)
+	walsum[${phase}_bytes]=$(( walsum[${phase}_bytes] + b1 - b0 ))
+	walsum[${phase}_fpi]=$(( walsum[${phase}_fpi] + f1 - f0 ))
+	walsum[${phase}_ckpt]=$(( walsum[${phase}_ckpt] + c1 - c0 ))
+}
 tpcb_phase() {
-	tpcb=$(command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" "$DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1)
+	local b f c
+	read -r b f c < <(wal)
+	command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" "$DB" > "$T/tpcb.out" 2>/dev/null
+	tpcb=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/tpcb.out" | head -n1)
+	wal_add tpcb "$b" "$f" "$c"
+	walsum[tpcb_txn]=$(( walsum[tpcb_txn] + $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/tpcb.out") ))
 }
 # Senders, phones and inbound at once, weighted 1 : 1 : 1.
 gateway_phase() {
+	local b f c
 	before=$(delivered)
+	read -r b f c < <(wal)
 	command pgbench -n -c "$((CLIENTS * 2))" -j "$CLIENTS" -T "$SECS" -D prev=- \
 		-f "$T/send.sql@1" -f "$T/phone.sql@1" -f "$T/inbound.sql@1" "$DB" > "$T/round.out" 2>&1
+	wal_add gw "$b" "$f" "$c"
 	after=$(delivered)
+	walsum[gw_life]=$(( walsum[gw_life] + after - before ))
 }
 for round in $(seq 1 "$ROUNDS"); do
 	# Every other round the other way round, so that neither phase always
@@ -75,5 +96,9 @@ read -r upd hot < <(q "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables 
 printf 'message updates: %d, of which HOT (no index entries): %d\n' "$upd" "$hot"
 read -r upd hot < <(q "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'eightms.conversation'::regclass" | tr '|' ' ')
 printf 'conversation updates: %d, of which HOT: %d\n' "$upd" "$hot"
+printf 'WAL: %.0f bytes a lifecycle (%.2f full-page images), %.0f a tpcb-like transaction (%.3f); checkpoints begun in the gateway phases %d, in tpcb-like %d\n' \
+	"$(echo "${walsum[gw_bytes]} / ${walsum[gw_life]}" | bc -l)" "$(echo "${walsum[gw_fpi]} / ${walsum[gw_life]}" | bc -l)" \
+	"$(echo "${walsum[tpcb_bytes]} / ${walsum[tpcb_txn]}" | bc -l)" "$(echo "${walsum[tpcb_fpi]} / ${walsum[tpcb_txn]}" | bc -l)" \
+	"${walsum[gw_ckpt]}" "${walsum[tpcb_ckpt]}"
 median=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
 printf 'ratio (median of %d rounds): %.2f (target >= 3)\n' "$ROUNDS" "$median"
