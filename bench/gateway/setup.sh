@@ -46,7 +46,8 @@ SQL
 	echo '\set n random(1000, 8999)'
 	for i in $(seq 1 "$SEND_BATCH"); do echo "\\set n$i 1000 + (:n + $i) % 8000"; done
 	echo 'BEGIN;'
-	echo "SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{\"role\":\"eightms_user\",\"sub\":\"bench\",\"email\":\"bench@example.test\",\"account_id\":\"$ACCT\"}', true);"
+	echo "SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{\"role\":\"eightms_user\",\"sub\":\"bench\",\"email\":\"bench@example.test\",\"account_id\":\"$ACCT\"}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/send_messages', true);"
+	echo 'SELECT eightms_api.pre_request();'
 	printf "SELECT count(*) FROM eightms_api.send_messages('["
 	for i in $(seq 1 "$SEND_BATCH"); do
 		[ "$i" -gt 1 ] && printf ', '
@@ -63,7 +64,8 @@ SQL
 cat > "$T/phone.sql" <<SQL
 \\set p :client_id % 4 + 1
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/claim_messages', true);
+SELECT eightms_api.pre_request();
 SELECT coalesce(string_agg(message_id::text, ','), '') AS ids,
 	   coalesce(string_agg('{"id": "' || message_id || '", "status": "sent"}', ', '), '') AS sent,
 	   coalesce(string_agg('{"id": "' || message_id || '", "status": "delivered"}', ', '), '') AS done
@@ -71,7 +73,8 @@ SELECT coalesce(string_agg(message_id::text, ','), '') AS ids,
 INSERT INTO bench_claim (ids) VALUES ('{:ids}');
 COMMIT;
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/report_messages', true);
+SELECT eightms_api.pre_request();
 SELECT count(*) AS reported, ':done' AS prev FROM eightms_api.report_messages(
 	('[' || concat_ws(', ', nullif(nullif(':prev', '-'), ''), nullif(':sent', '')) || ']')::jsonb) \\gset
 COMMIT;
@@ -81,7 +84,8 @@ cat > "$T/inbound.sql" <<SQL
 \\set n random(1000, 8999)
 \\set d random(1, 1000000000000)
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true);
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/receive_messages', true);
+SELECT eightms_api.pre_request();
 SELECT count(*) FROM eightms_api.receive_messages('[{"from": "+1 212 555 :n", "body": "Thanks, see you Tuesday", "device_message_id": "bench-:client_id-:d"}]');
 COMMIT;
 SQL
