@@ -275,6 +275,24 @@ SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND p
 SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'acct' AND peer_number <> '+12125550198'),
 		  :'others_before'::bigint, 'the account''s other conversations keep theirs');
 
+-- Device claims the hook cannot read are refused, not raised as a cast error.
+SELECT throws_ok('SELECT pgrst.request(''eightms_phone'', ''{"account_id":"not-a-uuid","tv":1}'')', '28000',
+				 'device token has no valid account_id claim', 'a malformed account_id claim is refused as a bad token');
+SELECT throws_ok('SELECT pgrst.request(''eightms_phone'', ''{"tv":1}'')', '28000',
+				 'device token has no valid account_id claim', 'a device token without account_id is refused');
+-- Where Citus propagates SET LOCAL (DESIGN.md), the hook re-issues a
+-- phone's claims as SET LOCAL; elsewhere it leaves them as they are.  The
+-- request reads the same either way.
+SET LOCAL citus.propagate_set_commands = 'local';
+SELECT lives_ok(format('SELECT pgrst.as_token(%L)', :'pair_token'),
+				'with citus.propagate_set_commands = local a phone''s request passes the hook');
+SELECT is(eightms.current_account_id(), :'acct'::uuid, 'and acts on the phone''s account');
+SELECT is(eightms.jwt_claims() ->> 'phone_id', :'pair_phone_id', 'with the phone''s claims unchanged');
+SELECT pgrst.as_user('olivia', :'acct');
+SELECT is(eightms.jwt_claims() ->> 'account_role', 'owner', 'a user''s claims are re-issued with the account and role');
+SELECT pgrst.reset();
+RESET citus.propagate_set_commands;
+
 -- Unpairing revokes the device token at once.
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT eightms_api.unpair_phone(:'pair_phone_id');
