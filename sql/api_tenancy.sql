@@ -89,12 +89,14 @@ BEGIN
 		wanted := coalesce(nullif(headers ->> 'x-eightms-account', ''), nullif(claims ->> 'account_id', ''));
 
 		IF wanted IS NOT NULL THEN
-			IF wanted !~* '^[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}$' THEN
+			-- Read as uuid_in reads it (a case-insensitive regular expression
+			-- here cost 40,000 instructions, an eighth of the hook).
+			acct := eightms.try_uuid(wanted);
+			IF acct IS NULL THEN
 				RAISE EXCEPTION 'invalid account id "%"', left(wanted, 64)
 					USING ERRCODE = '22P02',
 						  HINT = 'X-Eightms-Account must be one of the ids eightms_api.my_accounts() returns.';
 			END IF;
-			acct := wanted::uuid;
 			SELECT m.role, a.status INTO mrole, astatus
 			  FROM eightms.member m JOIN eightms.account a USING (account_id)
 			 WHERE m.account_id = acct AND m.user_id = uid;

@@ -180,6 +180,14 @@ SELECT throws_ok('SELECT * FROM eightms_api.get_profile()', '28000', 'no account
 SELECT pgrst.as_user('alice', (SELECT account_id FROM acct_a));
 SELECT is((SELECT company_name FROM eightms_api.get_profile()), 'Acme Plumbing', 'X-Eightms-Account picks account A');
 SELECT is(eightms.jwt_claims() ->> 'account_role', 'owner', 'pre-request re-issues the claims with the role');
+SELECT throws_ok($$SELECT pgrst.request('eightms_user', '{"sub":"alice","email":"alice@example.test"}',
+										 '{"x-eightms-account":"acme"}')$$, '22P02', 'invalid account id "acme"',
+				 'an X-Eightms-Account that is no uuid is refused with its own SQLSTATE');
+SELECT lives_ok(format($$SELECT pgrst.request('eightms_user', '{"sub":"alice","email":"alice@example.test"}',
+											   jsonb_build_object('x-eightms-account', upper(%L)))$$,
+					   (SELECT account_id FROM acct_a)),
+				'the header is read as uuid_in reads it (upper case too)');
+SELECT is(eightms.current_account_id(), (SELECT account_id FROM acct_a), 'and picks that account');
 
 -- Members: the last owner stays; owners remove and promote.
 SELECT throws_ok('SELECT eightms_api.remove_member(''alice'')', '23514', 'an account must keep at least one owner',
