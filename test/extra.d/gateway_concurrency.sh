@@ -26,15 +26,16 @@ race() {
 	wait
 }
 
-# A dashboard transaction that sends to number $1 (body $2), and 1.5 s
-# later to number $3 (body $4): it holds the first conversation while it
-# waits to take the second.  Each send prints its status and error.
+# A transaction that, as $1 (pgrst.as_user or as_phone), runs $2 and 1.5 s
+# later $3: it holds the conversation $2 wrote while it waits to take the
+# one $3 writes.
+held() { printf '%s\n' "BEGIN;" "SELECT $1 \\g /dev/null" "$2" "SELECT pg_sleep(1.5);" "$3" "COMMIT;"; }
+# A dashboard's: a send to number $1 (body $2), then to $3 (body $4).  Each
+# send prints its status and error.
 held_sends() {
-	printf '%s\n' "BEGIN;" "SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null" \
+	held "pgrst.as_user('concurrency-owner', '$acct')" \
 		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$1\", \"body\": \"$2\"}]');" \
-		"SELECT pg_sleep(1.5);" \
-		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$3\", \"body\": \"$4\"}]');" \
-		"COMMIT;"
+		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$3\", \"body\": \"$4\"}]');"
 }
 # Two transactions whose outputs ($1, $2) must show no error, no refusal and
 # no deadlock, and $1 two sends queued.
