@@ -1271,9 +1271,10 @@ AS $$
 $$;
 
 -- Why receive_messages cannot store an inbound item x (whose
--- device_message_id is given), or NULL.  SQL without a SET clause, so
--- the planner inlines it: a message costs what the expression did written
--- out in the loop.
+-- device_message_id is given), or NULL: asked of each item, and of a
+-- batch's items before their senders' conversations are locked.  SQL
+-- without a SET clause, so the planner inlines it: a message costs what
+-- the expression did written out in the loop.
 CREATE FUNCTION eightms.inbound_error(x jsonb, device_message_id text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -1311,19 +1312,28 @@ BEGIN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
 	END IF;
-	-- The conversations the batch will write are locked first, in number
-	-- order, the order sends lock theirs in: locked one by one in the
-	-- batch's order, a batch from two senders and a send to both could
-	-- each hold one and wait for the other, and the deadlock aborts one.
+	-- The conversations the batch will write are taken first, in the order
+	-- send_messages takes them: those that exist with a phone, locked in
+	-- number order, then the rest, created (or locked) in number order.
+	-- Taken one by one in the batch's order, a batch from two senders and a
+	-- send to both, or another phone's messages from both, could each hold
+	-- one and wait for the other, and the deadlock aborts one.  Only the
+	-- senders of items the loop will store, so that no conversation is
+	-- left empty by an item in error or a message stored before.  The
+	-- WHERE writes nothing: every conflicting row is locked all the same,
+	-- and the loop counts each message in one write, as for a single one.
 	IF jsonb_array_length(messages) > 1 THEN
-		PERFORM FROM eightms.conversation c
-		 WHERE c.account_id = acct
-		   AND c.peer_number = ANY (ARRAY(
-				SELECT coalesce(eightms.try_e164(m ->> 'from', region, false), left(btrim(m ->> 'from'), 32))
+		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
+		SELECT acct, s.peer, me
+		  FROM (SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false),
+										 left(btrim(m ->> 'from'), 32)) COLLATE "C" AS peer
 				  FROM jsonb_array_elements(messages) m
-				 WHERE jsonb_typeof(m -> 'from') = 'string'))
-		 ORDER BY c.peer_number
-		   FOR NO KEY UPDATE;
+				 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
+				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.phone_id = me
+									AND d.device_message_id = m ->> 'device_message_id')) s
+		 ORDER BY EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = acct
+						   AND c.peer_number = s.peer AND c.phone_id IS NOT NULL) DESC, s.peer
+		ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = cv.phone_id WHERE false;
 	END IF;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
