@@ -1270,6 +1270,25 @@ AS $$
 	  FROM eightms.sms_info(body) i
 $$;
 
+-- Why receive_messages cannot store an inbound item x (whose
+-- device_message_id is given), or NULL: asked of each item, and of a
+-- batch's items before their senders' conversations are locked.  SQL
+-- without a SET clause, so the planner inlines it: a message costs what
+-- the expression did written out in the loop.
+CREATE FUNCTION eightms.inbound_error(x jsonb, device_message_id text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN jsonb_typeof(x) IS DISTINCT FROM 'object' THEN 'not a JSON object'
+		WHEN device_message_id IS NULL OR length(device_message_id) NOT BETWEEN 1 AND 200
+		THEN 'device_message_id must be 1 to 200 characters'
+		WHEN jsonb_typeof(x -> 'from') IS DISTINCT FROM 'string' OR btrim(x ->> 'from') = ''
+		THEN 'from must be the sender''s number or name'
+		WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string'
+		-- 255 segments of 153 characters: the longest concatenated SMS.
+		WHEN length(x ->> 'body') > 39015 THEN 'body must be at most 39015 characters' END
+$$;
+
 CREATE FUNCTION eightms_api.receive_messages(messages jsonb)
 RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text, error text)
 LANGUAGE plpgsql VOLATILE
@@ -1293,19 +1312,28 @@ BEGIN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
 	END IF;
-	-- The conversations the batch will write are locked first, in number
-	-- order, the order sends lock theirs in: locked one by one in the
-	-- batch's order, a batch from two senders and a send to both could
-	-- each hold one and wait for the other, and the deadlock aborts one.
+	-- The conversations the batch will write are taken first, in the order
+	-- send_messages takes them: those that exist with a phone, locked in
+	-- number order, then the rest, created (or locked) in number order.
+	-- Taken one by one in the batch's order, a batch from two senders and a
+	-- send to both, or another phone's messages from both, could each hold
+	-- one and wait for the other, and the deadlock aborts one.  Only the
+	-- senders of items the loop will store, so that no conversation is
+	-- left empty by an item in error or a message stored before.  The
+	-- WHERE writes nothing: every conflicting row is locked all the same,
+	-- and the loop counts each message in one write, as for a single one.
 	IF jsonb_array_length(messages) > 1 THEN
-		PERFORM FROM eightms.conversation c
-		 WHERE c.account_id = acct
-		   AND c.peer_number = ANY (ARRAY(
-				SELECT coalesce(eightms.try_e164(m ->> 'from', region, false), left(btrim(m ->> 'from'), 32))
+		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
+		SELECT acct, s.peer, me
+		  FROM (SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false),
+										 left(btrim(m ->> 'from'), 32)) COLLATE "C" AS peer
 				  FROM jsonb_array_elements(messages) m
-				 WHERE jsonb_typeof(m -> 'from') = 'string'))
-		 ORDER BY c.peer_number
-		   FOR NO KEY UPDATE;
+				 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
+				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.phone_id = me
+									AND d.device_message_id = m ->> 'device_message_id')) s
+		 ORDER BY EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = acct
+						   AND c.peer_number = s.peer AND c.phone_id IS NOT NULL) DESC, s.peer
+		ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = cv.phone_id WHERE false;
 	END IF;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
@@ -1315,15 +1343,7 @@ BEGIN
 		-- An item that can never be stored is answered, not raised: raised,
 		-- it would fail the whole batch, and the phone would send the same
 		-- batch again and again while the other messages in it wait.
-		error := CASE
-			WHEN jsonb_typeof(x) IS DISTINCT FROM 'object' THEN 'not a JSON object'
-			WHEN device_message_id IS NULL OR length(device_message_id) NOT BETWEEN 1 AND 200
-			THEN 'device_message_id must be 1 to 200 characters'
-			WHEN jsonb_typeof(x -> 'from') IS DISTINCT FROM 'string' OR btrim(x ->> 'from') = ''
-			THEN 'from must be the sender''s number or name'
-			WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string'
-			-- 255 segments of 153 characters: the longest concatenated SMS.
-			WHEN length(x ->> 'body') > 39015 THEN 'body must be at most 39015 characters' END;
+		error := eightms.inbound_error(x, device_message_id);
 		IF error IS NOT NULL THEN
 			RETURN NEXT;
 			CONTINUE;
@@ -1543,7 +1563,7 @@ GRANT EXECUTE ON FUNCTION eightms_api.send_message(text, text, uuid, text, times
 	eightms_api.conversation_messages(uuid, timestamptz, uuid, integer)
 TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.report_messages(jsonb),
-	eightms_api.receive_messages(jsonb)
+	eightms_api.receive_messages(jsonb), eightms.inbound_error(jsonb, text)
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
 	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid),

@@ -3,9 +3,10 @@
 # the same message (FOR UPDATE SKIP LOCKED), and together they take every
 # queued message exactly once; races of a send with a delete, of two sends
 # with one idempotency key, of one inbound SMS delivered twice, of an
-# inbound batch from two senders with a send to both, of two moves of an
-# offline phone's queue, of a cancel with a claim, and of an unpairing with
-# a send.  Prints "N passed, N failed".
+# inbound batch from two senders (with conversations, without, or one of
+# each) with a send to both or another phone's messages from both, of two
+# moves of an offline phone's queue, of a cancel with a claim, and of an
+# unpairing with a send.  Prints "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 DB=$EIGHTMS_TEST_DB
@@ -26,15 +27,34 @@ race() {
 	wait
 }
 
-# A dashboard transaction that sends to number $1 (body $2), and 1.5 s
-# later to number $3 (body $4): it holds the first conversation while it
-# waits to take the second.  Each send prints its status and error.
+# A transaction that, as $1 (pgrst.as_user or as_phone), runs $2 and 1.5 s
+# later $3: it holds the conversation $2 wrote while it waits to take the
+# one $3 writes.
+held() { printf '%s\n' "BEGIN;" "SELECT $1 \\g /dev/null" "$2" "SELECT pg_sleep(1.5);" "$3" "COMMIT;"; }
+# A dashboard's: a send to number $1 (body $2), then to $3 (body $4).  Each
+# send prints its status and error.
 held_sends() {
-	printf '%s\n' "BEGIN;" "SELECT pgrst.as_user('concurrency-owner', '$acct') \\g /dev/null" \
+	held "pgrst.as_user('concurrency-owner', '$acct')" \
 		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$1\", \"body\": \"$2\"}]');" \
-		"SELECT pg_sleep(1.5);" \
-		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$3\", \"body\": \"$4\"}]');" \
-		"COMMIT;"
+		"SELECT status, error FROM eightms_api.send_messages('[{\"to\": \"$3\", \"body\": \"$4\"}]');"
+}
+# A phone's ($1): an SMS from $2, then one from $3, each a call of its own
+# with the device message id "$4 <number>".
+held_receives() {
+	held "pgrst.as_phone('$acct', '$1')" \
+		"SELECT duplicate FROM eightms_api.receive_messages('[{\"from\": \"$2\", \"body\": \"$4\", \"device_message_id\": \"$4 $2\"}]');" \
+		"SELECT duplicate FROM eightms_api.receive_messages('[{\"from\": \"$3\", \"body\": \"$4\", \"device_message_id\": \"$4 $3\"}]');"
+}
+# One batch from phone $1, an SMS from each number after $2, in the order
+# given, with the device message id "$2 <number>"; prints how many items.
+inbound_batch() {
+	local phone=$1 tag=$2 items= n
+	shift 2
+	for n in "$@"; do
+		items+="${items:+, }{\"from\": \"$n\", \"body\": \"$tag\", \"device_message_id\": \"$tag $n\"}"
+	done
+	printf '%s\n' "BEGIN;" "SELECT pgrst.as_phone('$acct', '$phone') \\g /dev/null" \
+		"SELECT count(*) FROM eightms_api.receive_messages('[$items]');" "COMMIT;"
 }
 # Two transactions whose outputs ($1, $2) must show no error, no refusal and
 # no deadlock, and $1 two sends queued.
@@ -161,6 +181,58 @@ check "a send and an inbound batch locking two conversations in opposite orders 
 stored=$(q "SELECT count(*) FILTER (WHERE device_message_id IN ('order-1', 'order-2')) || ' ' || count(*) FILTER (WHERE body IN ('first', 'second'))
 	FROM eightms.message WHERE account_id = '$acct'")
 check "the batch stored both inbound messages and the send both outbound ones ($stored)" test "$stored" = "2 2"
+# The same with two numbers that have no conversation yet: the batch
+# creates the conversations it will write first, in number order, so it
+# waits for the one the send created before it creates the other.  Created
+# one by one in the batch's order (the higher number first), the batch held
+# the second and waited for the first, and one of the two failed with
+# "deadlock detected".
+race "$(held_sends '+1 212 555 7001' first '+1 212 555 7002' second)" \
+	"$(inbound_batch "$p1" new '+1 212 555 7002' '+1 212 555 7001')" "$W/new_send.txt" "$W/new_in.txt"
+check "a send and an inbound batch creating two conversations in opposite orders both go through ($(grep -hE 'ERROR|refused' "$W/new_send.txt" "$W/new_in.txt" | head -n1))" \
+	both_through "$W/new_send.txt" "$W/new_in.txt"
+# new_counts NUMBER...: the unread count of each number's conversation and
+# how many messages it holds, "unread/messages" each.
+new_counts() {
+	local n list=
+	for n in "$@"; do list+="${list:+, }'$n'"; done
+	q "SELECT string_agg(c.unread_count || '/' || (SELECT count(*) FROM eightms.message m
+			WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id), ' ' ORDER BY c.peer_number)
+		 FROM eightms.conversation c WHERE c.account_id = '$acct' AND c.peer_number IN ($list)"
+}
+counts=$(new_counts +12125557001 +12125557002)
+check "each new conversation counts its inbound message once and holds it and the send's ($counts)" test "$counts" = "1/2 1/2"
+# Two phones of the account receiving from the same two new numbers: one
+# phone's calls create the lower number's conversation and then, 1.5 s
+# later, the higher's, while the other phone's batch names them higher
+# first.  The batch waits for the lower before it creates the higher.
+race "$(held_receives "$p2" '+1 212 555 7101' '+1 212 555 7102' held)" \
+	"$(inbound_batch "$p1" batch '+1 212 555 7102' '+1 212 555 7101')" "$W/new_held.txt" "$W/new_batch.txt"
+check "two phones' inbound messages from two new numbers, in opposite orders, all go through ($(grep -hE 'ERROR' "$W/new_held.txt" "$W/new_batch.txt" | head -n1))" \
+	test "$(grep -c '^f$' "$W/new_held.txt")/$(grep -c '^2$' "$W/new_batch.txt")/$(cat "$W/new_held.txt" "$W/new_batch.txt" | grep -c ERROR)" = 2/1/0
+counts=$(new_counts +12125557101 +12125557102)
+check "each conversation counts both phones' messages once ($counts)" test "$counts" = "2/2 2/2"
+# A batch from a number whose conversation has a phone and a new, lower
+# number, while a send holds the first and then creates the second, as a
+# send to both does: the batch takes the conversations as sends do, those
+# with a phone first and then the others, each in number order.  Creating
+# the new one before locking the other would hold what the send waits for.
+q "SELECT pgrst.as_user('concurrency-owner', '$acct'); SELECT count(*) FROM eightms_api.send_messages(
+	'[{\"to\": \"+1 212 555 7202\", \"body\": \"hi\", \"phone_id\": \"$p1\"}]')" >/dev/null
+race "$(held_sends '+1 212 555 7202' one '+1 212 555 7201' two)" \
+	"$(inbound_batch "$p1" mixed '+1 212 555 7201' '+1 212 555 7202')" "$W/mixed_send.txt" "$W/mixed_in.txt"
+check "a send and an inbound batch to a number with a conversation and a new one both go through ($(grep -hE 'ERROR|refused' "$W/mixed_send.txt" "$W/mixed_in.txt" | head -n1))" \
+	both_through "$W/mixed_send.txt" "$W/mixed_in.txt"
+# And a number whose conversation has no phone (its phone unpaired) with a
+# new, lower one: a send to both creates the new conversation and then
+# takes the other, in number order, and so does the batch.  Locking every
+# conversation that exists first, it held the one without a phone and
+# waited for the new one, which the send held while it waited for the same.
+q "INSERT INTO eightms.conversation (account_id, peer_number) VALUES ('$acct', '+12125557302')" >/dev/null
+race "$(held_sends '+1 212 555 7301' one '+1 212 555 7302' two)" \
+	"$(inbound_batch "$p1" phoneless '+1 212 555 7302' '+1 212 555 7301')" "$W/phoneless_send.txt" "$W/phoneless_in.txt"
+check "a send and an inbound batch to a number whose conversation has no phone and a new one both go through ($(grep -hE 'ERROR|refused' "$W/phoneless_send.txt" "$W/phoneless_in.txt" | head -n1))" \
+	both_through "$W/phoneless_send.txt" "$W/phoneless_in.txt"
 # Two moves of an offline phone's queue at once (two claims of the account,
 # or a claim and the scheduled job): the second waits for the first's row
 # locks, finds the messages moved when it commits, and moves none again.

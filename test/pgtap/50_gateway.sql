@@ -172,6 +172,19 @@ SELECT pgrst.reset();
 SELECT is((SELECT array_agg(coalesce(nullif(body, ''), '(empty)') ORDER BY device_message_id) FROM eightms.message
 			WHERE account_id = :'acct' AND peer_number = '+12125550197'),
 		  ARRAY['first', '(empty)', 'last'], 'only the storable items are stored (a missing body is an empty one)');
+-- A batch takes its senders' conversations before it stores anything, and
+-- creates them only for what it will store: an item in error or a message
+-- stored before leaves no empty conversation behind.
+SELECT pgrst.as_token(:'pair_token');
+SELECT is((SELECT array_agg(coalesce(error, duplicate::text) ORDER BY device_message_id) FROM eightms_api.receive_messages(
+			'[{"from": "+12125550181", "body": ["not", "a string"], "device_message_id": "sms-e1"},
+			  {"from": "+12125550182", "body": "Thanks!", "device_message_id": "sms-1"},
+			  {"from": "+12125550183", "body": "new", "device_message_id": "sms-e2"}]')),
+		  ARRAY['true', 'body must be a string', 'false'], 'a batch with an item in error and a repeated message');
+SELECT pgrst.reset();
+SELECT is((SELECT array_agg(peer_number || ' ' || unread_count) FROM eightms.conversation
+			WHERE account_id = :'acct' AND peer_number IN ('+12125550181', '+12125550182', '+12125550183')),
+		  ARRAY['+12125550183 1'], 'it made a conversation only for the message it stored');
 SELECT pgrst.as_token(:'pair_token');
 SELECT is((SELECT error FROM eightms_api.receive_messages(jsonb_build_array(jsonb_build_object(
 			'from', '+12125550197', 'body', repeat('b', 39016), 'device_message_id', 'sms-m8')))),
