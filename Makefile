@@ -23,6 +23,7 @@ MODULE_big = eightms
 OBJS = \
 	src/eightms.o \
 	src/claims.o \
+	src/pre_request.o \
 	src/try_uuid.o \
 	src/json_time.o \
 	src/message_state.o \

@@ -56,12 +56,21 @@ $$;
 
 -- PostgREST db-pre-request: runs at the start of every request, after the
 -- role and claims are set.  It decides which account the request acts on,
--- refuses disabled accounts and signed-out sessions, and re-issues the
--- claims with SET LOCAL so that eightms.current_account_id() sees the checked
--- account (and so that Citus workers see them too; see DESIGN.md).
+-- refuses disabled accounts, revoked device tokens and signed-out sessions,
+-- and re-issues the claims so that eightms.current_account_id() sees the
+-- checked account (with SET LOCAL where Citus needs it; see DESIGN.md).
+-- In C (src/pre_request.c) for a phone's requests, most of them; a
+-- dashboard user's and an anonymous caller's go on to the function below.
 CREATE FUNCTION eightms_api.pre_request() RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'eightms_pre_request';
+
+-- The pre-request hook for dashboard users and anonymous callers.  Only the
+-- hook calls it, as its owner and under its pinned search_path: no SET
+-- clause of its own, and no grant.
+CREATE FUNCTION eightms.pre_request_member() RETURNS void
+LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	claims		jsonb := eightms.jwt_claims();
@@ -76,7 +85,6 @@ DECLARE
 	shash		bytea;
 	srevoked	timestamptz;
 	sfound		boolean;
-	device_ok	boolean;
 BEGIN
 	IF api_role = 'eightms_user' THEN
 		IF uid IS NULL THEN
@@ -149,40 +157,6 @@ BEGIN
 
 		PERFORM eightms.act_on_account(acct, mrole);
 		RETURN;
-	ELSIF api_role = 'eightms_phone' THEN
-		-- Device tokens carry the account they were paired to (read as
-		-- uuid_in reads it, without the subtransaction a handler would cost).
-		acct := eightms.try_uuid(claims ->> 'account_id');
-		IF acct IS NULL THEN
-			RAISE EXCEPTION 'device token has no valid account_id claim'
-				USING ERRCODE = '28000',
-					  HINT = 'Pair the phone again to get a new token.';
-		END IF;
-		-- The account and the device in one statement: every request a
-		-- phone makes runs this.  Unpairing (or pairing the device again)
-		-- bumps the token version: older device tokens stop working at once.
-		SELECT a.status,
-			   EXISTS (SELECT FROM eightms.phone p
-						WHERE p.account_id = acct
-						  AND p.phone_id = nullif(claims ->> 'phone_id', '')::uuid
-						  AND p.unpaired_at IS NULL
-						  AND p.token_version::text = claims ->> 'tv')
-		  INTO astatus, device_ok
-		  FROM eightms.account a WHERE a.account_id = acct;
-		IF astatus IS NULL OR astatus <> 'active' THEN
-			RAISE EXCEPTION 'account % is not active', acct
-				USING ERRCODE = '42501';
-		END IF;
-		IF NOT device_ok THEN
-			RAISE EXCEPTION 'this device token has been revoked'
-				USING ERRCODE = '28000',
-					  HINT = 'The phone was unpaired or paired again; pair it with a new code.';
-		END IF;
-		-- Re-issued unchanged where Citus propagates SET LOCAL (see
-		-- act_on_account); elsewhere they are already what they should be.
-		IF current_setting('citus.propagate_set_commands', true) = 'local' THEN
-			EXECUTE format('SET LOCAL request.jwt.claims = %L', claims::text);
-		END IF;
 	ELSE
 		-- Anonymous (and any other) callers act on no account.
 		PERFORM eightms.act_on_account(NULL, NULL);
@@ -190,7 +164,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eightms_api.pre_request() IS
-	'PostgREST db-pre-request: picks and checks the account (X-Eightms-Account header), refuses disabled accounts and signed-out sessions';
+	'PostgREST db-pre-request: picks and checks the account (X-Eightms-Account header), refuses disabled accounts, revoked device tokens and signed-out sessions';
 GRANT EXECUTE ON FUNCTION eightms_api.pre_request() TO eightms_anon, eightms_user, eightms_phone;
 
 -- The accounts the signed-in user belongs to.

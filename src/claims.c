@@ -60,16 +60,22 @@ eightms_claims_init(void)
 							   NULL, count_claims_assignment, NULL);
 }
 
-/* What ->> 'account_id' gives for the claims, as a C string, or NULL. */
-static char *
-account_claim_text(const char *claims)
+/* The request's claims as set (NULL or empty outside a request). */
+const char *
+eightms_request_claims(void)
 {
-	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims)));
+	return request_jwt_claims;
+}
+
+/* What claims ->> key gives, as a C string, or NULL. */
+char *
+eightms_claim_text(Jsonb *claims, const char *key)
+{
 	JsonbValue *v;
 
-	if (!JB_ROOT_IS_OBJECT(jb))
+	if (!JB_ROOT_IS_OBJECT(claims))
 		return NULL;
-	v = getKeyJsonValueFromContainer(&jb->root, "account_id", strlen("account_id"), NULL);
+	v = getKeyJsonValueFromContainer(&claims->root, key, strlen(key), NULL);
 	if (v == NULL)
 		return NULL;
 	switch (v->type)
@@ -88,6 +94,14 @@ account_claim_text(const char *claims)
 			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
 	}
 	return NULL;				/* keep the compiler quiet */
+}
+
+/* What ->> 'account_id' gives for the claims, as a C string, or NULL. */
+static char *
+account_claim_text(const char *claims)
+{
+	return eightms_claim_text(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims))),
+							  "account_id");
 }
 
 Datum

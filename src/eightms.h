@@ -9,6 +9,9 @@
 #ifndef EIGHTMS_H
 #define EIGHTMS_H
 
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
 /* GUCs owned by the module entry (src/eightms.c). */
 extern int	eightms_invitation_ttl;
 extern bool eightms_require_verified_email;
@@ -32,6 +35,13 @@ eightms_hex_value(char c)
 		return c - 'A' + 10;
 	return -1;
 }
+
+/* The request's claims (src/claims.c): as set, and what claims ->> key gives. */
+extern const char *eightms_request_claims(void);
+extern char *eightms_claim_text(Jsonb *claims, const char *key);
+
+/* The uuid the len bytes at s spell, as uuid_in reads it (src/try_uuid.c). */
+extern bool eightms_parse_uuid(const char *s, size_t len, pg_uuid_t *out);
 
 /* Wipe an environment variable's value in place, then remove it. */
 extern void eightms_forget_env(const char *name);

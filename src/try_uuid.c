@@ -24,8 +24,8 @@ PG_FUNCTION_INFO_V1(eightms_try_uuid);
 PG_FUNCTION_INFO_V1(eightms_ids_are_distinct);
 
 /* The uuid the len bytes at s spell, as uuid_in reads it; false if none. */
-static bool
-parse_uuid(const char *s, size_t len, pg_uuid_t *out)
+bool
+eightms_parse_uuid(const char *s, size_t len, pg_uuid_t *out)
 {
 	const char *end = s + len;
 	bool		braces = false;
@@ -62,7 +62,7 @@ eightms_try_uuid(PG_FUNCTION_ARGS)
 	text	   *in = PG_GETARG_TEXT_PP(0);
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 
-	if (!parse_uuid(VARDATA_ANY(in), VARSIZE_ANY_EXHDR(in), result))
+	if (!eightms_parse_uuid(VARDATA_ANY(in), VARSIZE_ANY_EXHDR(in), result))
 		PG_RETURN_NULL();
 	PG_RETURN_UUID_P(result);
 }
@@ -107,14 +107,14 @@ eightms_ids_are_distinct(PG_FUNCTION_ARGS)
 		if (id == NULL)
 			PG_RETURN_BOOL(false);
 		if (id->type == jbvString)
-			ok = parse_uuid(id->val.string.val, id->val.string.len, &ids[i]);
+			ok = eightms_parse_uuid(id->val.string.val, id->val.string.len, &ids[i]);
 		else if (id->type == jbvNumeric)
 		{
 			/* ->> gives a number's text, which may be 32 decimal digits */
 			char	   *t = DatumGetCString(DirectFunctionCall1(numeric_out,
 																NumericGetDatum(id->val.numeric)));
 
-			ok = parse_uuid(t, strlen(t), &ids[i]);
+			ok = eightms_parse_uuid(t, strlen(t), &ids[i]);
 		}
 		else
 			ok = false;			/* null, a boolean, an array or an object */

@@ -293,6 +293,19 @@ SELECT throws_ok('SELECT pgrst.request(''eightms_phone'', ''{"account_id":"not-a
 				 'device token has no valid account_id claim', 'a malformed account_id claim is refused as a bad token');
 SELECT throws_ok('SELECT pgrst.request(''eightms_phone'', ''{"tv":1}'')', '28000',
 				 'device token has no valid account_id claim', 'a device token without account_id is refused');
+SELECT throws_ok(format('SELECT pgrst.request(''eightms_phone'', %L)',
+					   jsonb_build_object('account_id', :'acct', 'phone_id', 'phone-1', 'tv', 1)),
+				 '22P02', NULL, 'a malformed phone_id claim is refused as the uuid cast refuses it');
+SELECT pgrst.reset();
+UPDATE eightms.account SET status = 'disabled' WHERE account_id = :'acct';
+SELECT throws_ok(format('SELECT pgrst.as_token(%L)', :'pair_token'), '42501', format('account %s is not active', :'acct'),
+				 'a phone of a disabled account is refused, naming the account');
+SELECT pgrst.reset();
+UPDATE eightms.account SET status = 'active' WHERE account_id = :'acct';
+SELECT ok(NOT has_function_privilege('eightms_phone', 'eightms.pre_request_member()', 'EXECUTE')
+		  AND NOT has_function_privilege('eightms_user', 'eightms.pre_request_member()', 'EXECUTE')
+		  AND NOT has_function_privilege('eightms_anon', 'eightms.pre_request_member()', 'EXECUTE'),
+		  'the members'' half of the hook runs only from the hook');
 -- Where Citus propagates SET LOCAL (DESIGN.md), the hook re-issues a
 -- phone's claims as SET LOCAL; elsewhere it leaves them as they are.  The
 -- request reads the same either way.
