@@ -225,6 +225,22 @@ SELECT throws_ok(format('SELECT eightms_api.remove_member(%L)', repeat('u', 5000
 				 format('no member %s in this account', repeat('u', 100)),
 				 'an error quotes at most 100 characters of what it was given');
 
+-- The hook (C) keeps where its members' half is until a function changes:
+-- one created anew, as an upgrade may, is the one it calls next.
+SELECT pgrst.reset();
+ALTER EXTENSION eightms DROP FUNCTION eightms.pre_request_member();
+ALTER FUNCTION eightms.pre_request_member() RENAME TO pre_request_member_before;
+CREATE FUNCTION eightms.pre_request_member() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('eightms_test.member_hook', 'the new one', true);
+	PERFORM eightms.pre_request_member_before();
+END
+$$;
+SELECT pgrst.as_user('bob');
+SELECT is(current_setting('eightms_test.member_hook', true), 'the new one',
+		  'the pre-request hook calls its members'' half created anew, not the one it called before');
+SELECT is((SELECT company_name FROM eightms_api.get_profile()), 'Bobs Bakery', 'and the request acts on the account');
+
 -- Read-only requests (PostgREST GET) pass the hook without writing.
 SELECT pgrst.reset();
 SET LOCAL transaction_read_only = on;
