@@ -5,8 +5,9 @@
 # with one idempotency key, of one inbound SMS delivered twice, of an
 # inbound batch from two senders (with conversations, without, or one of
 # each) with a send to both or another phone's messages from both, of two
-# moves of an offline phone's queue, of a cancel with a claim, and of an
-# unpairing with a send.  Prints "N passed, N failed".
+# moves of an offline phone's queue, of a cancel with a claim, of an
+# unpairing with a send, and of two claims of one paced phone.  Prints "N
+# passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 DB=$EIGHTMS_TEST_DB
@@ -288,6 +289,35 @@ check "an unpairing during a send to two of the phone's conversations: both go t
 	both_through "$W/unpair_send.txt" "$W/unpair.txt"
 check "and the phone's conversations end without it" \
 	test "$(q "SELECT count(*) FROM eightms.conversation WHERE account_id = '$acct' AND peer_number IN ('+12125556001', '+12125556002') AND phone_id IS NULL")" = 2
+# Two claims of one paced phone at once: the second waits for the first's
+# lock on the phone's row and counts what it took, so that together they
+# take no more than the limit.  An account of its own, with no other phone
+# whose work a claim would move (that would hold the second claim up too).
+q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
+read -r acct p6 < <(command psql -X -At -q -F' ' -d "$DB" <<'SQL'
+BEGIN;
+SELECT pgrst.as_user('pacing-owner') \g /dev/null
+SELECT account_id AS acct FROM eightms_api.create_account('Pacing Co') \gset
+SELECT pgrst.reset() \g /dev/null
+INSERT INTO eightms.phone (account_id, device_id, rate_limit, rate_window, last_heartbeat_at, battery_pct)
+VALUES (:'acct', 'phone-paced', 3, interval '1 hour', now() + interval '1 hour', 90);
+COMMIT;
+SELECT :'acct', (SELECT phone_id FROM eightms.phone WHERE account_id = :'acct');
+SQL
+)
+q "SELECT pgrst.as_user('pacing-owner', '$acct'); SELECT count(*) FROM eightms_api.send_messages(
+	(SELECT jsonb_agg(jsonb_build_object('to', '+1 212 555 ' || (7500 + i), 'body', 'paced ' || i, 'phone_id', '$p6'))
+	   FROM generate_series(1, 10) i))" >/dev/null
+race "BEGIN;
+SELECT pgrst.as_phone('$acct', '$p6') \\g /dev/null
+SELECT count(*) FROM eightms_api.claim_messages(10);
+SELECT pg_sleep(1.5);
+COMMIT;" "BEGIN;
+SELECT pgrst.as_phone('$acct', '$p6') \\g /dev/null
+SELECT count(*) FROM eightms_api.claim_messages(10);
+COMMIT;" "$W/paced_first.txt" "$W/paced_second.txt"
+check "two claims at once of a phone paced at 3 an hour take 3 between them ($(head -n1 "$W/paced_first.txt") and $(head -n1 "$W/paced_second.txt"))" \
+	test "$(head -n1 "$W/paced_first.txt")/$(head -n1 "$W/paced_second.txt")" = "3/0"
 q "DELETE FROM eightms.account WHERE account_id = '$acct'" >/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
