@@ -1,6 +1,12 @@
 # bench/common.sh: a throwaway cluster for a benchmark, like the test suite's.
 # Sourced by bench/*/run.sh after they set NAME and PORT.
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
+# The ratios depend on the CPU (how well it predicts the phone engine's
+# branches, how fast it runs the gateway against tpcb-like): say which ran.
+printf '==> machine: %s (family %s, model %s), %s cores\n' \
+	"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" \
+	"$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -n1)" \
+	"$(sed -n 's/^model[[:space:]]*: //p' /proc/cpuinfo | head -n1)" "$(nproc)"
 
 bench_cluster() {
 	T=${EIGHTMS_BENCH_DIR:-/tmp/eightms-bench-$NAME}
