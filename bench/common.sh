@@ -34,6 +34,23 @@ bench_cluster() {
 	command psql -X -q -d "$DB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION eightms CASCADE"
 }
 
+# An account created as a signed-in dashboard user would (company name
+# $1), with four phones online and unpaced (as phones whose Android limit
+# was lifted): sets ACCT and PHONES (in device_id order).
+bench_account_with_phones() {
+	read -r ACCT < <(command psql -X -At -q -d "$DB" -v name="$1" <<'SQL'
+BEGIN;
+SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test"}', true) \g /dev/null
+SELECT eightms_api.pre_request() \g /dev/null
+SELECT account_id FROM eightms_api.create_account(:'name');
+COMMIT;
+SQL
+)
+	command psql -X -At -q -d "$DB" -c "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct)
+		SELECT '$ACCT', 'bench-' || i, NULL, now(), 80 FROM generate_series(1, 4) i"
+	mapfile -t PHONES < <(command psql -X -At -q -d "$DB" -c "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
+}
+
 # Milliseconds a query takes, best of $2 runs (default 3).
 best_ms() {
 	local sql=$1 runs=${2:-3} best= ms

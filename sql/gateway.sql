@@ -260,8 +260,16 @@ GRANT UPDATE (fold_lookalikes) ON eightms.account TO eightms_user;
 
 -- Phones fit to send: online, battery above eightms.min_battery_pct (20) or
 -- charging; with their queue length (what waits for them, counted on
--- message_queue_idx), the first thing routing looks at.
-CREATE FUNCTION eightms.healthy_phones(acct uuid)
+-- message_queue_idx), the first thing routing looks at, counted up to
+-- count_cap (NULL: all of it).  Routing a new conversation passes
+-- eightms.routing_queue_cap (1,000): four phones with a campaign's 100,000
+-- queued each took 21.6 ms to count, for every batch (and every single
+-- send) to a new number, several times the send itself; capped, 0.35 ms.
+-- At Android's default pace a phone sends 1,440 messages in a day, the
+-- default message lifetime, so past the cap a queue is full either way,
+-- and such phones share new conversations evenly.  Moving an offline
+-- phone's queue (rare) counts whole queues, to even them out.
+CREATE FUNCTION eightms.healthy_phones(acct uuid, count_cap integer DEFAULT NULL)
 RETURNS TABLE (phone_id uuid, queue_length bigint, battery_pct integer)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -270,8 +278,9 @@ AS $$
 BEGIN
 	RETURN QUERY
 	SELECT p.phone_id,
-		   (SELECT count(*) FROM eightms.message m
-			 WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.pending),
+		   (SELECT count(*) FROM (SELECT FROM eightms.message m
+								   WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.pending
+								   LIMIT count_cap) q),
 		   p.battery_pct
 	  FROM eightms.phone p
 	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
@@ -302,7 +311,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	RETURN (SELECT h.phone_id FROM eightms.healthy_phones(acct) h
+	RETURN (SELECT h.phone_id
+			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h
 			 ORDER BY h.queue_length, h.battery_pct DESC NULLS LAST, h.phone_id
 			 LIMIT 1);
 END
@@ -756,7 +766,8 @@ BEGIN
 		slots AS (
 			SELECT h.phone_id,
 				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
-			  FROM eightms.healthy_phones(acct) h, generate_series(1, (SELECT count(*) FROM unrouted)) g
+			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
+				   generate_series(1, (SELECT count(*) FROM unrouted)) g
 			 -- Counting queues only when some conversation needs a phone.
 			 WHERE EXISTS (SELECT FROM unrouted)),
 		-- The rest are created (or, created meanwhile or without a phone,
@@ -1562,7 +1573,7 @@ GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.repor
 	eightms_api.receive_messages(jsonb), eightms.inbound_error(jsonb, text)
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
-	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid),
+	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid, integer),
 	eightms.lock_phone_conversations(uuid, uuid),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
 	eightms.status_rank(text)

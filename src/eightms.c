@@ -30,6 +30,7 @@ static int	eightms_min_battery_pct = 20;
 static int	eightms_message_lease = 120;
 static int	eightms_message_max_attempts = 3;
 static int	eightms_message_ttl = 24 * 60 * 60;
+static int	eightms_routing_queue_cap = 1000;
 
 void		_PG_init(void);
 
@@ -78,6 +79,11 @@ _PG_init(void)
 							"Battery (percent) a phone needs, unless charging, to be routed new conversations and offline phones' queues.",
 							"A phone at or below it keeps its own conversations and may still claim.",
 							&eightms_min_battery_pct, 20, 0, 100,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("eightms.routing_queue_cap",
+							"Routing counts each phone's queue up to this many messages.",
+							"Longer queues count as this long, so that routing a new conversation does not read a whole campaign's backlog; phones past it share new conversations evenly.",
+							&eightms_routing_queue_cap, 1000, 1, 1000000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("eightms.message_lease",
 							"How long a phone holds a claimed message before it goes back to the queue.",

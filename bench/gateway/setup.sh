@@ -5,17 +5,7 @@
 bench_cluster
 
 q() { command psql -X -At -q -d "$DB" -c "$1"; }
-# One account with 4 phones (pacing off, as for phones whose Android limit was lifted).
-read -r ACCT < <(command psql -X -At -q -d "$DB" <<'SQL'
-BEGIN;
-SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test"}', true) \g /dev/null
-SELECT eightms_api.pre_request() \g /dev/null
-SELECT account_id FROM eightms_api.create_account('Bench Co');
-COMMIT;
-SQL
-)
-q "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct) SELECT '$ACCT', 'bench-' || i, NULL, now(), 80 FROM generate_series(1, 4) i"
-mapfile -t PHONES < <(q "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
+bench_account_with_phones 'Bench Co'
 # Every message each claim hands out, to count double claims afterwards.
 q "CREATE TABLE public.bench_claim (ids uuid[] NOT NULL); GRANT USAGE ON SCHEMA public TO eightms_phone; GRANT INSERT ON public.bench_claim TO eightms_phone"
 # A working account's history, so that the run starts from tables the

@@ -85,6 +85,33 @@ SELECT is((SELECT phone_id FROM eightms_api.send_message('+1 312 555 0299', 'and
 		  '00000000-0000-4000-8000-000000000001'::uuid,
 		  'send_message then picks the shortest queue, ties to the fullest battery');
 
+-- Routing counts queues up to eightms.routing_queue_cap, so that it does
+-- not read a campaign's whole backlog: past it phones count alike.  Phone 1
+-- now has four queued, the other healthy ones three.
+SELECT results_eq(format($$SELECT phone_id, queue_length FROM eightms.healthy_phones(%L, 3) ORDER BY phone_id$$, :'acct'),
+	$$VALUES ('00000000-0000-4000-8000-000000000001'::uuid, 3::bigint), ('00000000-0000-4000-8000-000000000002'::uuid, 3::bigint),
+			 ('00000000-0000-4000-8000-000000000003'::uuid, 3::bigint), ('00000000-0000-4000-8000-000000000004'::uuid, 3::bigint)$$,
+	'a queue longer than the cap counts as the cap');
+SELECT is((SELECT queue_length FROM eightms.healthy_phones(:'acct') WHERE phone_id = '00000000-0000-4000-8000-000000000001'),
+		  4::bigint, 'without a cap the whole queue is counted (as when an offline phone''s queue is moved)');
+SELECT pgrst.reset();
+SET LOCAL eightms.routing_queue_cap = 3;
+SELECT pgrst.as_user('bella', :'acct');
+SELECT is((SELECT phone_id FROM eightms_api.send_message('+1 312 555 0298', 'past the cap')),
+		  '00000000-0000-4000-8000-000000000001'::uuid,
+		  'past the cap queues tie, and the fullest battery wins even with the longer queue');
+SELECT message_id AS capped_m FROM eightms_api.send_messages('[{"to": "+1 312 555 0296", "body": "a batch past the cap"}]') \gset
+SELECT is((SELECT phone_id FROM eightms_api.messages WHERE message_id = :'capped_m'),
+		  '00000000-0000-4000-8000-000000000001'::uuid, 'a batch routes past the cap the same way');
+SELECT pgrst.reset();
+RESET eightms.routing_queue_cap;
+SELECT pgrst.as_user('bella', :'acct');
+SELECT is((SELECT phone_id FROM eightms_api.send_message('+1 312 555 0297', 'under the cap')),
+		  '00000000-0000-4000-8000-000000000002'::uuid,
+		  'under the cap the shortest queue wins');
+SELECT pgrst.reset();
+DELETE FROM eightms.conversation WHERE account_id = :'acct' AND peer_number IN ('+13125550296', '+13125550297', '+13125550298');
+
 -- ------------------------------------------------------------ report_messages
 
 SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000002');
