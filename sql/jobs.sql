@@ -70,6 +70,18 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- pg_cron runs a job over a libpq connection to cron.host as the job's
+	-- user unless it uses background workers; where that connection needs a
+	-- password it has none, and every run fails ("connection failed") with
+	-- nothing said at scheduling time.
+	IF coalesce(current_setting('cron.use_background_workers', true), 'off') <> 'on' THEN
+		RAISE WARNING 'pg_cron will run these jobs over a connection to "%" as "%"',
+			coalesce(current_setting('cron.host', true), 'localhost'), current_user
+			USING HINT = 'Set cron.use_background_workers = on and restart, or let that connection log in without a '
+						 'prompt (pg_hba.conf, ~/.pgpass of the server''s user); eightms.job_status() shows each '
+						 'job''s last run.';
+	END IF;
+
 	FOR j IN SELECT s.job_name, s.schedule, s.command FROM eightms.scheduled_job s ORDER BY s.job_name LOOP
 		job_name := j.job_name;
 		schedule := j.schedule;
@@ -87,3 +99,38 @@ END
 $$;
 COMMENT ON FUNCTION eightms.schedule_jobs() IS
 	'Install the jobs in eightms.scheduled_job into pg_cron (idempotent: jobs are named)';
+
+-- Whether the jobs run: each registered job, whether pg_cron has it, and its
+-- last run as pg_cron recorded it.  A job that cannot run fails quietly in
+-- cron.job_run_details (pg_cron's connection refused, a function gone), and
+-- retention purges that never run keep data past what the policy promises.
+-- SECURITY DEFINER: pg_cron shows a role only the jobs it scheduled.
+CREATE FUNCTION eightms.job_status()
+RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
+			   last_start timestamptz, last_status text, last_message text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF to_regclass('cron.job') IS NULL OR to_regclass('cron.job_run_details') IS NULL THEN
+		RETURN QUERY SELECT s.job_name, s.schedule, false, NULL::boolean, NULL::timestamptz, NULL::text, NULL::text
+					   FROM eightms.scheduled_job s ORDER BY s.job_name;
+		RETURN;
+	END IF;
+	RETURN QUERY EXECUTE $q$
+		SELECT s.job_name, coalesce(j.schedule, s.schedule), j.jobid IS NOT NULL, j.active,
+			   r.start_time, r.status, r.return_message
+		  FROM eightms.scheduled_job s
+		  LEFT JOIN cron.job j ON j.jobname = s.job_name
+		  LEFT JOIN LATERAL (SELECT d.start_time, d.status, d.return_message
+							   FROM cron.job_run_details d
+							  WHERE d.jobid = j.jobid
+							  ORDER BY d.runid DESC
+							  LIMIT 1) r ON true
+		 ORDER BY s.job_name
+	$q$;
+END
+$$;
+COMMENT ON FUNCTION eightms.job_status() IS
+	'Each registered job: scheduled in pg_cron or not, and its last run (start, status, message)';
+GRANT EXECUTE ON FUNCTION eightms.job_status() TO eightms_dba;

@@ -98,6 +98,9 @@ listen_addresses = 'localhost'
 unix_socket_directories = '$sockdir'
 shared_preload_libraries = 'pg_cron,eightms'
 cron.database_name = '$cron_db'
+# Jobs in background workers: over a connection to localhost, which asks
+# for a password here, every run failed ("connection failed").
+cron.use_background_workers = on
 max_worker_processes = 16
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '

@@ -206,6 +206,7 @@ eightms is running.
   over TCP:  postgres://eightms_authenticator:<password in $PGRST_ENV>@localhost:$PORT/$DB
   secrets:   $SECRETS (0600; the server's environment)
   log:       $LOG
+  jobs:      SELECT * FROM eightms.job_status();  (pg_cron's runs of the scheduled work)
   PostgREST: see "Running PostgREST" in README.md (front/postgrest.conf)
   stop:      runuser -u postgres -- $PGCTL -D $DATA stop
 EOF2
