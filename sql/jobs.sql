@@ -39,6 +39,23 @@ INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VAL
 	('eightms-purge-cron-history', '17 3 * * *', 'SELECT eightms.purge_cron_history()',
 	 'delete pg_cron run history older than 7 days');
 
+-- What pg_cron runs for a job: its command while the extension exists in
+-- the job's database, and once it is gone (DROP EXTENSION eightms, which
+-- cannot take pg_cron's rows with it), the job's unscheduling of itself, so
+-- that it does not fail at every run and fill cron.job_run_details with the
+-- purge that would have trimmed it gone too.
+CREATE FUNCTION eightms.cron_command(job_name text, command text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format('DO $eightms_job$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = ''eightms'') '
+				  'THEN EXECUTE %L; ELSE PERFORM cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L '
+				  'AND j.database = pg_catalog.current_database(); END IF; END $eightms_job$',
+				  command, job_name)
+$$;
+COMMENT ON FUNCTION eightms.cron_command(text, text) IS
+	'The command schedule_jobs() gives pg_cron for a job: the job''s command, or its own unscheduling once eightms is dropped';
+
 -- Install (or update) every registered job in pg_cron, and unschedule
 -- eightms jobs no longer registered.  Idempotent.
 CREATE FUNCTION eightms.schedule_jobs()
@@ -85,7 +102,8 @@ BEGIN
 	FOR j IN SELECT s.job_name, s.schedule, s.command FROM eightms.scheduled_job s ORDER BY s.job_name LOOP
 		job_name := j.job_name;
 		schedule := j.schedule;
-		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid USING j.job_name, j.schedule, j.command;
+		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid
+			USING j.job_name, j.schedule, eightms.cron_command(j.job_name, j.command);
 		RETURN NEXT;
 	END LOOP;
 
