@@ -43,7 +43,9 @@ SQL
 
 # A second cluster where eightms is dropped from pg_cron's database with
 # its jobs scheduled, as an operator might; set up first, so that its jobs
-# run in the same minute as the suite's.
+# run in the same minute as the suite's.  It runs jobs the other way
+# README allows: over libpq, to the socket directory, where logins are
+# trusted (and schedule_jobs warns, as it cannot tell).
 BIN=$EIGHTMS_TEST_ROOT$PGBIN
 D=$EIGHTMS_TEST_DIR/cron-dropped
 PORT2=$((EIGHTMS_TEST_PORT + 7))
@@ -52,7 +54,8 @@ rm -rf "$D"
 mkdir -p "$D"
 chown postgres "$D"
 INITDB=$BIN/initdb init_cluster "$D/data" "$PORT2" "$D/run" eightms_dropped
-echo "eightms.bridge_database = 'eightms_dropped'" >> "$D/data/eightms.conf"
+printf '%s\n' "eightms.bridge_database = 'eightms_dropped'" "cron.use_background_workers = off" \
+	"cron.host = '$D/run'" >> "$D/data/eightms.conf"
 PGCTL=$BIN/pg_ctl start_cluster "$D/data" "$EIGHTMS_TEST_SECRETS" "$D/server.log"
 q2() { command psql -X -At -v ON_ERROR_STOP=1 -h "$D/run" -p "$PORT2" -d eightms_dropped -c "$1"; }
 command psql -X -q -h "$D/run" -p "$PORT2" -d postgres -c "CREATE DATABASE eightms_dropped"
@@ -60,6 +63,8 @@ command psql -X -q -v ON_ERROR_STOP=1 -h "$D/run" -p "$PORT2" -d eightms_dropped
 	-c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pg_cron" -c "SELECT eightms.schedule_jobs()" \
 	-c "SELECT cron.alter_job(jobid, schedule => '* * * * *') FROM cron.job" -c "DROP EXTENSION eightms" \
 	> "$D/setup.out" 2>&1
+check "without background workers schedule_jobs warns how pg_cron will connect ($(grep -m1 -c WARNING "$D/setup.out") warning)" \
+	grep -q "WARNING:  pg_cron will run these jobs over a connection to \"$D/run\" as \"postgres\"" "$D/setup.out"
 check "a second cluster has the jobs scheduled and eightms dropped ($(grep -m1 ERROR "$D/setup.out"))" \
 	test "$(q2 "SELECT count(*) FROM cron.job WHERE jobname LIKE 'eightms-%'") $(q2 "SELECT count(*) FROM pg_extension WHERE extname = 'eightms'")" \
 	= "$(q "SELECT count(*) FROM eightms.scheduled_job") 0"
