@@ -130,3 +130,18 @@ stop_cluster() {
 		as_postgres "$PGCTL" -D "$data" -m fast -w stop >/dev/null || true
 	fi
 }
+
+# For test/extra.d harnesses: one check, printed as "ok - what" or "not ok -
+# what" and counted in pass and fail (each harness starts them at 0 and ends
+# with "$pass passed, $fail failed").  The rest of the words are the test.
+check() {
+	local what=$1
+	shift
+	if "$@"; then
+		echo "ok - $what"
+		pass=$((pass + 1))
+	else
+		echo "not ok - $what"
+		fail=$((fail + 1))
+	fi
+}

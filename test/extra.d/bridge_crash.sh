@@ -12,7 +12,6 @@ PGCTL=$EIGHTMS_TEST_ROOT$PGBIN/pg_ctl
 DATA=$EIGHTMS_TEST_DIR/data
 pass=0
 fail=0
-check() { local what=$1; shift; if "$@"; then echo "ok - $what"; pass=$((pass + 1)); else echo "not ok - $what"; fail=$((fail + 1)); fi; }
 q() { command psql -X -At -d "$DB" -c "$1" 2>/dev/null; }
 N=300
 

@@ -9,7 +9,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 pass=0
 fail=0
-check() { local what=$1; shift; if "$@"; then echo "ok - $what"; pass=$((pass + 1)); else echo "not ok - $what"; fail=$((fail + 1)); fi; }
 DBS=(eightms_enc_latin1 eightms_enc_sql_ascii eightms_enc_utf8_c)
 for db in "${DBS[@]}"; do
 	command psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" 2>/dev/null

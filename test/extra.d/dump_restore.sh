@@ -18,7 +18,6 @@ SRC=eightms_dump_src
 COPIES=(eightms_dump_serial eightms_dump_parallel)
 pass=0
 fail=0
-check() { local what=$1; shift; if "$@"; then echo "ok - $what"; pass=$((pass + 1)); else echo "not ok - $what"; fail=$((fail + 1)); fi; }
 q() { command psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 TABLES=(account member invitation session phone pairing_code conversation message opt_out consent_event http_request http_attempt)
 drop_all() {

@@ -17,7 +17,6 @@ N=2000
 q() { command psql -X -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 pass=0
 fail=0
-check() { local what=$1; shift; if "$@"; then echo "ok - $what"; pass=$((pass + 1)); else echo "not ok - $what"; fail=$((fail + 1)); fi; }
 # Two sessions at once: the first runs $1 (output in $3) and holds its
 # transaction open; 0.7 s later the second runs $2 (output in $4), and
 # meets what the first has not committed yet.

@@ -12,7 +12,6 @@ mkdir -p "$W"
 q() { command psql -X -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 pass=0
 fail=0
-check() { local what=$1; shift; if "$@"; then echo "ok - $what"; pass=$((pass + 1)); else echo "not ok - $what"; fail=$((fail + 1)); fi; }
 
 read -r acct p1 < <(command psql -X -At -q -F' ' -d "$DB" <<'SQL'
 BEGIN;

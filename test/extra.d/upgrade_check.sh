@@ -16,7 +16,6 @@ NEW=$W/new
 PORT=$((EIGHTMS_TEST_PORT + 7))
 pass=0
 fail=0
-check() { local what=$1; shift; if "$@"; then echo "ok - $what"; pass=$((pass + 1)); else echo "not ok - $what"; fail=$((fail + 1)); fi; }
 
 rm -rf "$W"
 mkdir -p "$W"
