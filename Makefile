@@ -42,10 +42,15 @@ OBJS = \
 	src/sms_encoding.o \
 	src/sms_sql.o
 
+# The install script of the current version is generated from SQL_PARTS;
+# every released install script and every upgrade script is kept as written
+# in sql/versions/ and never changed once released (see CHANGELOG.md).
 DATA_built = eightms--$(EXTVERSION).sql
+DATA = $(wildcard sql/versions/eightms--*.sql)
 EXTRA_CLEAN = eightms-phone .phone-build
 
-PG_CPPFLAGS = -I$(srcdir)/src
+# The version is written once, in eightms.control; the C code gets it here.
+PG_CPPFLAGS = -I$(srcdir)/src -DEIGHTMS_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = -lcrypto -lcurl
 

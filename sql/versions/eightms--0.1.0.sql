@@ -1,0 +1,3159 @@
+-- eightms 0.1.0, as released (generated from sql/*.sql at commit 3c4b878).  Frozen: a DBA may have installed it; never edit.
+\echo Use "CREATE EXTENSION eightms CASCADE" to load this file. \quit
+
+-- ==== sql/schema.sql
+-- schema.sql: roles, the API schema, and who the caller is.
+--
+-- The extension's own schema "eightms" (from eightms.control) holds tables,
+-- internals and C functions and is never exposed.  "eightms_api" is the one
+-- schema PostgREST exposes (db-schemas): RPC functions and views only.
+
+-- SMS bodies come in every script and with emoji, and phone numbers with
+-- full-width digits: the C code reads text as UTF-8, and a database in
+-- another encoding could not even store an inbound message with an emoji
+-- (the phone would send that batch again and again).  Refuse it up front.
+DO $encoding$
+BEGIN
+	IF pg_catalog.current_setting('server_encoding') <> 'UTF8' THEN
+		RAISE EXCEPTION 'eightms needs a UTF8 database; database "%" is %',
+			pg_catalog.current_database(), pg_catalog.current_setting('server_encoding')
+			USING ERRCODE = '0A000',
+				  HINT = 'Create the database with ENCODING ''UTF8'' (CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0) and the extension there.';
+	END IF;
+END
+$encoding$;
+
+-- Roles are cluster-wide, so they may already exist from another database
+-- or an earlier install: create each one only when missing.
+DO $roles$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT * FROM (VALUES
+			('eightms_anon',   'PostgREST anonymous role: pairing and webhooks only', false),
+			('eightms_user',   'dashboard users (JWT role)', false),
+			('eightms_phone',  'paired Android phones (device JWT minted at pairing)', false),
+			('eightms_dba',    'operators: data-subject requests and purges across accounts', true),
+			('eightms_worker', 'the bridge background worker', true)
+		) AS v(name, purpose, bypass)
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r.name) THEN
+			EXECUTE format('CREATE ROLE %I NOLOGIN %s', r.name,
+						   CASE WHEN r.bypass THEN 'BYPASSRLS' ELSE 'NOBYPASSRLS' END);
+		END IF;
+		EXECUTE format('COMMENT ON ROLE %I IS %L', r.name, 'eightms: ' || r.purpose);
+	END LOOP;
+END
+$roles$;
+
+CREATE SCHEMA eightms_api;
+COMMENT ON SCHEMA eightms_api IS 'eightms: the API PostgREST exposes (RPC functions and views)';
+
+REVOKE ALL ON SCHEMA eightms FROM PUBLIC;
+REVOKE ALL ON SCHEMA eightms_api FROM PUBLIC;
+GRANT USAGE ON SCHEMA eightms_api TO eightms_anon, eightms_user, eightms_phone, eightms_dba, eightms_worker;
+-- API functions run as the caller (so row-level security applies to them);
+-- the roles therefore need to reach the tables, which RLS then filters.
+GRANT USAGE ON SCHEMA eightms TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
+-- The caller's JWT claims as PostgREST set them for this transaction.
+CREATE FUNCTION eightms.jwt_claims() RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb,
+					'{}'::jsonb)
+$$;
+COMMENT ON FUNCTION eightms.jwt_claims() IS
+	'The JWT claims of the current request (request.jwt.claims), or {} outside a request';
+
+-- The account the current request acts on.  Every tenant policy compares
+-- account_id to this and nothing else.  It reads only the claims: the
+-- pre-request hook (eightms_api.pre_request) has already checked that the
+-- caller belongs to the account and re-issued the claims with it.
+-- In C (src/claims.c) for one reason: policies run it for every row a
+-- statement writes, and it keeps the last claims parsed instead of parsing
+-- them each time.  Same answer as
+-- (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'account_id')::uuid.
+CREATE FUNCTION eightms.current_account_id() RETURNS uuid
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_current_account_id';
+COMMENT ON FUNCTION eightms.current_account_id() IS
+	'The account of the current request, from request.jwt.claims; NULL when none (then no tenant row is visible)';
+
+-- The signed-in user (JWT "sub"), or NULL for anonymous callers and phones.
+CREATE FUNCTION eightms.current_user_id() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT nullif(eightms.jwt_claims() ->> 'sub', '')
+$$;
+
+-- Raised by API functions that need a signed-in user.
+CREATE FUNCTION eightms.require_user() RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := eightms.current_user_id();
+BEGIN
+	IF uid IS NULL THEN
+		RAISE EXCEPTION 'not signed in'
+			USING ERRCODE = '28000',
+				  HINT = 'Call the API with a user JWT whose "sub" claim names the user.';
+	END IF;
+	RETURN uid;
+END
+$$;
+
+-- Raised by API functions that act on an account when the request has none.
+CREATE FUNCTION eightms.require_account() RETURNS uuid
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid := eightms.current_account_id();
+BEGIN
+	IF acct IS NULL THEN
+		RAISE EXCEPTION 'no account selected for this request'
+			USING ERRCODE = '28000',
+				  HINT = 'Send the X-Eightms-Account header with one of your account ids (see eightms_api.my_accounts()), or create an account first.';
+	END IF;
+	RETURN acct;
+END
+$$;
+
+-- ==== sql/tenancy.sql
+-- tenancy.sql: accounts, their members and invitations, and sign-in sessions.
+--
+-- Every tenant table leads its primary key with account_id, its foreign keys
+-- include it, and its one policy compares it to eightms.current_account_id().
+
+-- ISO 3166-1 alpha-2 codes (plus XK, which numbering plans use for Kosovo):
+-- the default region an account's phone numbers are read in.
+CREATE FUNCTION eightms.is_region_code(code text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT code = ANY ('{AD,AE,AF,AG,AI,AL,AM,AO,AQ,AR,AS,AT,AU,AW,AX,AZ,BA,BB,BD,BE,BF,BG,BH,BI,BJ,BL,BM,BN,BO,BQ,BR,BS,BT,BV,BW,BY,BZ,CA,CC,CD,CF,CG,CH,CI,CK,CL,CM,CN,CO,CR,CU,CV,CW,CX,CY,CZ,DE,DJ,DK,DM,DO,DZ,EC,EE,EG,EH,ER,ES,ET,FI,FJ,FK,FM,FO,FR,GA,GB,GD,GE,GF,GG,GH,GI,GL,GM,GN,GP,GQ,GR,GS,GT,GU,GW,GY,HK,HM,HN,HR,HT,HU,ID,IE,IL,IM,IN,IO,IQ,IR,IS,IT,JE,JM,JO,JP,KE,KG,KH,KI,KM,KN,KP,KR,KW,KY,KZ,LA,LB,LC,LI,LK,LR,LS,LT,LU,LV,LY,MA,MC,MD,ME,MF,MG,MH,MK,ML,MM,MN,MO,MP,MQ,MR,MS,MT,MU,MV,MW,MX,MY,MZ,NA,NC,NE,NF,NG,NI,NL,NO,NP,NR,NU,NZ,OM,PA,PE,PF,PG,PH,PK,PL,PM,PN,PR,PS,PT,PW,PY,QA,RE,RO,RS,RU,RW,SA,SB,SC,SD,SE,SG,SH,SI,SJ,SK,SL,SM,SN,SO,SR,SS,ST,SV,SX,SY,SZ,TC,TD,TF,TG,TH,TJ,TK,TL,TM,TN,TO,TR,TT,TV,TW,TZ,UA,UG,UM,US,UY,UZ,VA,VC,VE,VG,VI,VN,VU,WF,WS,XK,YE,YT,ZA,ZM,ZW}'::text[])
+$$;
+
+-- An IANA time zone name as the server's tz database knows it ("Europe/Paris",
+-- "UTC"), not an abbreviation or a POSIX offset string.
+CREATE FUNCTION eightms.is_timezone_name(tz text) RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT tz ~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$'
+	   AND EXISTS (SELECT FROM pg_catalog.pg_timezone_names n WHERE n.name = tz)
+$$;
+
+CREATE TABLE eightms.account (
+	account_id		uuid NOT NULL DEFAULT gen_random_uuid(),
+	company_name	text NOT NULL
+		CONSTRAINT account_company_name_check CHECK (length(btrim(company_name)) BETWEEN 1 AND 200),
+	display_name	text
+		CONSTRAINT account_display_name_check CHECK (length(display_name) <= 200),
+	timezone		text NOT NULL DEFAULT 'UTC'
+		CONSTRAINT account_timezone_check CHECK (eightms.is_timezone_name(timezone)),
+	default_region	text NOT NULL DEFAULT 'US'
+		CONSTRAINT account_default_region_check CHECK (eightms.is_region_code(default_region)),
+	status			text NOT NULL DEFAULT 'active'
+		CONSTRAINT account_status_check CHECK (status IN ('active', 'suspended', 'disabled')),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id)
+);
+COMMENT ON TABLE eightms.account IS 'A business account: its profile and status';
+COMMENT ON COLUMN eightms.account.default_region IS 'ISO 3166-1 region used to read phone numbers written without a country code';
+COMMENT ON COLUMN eightms.account.status IS 'active; suspended or disabled accounts are refused by the pre-request hook';
+-- pg_dump leaves out the rows of an extension's tables unless the extension
+-- marks them: each table of account data is marked where it is created, so
+-- that a dump of the database holds what the accounts wrote (README,
+-- "Backups"; test/extra.d/dump_restore.sh).  The registries the script
+-- fills itself (scheduled_job, sealed_column) are not: CREATE EXTENSION
+-- writes them again.
+SELECT pg_catalog.pg_extension_config_dump('eightms.account', '');
+
+-- user_id is the JWT "sub" of the auth provider; email is the verified email
+-- that provider put in the JWT when the member joined.
+CREATE TABLE eightms.member (
+	account_id		uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	user_id			text NOT NULL
+		CONSTRAINT member_user_id_check CHECK (length(user_id) BETWEEN 1 AND 255),
+	email			text NOT NULL
+		CONSTRAINT member_email_check CHECK (email ~ '^[^@[:space:]]+@[^@[:space:]]+$' AND length(email) <= 320),
+	role			text NOT NULL
+		CONSTRAINT member_role_check CHECK (role IN ('owner', 'admin', 'agent')),
+	invited_by		text,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id, user_id)
+);
+-- eightms_api.my_accounts() and the pre-request hook look members up by user.
+CREATE INDEX member_user_id_idx ON eightms.member (user_id);
+COMMENT ON TABLE eightms.member IS 'Users of an account (JWT sub) and their role: owner, admin or agent';
+SELECT pg_catalog.pg_extension_config_dump('eightms.member', '');
+
+-- An invitation is accepted with a token shown once to the inviter; only its
+-- SHA-256 is kept.
+CREATE TABLE eightms.invitation (
+	account_id		uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	invitation_id	uuid NOT NULL DEFAULT gen_random_uuid(),
+	email			text NOT NULL
+		CONSTRAINT invitation_email_check CHECK (email ~ '^[^@[:space:]]+@[^@[:space:]]+$' AND length(email) <= 320),
+	role			text NOT NULL
+		CONSTRAINT invitation_role_check CHECK (role IN ('owner', 'admin', 'agent')),
+	token_hash		bytea NOT NULL
+		CONSTRAINT invitation_token_hash_check CHECK (length(token_hash) = 32),
+	invited_by		text NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	expires_at		timestamptz NOT NULL,
+	accepted_at		timestamptz,
+	accepted_by		text,
+	revoked_at		timestamptz,
+	PRIMARY KEY (account_id, invitation_id)
+);
+-- Accepting looks the invitation up by its token before the account is known.
+CREATE INDEX invitation_token_hash_idx ON eightms.invitation (token_hash);
+COMMENT ON TABLE eightms.invitation IS 'Pending invitations to join an account; the token is stored only as SHA-256';
+SELECT pg_catalog.pg_extension_config_dump('eightms.invitation', '');
+
+-- Sign-in sessions of the auth provider, by the SHA-256 of the JWT's
+-- session id claim (session_id or sid), so a session can be signed out
+-- before its JWT expires.  The raw id is never stored.
+CREATE TABLE eightms.session (
+	account_id		uuid NOT NULL,
+	session_hash	bytea NOT NULL
+		CONSTRAINT session_hash_check CHECK (length(session_hash) = 32),
+	user_id			text NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	last_seen_at	timestamptz NOT NULL DEFAULT now(),
+	revoked_at		timestamptz,
+	PRIMARY KEY (account_id, session_hash),
+	FOREIGN KEY (account_id, user_id) REFERENCES eightms.member (account_id, user_id) ON DELETE CASCADE
+);
+CREATE INDEX session_user_idx ON eightms.session (account_id, user_id);
+COMMENT ON TABLE eightms.session IS 'Sign-in sessions, keyed by SHA-256 of the JWT session id; never the raw id';
+SELECT pg_catalog.pg_extension_config_dump('eightms.session', '');
+
+-- Row-level security: one policy per table, the same comparison everywhere.
+ALTER TABLE eightms.account ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.account FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.account
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+ALTER TABLE eightms.member ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.member FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.member
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+ALTER TABLE eightms.invitation ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.invitation FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.invitation
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+ALTER TABLE eightms.session ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.session FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.session
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
+-- Table privileges for the API roles; RLS narrows them to the caller's account.
+GRANT SELECT ON eightms.account TO eightms_user, eightms_phone;
+GRANT UPDATE (company_name, display_name, timezone, default_region, updated_at) ON eightms.account TO eightms_user;
+GRANT DELETE ON eightms.account TO eightms_user;
+GRANT SELECT, DELETE ON eightms.member TO eightms_user;
+GRANT UPDATE (role) ON eightms.member TO eightms_user;
+GRANT SELECT, INSERT ON eightms.invitation TO eightms_user;
+GRANT UPDATE (revoked_at) ON eightms.invitation TO eightms_user;
+GRANT SELECT ON eightms.session TO eightms_user;
+GRANT UPDATE (revoked_at) ON eightms.session TO eightms_user;
+GRANT SELECT ON ALL TABLES IN SCHEMA eightms TO eightms_dba;
+
+-- The caller's role in the current account, or NULL.
+CREATE FUNCTION eightms.current_member_role() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT m.role FROM eightms.member m
+	 WHERE m.account_id = eightms.current_account_id()
+	   AND m.user_id = eightms.current_user_id()
+$$;
+
+-- Raise unless the caller holds one of the given roles in the current account.
+CREATE FUNCTION eightms.require_member_role(VARIADIC allowed text[]) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r text;
+BEGIN
+	PERFORM eightms.require_user();
+	PERFORM eightms.require_account();
+	-- current_member_role()'s query, here so that its plan is kept: a SQL
+	-- function that reads a table is parsed and planned on every call.
+	SELECT m.role INTO r FROM eightms.member m
+	 WHERE m.account_id = eightms.current_account_id() AND m.user_id = eightms.current_user_id();
+	IF r IS NULL OR NOT r = ANY (allowed) THEN
+		RAISE EXCEPTION 'this needs the % role in the account', array_to_string(allowed, ' or ')
+			USING ERRCODE = '42501',
+				  DETAIL = format('Your role is %s.', coalesce(r, 'none')),
+				  HINT = 'Ask an owner of the account to change your role.';
+	END IF;
+	RETURN r;
+END
+$$;
+
+-- Tokens shown once (invitations, pairing codes) and their stored hash.
+CREATE FUNCTION eightms.random_bytes(nbytes int) RETURNS bytea
+AS 'MODULE_PATHNAME', 'eightms_random_bytes'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.random_bytes(int) IS 'nbytes (1..1024) from the server''s cryptographically strong random source';
+
+CREATE FUNCTION eightms.random_token(nbytes int DEFAULT 24) RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.translate(pg_catalog.rtrim(pg_catalog.encode(eightms.random_bytes(nbytes), 'base64'), '='), '+/', '-_')
+$$;
+COMMENT ON FUNCTION eightms.random_token(int) IS 'A URL-safe random token of nbytes random bytes (base64url, no padding)';
+
+CREATE FUNCTION eightms.token_hash(token text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8'))
+$$;
+
+-- ==== sql/api_tenancy.sql
+-- api_tenancy.sql: the account API PostgREST exposes, and its pre-request hook.
+--
+-- Functions run as the caller (SECURITY INVOKER) so that row-level security
+-- is what keeps tenants apart.  The few that must look across accounts
+-- (the pre-request hook, creating an account, accepting an invitation,
+-- listing the caller's own accounts) are SECURITY DEFINER, pin search_path
+-- and filter by the caller's identity themselves.
+
+CREATE VIEW eightms_api.profile WITH (security_invoker = true) AS
+	SELECT account_id, company_name, display_name, timezone, default_region,
+		   status, created_at, updated_at
+	  FROM eightms.account;
+COMMENT ON VIEW eightms_api.profile IS 'The business profile of the account the request acts on';
+
+CREATE VIEW eightms_api.members WITH (security_invoker = true) AS
+	SELECT account_id, user_id, email, role, invited_by, created_at
+	  FROM eightms.member;
+COMMENT ON VIEW eightms_api.members IS 'Members of the account the request acts on';
+
+CREATE VIEW eightms_api.invitations WITH (security_invoker = true) AS
+	SELECT account_id, invitation_id, email, role, invited_by, created_at,
+		   expires_at, accepted_at, accepted_by, revoked_at
+	  FROM eightms.invitation;
+COMMENT ON VIEW eightms_api.invitations IS 'Invitations of the account the request acts on (never their tokens)';
+
+GRANT SELECT ON eightms_api.profile TO eightms_user, eightms_phone;
+GRANT SELECT ON eightms_api.members, eightms_api.invitations TO eightms_user;
+
+-- Re-issue the request's claims so that it acts on an account (the caller
+-- must already have been checked as its member).  Where Citus propagates
+-- SET LOCAL to its workers (citus.propagate_set_commands = 'local') the
+-- claims go out as SET LOCAL, which it sees and set_config is not (see
+-- DESIGN.md); elsewhere set_config does the same for a fifth of the cost
+-- (EXECUTE parses and plans the statement: about 42,000 instructions, a
+-- sixth of a phone's pre-request).  No SET clause: every caller pins
+-- search_path, and every name here is qualified.
+CREATE FUNCTION eightms.act_on_account(acct uuid, member_role text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	claims jsonb := eightms.jwt_claims();
+BEGIN
+	IF acct IS NULL THEN
+		claims := claims OPERATOR(pg_catalog.-) 'account_id' OPERATOR(pg_catalog.-) 'account_role';
+	ELSE
+		claims := claims OPERATOR(pg_catalog.||)
+			pg_catalog.jsonb_build_object('account_id', acct, 'account_role', member_role);
+	END IF;
+	IF pg_catalog.current_setting('citus.propagate_set_commands', true) OPERATOR(pg_catalog.=) 'local' THEN
+		EXECUTE pg_catalog.format('SET LOCAL request.jwt.claims = %L', claims::text);
+	ELSE
+		PERFORM pg_catalog.set_config('request.jwt.claims', claims::text, true);
+	END IF;
+END
+$$;
+
+-- PostgREST db-pre-request: runs at the start of every request, after the
+-- role and claims are set.  It decides which account the request acts on,
+-- refuses disabled accounts, revoked device tokens and signed-out sessions,
+-- and re-issues the claims so that eightms.current_account_id() sees the
+-- checked account (with SET LOCAL where Citus needs it; see DESIGN.md).
+-- In C (src/pre_request.c) for a phone's requests, most of them; a
+-- dashboard user's and an anonymous caller's go on to the function below.
+CREATE FUNCTION eightms_api.pre_request() RETURNS void
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'eightms_pre_request';
+
+-- The pre-request hook for dashboard users and anonymous callers.  Only the
+-- hook calls it, as its owner and under its pinned search_path: no SET
+-- clause of its own, and no grant.
+CREATE FUNCTION eightms.pre_request_member() RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	claims		jsonb := eightms.jwt_claims();
+	api_role	text := coalesce(claims ->> 'role', 'eightms_anon');
+	uid			text := nullif(claims ->> 'sub', '');
+	headers		jsonb;
+	wanted		text;
+	acct		uuid;
+	mrole		text;
+	astatus		text;
+	sid			text;
+	shash		bytea;
+	srevoked	timestamptz;
+	sfound		boolean;
+BEGIN
+	IF api_role = 'eightms_user' THEN
+		IF uid IS NULL THEN
+			RAISE EXCEPTION 'the JWT has no "sub" claim'
+				USING ERRCODE = '28000',
+					  HINT = 'Dashboard tokens must name the signed-in user in "sub".';
+		END IF;
+
+		headers := coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}');
+		wanted := coalesce(nullif(headers ->> 'x-eightms-account', ''), nullif(claims ->> 'account_id', ''));
+
+		IF wanted IS NOT NULL THEN
+			-- Read as uuid_in reads it (a case-insensitive regular expression
+			-- here cost 40,000 instructions, an eighth of the hook).
+			acct := eightms.try_uuid(wanted);
+			IF acct IS NULL THEN
+				RAISE EXCEPTION 'invalid account id "%"', left(wanted, 64)
+					USING ERRCODE = '22P02',
+						  HINT = 'X-Eightms-Account must be one of the ids eightms_api.my_accounts() returns.';
+			END IF;
+			SELECT m.role, a.status INTO mrole, astatus
+			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			 WHERE m.account_id = acct AND m.user_id = uid;
+			IF NOT FOUND THEN
+				RAISE EXCEPTION 'not a member of account %', acct
+					USING ERRCODE = '42501',
+						  HINT = 'eightms_api.my_accounts() lists the accounts you belong to.';
+			END IF;
+		ELSE
+			-- No choice made: a user with exactly one account acts on it.
+			SELECT min(m.account_id::text)::uuid, min(m.role), min(a.status)
+			  INTO acct, mrole, astatus
+			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			 WHERE m.user_id = uid
+			HAVING count(*) = 1;
+		END IF;
+
+		IF acct IS NOT NULL AND astatus <> 'active' THEN
+			RAISE EXCEPTION 'account % is %', acct, astatus
+				USING ERRCODE = '42501',
+					  HINT = 'Contact support to reactivate the account.';
+		END IF;
+
+		-- Sessions signed out before their JWT expires are refused.
+		sid := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
+		IF acct IS NOT NULL AND sid IS NOT NULL THEN
+			shash := eightms.token_hash(sid);
+			SELECT true, s.revoked_at INTO sfound, srevoked
+			  FROM eightms.session s
+			 WHERE s.account_id = acct AND s.session_hash = shash;
+			IF srevoked IS NOT NULL THEN
+				RAISE EXCEPTION 'this session has been signed out'
+					USING ERRCODE = '28000',
+						  HINT = 'Sign in again to get a new session.';
+			END IF;
+			-- GET requests run read-only under PostgREST: record then only
+			-- what a writable transaction can.
+			IF current_setting('transaction_read_only') = 'off' THEN
+				IF sfound IS NULL THEN
+					INSERT INTO eightms.session (account_id, session_hash, user_id)
+					VALUES (acct, shash, uid)
+					ON CONFLICT DO NOTHING;
+				ELSE
+					UPDATE eightms.session s SET last_seen_at = now()
+					 WHERE s.account_id = acct AND s.session_hash = shash
+					   AND s.last_seen_at < now() - interval '1 minute';
+				END IF;
+			END IF;
+		END IF;
+
+		PERFORM eightms.act_on_account(acct, mrole);
+		RETURN;
+	ELSE
+		-- Anonymous (and any other) callers act on no account.
+		PERFORM eightms.act_on_account(NULL, NULL);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION eightms_api.pre_request() IS
+	'PostgREST db-pre-request: picks and checks the account (X-Eightms-Account header), refuses disabled accounts, revoked device tokens and signed-out sessions';
+GRANT EXECUTE ON FUNCTION eightms_api.pre_request() TO eightms_anon, eightms_user, eightms_phone;
+
+-- The accounts the signed-in user belongs to.
+CREATE FUNCTION eightms_api.my_accounts()
+RETURNS TABLE (account_id uuid, company_name text, display_name text, role text, status text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.account_id, a.company_name, a.display_name, m.role, a.status, m.created_at
+	  FROM eightms.member m JOIN eightms.account a ON a.account_id = m.account_id
+	 WHERE m.user_id = eightms.require_user()
+	 ORDER BY m.created_at, a.account_id
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.my_accounts() TO eightms_user;
+
+-- Raise unless the JWT's email may be trusted.
+CREATE FUNCTION eightms.require_verified_email() RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims	jsonb := eightms.jwt_claims();
+	email	text := lower(nullif(btrim(claims ->> 'email'), ''));
+BEGIN
+	IF email IS NULL THEN
+		RAISE EXCEPTION 'the JWT has no "email" claim'
+			USING ERRCODE = '28000',
+				  HINT = 'Configure the auth provider to include the verified email in the token.';
+	END IF;
+	IF current_setting('eightms.require_verified_email', true) IS DISTINCT FROM 'off'
+	   AND claims ? 'email_verified'
+	   AND claims -> 'email_verified' IN ('false'::jsonb, '"false"'::jsonb) THEN
+		RAISE EXCEPTION 'email % is not verified', left(email, 200)
+			USING ERRCODE = '28000',
+				  HINT = 'Verify the email address with the sign-in provider, then sign in again.';
+	END IF;
+	RETURN email;
+END
+$$;
+
+-- The signed-in user creates an account and becomes its owner.
+CREATE FUNCTION eightms_api.create_account(
+	company_name text,
+	timezone text DEFAULT 'UTC',
+	display_name text DEFAULT NULL,
+	default_region text DEFAULT 'US')
+RETURNS eightms_api.profile
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid		text := eightms.require_user();
+	email	text := eightms.require_verified_email();
+	acct	eightms.account;
+	result	eightms_api.profile;
+BEGIN
+	-- NULL (JSON null) for a field with a default means the default.
+	timezone := coalesce(timezone, 'UTC');
+	default_region := coalesce(default_region, 'US');
+	IF company_name IS NULL THEN
+		RAISE EXCEPTION 'company name must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	PERFORM eightms.check_profile(company_name, timezone, display_name, default_region);
+	INSERT INTO eightms.account (company_name, display_name, timezone, default_region)
+	VALUES (btrim(company_name), nullif(btrim(display_name), ''), timezone, upper(default_region))
+	RETURNING * INTO acct;
+	INSERT INTO eightms.member (account_id, user_id, email, role)
+	VALUES (acct.account_id, uid, email, 'owner');
+	-- The rest of this request acts on the new account.
+	PERFORM eightms.act_on_account(acct.account_id, 'owner');
+	SELECT acct.account_id, acct.company_name, acct.display_name, acct.timezone,
+		   acct.default_region, acct.status, acct.created_at, acct.updated_at
+	  INTO result;
+	RETURN result;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.create_account(text, text, text, text) TO eightms_user;
+
+-- Explain a bad profile field with its own message rather than a bare
+-- check-constraint violation.
+CREATE FUNCTION eightms.check_profile(company_name text, timezone text, display_name text, default_region text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF company_name IS NOT NULL AND length(btrim(company_name)) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'company name must be 1 to 200 characters'
+			USING ERRCODE = '22023';
+	END IF;
+	IF display_name IS NOT NULL AND length(display_name) > 200 THEN
+		RAISE EXCEPTION 'display name must be at most 200 characters'
+			USING ERRCODE = '22023';
+	END IF;
+	IF timezone IS NOT NULL AND NOT eightms.is_timezone_name(timezone) THEN
+		RAISE EXCEPTION 'unknown time zone "%"', left(timezone, 64)
+			USING ERRCODE = '22023',
+				  HINT = 'Use an IANA time zone name such as "America/New_York" or "Europe/Paris".';
+	END IF;
+	IF default_region IS NOT NULL AND NOT eightms.is_region_code(upper(default_region)) THEN
+		RAISE EXCEPTION 'unknown region "%"', left(default_region, 16)
+			USING ERRCODE = '22023',
+				  HINT = 'Use an ISO 3166-1 alpha-2 code such as "US", "GB" or "DE".';
+	END IF;
+END
+$$;
+
+-- The profile of the account the request acts on.
+CREATE FUNCTION eightms_api.get_profile() RETURNS eightms_api.profile
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result eightms_api.profile;
+BEGIN
+	SELECT * INTO result FROM eightms_api.profile p WHERE p.account_id = eightms.require_account();
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account not found' USING ERRCODE = 'P0002';
+	END IF;
+	RETURN result;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.get_profile() TO eightms_user, eightms_phone;
+
+-- Owners and admins update the business profile; NULL leaves a field as it
+-- is, and an empty display name clears it.
+CREATE FUNCTION eightms_api.update_profile(
+	company_name text DEFAULT NULL,
+	display_name text DEFAULT NULL,
+	timezone text DEFAULT NULL,
+	default_region text DEFAULT NULL)
+RETURNS eightms_api.profile
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	acct := eightms.current_account_id();
+	PERFORM eightms.check_profile(update_profile.company_name, update_profile.timezone,
+								  update_profile.display_name, update_profile.default_region);
+	UPDATE eightms.account a SET
+		company_name = coalesce(btrim(update_profile.company_name), a.company_name),
+		display_name = CASE WHEN update_profile.display_name IS NULL THEN a.display_name
+							ELSE nullif(btrim(update_profile.display_name), '') END,
+		timezone = coalesce(update_profile.timezone, a.timezone),
+		default_region = coalesce(upper(update_profile.default_region), a.default_region),
+		updated_at = now()
+	 WHERE a.account_id = acct;
+	RETURN eightms_api.get_profile();
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.update_profile(text, text, text, text) TO eightms_user;
+
+-- Owners invite any role, admins invite agents.  The token is returned once.
+CREATE FUNCTION eightms_api.invite_member(email text, role text DEFAULT 'agent')
+RETURNS TABLE (invitation_id uuid, token text, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	mine	text := eightms.require_member_role('owner', 'admin');
+	addr	text := lower(btrim(invite_member.email));
+	tok		text := eightms.random_token(24);
+	inv		eightms.invitation;
+BEGIN
+	IF invite_member.role IS NULL OR invite_member.role NOT IN ('owner', 'admin', 'agent') THEN
+		RAISE EXCEPTION 'unknown member role "%"', left(invite_member.role, 32)
+			USING ERRCODE = '22023', HINT = 'Roles are owner, admin and agent.';
+	END IF;
+	IF mine = 'admin' AND invite_member.role <> 'agent' THEN
+		RAISE EXCEPTION 'admins can invite agents only'
+			USING ERRCODE = '42501', HINT = 'Ask an owner to invite owners and admins.';
+	END IF;
+	IF addr IS NULL OR addr !~ '^[^@[:space:]]+@[^@[:space:]]+$' OR length(addr) > 320 THEN
+		RAISE EXCEPTION 'invalid email address "%"', left(invite_member.email, 64)
+			USING ERRCODE = '22023';
+	END IF;
+	IF EXISTS (SELECT FROM eightms.member m
+				WHERE m.account_id = eightms.current_account_id() AND lower(m.email) = addr) THEN
+		RAISE EXCEPTION '% is already a member of this account', addr
+			USING ERRCODE = '23505';
+	END IF;
+	INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at)
+	VALUES (eightms.current_account_id(), addr, invite_member.role, eightms.token_hash(tok),
+			eightms.current_user_id(),
+			now() + current_setting('eightms.invitation_ttl')::interval)
+	RETURNING * INTO inv;
+	RETURN QUERY SELECT inv.invitation_id, tok, inv.expires_at;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.invite_member(text, text) TO eightms_user;
+
+CREATE FUNCTION eightms_api.revoke_invitation(invitation_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	UPDATE eightms.invitation i SET revoked_at = now()
+	 WHERE i.account_id = eightms.current_account_id()
+	   AND i.invitation_id = revoke_invitation.invitation_id
+	   AND i.accepted_at IS NULL AND i.revoked_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no open invitation %', revoke_invitation.invitation_id
+			USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.revoke_invitation(uuid) TO eightms_user;
+
+-- The invited user, signed in with the invited email, joins the account.
+CREATE FUNCTION eightms_api.accept_invitation(token text) RETURNS eightms_api.profile
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid		text := eightms.require_user();
+	email	text := eightms.require_verified_email();
+	inv		eightms.invitation;
+	result	eightms_api.profile;
+BEGIN
+	SELECT * INTO inv FROM eightms.invitation i
+	 WHERE i.token_hash = eightms.token_hash(coalesce(accept_invitation.token, ''))
+	 FOR UPDATE;
+	-- One message for unknown, used, revoked and expired tokens alike, so
+	-- the answer tells a guesser nothing.
+	IF NOT FOUND OR inv.accepted_at IS NOT NULL OR inv.revoked_at IS NOT NULL
+	   OR inv.expires_at < now() THEN
+		RAISE EXCEPTION 'invitation is invalid or has expired'
+			USING ERRCODE = '28000',
+				  HINT = 'Ask the account owner for a new invitation.';
+	END IF;
+	IF inv.email <> email THEN
+		RAISE EXCEPTION 'this invitation was sent to another email address'
+			USING ERRCODE = '42501',
+				  HINT = 'Sign in with the address the invitation was sent to.';
+	END IF;
+	INSERT INTO eightms.member (account_id, user_id, email, role, invited_by)
+	VALUES (inv.account_id, uid, email, inv.role, inv.invited_by)
+	ON CONFLICT (account_id, user_id) DO NOTHING;
+	UPDATE eightms.invitation i SET accepted_at = now(), accepted_by = uid
+	 WHERE i.account_id = inv.account_id AND i.invitation_id = inv.invitation_id;
+	PERFORM eightms.act_on_account(inv.account_id,
+		(SELECT m.role FROM eightms.member m WHERE m.account_id = inv.account_id AND m.user_id = uid));
+	SELECT a.account_id, a.company_name, a.display_name, a.timezone, a.default_region,
+		   a.status, a.created_at, a.updated_at
+	  INTO result FROM eightms.account a WHERE a.account_id = inv.account_id;
+	RETURN result;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.accept_invitation(text) TO eightms_user;
+
+-- Owners change roles; the account always keeps at least one owner.
+CREATE FUNCTION eightms_api.set_member_role(user_id text, role text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	old_role text;
+BEGIN
+	PERFORM eightms.require_member_role('owner');
+	acct := eightms.current_account_id();
+	IF set_member_role.role IS NULL OR set_member_role.role NOT IN ('owner', 'admin', 'agent') THEN
+		RAISE EXCEPTION 'unknown member role "%"', left(set_member_role.role, 32)
+			USING ERRCODE = '22023', HINT = 'Roles are owner, admin and agent.';
+	END IF;
+	-- Lock the account's owners so two demotions cannot both pass the check.
+	PERFORM FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner' FOR UPDATE;
+	SELECT m.role INTO old_role FROM eightms.member m
+	 WHERE m.account_id = acct AND m.user_id = set_member_role.user_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no member % in this account', left(set_member_role.user_id, 100)
+			USING ERRCODE = 'P0002';
+	END IF;
+	IF old_role = 'owner' AND set_member_role.role <> 'owner'
+	   AND (SELECT count(*) FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner') = 1 THEN
+		RAISE EXCEPTION 'an account must keep at least one owner'
+			USING ERRCODE = '23514', HINT = 'Make another member an owner first.';
+	END IF;
+	UPDATE eightms.member m SET role = set_member_role.role
+	 WHERE m.account_id = acct AND m.user_id = set_member_role.user_id;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.set_member_role(text, text) TO eightms_user;
+
+-- Owners remove anyone, admins remove agents, and anyone may leave; the last
+-- owner cannot go.
+CREATE FUNCTION eightms_api.remove_member(user_id text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me			text := eightms.require_user();
+	acct		uuid := eightms.require_account();
+	mine		text := eightms.current_member_role();
+	their_role	text;
+BEGIN
+	PERFORM FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner' FOR UPDATE;
+	SELECT m.role INTO their_role FROM eightms.member m
+	 WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no member % in this account', left(remove_member.user_id, 100)
+			USING ERRCODE = 'P0002';
+	END IF;
+	IF remove_member.user_id <> me AND NOT (mine = 'owner' OR (mine = 'admin' AND their_role = 'agent')) THEN
+		RAISE EXCEPTION 'you cannot remove a member with the % role', their_role
+			USING ERRCODE = '42501',
+				  HINT = 'Owners remove anyone; admins remove agents.';
+	END IF;
+	IF their_role = 'owner'
+	   AND (SELECT count(*) FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner') = 1 THEN
+		RAISE EXCEPTION 'an account must keep at least one owner'
+			USING ERRCODE = '23514',
+				  HINT = 'Make another member an owner first, or delete the account.';
+	END IF;
+	DELETE FROM eightms.member m WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.remove_member(text) TO eightms_user;
+
+-- Sign out this session, or every session of the user in this account.
+CREATE FUNCTION eightms_api.sign_out(everywhere boolean DEFAULT false) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me		text := eightms.require_user();
+	acct	uuid := eightms.require_account();
+	claims	jsonb := eightms.jwt_claims();
+	sid		text := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
+	n		integer;
+BEGIN
+	IF NOT everywhere AND sid IS NULL THEN
+		RAISE EXCEPTION 'the JWT names no session'
+			USING ERRCODE = '22023',
+				  HINT = 'Use sign_out(everywhere => true), or a token with a session_id claim.';
+	END IF;
+	UPDATE eightms.session s SET revoked_at = now()
+	 WHERE s.account_id = acct AND s.user_id = me AND s.revoked_at IS NULL
+	   AND (everywhere OR s.session_hash = eightms.token_hash(sid));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.sign_out(boolean) TO eightms_user;
+
+-- The owner deletes the account and everything it holds: every tenant
+-- table's foreign keys lead to eightms.account with ON DELETE CASCADE.  The
+-- company name must be typed back, as a guard against a stray call.
+CREATE FUNCTION eightms_api.delete_account(confirm_company_name text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	name text;
+BEGIN
+	PERFORM eightms.require_member_role('owner');
+	acct := eightms.current_account_id();
+	SELECT a.company_name INTO name FROM eightms.account a WHERE a.account_id = acct FOR UPDATE;
+	IF confirm_company_name IS DISTINCT FROM name THEN
+		RAISE EXCEPTION 'the confirmation does not match the company name'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass the account''s company name exactly as get_profile() shows it.';
+	END IF;
+	DELETE FROM eightms.account a WHERE a.account_id = acct;
+END
+$$;
+GRANT EXECUTE ON FUNCTION eightms_api.delete_account(text) TO eightms_user;
+
+-- ==== sql/jobs.sql
+-- jobs.sql: scheduled work through pg_cron.
+--
+-- Each domain registers its jobs in eightms.scheduled_job; an operator runs
+-- eightms.schedule_jobs() (test/up.sh does) to install them.  Jobs are named,
+-- so running it again changes nothing, and a job dropped from the registry is
+-- unscheduled.
+
+CREATE TABLE eightms.scheduled_job (
+	job_name	text NOT NULL PRIMARY KEY
+		CONSTRAINT scheduled_job_name_check CHECK (job_name ~ '^eightms-[a-z0-9-]+$'),
+	schedule	text NOT NULL,
+	command		text NOT NULL,
+	description	text NOT NULL
+);
+COMMENT ON TABLE eightms.scheduled_job IS
+	'global: pg_cron jobs eightms needs, installed by eightms.schedule_jobs()';
+
+-- pg_cron keeps a row per run in cron.job_run_details and never deletes
+-- them; with jobs every few seconds that table grows without bound.
+CREATE FUNCTION eightms.purge_cron_history(keep interval DEFAULT '7 days') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint := 0;
+BEGIN
+	IF to_regclass('cron.job_run_details') IS NULL THEN
+		RETURN 0;
+	END IF;
+	EXECUTE 'DELETE FROM cron.job_run_details WHERE end_time < now() - $1' USING keep;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eightms.purge_cron_history(interval) IS
+	'Delete pg_cron run history older than keep; scheduled daily by eightms.schedule_jobs()';
+
+INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
+	('eightms-purge-cron-history', '17 3 * * *', 'SELECT eightms.purge_cron_history()',
+	 'delete pg_cron run history older than 7 days');
+
+-- What pg_cron runs for a job: its command while the extension exists in
+-- the job's database, and once it is gone (DROP EXTENSION eightms, which
+-- cannot take pg_cron's rows with it), the job's unscheduling of itself, so
+-- that it does not fail at every run and fill cron.job_run_details with the
+-- purge that would have trimmed it gone too.
+CREATE FUNCTION eightms.cron_command(job_name text, command text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format('DO $eightms_job$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = ''eightms'') '
+				  'THEN EXECUTE %L; ELSE PERFORM cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L '
+				  'AND j.database = pg_catalog.current_database(); END IF; END $eightms_job$',
+				  command, job_name)
+$$;
+COMMENT ON FUNCTION eightms.cron_command(text, text) IS
+	'The command schedule_jobs() gives pg_cron for a job: the job''s command, or its own unscheduling once eightms is dropped';
+
+-- Install (or update) every registered job in pg_cron, and unschedule
+-- eightms jobs no longer registered.  Idempotent.
+CREATE FUNCTION eightms.schedule_jobs()
+RETURNS TABLE (job_name text, schedule text, jobid bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cron_db text := current_setting('cron.database_name', true);
+	j record;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+		IF cron_db IS NULL THEN
+			RAISE EXCEPTION 'pg_cron is not loaded in this server'
+				USING ERRCODE = '55000',
+					  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name = '''
+							 || current_database() || ''', restart, then CREATE EXTENSION pg_cron here.';
+		ELSIF cron_db <> current_database() THEN
+			RAISE EXCEPTION 'pg_cron lives in database "%", not in "%"', cron_db, current_database()
+				USING ERRCODE = '55000',
+					  HINT = 'Set cron.database_name = ''' || current_database()
+							 || ''' and restart, or in database ' || quote_ident(cron_db)
+							 || ' run cron.schedule_in_database() for each row of eightms.scheduled_job with database '''
+							 || current_database() || '''.';
+		ELSE
+			RAISE EXCEPTION 'the pg_cron extension is not created in this database'
+				USING ERRCODE = '55000',
+					  HINT = 'Run CREATE EXTENSION pg_cron; then call eightms.schedule_jobs() again.';
+		END IF;
+	END IF;
+
+	-- pg_cron runs a job over a libpq connection to cron.host as the job's
+	-- user unless it uses background workers; where that connection needs a
+	-- password it has none, and every run fails ("connection failed") with
+	-- nothing said at scheduling time.
+	IF coalesce(current_setting('cron.use_background_workers', true), 'off') <> 'on' THEN
+		RAISE WARNING 'pg_cron will run these jobs over a connection to "%" as "%"',
+			coalesce(current_setting('cron.host', true), 'localhost'), current_user
+			USING HINT = 'Set cron.use_background_workers = on and restart, or let that connection log in without a '
+						 'prompt (pg_hba.conf, ~/.pgpass of the server''s user); eightms.job_status() shows each '
+						 'job''s last run.';
+	END IF;
+
+	FOR j IN SELECT s.job_name, s.schedule, s.command FROM eightms.scheduled_job s ORDER BY s.job_name LOOP
+		job_name := j.job_name;
+		schedule := j.schedule;
+		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid
+			USING j.job_name, j.schedule, eightms.cron_command(j.job_name, j.command);
+		RETURN NEXT;
+	END LOOP;
+
+	EXECUTE $q$
+		SELECT count(cron.unschedule(c.jobid))
+		  FROM cron.job c
+		 WHERE c.jobname LIKE 'eightms-%'
+		   AND c.jobname NOT IN (SELECT s.job_name FROM eightms.scheduled_job s)
+	$q$;
+END
+$$;
+COMMENT ON FUNCTION eightms.schedule_jobs() IS
+	'Install the jobs in eightms.scheduled_job into pg_cron (idempotent: jobs are named)';
+
+-- Whether the jobs run: each registered job, whether pg_cron has it, and its
+-- last run as pg_cron recorded it.  A job that cannot run fails quietly in
+-- cron.job_run_details (pg_cron's connection refused, a function gone), and
+-- retention purges that never run keep data past what the policy promises.
+-- SECURITY DEFINER: pg_cron shows a role only the jobs it scheduled.
+CREATE FUNCTION eightms.job_status()
+RETURNS TABLE (job_name text, schedule text, scheduled boolean, active boolean,
+			   last_start timestamptz, last_status text, last_message text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF to_regclass('cron.job') IS NULL OR to_regclass('cron.job_run_details') IS NULL THEN
+		RETURN QUERY SELECT s.job_name, s.schedule, false, NULL::boolean, NULL::timestamptz, NULL::text, NULL::text
+					   FROM eightms.scheduled_job s ORDER BY s.job_name;
+		RETURN;
+	END IF;
+	RETURN QUERY EXECUTE $q$
+		SELECT s.job_name, coalesce(j.schedule, s.schedule), j.jobid IS NOT NULL, j.active,
+			   r.start_time, r.status, r.return_message
+		  FROM eightms.scheduled_job s
+		  LEFT JOIN cron.job j ON j.jobname = s.job_name
+		  LEFT JOIN LATERAL (SELECT d.start_time, d.status, d.return_message
+							   FROM cron.job_run_details d
+							  WHERE d.jobid = j.jobid
+							  ORDER BY d.runid DESC
+							  LIMIT 1) r ON true
+		 ORDER BY s.job_name
+	$q$;
+END
+$$;
+COMMENT ON FUNCTION eightms.job_status() IS
+	'Each registered job: scheduled in pg_cron or not, and its last run (start, status, message)';
+GRANT EXECUTE ON FUNCTION eightms.job_status() TO eightms_dba;
+
+-- ==== sql/seal.sql
+-- seal.sql: AES-256-GCM sealing of secrets at rest, key rotation, JWTs and
+-- webhook signatures.  The C side is src/seal.c, src/jwt.c and
+-- src/webhook_signature.c; keys and the JWT secret come only from the
+-- server's environment.
+
+CREATE FUNCTION eightms.seal(plaintext text, context text) RETURNS bytea
+AS 'MODULE_PATHNAME', 'eightms_seal'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.seal(text, text) IS
+	'AES-256-GCM seal under the active key; context (e.g. "integration:<account>:access_token") is bound as associated data';
+
+CREATE FUNCTION eightms.seal_bytes(plaintext bytea, context text) RETURNS bytea
+AS 'MODULE_PATHNAME', 'eightms_seal_bytes'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION eightms.unseal(sealed bytea, context text) RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_unseal'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.unseal(bytea, text) IS
+	'Open a value sealed by eightms.seal with the same context; SQLSTATE E8S01 when it cannot be opened';
+
+CREATE FUNCTION eightms.unseal_bytes(sealed bytea, context text) RETURNS bytea
+AS 'MODULE_PATHNAME', 'eightms_unseal_bytes'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION eightms.sealed_key_id(sealed bytea) RETURNS integer
+AS 'MODULE_PATHNAME', 'eightms_sealed_key_id'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.sealed_key_id(bytea) IS 'The id of the key a sealed value was sealed under';
+
+CREATE FUNCTION eightms.reseal(sealed bytea, context text) RETURNS bytea
+AS 'MODULE_PATHNAME', 'eightms_reseal'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.reseal(bytea, text) IS
+	'Re-seal under the active key (unchanged when already under it)';
+
+CREATE FUNCTION eightms.seal_status(OUT key_id integer, OUT active boolean, OUT problem text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'eightms_seal_status'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.seal_status() IS
+	'The loaded seal key ids and which is active, or why no key ring is loaded; never key material';
+
+-- Every sealed column, registered by the domain that owns it, so rotation
+-- can find them all.  context_sql is an SQL expression over the row that
+-- yields the context the value was sealed with.
+CREATE TABLE eightms.sealed_column (
+	table_name	regclass NOT NULL,
+	column_name	name NOT NULL,
+	context_sql	text NOT NULL,
+	PRIMARY KEY (table_name, column_name)
+);
+COMMENT ON TABLE eightms.sealed_column IS
+	'global: sealed bytea columns and how to rebuild each value''s context; read by eightms.rotate_seals()';
+
+-- Re-seal under the active key, at most batch_size values per column per
+-- call; call again until remaining is 0.  Each call commits with the
+-- caller's transaction, so a run can stop and resume at any point, and rows
+-- locked by others are skipped and picked up by a later call.
+CREATE FUNCTION eightms.rotate_seals(batch_size integer DEFAULT 1000)
+RETURNS TABLE (table_name regclass, column_name name, moved bigint, remaining bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c record;
+	active_id integer;
+BEGIN
+	SELECT s.key_id INTO active_id FROM eightms.seal_status() s WHERE s.active;
+	IF active_id IS NULL THEN
+		-- Raises the key ring error with its hint.
+		PERFORM eightms.seal('', 'rotate');
+	END IF;
+	IF batch_size IS NULL OR batch_size < 1 THEN
+		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = '22023';
+	END IF;
+	FOR c IN SELECT s.table_name, s.column_name, s.context_sql FROM eightms.sealed_column s ORDER BY 1, 2 LOOP
+		table_name := c.table_name;
+		column_name := c.column_name;
+		EXECUTE format(
+			'WITH todo AS (SELECT ctid FROM %1$s WHERE %2$I IS NOT NULL AND eightms.sealed_key_id(%2$I) <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED)'
+			' , done AS (UPDATE %1$s t SET %2$I = eightms.reseal(t.%2$I, %3$s) FROM todo WHERE t.ctid = todo.ctid RETURNING 1)'
+			' SELECT count(*) FROM done',
+			c.table_name, c.column_name, c.context_sql)
+		INTO moved USING active_id, batch_size;
+		EXECUTE format('SELECT count(*) FROM %1$s WHERE %2$I IS NOT NULL AND eightms.sealed_key_id(%2$I) <> $1',
+					   c.table_name, c.column_name)
+		INTO remaining USING active_id;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION eightms.rotate_seals(integer) IS
+	'Re-seal registered columns under the active key, batch_size values per column per call; returns moved and remaining';
+
+-- JWTs (HS256) with the secret PostgREST shares.
+CREATE FUNCTION eightms.jwt_encode(payload text) RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_jwt_encode'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION eightms.jwt_decode(token text) RETURNS jsonb
+AS 'MODULE_PATHNAME', 'eightms_jwt_decode'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION eightms.jwt_sign(claims jsonb, ttl interval DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	now_s bigint := floor(extract(epoch FROM now()))::bigint;
+	body jsonb;
+BEGIN
+	IF claims IS NULL OR jsonb_typeof(claims) <> 'object' THEN
+		RAISE EXCEPTION 'JWT claims must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF ttl IS NOT NULL AND ttl <= interval '0' THEN
+		RAISE EXCEPTION 'JWT lifetime must be positive' USING ERRCODE = '22023';
+	END IF;
+	body := jsonb_build_object('iat', now_s) || claims;
+	IF ttl IS NOT NULL THEN
+		body := body || jsonb_build_object('exp', now_s + floor(extract(epoch FROM ttl))::bigint);
+	END IF;
+	RETURN eightms.jwt_encode(body::text);
+END
+$$;
+COMMENT ON FUNCTION eightms.jwt_sign(jsonb, interval) IS
+	'An HS256 JWT of claims plus iat (and exp = iat + ttl), signed with EIGHTMS_JWT_SECRET';
+
+CREATE FUNCTION eightms.jwt_verify(token text) RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims jsonb := eightms.jwt_decode(token);
+	now_s numeric := extract(epoch FROM now());
+BEGIN
+	IF jsonb_typeof(claims) <> 'object' THEN
+		RAISE EXCEPTION 'invalid JWT: claims are not a JSON object' USING ERRCODE = '28000';
+	END IF;
+	IF claims ? 'exp' AND (jsonb_typeof(claims -> 'exp') <> 'number' OR (claims ->> 'exp')::numeric <= now_s) THEN
+		RAISE EXCEPTION 'invalid JWT: expired'
+			USING ERRCODE = '28000', HINT = 'Get a new token.';
+	END IF;
+	IF claims ? 'nbf' AND (jsonb_typeof(claims -> 'nbf') <> 'number' OR (claims ->> 'nbf')::numeric > now_s) THEN
+		RAISE EXCEPTION 'invalid JWT: not valid yet' USING ERRCODE = '28000';
+	END IF;
+	RETURN claims;
+END
+$$;
+COMMENT ON FUNCTION eightms.jwt_verify(text) IS
+	'The claims of an HS256 JWT signed with EIGHTMS_JWT_SECRET, after checking signature, exp and nbf';
+
+-- Webhook signatures over the raw body.
+CREATE FUNCTION eightms.stripe_signature_valid(payload text, signature_header text, secret text,
+											   tolerance integer DEFAULT 300)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eightms_stripe_signature_valid'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.stripe_signature_valid(text, text, text, integer) IS
+	'Stripe-Signature check: some v1 = HMAC-SHA256(secret, t.payload), constant-time, t within tolerance seconds';
+
+CREATE FUNCTION eightms.ed25519_verify(message bytea, signature text, public_key text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eightms_ed25519_verify'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.ed25519_verify(bytea, text, text) IS
+	'Ed25519 signature (base64) over message with a PEM or base64 public key, e.g. GoHighLevel''s X-GHL-Signature';
+
+-- Sealing is for the roles whose API calls store secrets; opening them only
+-- for the bridge worker, which sends them on.
+GRANT EXECUTE ON FUNCTION eightms.seal(text, text), eightms.seal_bytes(bytea, text),
+	eightms.sealed_key_id(bytea)
+TO eightms_user, eightms_phone, eightms_worker, eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.unseal(bytea, text), eightms.unseal_bytes(bytea, text),
+	eightms.reseal(bytea, text)
+TO eightms_worker;
+GRANT EXECUTE ON FUNCTION eightms.seal_status(), eightms.rotate_seals(integer) TO eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.stripe_signature_valid(text, text, text, integer),
+	eightms.ed25519_verify(bytea, text, text)
+TO eightms_anon, eightms_worker;
+
+-- ==== sql/bridge.sql
+-- bridge.sql: the outbound HTTP bridge's durable queue.
+--
+-- http_enqueue() inserts one row in the caller's transaction; the bridge
+-- background worker (src/bridge.c), woken when that transaction commits,
+-- sends it on a libcurl multi handle, retries with backoff, and its recorder
+-- process records every attempt and runs the callback.  A rolled-back
+-- transaction sends nothing.
+
+CREATE TABLE eightms.http_request (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	method				text NOT NULL
+		CONSTRAINT http_request_method_check CHECK (method IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE')),
+	url					text NOT NULL,
+	host				text NOT NULL,
+	headers				jsonb NOT NULL DEFAULT '{}',
+	secret_headers		bytea,
+	body				bytea,
+	timeout_ms			integer NOT NULL DEFAULT 30000
+		CONSTRAINT http_request_timeout_check CHECK (timeout_ms BETWEEN 100 AND 600000),
+	max_attempts		integer NOT NULL DEFAULT 5
+		CONSTRAINT http_request_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
+	follow_redirects	boolean NOT NULL DEFAULT false,
+	idempotency_key		text COLLATE "C" NOT NULL,	-- compared bytewise: cheaper index upkeep
+	-- The callback as {schema, function name}, called as
+	-- function(request_id bigint, context jsonb).  Names, not a
+	-- regprocedure: pg_upgrade refuses a cluster with a regprocedure column
+	-- in any table, as function OIDs do not survive it; names do (and dump
+	-- and restore).  The worker finds the function in pg_proc by these
+	-- names, so no stored text is ever parsed or run.
+	callback			text[]
+		CONSTRAINT http_request_callback_check CHECK (cardinality(callback) = 2),
+	callback_context	jsonb,
+	enqueued_by			regrole NOT NULL DEFAULT current_user::regrole,
+	state				text NOT NULL DEFAULT 'queued'
+		CONSTRAINT http_request_state_check CHECK (state IN ('queued', 'done', 'dead')),
+	attempts			integer NOT NULL DEFAULT 0,
+	next_attempt_at		timestamptz NOT NULL DEFAULT now(),
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	finished_at			timestamptz,
+	response_status		integer,
+	response_headers	jsonb,
+	response_body		bytea,
+	error				text,
+	callback_error		text,
+	CONSTRAINT http_request_idempotency_key_key UNIQUE (idempotency_key)
+)
+-- Every request is updated once it has an outcome, and never HOT (the
+-- state changes): half of each page is left free so that the new version
+-- can stay on the old one's page instead of going to another.
+WITH (fillfactor = 50);
+COMMENT ON TABLE eightms.http_request IS
+	'global: the bridge''s durable queue of outbound HTTP requests (internal; no API role reads it)';
+COMMENT ON COLUMN eightms.http_request.secret_headers IS
+	'Headers such as Authorization, sealed with context ''http_request:'' || idempotency_key; opened only by the worker';
+-- The worker's claim: due requests in order.  No other index on state or
+-- finished_at: each outcome is a non-HOT update that inserts into every
+-- index whose key or predicate it changes, and the daily purge (the only
+-- reader a finished_at index would have) can scan the table instead.
+CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
+SELECT pg_catalog.pg_extension_config_dump('eightms.http_request', '');
+-- Its ids go on from where they were, or new requests would take restored ids.
+SELECT pg_catalog.pg_extension_config_dump('eightms.http_request_id_seq', '');
+
+CREATE TABLE eightms.http_attempt (
+	-- No foreign key: the worker, its only writer, inserts attempts for
+	-- requests it holds, and a per-row check would cost it a query each;
+	-- http_purge() deletes a request's attempts with it.
+	request_id	bigint NOT NULL,
+	attempt		integer NOT NULL,
+	started_at	timestamptz NOT NULL,
+	duration_ms	double precision NOT NULL,
+	status		integer,
+	error		text,
+	PRIMARY KEY (request_id, attempt)
+);
+COMMENT ON TABLE eightms.http_attempt IS 'global: every attempt the bridge made: when, how long, status or error';
+SELECT pg_catalog.pg_extension_config_dump('eightms.http_attempt', '');
+
+INSERT INTO eightms.sealed_column VALUES
+	('eightms.http_request', 'secret_headers', $$'http_request:' || idempotency_key$$);
+
+-- Header names are tokens, values have no line breaks: nothing a caller
+-- passes can add a header or split the request.
+CREATE FUNCTION eightms.http_check_headers(h jsonb, what text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	v jsonb;
+BEGIN
+	IF h IS NULL THEN
+		RETURN;
+	END IF;
+	IF jsonb_typeof(h) <> 'object' THEN
+		RAISE EXCEPTION '% must be a JSON object of header names to string values', what
+			USING ERRCODE = '22023';
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(h) LOOP
+		IF k !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
+			RAISE EXCEPTION 'invalid header name in %: "%"', what, left(k, 64) USING ERRCODE = '22023';
+		END IF;
+		IF jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n\x00]' THEN
+			RAISE EXCEPTION 'header % in % must be a string without line breaks', left(k, 64), what USING ERRCODE = '22023';
+		END IF;
+		IF lower(k) IN ('idempotency-key', 'host', 'content-length', 'transfer-encoding', 'connection') THEN
+			RAISE EXCEPTION 'header % is set by the bridge', left(k, 64) USING ERRCODE = '22023';
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- Queue one request; returns its id.  Costs one INSERT in the caller's
+-- transaction, and asks for the worker to be woken when it commits.
+CREATE FUNCTION eightms.http_enqueue(
+	method text,
+	url text,
+	headers jsonb DEFAULT '{}',
+	body bytea DEFAULT NULL,
+	secret_headers jsonb DEFAULT NULL,
+	timeout interval DEFAULT '30 seconds',
+	max_attempts integer DEFAULT 5,
+	idempotency_key text DEFAULT NULL,
+	callback regprocedure DEFAULT NULL,
+	callback_context jsonb DEFAULT NULL,
+	follow_redirects boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text := upper(method);
+	parts text[];
+	ikey text := coalesce(idempotency_key, gen_random_uuid()::text);
+	new_id bigint;
+	cb_name text[];
+BEGIN
+	IF url IS NULL OR length(url) > 8192 THEN
+		RAISE EXCEPTION 'the URL is missing or longer than 8192 characters' USING ERRCODE = '22023';
+	END IF;
+	parts := regexp_match(url, '^(https?)://(?:[^@/?#]*@)?(\[[0-9A-Fa-f:.]+\]|[^:/?#]+)(?::([0-9]{1,5}))?(?:[/?#]|$)', 'i');
+	IF parts IS NULL THEN
+		RAISE EXCEPTION 'only http and https URLs can be requested: "%"', left(url, 128)
+			USING ERRCODE = '22023',
+				  HINT = 'Use an absolute URL such as https://api.example.com/path.';
+	END IF;
+	IF url ~ '[\s\x00-\x1f]' THEN
+		RAISE EXCEPTION 'the URL contains spaces or control characters' USING ERRCODE = '22023';
+	END IF;
+	IF m NOT IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE') THEN
+		RAISE EXCEPTION 'unsupported HTTP method "%"', left(method, 16)
+			USING ERRCODE = '22023', HINT = 'Use GET, HEAD, POST, PUT, PATCH or DELETE.';
+	END IF;
+	PERFORM eightms.http_check_headers(headers, 'headers');
+	PERFORM eightms.http_check_headers(secret_headers, 'secret_headers');
+	IF length(ikey) NOT BETWEEN 1 AND 255 OR ikey ~ '[\r\n\x00]' THEN
+		RAISE EXCEPTION 'the idempotency key must be 1 to 255 characters without line breaks' USING ERRCODE = '22023';
+	END IF;
+	IF timeout IS NULL OR timeout < interval '100 milliseconds' OR timeout > interval '10 minutes' THEN
+		RAISE EXCEPTION 'timeout must be between 100 milliseconds and 10 minutes' USING ERRCODE = '22023';
+	END IF;
+	IF max_attempts IS NULL OR max_attempts NOT BETWEEN 1 AND 100 THEN
+		RAISE EXCEPTION 'max_attempts must be between 1 and 100' USING ERRCODE = '22023';
+	END IF;
+	IF callback IS NOT NULL THEN
+		SELECT ARRAY[n.nspname::text, p.proname::text] INTO cb_name
+		  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		 WHERE p.oid = callback AND p.pronargs = 2
+		   AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype;
+		IF cb_name IS NULL THEN
+			RAISE EXCEPTION 'callback % must take (request_id bigint, context jsonb)', callback
+				USING ERRCODE = '22023';
+		END IF;
+	END IF;
+
+	INSERT INTO eightms.http_request AS r
+		(method, url, host, headers, secret_headers, body, timeout_ms, max_attempts,
+		 follow_redirects, idempotency_key, callback, callback_context)
+	VALUES
+		(m, url, lower(trim(both '[]' FROM parts[2])), coalesce(headers, '{}'),
+		 CASE WHEN secret_headers IS NOT NULL AND secret_headers <> '{}'
+			  THEN eightms.seal(secret_headers::text, 'http_request:' || ikey) END,
+		 body, (extract(epoch FROM timeout) * 1000)::integer, max_attempts,
+		 follow_redirects, ikey, cb_name, callback_context)
+	RETURNING r.id INTO new_id;
+	PERFORM eightms.bridge_wake_at_commit();
+	RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION eightms.http_enqueue(text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean) IS
+	'Queue an HTTP request for the bridge worker (sent after commit, at least once, with a stable Idempotency-Key)';
+
+-- Worker helpers: response headers as a JSON object (names lower-cased,
+-- repeated headers joined with ", "), and the secret headers opened just
+-- before sending (NULL when they cannot be opened, so one bad value cannot
+-- stop the worker's batch).
+CREATE FUNCTION eightms.http_parse_headers(raw text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(jsonb_object_agg(k, v), '{}')
+	  FROM (SELECT lower(btrim(split_part(line, ':', 1))) AS k,
+				   string_agg(btrim(substr(line, strpos(line, ':') + 1)), ', ' ORDER BY n) AS v
+			  FROM regexp_split_to_table(raw, '\r?\n') WITH ORDINALITY AS l(line, n)
+			 WHERE strpos(line, ':') > 1 AND line !~ '^HTTP/'
+			 GROUP BY 1) s
+$$;
+
+CREATE FUNCTION eightms.http_secret_header_lines(sealed bytea, idempotency_key text) RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF sealed IS NULL THEN
+		RETURN '{}';
+	END IF;
+	RETURN ARRAY(SELECT k || ': ' || v
+				   FROM jsonb_each_text(eightms.unseal(sealed, 'http_request:' || idempotency_key)::jsonb) AS h(k, v));
+EXCEPTION WHEN OTHERS THEN
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION eightms.bridge_wake_at_commit() RETURNS void
+AS 'MODULE_PATHNAME', 'eightms_bridge_wake_at_commit'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eightms.bridge_wake_at_commit() IS
+	'Wake the bridge worker when the current transaction commits';
+
+-- A request in flight stays 'queued' in the table: the worker keeps the ids
+-- it holds in shared memory, and this is where they are read.
+CREATE FUNCTION eightms.http_in_flight() RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'eightms_http_in_flight'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eightms.http_in_flight() IS
+	'Ids of the requests the bridge worker has sent or is sending and whose outcome is not recorded yet';
+
+CREATE FUNCTION eightms.is_public_address(address inet) RETURNS boolean
+AS 'MODULE_PATHNAME', 'eightms_is_public_address'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.is_public_address(inet) IS
+	'False for loopback, private, link-local, shared, documentation, multicast and other reserved addresses: the bridge refuses them';
+
+-- Queue depth and outcomes by host, for operators.
+CREATE VIEW eightms.http_queue_stats AS
+	SELECT r.host,
+		   count(*) FILTER (WHERE r.state = 'queued' AND r.id <> ALL (f.ids)) AS queued,
+		   count(*) FILTER (WHERE r.state = 'queued' AND r.next_attempt_at <= now()
+							AND r.id <> ALL (f.ids)) AS due,
+		   count(*) FILTER (WHERE r.id = ANY (f.ids)) AS in_flight,
+		   count(*) FILTER (WHERE r.state = 'done') AS done,
+		   count(*) FILTER (WHERE r.state = 'dead') AS dead,
+		   coalesce(sum(greatest(r.attempts - 1, 0)), 0) AS retries,
+		   count(*) FILTER (WHERE r.error IS NOT NULL) AS with_errors,
+		   count(*) FILTER (WHERE r.callback_error IS NOT NULL) AS callback_errors,
+		   min(r.next_attempt_at) FILTER (WHERE r.state = 'queued' AND r.id <> ALL (f.ids)) AS next_due
+	  FROM eightms.http_request r CROSS JOIN eightms.http_in_flight() AS f(ids)
+	 GROUP BY r.host;
+COMMENT ON VIEW eightms.http_queue_stats IS 'The bridge by host: queued, due, in flight, done, dead, retries, errors';
+
+-- Delete finished requests (and their attempts) older than keep.
+CREATE FUNCTION eightms.http_purge(keep interval DEFAULT '7 days') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	WITH gone AS (
+		DELETE FROM eightms.http_request r
+		 WHERE r.state IN ('done', 'dead') AND r.finished_at < now() - keep
+		RETURNING r.id),
+	 attempts AS (
+		DELETE FROM eightms.http_attempt a USING gone WHERE a.request_id = gone.id)
+	SELECT count(*) INTO n FROM gone;
+	RETURN n;
+END
+$$;
+
+INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
+	('eightms-purge-http-requests', '23 3 * * *', 'SELECT eightms.http_purge()',
+	 'delete bridge requests finished more than 7 days ago');
+
+GRANT EXECUTE ON FUNCTION
+	eightms.http_enqueue(text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean),
+	eightms.http_check_headers(jsonb, text), eightms.bridge_wake_at_commit(),
+	eightms.http_parse_headers(text)
+TO eightms_worker, eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.http_secret_header_lines(bytea, text) TO eightms_worker;
+GRANT SELECT ON eightms.http_queue_stats TO eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.http_in_flight() TO eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms.http_purge(interval), eightms.is_public_address(inet) TO eightms_dba;
+GRANT SELECT, INSERT ON eightms.http_request TO eightms_worker, eightms_dba;
+GRANT SELECT ON eightms.http_attempt TO eightms_worker, eightms_dba;
+
+-- ==== sql/phone.sql
+-- phone.sql: phone numbers with libphonenumber's answers (src/phone.c).
+-- A NULL region means the default region of the account the request acts
+-- on; that is why these functions are STABLE and not STRICT.
+
+CREATE FUNCTION eightms.e164(raw text, region text DEFAULT NULL, strict boolean DEFAULT true)
+RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_e164'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.e164(text, text, boolean) IS
+	'The E.164 form of a phone number read in region (default: the account''s); strict requires a valid number, else a possible one; raises 22023 naming the reason';
+
+CREATE FUNCTION eightms.try_e164(raw text, region text DEFAULT NULL, strict boolean DEFAULT true)
+RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_try_e164'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.try_e164(text, text, boolean) IS 'As eightms.e164, but NULL instead of an error';
+
+CREATE FUNCTION eightms.phone_type(number text, region text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_phone_type'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.phone_type(text, text) IS
+	'fixed_line, mobile, fixed_line_or_mobile, toll_free, premium_rate, shared_cost, voip, personal_number, pager, uan, voicemail or unknown; NULL when not a phone number';
+
+CREATE FUNCTION eightms.phone_region(number text, region text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_phone_region'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.phone_region(text, text) IS
+	'The ISO 3166 region of a phone number ("001" for non-geographic numbers), NULL when none';
+
+GRANT EXECUTE ON FUNCTION eightms.e164(text, text, boolean), eightms.try_e164(text, text, boolean),
+	eightms.phone_type(text, text), eightms.phone_region(text, text)
+TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
+-- ==== sql/sms.sql
+-- sms.sql: SMS encoding and segmentation (src/sms_encoding.c).
+
+CREATE FUNCTION eightms.sms_info(body text,
+	OUT encoding text, OUT segments integer, OUT characters integer, OUT units integer,
+	OUT fold_changes_encoding boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'eightms_sms_info'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.sms_info(text) IS
+	'GSM-7 or UCS-2, segments (160/153 or 70/67), characters, septets or UTF-16 units, and whether folding look-alikes (eightms.sms_fold) would change the encoding';
+
+CREATE FUNCTION eightms.sms_fold(body text) RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_sms_fold'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.sms_fold(text) IS
+	'Fold curly quotes, dashes, ellipsis and special spaces to their GSM-7 look-alikes';
+
+GRANT EXECUTE ON FUNCTION eightms.sms_info(text), eightms.sms_fold(text)
+TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
+-- ==== sql/gateway.sql
+-- gateway.sql: paired phones, the outbound queue, delivery reports, inbound
+-- SMS, opt-outs and conversations.
+--
+-- outbound:  queued --claim--> claimed --> sent --> delivered
+--               ^                |  lease runs out      \--> failed
+--               \----------------/  (attempts + 1)   queued/claimed --> expired | canceled
+-- inbound:   received (exactly once per phone and device message id)
+--
+-- States only move forward; each keeps its timestamp.  A message is
+-- canceled by cancel_messages (while queued) or its recipient's STOP.
+--
+-- The functions on the hot path (send, claim, report, receive) run with
+-- plan_cache_mode = force_generic_plan: their statements are the same for
+-- every account and batch, and planning a batch statement afresh on each
+-- call cost more than running it.
+
+-- Message ids: time-ordered UUIDs (src/uuid_v7.c), cheaper to make than
+-- gen_random_uuid() and appended at the right of the primary key.
+CREATE FUNCTION eightms.uuid_v7() RETURNS uuid
+LANGUAGE C VOLATILE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_uuid_v7';
+GRANT EXECUTE ON FUNCTION eightms.uuid_v7() TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
+CREATE TABLE eightms.phone (
+	account_id			uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	phone_id			uuid NOT NULL DEFAULT gen_random_uuid(),
+	device_id			text NOT NULL
+		CONSTRAINT phone_device_id_check CHECK (length(device_id) BETWEEN 1 AND 200),
+	name				text
+		CONSTRAINT phone_name_check CHECK (length(name) <= 100),
+	token_version		integer NOT NULL DEFAULT 1,
+	paired_at			timestamptz NOT NULL DEFAULT now(),
+	unpaired_at			timestamptz,
+	-- Telemetry, and only what the privacy policy lists.
+	last_heartbeat_at	timestamptz,
+	battery_pct			integer
+		CONSTRAINT phone_battery_check CHECK (battery_pct BETWEEN 0 AND 100),
+	charging			boolean,
+	network				text
+		CONSTRAINT phone_network_check CHECK (network IN ('wifi', '5g', '4g', '3g', '2g', 'none', 'unknown')),
+	app_version			text
+		CONSTRAINT phone_app_version_check CHECK (length(app_version) <= 50),
+	gateway_password	bytea,
+	-- Pacing: Android's own default is 30 SMS per 30 minutes; NULL turns
+	-- pacing off (a phone whose limit was lifted with adb).
+	rate_limit			integer DEFAULT 30
+		CONSTRAINT phone_rate_limit_check CHECK (rate_limit BETWEEN 1 AND 10000),
+	rate_window			interval NOT NULL DEFAULT '30 minutes'
+		CONSTRAINT phone_rate_window_check CHECK (rate_window BETWEEN '1 minute' AND '1 day'),
+	-- What rate_limit counts: messages, or SMS segments (Android itself
+	-- counts each part of a long message).
+	rate_unit			text NOT NULL DEFAULT 'messages'
+		CONSTRAINT phone_rate_unit_check CHECK (rate_unit IN ('messages', 'segments')),
+	-- When this phone's claims within its window were made, one entry per
+	-- message or segment claimed (at most rate_limit of them): pacing reads
+	-- one row instead of counting messages.
+	recent_claims		timestamptz[] NOT NULL DEFAULT '{}',
+	PRIMARY KEY (account_id, phone_id)
+);
+CREATE UNIQUE INDEX phone_device_idx ON eightms.phone (account_id, device_id) WHERE unpaired_at IS NULL;
+COMMENT ON TABLE eightms.phone IS 'Paired Android phones: device id, telemetry (battery, network, heartbeat) and pacing';
+SELECT pg_catalog.pg_extension_config_dump('eightms.phone', '');
+INSERT INTO eightms.sealed_column VALUES
+	('eightms.phone', 'gateway_password', $$'phone:' || account_id || ':' || phone_id || ':gateway_password'$$);
+
+CREATE TABLE eightms.pairing_code (
+	account_id	uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	code_hash	bytea NOT NULL,
+	created_by	text NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	expires_at	timestamptz NOT NULL,
+	used_at		timestamptz,
+	phone_id	uuid,
+	PRIMARY KEY (account_id, code_hash)
+);
+-- Pairing finds the code before it knows the account.
+CREATE INDEX pairing_code_hash_idx ON eightms.pairing_code (code_hash);
+COMMENT ON TABLE eightms.pairing_code IS 'Short-lived single-use pairing codes, stored as SHA-256';
+SELECT pg_catalog.pg_extension_config_dump('eightms.pairing_code', '');
+
+CREATE TABLE eightms.conversation (
+	-- Indexed columns first, fixed-width ones ahead of the number: every
+	-- update compares them between the old and new row version, and
+	-- PostgreSQL finds a column in one step only while no NULL or
+	-- variable-width column comes before it (bench/README.md).
+	account_id		uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	conversation_id	uuid NOT NULL DEFAULT gen_random_uuid(),
+	-- The minute of the last message.  The inbox index holds this rather
+	-- than last_message_at, so that every message but the first of a
+	-- minute updates the conversation without new index entries (a HOT
+	-- update); the inbox sorts within a minute (list_conversations).
+	active_minute	timestamptz GENERATED ALWAYS AS (date_bin('1 minute', last_message_at, '2000-01-01 00:00:00+00')) STORED,
+	-- E.164 numbers (here and in message, opt_out, consent_event) compare
+	-- byte by byte: a locale's rules would only make indexes slower.
+	peer_number		text COLLATE "C" NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	unread_count	integer NOT NULL DEFAULT 0,
+	last_message_at	timestamptz,
+	phone_id		uuid,
+	archived_at		timestamptz,
+	PRIMARY KEY (account_id, conversation_id),
+	CONSTRAINT conversation_peer_key UNIQUE (account_id, peer_number)
+);
+CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, active_minute DESC);
+-- Room on each page for those updates.
+ALTER TABLE eightms.conversation SET (fillfactor = 80);
+SELECT pg_catalog.pg_extension_config_dump('eightms.conversation', '');
+
+-- The rule every row version of eightms.message keeps (src/message_state.c).
+CREATE FUNCTION eightms.message_state_ok(direction text, status text, pending boolean) RETURNS boolean
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_message_state_ok';
+COMMENT ON FUNCTION eightms.message_state_ok(text, text, boolean) IS
+	'direction out or in; status one of the eight message states; pending true exactly while queued or claimed, else NULL';
+-- Checks run with the writer's rights: every role that writes messages.
+GRANT EXECUTE ON FUNCTION eightms.message_state_ok(text, text, boolean) TO eightms_user, eightms_phone, eightms_dba;
+
+-- No foreign keys: a key check is a query per message written, a tenth
+-- of a bulk send.  Messages are written only by the functions below, each
+-- with the conversation it has just found or created (and locked); deleting
+-- a conversation deletes its messages by the trigger after the table, and
+-- deleting an account deletes its conversations.
+CREATE TABLE eightms.message (
+	-- Indexed columns first (NOT NULL and fixed-width ones leading, then
+	-- phone_id and pending): each update compares every indexed column of
+	-- the old and new row version, and PostgreSQL reaches a column in one
+	-- step only while no NULL or variable-width column precedes it; after
+	-- a NULL it walks every column before it.  Ordered so, a lifecycle
+	-- costs 2.2% fewer instructions (bench/README.md).
+	account_id			uuid NOT NULL,
+	message_id			uuid NOT NULL DEFAULT eightms.uuid_v7(),
+	conversation_id		uuid NOT NULL,
+	send_at				timestamptz NOT NULL DEFAULT now(),
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	segments			integer NOT NULL,
+	attempts			integer NOT NULL DEFAULT 0,
+	phone_id			uuid,
+	-- True while the message waits for or sits on a phone (queued or
+	-- claimed), else NULL.  The queue indexes look at this rather than at
+	-- status, so that claiming (queued -> claimed) and delivering (sent ->
+	-- delivered) change no indexed column: both are HOT updates that add no
+	-- index entries.  Each statement that sets status sets this too, and
+	-- the check below holds them to each other: a generated column would do
+	-- the same, but PostgreSQL copies the whole row to compute one, on every
+	-- write (about 5% of a message's lifecycle).
+	pending				boolean,
+	direction			text NOT NULL,
+	status				text NOT NULL,
+	encoding			text NOT NULL,
+	idempotency_key		text,
+	device_message_id	text,
+	peer_number			text COLLATE "C" NOT NULL,
+	expires_at			timestamptz,
+	lease_expires_at	timestamptz,
+	claimed_at			timestamptz,
+	sent_at				timestamptz,
+	delivered_at		timestamptz,
+	failed_at			timestamptz,
+	canceled_at			timestamptz,
+	received_at			timestamptz,
+	error				text,
+	body				text NOT NULL,
+	CONSTRAINT message_state_check CHECK (eightms.message_state_ok(direction, status, pending)),
+	PRIMARY KEY (account_id, message_id)
+);
+-- Partial: most messages have neither key, and every row version would
+-- otherwise add an entry to both indexes.
+CREATE UNIQUE INDEX message_idempotency_key ON eightms.message (account_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, phone_id, device_message_id)
+	WHERE device_message_id IS NOT NULL;
+-- Room on each page for the HOT updates of the messages on it.
+ALTER TABLE eightms.message SET (fillfactor = 70);
+-- A phone's claim: its due queued messages in order.
+-- (claimed messages stay in it until reported: a claim steps over its own
+-- phone's messages in flight, at most the claims of one lease).
+CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE pending;
+-- What no phone was chosen for (none was online): any phone takes it.
+CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE pending AND phone_id IS NULL;
+-- A conversation's messages in order.  Its id is unique across accounts,
+-- so the account is checked on the row, not carried in every entry.
+CREATE INDEX message_conversation_idx ON eightms.message (conversation_id, created_at, message_id);
+SELECT pg_catalog.pg_extension_config_dump('eightms.message', '');
+
+-- What ON DELETE CASCADE did: a conversation's messages go with it, one
+-- statement per delete (an account's deletion removes all its
+-- conversations at once).  As the owner, as a cascade is: whoever may
+-- delete the conversation may delete its messages.
+CREATE FUNCTION eightms.delete_conversation_messages() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM eightms.message m USING gone g
+	 WHERE m.account_id = g.account_id AND m.conversation_id = g.conversation_id;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION eightms.delete_conversation_messages() FROM PUBLIC;
+CREATE TRIGGER conversation_delete_messages AFTER DELETE ON eightms.conversation
+	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_messages();
+-- And TRUNCATE, which a foreign key would have refused without CASCADE.
+CREATE FUNCTION eightms.truncate_conversation_messages() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	TRUNCATE eightms.message;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION eightms.truncate_conversation_messages() FROM PUBLIC;
+CREATE TRIGGER conversation_truncate_messages AFTER TRUNCATE ON eightms.conversation
+	FOR EACH STATEMENT EXECUTE FUNCTION eightms.truncate_conversation_messages();
+
+-- Numbers that texted STOP (or were added by the account), honoured before
+-- anything is sent; every change of consent is kept.
+CREATE TABLE eightms.opt_out (
+	account_id	uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	number		text COLLATE "C" NOT NULL,
+	opted_out_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id, number)
+);
+SELECT pg_catalog.pg_extension_config_dump('eightms.opt_out', '');
+CREATE TABLE eightms.consent_event (
+	account_id	uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	event_id	uuid NOT NULL DEFAULT gen_random_uuid(),
+	number		text COLLATE "C" NOT NULL,
+	action		text NOT NULL CONSTRAINT consent_event_action_check CHECK (action IN ('opt_out', 'opt_in')),
+	keyword		text,
+	message_id	uuid,
+	at			timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id, event_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('eightms.consent_event', '');
+
+DO $rls$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['phone', 'pairing_code', 'conversation', 'message', 'opt_out', 'consent_event'] LOOP
+		EXECUTE format('ALTER TABLE eightms.%I ENABLE ROW LEVEL SECURITY', t);
+		EXECUTE format('ALTER TABLE eightms.%I FORCE ROW LEVEL SECURITY', t);
+		EXECUTE format('CREATE POLICY tenant_isolation ON eightms.%I USING (account_id = eightms.current_account_id()) WITH CHECK (account_id = eightms.current_account_id())', t);
+	END LOOP;
+END
+$rls$;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON eightms.phone, eightms.pairing_code, eightms.conversation,
+	eightms.message, eightms.opt_out, eightms.consent_event TO eightms_user;
+GRANT SELECT, UPDATE ON eightms.phone TO eightms_phone;
+GRANT DELETE ON eightms.opt_out TO eightms_phone;
+GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.opt_out, eightms.consent_event
+	TO eightms_phone;
+
+-- An account option: fold typographic look-alikes to GSM-7 before sending,
+-- so one curly quote does not turn a message into UCS-2.
+ALTER TABLE eightms.account ADD COLUMN fold_lookalikes boolean NOT NULL DEFAULT false;
+GRANT UPDATE (fold_lookalikes) ON eightms.account TO eightms_user;
+
+-- Phones fit to send: online, battery above eightms.min_battery_pct (20) or
+-- charging; with their queue length (what waits for them, counted on
+-- message_queue_idx), the first thing routing looks at, counted up to
+-- count_cap (NULL: all of it).  Routing a new conversation passes
+-- eightms.routing_queue_cap (1,000): four phones with a campaign's 100,000
+-- queued each took 21.6 ms to count, for every batch (and every single
+-- send) to a new number, several times the send itself; capped, 0.35 ms.
+-- At Android's default pace a phone sends 1,440 messages in a day, the
+-- default message lifetime, so past the cap a queue is full either way,
+-- and such phones share new conversations evenly.  Moving an offline
+-- phone's queue (rare) counts whole queues, to even them out.
+CREATE FUNCTION eightms.healthy_phones(acct uuid, count_cap integer DEFAULT NULL)
+RETURNS TABLE (phone_id uuid, queue_length bigint, battery_pct integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT p.phone_id,
+		   (SELECT count(*) FROM (SELECT FROM eightms.message m
+								   WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.pending
+								   LIMIT count_cap) q),
+		   p.battery_pct
+	  FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
+	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
+	   AND (p.charging OR coalesce(p.battery_pct, 0) > current_setting('eightms.min_battery_pct')::integer);
+END
+$$;
+
+-- A phone's conversations, locked in number order: the order sends lock
+-- conversations in.  Pairing again and unpairing rewrite all of a phone's
+-- conversations; in the order the table gives them, doing so during a
+-- campaign could hold one conversation a batch is about to send to while
+-- the batch holds another, and the deadlock would fail one of them.
+CREATE FUNCTION eightms.lock_phone_conversations(acct uuid, phone uuid) RETURNS SETOF uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.conversation_id FROM eightms.conversation c
+	 WHERE c.account_id = acct AND c.phone_id = phone
+	 ORDER BY c.peer_number
+	   FOR NO KEY UPDATE
+$$;
+
+-- The healthiest phone to send from: the shortest queue, then the fullest
+-- battery.  NULL when none is fit; any phone may then claim.
+CREATE FUNCTION eightms.pick_phone(acct uuid) RETURNS uuid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN (SELECT h.phone_id
+			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h
+			 ORDER BY h.queue_length, h.battery_pct DESC NULLS LAST, h.phone_id
+			 LIMIT 1);
+END
+$$;
+
+-- The calling phone (device token), or an error.
+CREATE FUNCTION eightms.current_phone_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT nullif(eightms.jwt_claims() ->> 'phone_id', '')::uuid $$;
+
+-- The calling phone, or an error ('this call is for paired phones'): the
+-- phone_id claim as current_phone_id() reads it, with an account in the
+-- claims too.  In C (src/claims.c), from the claims current_account_id()
+-- keeps parsed: every API call of a phone starts with it.
+CREATE FUNCTION eightms.require_phone() RETURNS uuid
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'eightms_require_phone';
+
+-- The uuid a text spells, or NULL (src/try_uuid.c).
+CREATE FUNCTION eightms.try_uuid(text) RETURNS uuid
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_try_uuid';
+GRANT EXECUTE ON FUNCTION eightms.try_uuid(text) TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
+-- Whether a batch of reports names each message once, with ids try_uuid
+-- reads (src/try_uuid.c): what report_messages asks before its one-pass path.
+CREATE FUNCTION eightms.ids_are_distinct(reports jsonb) RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_ids_are_distinct';
+COMMENT ON FUNCTION eightms.ids_are_distinct(jsonb) IS
+	'True when every element of the array is an object whose "id" try_uuid reads, all different';
+GRANT EXECUTE ON FUNCTION eightms.ids_are_distinct(jsonb) TO eightms_phone;
+
+-- The time a phone wrote (a report's "at", an inbound message's
+-- "received_at"), or NULL when it cannot be read (src/json_time.c): a JSON
+-- number of milliseconds since 1970, or a string timestamptz reads (ISO
+-- 8601 without a subtransaction).  Never an error, so that one bad time
+-- does not fail, and keep failing, a phone's whole batch.  STABLE: a time
+-- without an offset is read in the session's time zone.  Not PARALLEL SAFE:
+-- strings other than ISO 8601 are read in a subtransaction.
+CREATE FUNCTION eightms.json_time(value jsonb) RETURNS timestamptz
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'eightms_json_time';
+COMMENT ON FUNCTION eightms.json_time(jsonb) IS
+	'A JSON number of milliseconds since 1970 or a string timestamptz reads, as timestamptz; NULL for anything else';
+GRANT EXECUTE ON FUNCTION eightms.json_time(jsonb) TO eightms_phone;
+
+-- ------------------------------------------------------------ pairing
+
+CREATE FUNCTION eightms_api.create_pairing_code(valid_for interval DEFAULT '10 minutes')
+RETURNS TABLE (code text, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c text;
+	e timestamptz := now() + least(greatest(valid_for, interval '1 minute'), interval '1 hour');
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	-- 10 characters of an unambiguous alphabet: about 50 bits.
+	SELECT string_agg(substr('ABCDEFGHJKMNPQRSTUVWXYZ23456789', 1 + get_byte(b, i) % 31, 1), '')
+	  INTO c FROM (SELECT eightms.random_bytes(10) AS b) r, generate_series(0, 9) i;
+	INSERT INTO eightms.pairing_code (account_id, code_hash, created_by, expires_at)
+	VALUES (eightms.current_account_id(), eightms.token_hash(c), eightms.current_user_id(), e);
+	RETURN QUERY SELECT c, e;
+END
+$$;
+
+-- The phone pairs anonymously with the code; it gets its device JWT.
+CREATE FUNCTION eightms_api.pair_phone(code text, device_id text, name text DEFAULT NULL,
+									   app_version text DEFAULT NULL)
+RETURNS TABLE (phone_id uuid, account_id uuid, token text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pc eightms.pairing_code;
+	p eightms.phone;
+	prev eightms.phone;
+BEGIN
+	SELECT * INTO pc FROM eightms.pairing_code c
+	 WHERE c.code_hash = eightms.token_hash(upper(btrim(coalesce(pair_phone.code, ''))))
+	 FOR UPDATE;
+	IF NOT FOUND OR pc.used_at IS NOT NULL OR pc.expires_at < now() THEN
+		RAISE EXCEPTION 'pairing code is invalid or has expired'
+			USING ERRCODE = '28000', HINT = 'Create a new pairing code in the dashboard.';
+	END IF;
+	IF device_id IS NULL OR length(device_id) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'device_id must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	IF length(name) > 100 THEN
+		RAISE EXCEPTION 'a phone name must be at most 100 characters' USING ERRCODE = '22023';
+	END IF;
+	IF length(app_version) > 50 THEN
+		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
+	END IF;
+	-- Pairing the same device again replaces its earlier pairing (at most
+	-- one: the device index is unique among paired phones), whose pacing
+	-- it keeps: the owner's setting, and the claims Android still counts.
+	UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
+	 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL
+	RETURNING o.* INTO prev;
+	INSERT INTO eightms.phone (account_id, device_id, name, app_version)
+	VALUES (pc.account_id, pair_phone.device_id, pair_phone.name, pair_phone.app_version)
+	RETURNING * INTO p;
+	-- It is the same handset: its conversations (so that replies keep
+	-- threading on it) and the messages waiting for it or in its hands move
+	-- to the new pairing, which may report what the earlier one claimed.
+	IF prev.phone_id IS NOT NULL THEN
+		UPDATE eightms.phone n SET rate_limit = prev.rate_limit, rate_window = prev.rate_window,
+			   rate_unit = prev.rate_unit, recent_claims = prev.recent_claims
+		 WHERE n.account_id = p.account_id AND n.phone_id = p.phone_id;
+		UPDATE eightms.conversation c SET phone_id = p.phone_id
+		  FROM eightms.lock_phone_conversations(pc.account_id, prev.phone_id) l(id)
+		 WHERE c.account_id = pc.account_id AND c.conversation_id = l.id;
+		UPDATE eightms.message m SET phone_id = p.phone_id
+		 WHERE m.account_id = pc.account_id AND m.phone_id = prev.phone_id AND m.pending;
+	END IF;
+	UPDATE eightms.pairing_code c SET used_at = now(), phone_id = p.phone_id
+	 WHERE c.account_id = pc.account_id AND c.code_hash = pc.code_hash;
+	RETURN QUERY SELECT p.phone_id, p.account_id,
+		eightms.jwt_sign(jsonb_build_object('role', 'eightms_phone', 'account_id', p.account_id,
+											'phone_id', p.phone_id, 'tv', p.token_version),
+						 interval '365 days');
+END
+$$;
+
+CREATE FUNCTION eightms_api.heartbeat(battery_pct integer, network text DEFAULT 'unknown',
+									  charging boolean DEFAULT NULL, app_version text DEFAULT NULL,
+									  gateway_password text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+BEGIN
+	IF battery_pct IS NOT NULL AND battery_pct NOT BETWEEN 0 AND 100 THEN
+		RAISE EXCEPTION 'battery_pct must be between 0 and 100' USING ERRCODE = '22023';
+	END IF;
+	IF network IS NOT NULL AND lower(network) NOT IN ('wifi', '5g', '4g', '3g', '2g', 'none', 'unknown') THEN
+		RAISE EXCEPTION 'unknown network type "%"', left(network, 20)
+			USING ERRCODE = '22023', HINT = 'Use wifi, 5g, 4g, 3g, 2g, none or unknown.';
+	END IF;
+	IF length(app_version) > 50 THEN
+		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
+	END IF;
+	IF length(gateway_password) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'a gateway password must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.phone p SET
+		last_heartbeat_at = now(),
+		battery_pct = heartbeat.battery_pct,
+		network = coalesce(lower(heartbeat.network), 'unknown'),
+		charging = heartbeat.charging,
+		app_version = coalesce(heartbeat.app_version, p.app_version),
+		gateway_password = CASE WHEN heartbeat.gateway_password IS NULL THEN p.gateway_password
+			ELSE eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password') END
+	 WHERE p.account_id = acct AND p.phone_id = me;
+	RETURN now();
+END
+$$;
+
+CREATE FUNCTION eightms_api.unpair_phone(phone_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	UPDATE eightms.phone p SET unpaired_at = now(), token_version = p.token_version + 1
+	 WHERE p.account_id = eightms.current_account_id() AND p.phone_id = unpair_phone.phone_id
+	   AND p.unpaired_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no paired phone %', unpair_phone.phone_id USING ERRCODE = 'P0002';
+	END IF;
+	-- Its queued work goes back to the account's other phones.
+	UPDATE eightms.message m SET phone_id = NULL
+	 WHERE m.account_id = eightms.current_account_id() AND m.phone_id = unpair_phone.phone_id
+	   AND m.pending AND m.status = 'queued';
+	-- Its conversations lose it too: it will not be back (pairing again
+	-- makes a new phone), and a conversation without a phone gets the
+	-- healthiest one with its next message, instead of queuing it on this
+	-- one for the next claim to move.
+	UPDATE eightms.conversation c SET phone_id = NULL
+	  FROM eightms.lock_phone_conversations(eightms.current_account_id(), unpair_phone.phone_id) l(id)
+	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = l.id;
+END
+$$;
+
+-- Pacing per phone: at most rate_limit messages per rate_window, or none
+-- (NULL) for a phone whose Android limit was lifted.
+CREATE FUNCTION eightms_api.set_phone_pacing(phone_id uuid, rate_limit integer,
+											 rate_window interval DEFAULT '30 minutes',
+											 unit text DEFAULT 'messages')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	IF rate_limit NOT BETWEEN 1 AND 10000 OR rate_window IS NULL
+	   OR rate_window NOT BETWEEN interval '1 minute' AND interval '1 day' THEN
+		RAISE EXCEPTION 'pacing must be 1 to 10000 messages per 1 minute to 1 day'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass a NULL rate_limit to turn pacing off for a phone whose own limit was lifted.';
+	END IF;
+	IF unit IS NULL OR unit NOT IN ('messages', 'segments') THEN
+		RAISE EXCEPTION 'pacing counts messages or segments' USING ERRCODE = '22023',
+			HINT = 'Android counts each part of a long SMS: segments matches its own limit.';
+	END IF;
+	UPDATE eightms.phone p SET rate_limit = set_phone_pacing.rate_limit, rate_window = set_phone_pacing.rate_window,
+		   rate_unit = unit
+	 WHERE p.account_id = eightms.current_account_id() AND p.phone_id = set_phone_pacing.phone_id
+	   AND p.unpaired_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no paired phone %', set_phone_pacing.phone_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+-- Phones with their online status (last heartbeat within eightms.online_window).
+CREATE VIEW eightms_api.phones WITH (security_invoker = true) AS
+	SELECT p.account_id, p.phone_id, p.device_id, p.name, p.paired_at, p.unpaired_at,
+		   p.last_heartbeat_at, p.battery_pct, p.charging, p.network, p.app_version,
+		   p.rate_limit, p.rate_window, p.rate_unit,
+		   (p.unpaired_at IS NULL AND p.last_heartbeat_at > now()
+			- coalesce(current_setting('eightms.online_window', true), '5min')::interval) AS online
+	  FROM eightms.phone p;
+GRANT SELECT ON eightms_api.phones TO eightms_user;
+
+GRANT EXECUTE ON FUNCTION eightms_api.create_pairing_code(interval), eightms_api.unpair_phone(uuid),
+	eightms_api.set_phone_pacing(uuid, integer, interval, text) TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms_api.pair_phone(text, text, text, text) TO eightms_anon;
+GRANT EXECUTE ON FUNCTION eightms_api.heartbeat(integer, text, boolean, text, text) TO eightms_phone;
+GRANT EXECUTE ON FUNCTION eightms.current_phone_id(), eightms.require_phone()
+	TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+
+-- ------------------------------------------------------------ sending
+
+-- Opt-out keywords (US CTIA norms): the whole message, any case.
+CREATE FUNCTION eightms.consent_keyword(body text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- One expression, not STRICT: the planner inlines it (NULL gives NULL).
+AS $$
+	SELECT CASE upper(regexp_replace(btrim(body, E' \t\r\n.!'), '\s+', ' ', 'g'))
+		WHEN 'STOP' THEN 'stop' WHEN 'STOPALL' THEN 'stop' WHEN 'UNSUBSCRIBE' THEN 'stop'
+		WHEN 'CANCEL' THEN 'stop' WHEN 'END' THEN 'stop' WHEN 'QUIT' THEN 'stop'
+		WHEN 'REVOKE' THEN 'stop' WHEN 'OPTOUT' THEN 'stop' WHEN 'OPT OUT' THEN 'stop'
+		WHEN 'START' THEN 'start' WHEN 'UNSTOP' THEN 'start' WHEN 'YES' THEN 'start'
+		WHEN 'HELP' THEN 'help' WHEN 'INFO' THEN 'help'
+	END
+$$;
+
+-- Find or create the conversation with a number.
+CREATE FUNCTION eightms.conversation_for(acct uuid, number text, phone uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	c uuid;
+BEGIN
+	INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
+	VALUES (acct, number, phone)
+	ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id)
+	RETURNING cv.conversation_id INTO c;
+	RETURN c;
+END
+$$;
+
+-- Queue one outbound message (internal; send_message and send_messages).
+CREATE FUNCTION eightms.queue_message(acct uuid, to_number text, body text, phone uuid,
+									  idem text, send_at timestamptz)
+RETURNS eightms.message
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	e164 text;
+	info record;
+	m eightms.message;
+	conv uuid;
+	conv_phone uuid;
+	fold boolean;
+BEGIN
+	IF to_number IS NULL OR btrim(to_number) = '' THEN
+		RAISE EXCEPTION 'a recipient number is required' USING ERRCODE = '22023',
+			HINT = 'Write it with its country code (+44 ...) or as dialled in the account''s default region.';
+	END IF;
+	IF length(idem) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'an idempotency key must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	IF NOT isfinite(send_at) THEN
+		RAISE EXCEPTION 'send_at must be a date and time, not %', send_at USING ERRCODE = '22023';
+	END IF;
+	IF idem IS NOT NULL THEN
+		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
+		IF FOUND THEN
+			RETURN m;
+		END IF;
+	END IF;
+	IF body IS NULL OR length(body) = 0 OR length(body) > 1600 THEN
+		RAISE EXCEPTION 'a message body must be 1 to 1600 characters' USING ERRCODE = '22023';
+	END IF;
+	-- The account's region, read here with a cached plan (e164 with a NULL
+	-- region would look it up again, unplanned, for every message).
+	e164 := eightms.e164(to_number, (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct), true);
+	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
+		RAISE EXCEPTION '% has opted out of messages from this account', e164
+			USING ERRCODE = 'E8O01',
+				  HINT = 'The recipient must text START to opt back in; nothing was queued.';
+	END IF;
+	IF phone IS NOT NULL AND NOT EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct
+										 AND p.phone_id = phone AND p.unpaired_at IS NULL) THEN
+		RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
+	END IF;
+	IF (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct) THEN
+		body := eightms.sms_fold(body);
+	END IF;
+	-- A conversation keeps its phone, so replies thread on the handset;
+	-- a new one (or one without a phone) gets the healthiest phone.
+	-- The row is locked (updated) before the message refers to it: with no
+	-- foreign key, that is what keeps a concurrent delete_conversation from
+	-- leaving this message without its conversation.
+	UPDATE eightms.conversation c SET last_message_at = now()
+	 WHERE c.account_id = acct AND c.peer_number = e164
+	RETURNING c.conversation_id, c.phone_id INTO conv, conv_phone;
+	IF conv IS NULL OR conv_phone IS NULL THEN
+		conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
+		UPDATE eightms.conversation c SET last_message_at = now()
+		 WHERE c.account_id = acct AND c.conversation_id = conv
+		RETURNING c.phone_id INTO conv_phone;
+	END IF;
+	info := eightms.sms_info(body);
+	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
+									  encoding, segments, status, pending, idempotency_key, send_at, expires_at)
+	VALUES (acct, conv, 'out', coalesce(phone, conv_phone), e164, body, info.encoding, info.segments,
+			'queued', true, idem, coalesce(send_at, now()),
+			coalesce(send_at, now()) + current_setting('eightms.message_ttl')::interval)
+	ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+	RETURNING * INTO m;
+	IF m.message_id IS NULL THEN
+		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
+		RETURN m;
+	END IF;
+	-- Realtime: ids only, never content or numbers.
+	PERFORM pg_notify('eightms_outbound', json_build_object('account_id', acct, 'phone_id', m.phone_id,
+															'message_ids', json_build_array(m.message_id))::text);
+	RETURN m;
+END
+$$;
+
+CREATE VIEW eightms_api.messages WITH (security_invoker = true) AS
+	SELECT account_id, message_id, conversation_id, direction, phone_id, peer_number, body, encoding,
+		   segments, status, idempotency_key, attempts, send_at, expires_at, error, created_at,
+		   claimed_at, sent_at, delivered_at, failed_at, canceled_at, received_at
+	  FROM eightms.message;
+GRANT SELECT ON eightms_api.messages TO eightms_user;
+
+CREATE FUNCTION eightms_api.send_message(to_number text, body text, phone_id uuid DEFAULT NULL,
+										 idempotency_key text DEFAULT NULL, send_at timestamptz DEFAULT NULL)
+RETURNS eightms_api.messages
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m eightms.message;
+	r eightms_api.messages;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	m := eightms.queue_message(eightms.current_account_id(), to_number, body, phone_id, idempotency_key, send_at);
+	SELECT * INTO r FROM eightms_api.messages v WHERE v.account_id = m.account_id AND v.message_id = m.message_id;
+	RETURN r;
+END
+$$;
+
+-- A batch: each item queued or refused on its own, in one transaction.
+-- The items that plainly go through (a valid number, not opted out, a fit
+-- body, no idempotency key seen before) are queued by one statement; the
+-- rest, and the whole batch should that statement fail, go one by one
+-- through queue_message, which gives each refusal its own error.
+CREATE FUNCTION eightms_api.send_messages(messages jsonb)
+RETURNS TABLE (item integer, message_id uuid, status text, error_code text, error text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	acct uuid;
+	region text;
+	fold boolean;
+	ttl interval := current_setting('eightms.message_ttl')::interval;
+	ids uuid[];
+	want integer;
+	got integer;
+	x jsonb;
+	m eightms.message;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 10000 THEN
+		RAISE EXCEPTION 'messages must be a JSON array of at most 10000 items' USING ERRCODE = '22023';
+	END IF;
+	SELECT a.default_region, a.fold_lookalikes INTO region, fold FROM eightms.account a WHERE a.account_id = acct;
+	BEGIN
+		WITH items AS (
+			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to, t.x ->> 'body' AS body,
+				   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
+				   (t.x ->> 'send_at')::timestamptz AS send_at
+			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
+		norm AS (
+			SELECT items.*, eightms.try_e164(items.raw_to, region, true) COLLATE "C" AS e164,
+				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
+			  FROM items),
+		fast AS MATERIALIZED (
+			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id,
+				   CASE WHEN fold THEN eightms.sms_fold(n.body) ELSE n.body END AS body
+			  FROM norm n
+			 WHERE n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+			   AND (n.send_at IS NULL OR isfinite(n.send_at))
+			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
+			   AND (n.phone IS NULL
+					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
+								AND p.unpaired_at IS NULL))
+			   AND (n.idem IS NULL
+					OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200
+						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
+										 AND o.idempotency_key = n.idem)))),
+		-- One row per number, from its first item, in number order (the
+		-- lock order every batch shares).
+		peers AS (
+			SELECT DISTINCT ON (f.e164) f.e164, f.ord, f.phone FROM fast f ORDER BY f.e164, f.ord),
+		-- Conversations that exist and have a phone (nearly all) are
+		-- updated by one scan of the number index, which takes their locks
+		-- in number order: half the work of an upsert, which locks each row
+		-- before it updates it.
+		conv_old AS (
+			UPDATE eightms.conversation cv SET last_message_at = now()
+			 WHERE cv.account_id = acct AND cv.peer_number = ANY (ARRAY(SELECT pr.e164 FROM peers pr))
+			   AND cv.phone_id IS NOT NULL
+			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		-- The other numbers (new conversations, and ones without a phone)
+		-- are spread over the healthy phones as pick_phone would, shortest
+		-- queue first, unless the item names its phone.
+		unrouted AS (
+			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
+			  FROM peers pr
+			 WHERE pr.phone IS NULL AND pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)),
+		slots AS (
+			SELECT h.phone_id,
+				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
+			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
+				   generate_series(1, (SELECT count(*) FROM unrouted)) g
+			 -- Counting queues only when some conversation needs a phone.
+			 WHERE EXISTS (SELECT FROM unrouted)),
+		-- The rest are created (or, created meanwhile or without a phone,
+		-- taken over), in number order too.
+		conv_new AS (
+			INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
+			SELECT acct, pr.e164, coalesce(pr.phone, s.phone_id), now()
+			  FROM peers pr
+			  LEFT JOIN unrouted u ON u.e164 = pr.e164
+			  LEFT JOIN slots s ON s.k = u.k
+			 WHERE pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)
+			 ORDER BY pr.e164
+			ON CONFLICT (account_id, peer_number) DO UPDATE
+				SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
+			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		conv AS (
+			SELECT * FROM conv_old UNION ALL SELECT * FROM conv_new),
+		ins AS (
+			INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
+											  peer_number, body, encoding, segments, status, pending, idempotency_key,
+											  send_at, expires_at)
+			SELECT acct, f.message_id, c.conversation_id, 'out', coalesce(f.phone, c.phone_id), f.e164, f.body,
+				   i.encoding, i.segments, 'queued', true, f.idem, coalesce(f.send_at, now()),
+				   coalesce(f.send_at, now()) + ttl
+			  FROM fast f
+			  JOIN conv c ON c.peer_number = f.e164
+			 CROSS JOIN LATERAL eightms.sms_info(f.body) i
+			 ORDER BY f.ord
+			-- No ON CONFLICT: it would make every row a speculative insertion
+			-- (a lock and a second WAL record each, about 1% of a lifecycle).
+			-- A key another transaction took meanwhile raises unique_violation
+			-- instead, and the batch goes one by one below, where that item
+			-- gets the message already queued under its key.
+			RETURNING x.message_id, x.phone_id),
+		-- Realtime: ids only, never content or numbers; one notification
+		-- per phone and hundred messages (a payload holds 8000 bytes).
+		chunks AS (
+			SELECT ins.phone_id, ins.message_id,
+				   (row_number() OVER (PARTITION BY ins.phone_id) - 1) / 100 AS chunk
+			  FROM ins),
+		notified AS (
+			SELECT sum(g.n) AS n,
+				   count(pg_notify('eightms_outbound',
+								   json_build_object('account_id', acct, 'phone_id', g.phone_id,
+													 'message_ids', g.ids)::text)) AS notes
+			  FROM (SELECT ch.phone_id, json_agg(ch.message_id) AS ids, count(*) AS n
+					  FROM chunks ch GROUP BY ch.phone_id, ch.chunk) g)
+		SELECT (SELECT count(*) FROM fast), (SELECT coalesce(n, 0) FROM notified),
+			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord)
+		  INTO want, got, ids;
+		IF got <> want THEN
+			-- Cannot happen (every row of fast is inserted or the statement
+			-- fails); should it, the slow path below settles each item.
+			RAISE EXCEPTION USING ERRCODE = 'T8R01';
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		ids := NULL;
+	END;
+	IF ids IS NOT NULL AND array_position(ids, NULL) IS NULL THEN
+		RETURN QUERY SELECT u.ord::integer, u.id, 'queued'::text, NULL::text, NULL::text
+					   FROM unnest(ids) WITH ORDINALITY AS u(id, ord);
+		RETURN;
+	END IF;
+	FOR i IN 1 .. jsonb_array_length(messages) LOOP
+		item := i;
+		IF ids[i] IS NOT NULL THEN
+			message_id := ids[i];
+			status := 'queued';
+			error_code := NULL;
+			error := NULL;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		x := messages -> (i - 1);
+		BEGIN
+			m := eightms.queue_message(acct, x ->> 'to', x ->> 'body', (x ->> 'phone_id')::uuid,
+									   x ->> 'idempotency_key', (x ->> 'send_at')::timestamptz);
+			message_id := m.message_id;
+			status := m.status;
+			error_code := NULL;
+			error := NULL;
+		EXCEPTION WHEN OTHERS THEN
+			message_id := NULL;
+			status := 'refused';
+			GET STACKED DIAGNOSTICS error_code = RETURNED_SQLSTATE, error = MESSAGE_TEXT;
+		END;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+-- Cancel queued messages (a scheduled campaign stopped, a batch sent by
+-- mistake).  Only what is still queued: a claimed message is in a phone's
+-- hands and may be on its way, so it is left to its report, and the answer
+-- says so.  Each id is answered: canceled, or the status it has (NULL for
+-- no message of this account).
+CREATE FUNCTION eightms_api.cancel_messages(message_ids uuid[])
+RETURNS TABLE (message_id uuid, canceled boolean, status text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	gone uuid[];
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	IF message_ids IS NULL OR cardinality(message_ids) > 10000 THEN
+		RAISE EXCEPTION 'message_ids must be an array of at most 10000 message ids' USING ERRCODE = '22023',
+			HINT = 'Cancel a larger batch in several calls.';
+	END IF;
+	WITH c AS (
+		UPDATE eightms.message m
+		   SET status = 'canceled', pending = NULL, canceled_at = now(),
+			   error = 'canceled by ' || left(eightms.current_user_id(), 255)
+		 WHERE m.account_id = acct AND m.message_id = ANY (message_ids)
+		   AND m.direction = 'out' AND m.status = 'queued'
+		RETURNING m.message_id)
+	SELECT coalesce(array_agg(c.message_id), '{}') INTO gone FROM c;
+	-- A statement of its own: what a claim took meanwhile (the update
+	-- waited for it and then left it) reads as claimed here.
+	RETURN QUERY
+	SELECT i.id, i.id = ANY (gone), CASE WHEN i.id = ANY (gone) THEN 'canceled' ELSE m.status END
+	  FROM (SELECT DISTINCT ON (u.id) u.id, u.ord FROM unnest(message_ids) WITH ORDINALITY AS u(id, ord)
+			 WHERE u.id IS NOT NULL ORDER BY u.id, u.ord) i
+	  LEFT JOIN eightms.message m ON m.account_id = acct AND m.message_id = i.id AND m.direction = 'out'
+	 ORDER BY i.ord;
+END
+$$;
+COMMENT ON FUNCTION eightms_api.cancel_messages(uuid[]) IS
+	'Cancel queued outbound messages; answers each id with canceled and its status (claimed ones are left to the phone)';
+
+-- ------------------------------------------------------------ the phone's loop
+
+-- Queued work of phones that went offline moves to the healthiest phone
+-- online: run by every claim for its account.  The scheduled job (every
+-- minute, no account) also expires messages past their expiry and puts
+-- leases that ran out back in the queue (attempts + 1), or fails them
+-- after the last attempt.  A claim does both for what it picks: it never
+-- hands out an expired message, and a phone takes back its own run-out
+-- leases itself.
+CREATE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer;
+	k integer;
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
+	-- One account (a claim) or all (the scheduled job); an array keeps
+	-- both on the account_id indexes.  Set below: as an initializer with
+	-- its subquery, it ran as a query in every claim (about 4% of a claim
+	-- that finds nothing).
+	accts uuid[];
+	offline uuid[];
+	a uuid;
+	moving uuid[];
+	targets uuid[];
+BEGIN
+	n := 0;
+	IF acct IS NULL THEN
+		accts := ARRAY(SELECT a.account_id FROM eightms.account a);
+		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+			error = 'not sent before it expired'
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
+		GET DIAGNOSTICS n = ROW_COUNT;
+		UPDATE eightms.message m SET
+			status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
+			pending = CASE WHEN m.attempts + 1 >= max_attempts THEN NULL ELSE true END,
+			failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
+			error = CASE WHEN m.attempts + 1 >= max_attempts
+						 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
+			attempts = m.attempts + 1,
+			lease_expires_at = NULL
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < now();
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	ELSE
+		accts := ARRAY[acct];
+	END IF;
+	-- Found from the phones, so a claim does not walk the account's queue.
+	-- Unpairing moves a phone's work away itself (unpair_phone, pair_phone):
+	-- a claim looks only at phones unpaired within the online window, for
+	-- what a send racing the unpairing queued; the scheduled job at all.
+	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
+					  WHERE p.account_id = ANY (accts)
+						AND CASE WHEN p.unpaired_at IS NULL
+								 THEN p.last_heartbeat_at IS NULL OR p.last_heartbeat_at < window_start
+								 ELSE acct IS NULL OR p.unpaired_at > window_start END);
+	IF cardinality(offline) > 0 THEN
+		-- Spread over the account's healthy phones as send_messages spreads
+		-- new conversations: the i-th message (in send order) to the i-th
+		-- free slot, shortest queue first, so that the queues even out.
+		-- The phones and their queues are read once per account, not once
+		-- per message; with no healthy phone a message is left to any
+		-- phone (unassigned), as pick_phone would.
+		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p
+				  WHERE p.account_id = ANY (accts) AND p.phone_id = ANY (offline) LOOP
+			moving := ARRAY(SELECT m.message_id FROM eightms.message m
+							 WHERE m.account_id = a AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued'
+							 ORDER BY m.send_at, m.message_id);
+			CONTINUE WHEN cardinality(moving) = 0;
+			targets := ARRAY(SELECT h.phone_id
+							   FROM eightms.healthy_phones(a) h, generate_series(1, cardinality(moving)) g
+							  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
+							  LIMIT cardinality(moving));
+			-- Without targets, unnest pads them with NULL: unassigned.
+			UPDATE eightms.message m SET phone_id = t.phone
+			  FROM unnest(moving, targets) AS t(id, phone)
+			 WHERE m.account_id = a AND m.message_id = t.id
+			   -- Again on the row as updated: a claim may have taken it meanwhile.
+			   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
+			GET DIAGNOSTICS k = ROW_COUNT;
+			n := n + k;
+		END LOOP;
+	END IF;
+	RETURN n;
+END
+$$;
+
+INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
+	('eightms-expire-messages', '* * * * *', 'SELECT eightms.expire_messages()',
+	 'requeue messages whose lease ran out, fail them after the last attempt, expire old ones');
+
+CREATE FUNCTION eightms_api.claim_messages(max integer DEFAULT 10)
+RETURNS TABLE (message_id uuid, to_number text, body text, encoding text, segments integer,
+			   attempt integer, lease_expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+	lim integer;
+	by_segments boolean := false;
+	budget integer;
+	recent timestamptz[];
+	picked uuid[];
+	tids tid[];
+	fates text[];
+	segs integer[];
+	keep integer;
+	n integer;
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	lease interval := current_setting('eightms.message_lease')::interval;
+BEGIN
+	PERFORM eightms.expire_messages(acct);
+	max := least(greatest(coalesce(max, 10), 0), 100);
+	-- Pacing: this phone's claims within its window, kept on its row; the
+	-- row lock makes two concurrent claims of one phone count each other.
+	-- A phone without a limit (no row here) is neither read twice nor locked.
+	SELECT p.rate_limit, p.rate_unit = 'segments',
+		   ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
+	  INTO lim, by_segments, recent
+	  FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.phone_id = me AND p.rate_limit IS NOT NULL
+	   FOR NO KEY UPDATE;
+	IF lim IS NOT NULL THEN
+		-- One entry in recent per message, or per segment, claimed.
+		budget := greatest(lim - cardinality(recent), 0);
+		max := least(max, budget);
+	END IF;
+	IF max = 0 THEN
+		RETURN;
+	END IF;
+	-- This phone's own queue first (with its own claims whose lease ran
+	-- out: it takes them back), then messages no phone was chosen for; each
+	-- in send_at order straight off message_queue_idx.  What becomes of
+	-- each is decided as it is locked: what expired while queued is not
+	-- sent, a lease that ran out on the last allowed attempt fails the
+	-- message, the rest is claimed (a run-out lease as a new attempt).
+	-- Each row's ctid is kept so that the update below finds it without
+	-- the primary key: the rows are locked, so it cannot move meanwhile.
+	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}'),
+		   coalesce(array_agg(s.segments), '{}')
+	  INTO picked, tids, fates, segs
+	  FROM (SELECT m.message_id, m.ctid, m.segments,
+				   CASE WHEN m.expires_at < now() THEN 'expired'
+						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
+						ELSE 'claimed' END AS fate
+			  FROM eightms.message m
+			 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
+			   AND (m.status = 'queued' OR m.lease_expires_at < now())
+			 ORDER BY m.send_at
+			 LIMIT max
+			   FOR UPDATE SKIP LOCKED) s;
+	IF cardinality(picked) < max THEN
+		SELECT picked || coalesce(array_agg(s.message_id), '{}'), tids || coalesce(array_agg(s.ctid), '{}'),
+			   fates || coalesce(array_agg(s.fate), '{}'), segs || coalesce(array_agg(s.segments), '{}')
+		  INTO picked, tids, fates, segs
+		  FROM (SELECT m.message_id, m.ctid, m.segments,
+					   CASE WHEN m.expires_at < now() THEN 'expired' ELSE 'claimed' END AS fate
+				  FROM eightms.message m
+				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
+				 ORDER BY m.send_at
+				 LIMIT max - cardinality(picked)
+				   FOR UPDATE SKIP LOCKED) s;
+	END IF;
+	-- Paced by segments: the messages, in order, whose segments fit what is
+	-- left of the window (what expires or fails here costs none).  The rest
+	-- stay queued; their row locks go with this transaction.
+	IF by_segments THEN
+		keep := (SELECT count(*)
+				   FROM (SELECT sum(CASE WHEN u.f = 'claimed' THEN u.s ELSE 0 END) OVER (ORDER BY u.i) AS used
+						   FROM unnest(segs, fates) WITH ORDINALITY AS u(s, f, i)) x
+				  WHERE x.used <= budget);
+		-- A message longer than the whole limit would never fit: it goes
+		-- out alone, in a window with nothing else in it.
+		IF keep = 0 AND cardinality(recent) = 0 THEN
+			keep := 1;
+		END IF;
+		picked := picked[1:keep];
+		tids := tids[1:keep];
+		fates := fates[1:keep];
+		segs := segs[1:keep];
+	END IF;
+	IF cardinality(picked) = 0 THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	WITH settled AS (
+		UPDATE eightms.message m SET
+			status = f.fate,
+			pending = CASE WHEN f.fate = 'claimed' THEN true END,
+			error = CASE f.fate WHEN 'expired' THEN 'not sent before it expired'
+								WHEN 'failed' THEN format('the phone did not report within its lease %s times',
+														  m.attempts + 1)
+								ELSE m.error END,
+			failed_at = CASE WHEN f.fate = 'failed' THEN now() ELSE m.failed_at END,
+			attempts = CASE WHEN m.status = 'claimed' AND f.fate <> 'expired' THEN m.attempts + 1
+							ELSE m.attempts END,
+			phone_id = CASE WHEN f.fate = 'claimed' THEN me ELSE m.phone_id END,
+			claimed_at = CASE WHEN f.fate = 'claimed' THEN now() ELSE m.claimed_at END,
+			lease_expires_at = CASE WHEN f.fate = 'claimed' THEN now() + lease END
+		  FROM unnest(picked, tids, fates) AS f(id, tid, fate)
+		 WHERE m.ctid = f.tid AND m.account_id = acct AND m.message_id = f.id
+		RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1 AS attempt,
+				  m.lease_expires_at, m.status)
+	SELECT c.message_id, c.peer_number, c.body, c.encoding, c.segments, c.attempt, c.lease_expires_at
+	  FROM settled c
+	 WHERE c.status = 'claimed';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF lim IS NOT NULL AND n > 0 THEN
+		IF by_segments THEN
+			n := (SELECT sum(u.s) FROM unnest(segs, fates) AS u(s, f) WHERE u.f = 'claimed');
+		END IF;
+		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
+		 WHERE p.account_id = acct AND p.phone_id = me;
+	END IF;
+END
+$$;
+
+-- Status order: a report can only move a message forward.
+CREATE FUNCTION eightms.status_rank(status text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- A plain CASE (not STRICT) so that the planner inlines it.
+AS $$
+	SELECT CASE status WHEN 'queued' THEN 1 WHEN 'claimed' THEN 2 WHEN 'sent' THEN 3 WHEN 'delivered' THEN 4 END
+$$;
+
+-- A batch of reports is folded per message in one statement: the state
+-- before each report is what the reports ahead of it in the batch left, so
+-- the answer is the same as applying them one by one, and each message is
+-- written once however many reports it has.
+CREATE FUNCTION eightms_api.report_messages(reports jsonb)
+RETURNS TABLE (message_id uuid, status text, accepted boolean, note text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+BEGIN
+	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
+		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
+	END IF;
+	-- The usual batch names each message once: then each report is checked
+	-- against the row as the update finds it, with no locking pass first.
+	IF eightms.ids_are_distinct(reports) THEN
+		RETURN QUERY
+		WITH rep AS (
+			SELECT t.ord, eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
+				   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
+			  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
+		moved AS (
+			UPDATE eightms.message x SET
+				status = rep.st,
+				pending = NULL,
+				lease_expires_at = NULL,
+				sent_at = CASE WHEN rep.st IN ('sent', 'delivered') THEN coalesce(x.sent_at, rep.at) ELSE x.sent_at END,
+				delivered_at = CASE WHEN rep.st = 'delivered' THEN rep.at ELSE x.delivered_at END,
+				failed_at = CASE WHEN rep.st = 'failed' THEN rep.at ELSE x.failed_at END,
+				error = CASE WHEN rep.st = 'failed' THEN left(coalesce(rep.err, 'failed on the phone'), 500)
+							 ELSE x.error END,
+				attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+			  FROM rep
+			 WHERE x.account_id = acct AND x.message_id = rep.id AND x.direction = 'out' AND x.phone_id = me
+			   AND rep.st IN ('sent', 'delivered', 'failed')
+			   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
+			   AND (rep.st = 'failed' OR eightms.status_rank(rep.st) > eightms.status_rank(x.status))
+			RETURNING x.message_id),
+		-- What did not move: late, repeated, malformed or not this phone's.
+		still AS (
+			SELECT m.message_id, m.status FROM eightms.message m
+			 WHERE m.account_id = acct AND m.direction = 'out' AND m.phone_id = me
+			   AND m.message_id IN (SELECT rep.id FROM rep WHERE rep.id NOT IN (SELECT moved.message_id FROM moved)))
+		SELECT rep.id, rep.st,
+			   (moved.message_id IS NOT NULL OR still.message_id IS NOT NULL)
+			   AND coalesce(rep.st IN ('sent', 'delivered', 'failed'), false),
+			   CASE WHEN moved.message_id IS NOT NULL THEN NULL
+					WHEN still.message_id IS NULL THEN 'no such message for this phone'
+					WHEN rep.st IS NULL OR rep.st NOT IN ('sent', 'delivered', 'failed')
+					THEN 'status must be sent, delivered or failed'
+					ELSE 'already ' || still.status END
+		  FROM rep
+		  LEFT JOIN moved ON moved.message_id = rep.id
+		  LEFT JOIN still ON still.message_id = rep.id
+		 ORDER BY rep.ord;
+		RETURN;
+	END IF;
+	RETURN QUERY
+	WITH rep AS (
+		SELECT t.ord,
+			   -- A malformed id names no message.
+			   eightms.try_uuid(t.x ->> 'id') AS id,
+			   t.x ->> 'status' AS st,
+			   t.x ->> 'error' AS err,
+			   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
+		  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
+	cur AS (
+		SELECT m.message_id, m.status FROM eightms.message m
+		 WHERE m.account_id = acct AND m.message_id IN (SELECT rep.id FROM rep)
+		   AND m.direction = 'out' AND m.phone_id = me
+		 ORDER BY m.message_id
+		   FOR NO KEY UPDATE),
+	-- What the valid reports ahead of each one in the batch did.
+	ahead AS (
+		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine,
+			   coalesce(bool_or(rep.st = 'sent') OVER w, false) AS sent_ahead,
+			   (array_agg(rep.st) FILTER (WHERE rep.st IN ('delivered', 'failed')) OVER w)[1] AS final_ahead
+		  FROM rep LEFT JOIN cur ON cur.message_id = rep.id
+		WINDOW w AS (PARTITION BY rep.id ORDER BY rep.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
+	before AS (
+		SELECT ahead.*,
+			   CASE WHEN s0 IN ('delivered', 'failed', 'expired', 'canceled') THEN s0
+					WHEN final_ahead IS NOT NULL THEN final_ahead
+					WHEN sent_ahead THEN 'sent'
+					ELSE s0 END AS was
+		  FROM ahead),
+	step AS (
+		SELECT before.*,
+			   mine AND st IN ('sent', 'delivered', 'failed')
+			   AND was NOT IN ('delivered', 'failed', 'expired', 'canceled')
+			   AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(was)) AS moves
+		  FROM before),
+	final AS (
+		SELECT step.id,
+			   (array_agg(step.st ORDER BY step.ord DESC))[1] AS st,
+			   (array_agg(step.at ORDER BY step.ord) FILTER (WHERE step.st IN ('sent', 'delivered')))[1] AS sent_at,
+			   max(step.at) FILTER (WHERE step.st = 'delivered') AS delivered_at,
+			   max(step.at) FILTER (WHERE step.st = 'failed') AS failed_at,
+			   max(left(coalesce(step.err, 'failed on the phone'), 500)) FILTER (WHERE step.st = 'failed') AS error
+		  FROM step
+		 WHERE step.moves
+		 GROUP BY step.id),
+	written AS (
+		UPDATE eightms.message x SET
+			status = final.st,
+			pending = NULL,
+			lease_expires_at = NULL,
+			sent_at = coalesce(x.sent_at, final.sent_at),
+			delivered_at = coalesce(final.delivered_at, x.delivered_at),
+			failed_at = coalesce(final.failed_at, x.failed_at),
+			error = coalesce(final.error, x.error),
+			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+		  FROM final
+		 WHERE x.account_id = acct AND x.message_id = final.id
+		RETURNING 1)
+	SELECT step.id, step.st,
+		   step.mine AND coalesce(step.st IN ('sent', 'delivered', 'failed'), false),
+		   CASE WHEN NOT step.mine THEN 'no such message for this phone'
+				WHEN step.st IS NULL OR step.st NOT IN ('sent', 'delivered', 'failed')
+				THEN 'status must be sent, delivered or failed'
+				WHEN NOT step.moves THEN 'already ' || step.was END
+	  FROM step
+	 ORDER BY step.ord;
+END
+$$;
+
+-- ------------------------------------------------------------ inbound
+
+-- A reply the gateway sends on its own (opt-out confirmation, help), on the
+-- phone the message came in on; it is queued even to an opted-out number.
+CREATE FUNCTION eightms.queue_reply(acct uuid, conv uuid, phone uuid, number text, body text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
+								 encoding, segments, status, pending, expires_at)
+	SELECT acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued', true,
+		   now() + current_setting('eightms.message_ttl')::interval
+	  FROM eightms.sms_info(body) i
+$$;
+
+-- Why receive_messages cannot store an inbound item x (whose
+-- device_message_id is given), or NULL: asked of each item, and of a
+-- batch's items before their senders' conversations are locked.  SQL
+-- without a SET clause, so the planner inlines it: a message costs what
+-- the expression did written out in the loop.
+CREATE FUNCTION eightms.inbound_error(x jsonb, device_message_id text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN jsonb_typeof(x) IS DISTINCT FROM 'object' THEN 'not a JSON object'
+		WHEN device_message_id IS NULL OR length(device_message_id) NOT BETWEEN 1 AND 200
+		THEN 'device_message_id must be 1 to 200 characters'
+		WHEN jsonb_typeof(x -> 'from') IS DISTINCT FROM 'string' OR btrim(x ->> 'from') = ''
+		THEN 'from must be the sender''s number or name'
+		WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string'
+		-- 255 segments of 153 characters: the longest concatenated SMS.
+		WHEN length(x ->> 'body') > 39015 THEN 'body must be at most 39015 characters' END
+$$;
+
+CREATE FUNCTION eightms_api.receive_messages(messages jsonb)
+RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text, error text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+-- The conflict target names columns that are also output parameters.
+#variable_conflict use_column
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+	x jsonb;
+	sender text;
+	conv uuid;
+	kw text;
+	mid uuid;
+	reply text;
+	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
+BEGIN
+	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
+		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
+			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
+	END IF;
+	-- The conversations the batch will write are taken first, in the order
+	-- send_messages takes them: those that exist with a phone, locked in
+	-- number order, then the rest, created (or locked) in number order.
+	-- Taken one by one in the batch's order, a batch from two senders and a
+	-- send to both, or another phone's messages from both, could each hold
+	-- one and wait for the other, and the deadlock aborts one.  Only the
+	-- senders of items the loop will store, so that no conversation is
+	-- left empty by an item in error or a message stored before.  The
+	-- WHERE writes nothing: every conflicting row is locked all the same,
+	-- and the loop counts each message in one write, as for a single one.
+	IF jsonb_array_length(messages) > 1 THEN
+		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
+		SELECT acct, s.peer, me
+		  FROM (SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false),
+										 left(btrim(m ->> 'from'), 32)) COLLATE "C" AS peer
+				  FROM jsonb_array_elements(messages) m
+				 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
+				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.phone_id = me
+									AND d.device_message_id = m ->> 'device_message_id')) s
+		 ORDER BY EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = acct
+						   AND c.peer_number = s.peer AND c.phone_id IS NOT NULL) DESC, s.peer
+		ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = cv.phone_id WHERE false;
+	END IF;
+	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
+		device_message_id := x ->> 'device_message_id';
+		message_id := NULL;
+		duplicate := NULL;
+		consent := NULL;
+		-- An item that can never be stored is answered, not raised: raised,
+		-- it would fail the whole batch, and the phone would send the same
+		-- batch again and again while the other messages in it wait.
+		error := eightms.inbound_error(x, device_message_id);
+		IF error IS NOT NULL THEN
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		SELECT m.message_id INTO mid FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;
+		IF FOUND THEN
+			message_id := mid; duplicate := true;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		-- Short codes and alphanumeric senders are kept as given.
+		sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
+		-- The conversation, found or created, counts the message at once: one
+		-- write of its row (and its lock, held until commit) rather than an
+		-- upsert and then an update.
+		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
+		VALUES (acct, sender, me, 1, now())
+		ON CONFLICT (account_id, peer_number) DO UPDATE
+			SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
+				last_message_at = now()
+		RETURNING cv.conversation_id INTO conv;
+		INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
+										  encoding, segments, status, device_message_id, received_at)
+		SELECT acct, conv, 'in', me, sender, coalesce(x ->> 'body', ''), i.encoding, i.segments, 'received',
+			   receive_messages.device_message_id,
+			   least(coalesce(eightms.json_time(x -> 'received_at'), now()), now())
+		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
+		ON CONFLICT (account_id, phone_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
+		RETURNING m.message_id INTO mid;
+		IF mid IS NULL THEN
+			-- Stored meanwhile by a concurrent call (the check above missed
+			-- it): not counted twice.  The conversation row is locked by the
+			-- upsert, so nothing came between.
+			UPDATE eightms.conversation c SET unread_count = c.unread_count - 1
+			 WHERE c.account_id = acct AND c.conversation_id = conv;
+			duplicate := true;
+			SELECT m.message_id INTO message_id FROM eightms.message m
+			 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		message_id := mid; duplicate := false;
+
+		kw := eightms.consent_keyword(x ->> 'body');
+		IF kw = 'stop' THEN
+			INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, sender) ON CONFLICT DO NOTHING;
+			IF FOUND THEN
+				INSERT INTO eightms.consent_event (account_id, number, action, keyword, message_id)
+				VALUES (acct, sender, 'opt_out', upper(btrim(x ->> 'body')), mid);
+				-- Anything still waiting for this number is canceled at once:
+				-- all of it is in the number's conversation, whose messages
+				-- one index holds (the queue index would be read whole).
+				UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = now(),
+					   error = 'recipient opted out'
+				 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
+				-- One confirmation, sent even though the number is now opted out.
+				PERFORM eightms.queue_reply(acct, conv, me, sender,
+					format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',
+						   (SELECT a.company_name FROM eightms.account a WHERE a.account_id = acct)));
+			END IF;
+			consent := 'opt_out';
+		ELSIF kw = 'start' THEN
+			DELETE FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = sender;
+			IF FOUND THEN
+				INSERT INTO eightms.consent_event (account_id, number, action, keyword, message_id)
+				VALUES (acct, sender, 'opt_in', upper(btrim(x ->> 'body')), mid);
+				consent := 'opt_in';
+			END IF;
+		ELSIF kw = 'help' THEN
+			SELECT format('%s: reply STOP to unsubscribe, START to resubscribe.', a.company_name)
+			  INTO reply FROM eightms.account a WHERE a.account_id = acct;
+			PERFORM eightms.queue_reply(acct, conv, me, sender, reply);
+			consent := 'help';
+		END IF;
+		PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+-- ------------------------------------------------------------ inbox
+
+CREATE FUNCTION eightms_api.mark_read(conversation_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE eightms.conversation c SET unread_count = 0
+	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = mark_read.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', mark_read.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION eightms_api.delete_conversation(conversation_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	DELETE FROM eightms.conversation c
+	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = delete_conversation.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', delete_conversation.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION eightms_api.archive_conversation(conversation_id uuid, archived boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE eightms.conversation c SET archived_at = CASE WHEN archived THEN now() END
+	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = archive_conversation.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', archive_conversation.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+-- The inbox, newest first, a page at a time: pass the last row's
+-- (last_message_at, conversation_id) to get the next page (keyset
+-- pagination, stable while messages arrive).
+CREATE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
+											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
+			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- The page first, then each row's last message: only the page's rows
+	-- look their last message up.
+	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
+		   lm.body, lm.direction
+	  FROM (SELECT c.*
+			  FROM eightms.conversation c
+			 WHERE c.account_id = eightms.require_account()
+			   AND (c.archived_at IS NOT NULL) = coalesce(archived, false)
+			   AND c.last_message_at IS NOT NULL
+			   AND (after_at IS NULL
+					OR (c.active_minute <= date_bin('1 minute', after_at, '2000-01-01 00:00:00+00')
+						AND (c.last_message_at, c.conversation_id) < (after_at, after_id)))
+			 -- The same order as by last_message_at alone: the index gives
+			 -- the minutes, and only the rows within a minute are sorted.
+			 ORDER BY c.active_minute DESC, c.last_message_at DESC, c.conversation_id DESC
+			 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)) c
+	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
+						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
+						  ORDER BY m.created_at DESC, m.message_id DESC LIMIT 1) lm ON true
+	 ORDER BY c.last_message_at DESC, c.conversation_id DESC
+$$;
+
+-- A conversation's messages, newest first, a page at a time.
+CREATE FUNCTION eightms_api.conversation_messages(conversation_id uuid, after_at timestamptz DEFAULT NULL,
+												  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS SETOF eightms_api.messages
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT v.* FROM eightms_api.messages v
+	 WHERE v.account_id = eightms.require_account() AND v.conversation_id = conversation_messages.conversation_id
+	   AND (after_at IS NULL OR (v.created_at, v.message_id) < (after_at, after_id))
+	 ORDER BY v.created_at DESC, v.message_id DESC
+	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
+$$;
+
+CREATE FUNCTION eightms_api.set_message_options(fold_lookalikes boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	IF fold_lookalikes IS NULL THEN
+		RAISE EXCEPTION 'fold_lookalikes must be true or false' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.account a SET fold_lookalikes = set_message_options.fold_lookalikes
+	 WHERE a.account_id = eightms.current_account_id();
+END
+$$;
+
+CREATE VIEW eightms_api.conversations WITH (security_invoker = true) AS
+	SELECT account_id, conversation_id, peer_number, phone_id, last_message_at, unread_count, archived_at, created_at
+	  FROM eightms.conversation;
+GRANT SELECT ON eightms_api.conversations TO eightms_user;
+
+-- For operators: every queue by account and phone, with the phone's
+-- health, so that stuck work shows (messages due but not taken, leases
+-- run out, a queue on a phone that is offline or unpaired).  Reads the
+-- messages that are pending, through the queue index.
+CREATE VIEW eightms.gateway_queue_stats WITH (security_invoker = true) AS
+	SELECT m.account_id, m.phone_id, p.device_id,
+		   p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval AS online,
+		   CASE WHEN p.phone_id IS NOT NULL THEN p.unpaired_at IS NOT NULL END AS unpaired, p.battery_pct, p.charging,
+		   count(*) FILTER (WHERE m.status = 'queued' AND m.send_at <= now()) AS due,
+		   count(*) FILTER (WHERE m.status = 'queued' AND m.send_at > now()) AS scheduled,
+		   count(*) FILTER (WHERE m.status = 'claimed' AND m.lease_expires_at >= now()) AS claimed,
+		   count(*) FILTER (WHERE m.status = 'claimed' AND m.lease_expires_at < now()) AS lease_expired,
+		   min(m.send_at) FILTER (WHERE m.status = 'queued' AND m.send_at <= now()) AS oldest_due_at
+	  FROM eightms.message m
+	  LEFT JOIN eightms.phone p ON p.account_id = m.account_id AND p.phone_id = m.phone_id
+	 WHERE m.pending
+	 GROUP BY m.account_id, m.phone_id, p.phone_id, p.device_id, p.last_heartbeat_at, p.unpaired_at, p.battery_pct, p.charging;
+COMMENT ON VIEW eightms.gateway_queue_stats IS
+	'Outbound queues by account and phone (NULL: no phone yet): due, scheduled, claimed, leases run out, oldest due; with the phone''s health';
+-- The view runs with the reader's rights; operators read every account's.
+GRANT SELECT ON eightms.message, eightms.phone TO eightms_dba;
+GRANT SELECT ON eightms.gateway_queue_stats TO eightms_dba;
+
+GRANT EXECUTE ON FUNCTION eightms_api.send_message(text, text, uuid, text, timestamptz),
+	eightms_api.send_messages(jsonb), eightms_api.cancel_messages(uuid[]), eightms_api.mark_read(uuid), eightms_api.delete_conversation(uuid),
+	eightms_api.archive_conversation(uuid, boolean), eightms_api.set_message_options(boolean),
+	eightms_api.list_conversations(timestamptz, uuid, integer, boolean),
+	eightms_api.conversation_messages(uuid, timestamptz, uuid, integer)
+TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.report_messages(jsonb),
+	eightms_api.receive_messages(jsonb), eightms.inbound_error(jsonb, text)
+TO eightms_phone;
+GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
+	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid, integer),
+	eightms.lock_phone_conversations(uuid, uuid),
+	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
+	eightms.status_rank(text)
+TO eightms_user, eightms_phone, eightms_dba;
+
+-- ==== sql/privileges.sql
+-- privileges.sql: last file of the script.  PUBLIC gets nothing: PostgreSQL
+-- grants EXECUTE on new functions to PUBLIC by default, so take that back
+-- from everything created above.  Each function was granted explicitly to
+-- the roles that may call it beside its definition.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eightms FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eightms_api FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA eightms FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA eightms_api FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA eightms FROM PUBLIC;
+
+-- Internal helpers that policies and API functions call as the caller.
+GRANT EXECUTE ON FUNCTION
+	eightms.jwt_claims(), eightms.current_account_id(), eightms.current_user_id(),
+	eightms.require_user(), eightms.require_account(), eightms.current_member_role(),
+	eightms.require_member_role(text[]), eightms.require_verified_email(),
+	eightms.check_profile(text, text, text, text),
+	eightms.is_region_code(text), eightms.is_timezone_name(text),
+	eightms.random_bytes(int), eightms.random_token(int), eightms.token_hash(text)
+TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
+GRANT EXECUTE ON FUNCTION eightms.jwt_claims(), eightms.current_account_id(), eightms.current_user_id()
+TO eightms_anon;
