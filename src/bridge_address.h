@@ -11,7 +11,10 @@
 /* ipv4: 4 bytes in network order */
 extern bool bridge_ipv4_is_public(const uint8_t *a);
 
-/* ipv6: 16 bytes in network order; mapped and NAT64 IPv4 are judged as IPv4 */
+/*
+ * ipv6: 16 bytes in network order; IPv4-mapped and well-known NAT64
+ * (64:ff9b::/96) addresses are judged by the IPv4 address they carry
+ */
 extern bool bridge_ipv6_is_public(const uint8_t *a);
 
 #endif							/* BRIDGE_ADDRESS_H */
