@@ -400,6 +400,9 @@ BEGIN
 		RAISE EXCEPTION 'pairing code is invalid or has expired'
 			USING ERRCODE = '28000', HINT = 'Create a new pairing code in the dashboard.';
 	END IF;
+	-- Nor phones: a code made before the account was suspended stays
+	-- unused, and works again once it is reactivated (if not expired).
+	PERFORM eightms.require_active_account(pc.account_id);
 	IF device_id IS NULL OR length(device_id) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'device_id must be 1 to 200 characters' USING ERRCODE = '22023';
 	END IF;
