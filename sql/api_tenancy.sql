@@ -359,9 +359,11 @@ $$;
 GRANT EXECUTE ON FUNCTION eightms_api.update_profile(text, text, text, text) TO eightms_user;
 
 -- Owners invite any role, admins invite agents.  The token is returned once.
+-- SECURITY DEFINER: no API role may insert an invitation (it names the role
+-- its acceptor gets); every statement names the current account.
 CREATE FUNCTION eightms_api.invite_member(email text, role text DEFAULT 'agent')
 RETURNS TABLE (invitation_id uuid, token text, expires_at timestamptz)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -460,8 +462,10 @@ $$;
 GRANT EXECUTE ON FUNCTION eightms_api.accept_invitation(text) TO eightms_user;
 
 -- Owners change roles; the account always keeps at least one owner.
+-- SECURITY DEFINER: no API role may write a member's role itself; every
+-- statement names the current account.
 CREATE FUNCTION eightms_api.set_member_role(user_id text, role text) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -494,9 +498,10 @@ $$;
 GRANT EXECUTE ON FUNCTION eightms_api.set_member_role(text, text) TO eightms_user;
 
 -- Owners remove anyone, admins remove agents, and anyone may leave; the last
--- owner cannot go.
+-- owner cannot go.  SECURITY DEFINER: no API role may delete or lock member
+-- rows itself; every statement names the current account.
 CREATE FUNCTION eightms_api.remove_member(user_id text) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

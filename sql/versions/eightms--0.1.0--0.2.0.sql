@@ -140,3 +140,23 @@ BEGIN
 						 interval '365 days');
 END
 $$;
+
+-- Columns that name what someone may do (a member's or an invitation's
+-- role, a pairing code, a phone's token version and unpairing) are written
+-- only by eightms's functions after their checks, no longer by an API
+-- role's own SQL in its account (issue 17, finding 1's review).  The
+-- functions that write them become SECURITY DEFINER; each names the
+-- current account in every statement.
+REVOKE UPDATE (role) ON eightms.member FROM eightms_user;
+REVOKE DELETE ON eightms.member FROM eightms_user;
+REVOKE INSERT ON eightms.invitation FROM eightms_user;
+REVOKE INSERT, UPDATE ON eightms.phone, eightms.pairing_code FROM eightms_user;
+GRANT UPDATE (rate_limit, rate_window, rate_unit) ON eightms.phone TO eightms_user;
+REVOKE UPDATE ON eightms.phone FROM eightms_phone;
+GRANT UPDATE (last_heartbeat_at, battery_pct, charging, network, app_version, gateway_password, recent_claims)
+	ON eightms.phone TO eightms_phone;
+ALTER FUNCTION eightms_api.invite_member(text, text) SECURITY DEFINER;
+ALTER FUNCTION eightms_api.set_member_role(text, text) SECURITY DEFINER;
+ALTER FUNCTION eightms_api.remove_member(text) SECURITY DEFINER;
+ALTER FUNCTION eightms_api.create_pairing_code(interval) SECURITY DEFINER;
+ALTER FUNCTION eightms_api.unpair_phone(uuid) SECURITY DEFINER;
