@@ -54,6 +54,44 @@ BEGIN
 END
 $$;
 
+-- The one refusal of an account that is not active (suspended or
+-- disabled): the pre-request hook's for a dashboard user, and that of the
+-- calls that reach an account without the hook having chosen it (accepting
+-- an invitation, pairing a phone), so that a client sees one error for it.
+-- A NULL status (no account) passes.
+CREATE FUNCTION eightms.refuse_inactive_account(acct uuid, status text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF status <> 'active' THEN
+		RAISE EXCEPTION 'account % is %', acct, status
+			USING ERRCODE = '42501',
+				  HINT = 'Contact support to reactivate the account.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION eightms.refuse_inactive_account(uuid, text) IS
+	'Raise the error every request to a suspended or disabled account gets (42501); a NULL status passes';
+
+-- For a call that writes into an account the pre-request hook did not
+-- check (the invitation or pairing code names it): refuse it unless the
+-- account is active.  FOR SHARE holds the status until the call commits, so
+-- a suspension either waits for it or is seen by it.
+CREATE FUNCTION eightms.require_active_account(acct uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	st text;
+BEGIN
+	SELECT a.status INTO st FROM eightms.account a WHERE a.account_id = acct FOR SHARE;
+	PERFORM eightms.refuse_inactive_account(acct, st);
+END
+$$;
+COMMENT ON FUNCTION eightms.require_active_account(uuid) IS
+	'Lock the account''s row (FOR SHARE) and raise refuse_inactive_account''s error unless it is active';
+
 -- PostgREST db-pre-request: runs at the start of every request, after the
 -- role and claims are set.  It decides which account the request acts on,
 -- refuses disabled accounts, revoked device tokens and signed-out sessions,
@@ -321,9 +359,11 @@ $$;
 GRANT EXECUTE ON FUNCTION eightms_api.update_profile(text, text, text, text) TO eightms_user;
 
 -- Owners invite any role, admins invite agents.  The token is returned once.
+-- SECURITY DEFINER: no API role may insert an invitation (it names the role
+-- its acceptor gets); every statement names the current account.
 CREATE FUNCTION eightms_api.invite_member(email text, role text DEFAULT 'agent')
 RETURNS TABLE (invitation_id uuid, token text, expires_at timestamptz)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -404,6 +444,8 @@ BEGIN
 			USING ERRCODE = '42501',
 				  HINT = 'Sign in with the address the invitation was sent to.';
 	END IF;
+	-- A suspended or disabled account gains no members.
+	PERFORM eightms.require_active_account(inv.account_id);
 	INSERT INTO eightms.member (account_id, user_id, email, role, invited_by)
 	VALUES (inv.account_id, uid, email, inv.role, inv.invited_by)
 	ON CONFLICT (account_id, user_id) DO NOTHING;
@@ -420,8 +462,10 @@ $$;
 GRANT EXECUTE ON FUNCTION eightms_api.accept_invitation(text) TO eightms_user;
 
 -- Owners change roles; the account always keeps at least one owner.
+-- SECURITY DEFINER: no API role may write a member's role itself; every
+-- statement names the current account.
 CREATE FUNCTION eightms_api.set_member_role(user_id text, role text) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -454,9 +498,10 @@ $$;
 GRANT EXECUTE ON FUNCTION eightms_api.set_member_role(text, text) TO eightms_user;
 
 -- Owners remove anyone, admins remove agents, and anyone may leave; the last
--- owner cannot go.
+-- owner cannot go.  SECURITY DEFINER: no API role may delete or lock member
+-- rows itself; every statement names the current account.
 CREATE FUNCTION eightms_api.remove_member(user_id text) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

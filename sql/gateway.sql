@@ -246,9 +246,18 @@ BEGIN
 END
 $rls$;
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON eightms.phone, eightms.pairing_code, eightms.conversation,
+GRANT SELECT, INSERT, UPDATE, DELETE ON eightms.conversation,
 	eightms.message, eightms.opt_out, eightms.consent_event TO eightms_user;
-GRANT SELECT, UPDATE ON eightms.phone TO eightms_phone;
+-- A pairing code mints a device token, and a phone's token_version and
+-- unpaired_at decide which device tokens are honoured: only the SECURITY
+-- DEFINER functions write them (create_pairing_code, pair_phone,
+-- unpair_phone), never an API role's own SQL.  Users change pacing, phones
+-- their telemetry and pacing record, and nothing else of a phone.
+GRANT SELECT, DELETE ON eightms.phone, eightms.pairing_code TO eightms_user;
+GRANT UPDATE (rate_limit, rate_window, rate_unit) ON eightms.phone TO eightms_user;
+GRANT SELECT ON eightms.phone TO eightms_phone;
+GRANT UPDATE (last_heartbeat_at, battery_pct, charging, network, app_version, gateway_password, recent_claims)
+	ON eightms.phone TO eightms_phone;
 GRANT DELETE ON eightms.opt_out TO eightms_phone;
 GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.opt_out, eightms.consent_event
 	TO eightms_phone;
@@ -362,9 +371,11 @@ GRANT EXECUTE ON FUNCTION eightms.json_time(jsonb) TO eightms_phone;
 
 -- ------------------------------------------------------------ pairing
 
+-- SECURITY DEFINER: no API role may insert a pairing code itself; the code
+-- is for the current account, after the role check.
 CREATE FUNCTION eightms_api.create_pairing_code(valid_for interval DEFAULT '10 minutes')
 RETURNS TABLE (code text, expires_at timestamptz)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -400,6 +411,9 @@ BEGIN
 		RAISE EXCEPTION 'pairing code is invalid or has expired'
 			USING ERRCODE = '28000', HINT = 'Create a new pairing code in the dashboard.';
 	END IF;
+	-- Nor phones: a code made before the account was suspended stays
+	-- unused, and works again once it is reactivated (if not expired).
+	PERFORM eightms.require_active_account(pc.account_id);
 	IF device_id IS NULL OR length(device_id) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'device_id must be 1 to 200 characters' USING ERRCODE = '22023';
 	END IF;
@@ -477,8 +491,10 @@ BEGIN
 END
 $$;
 
+-- SECURITY DEFINER: it alone (with pair_phone) revokes device tokens;
+-- every statement names the current account.
 CREATE FUNCTION eightms_api.unpair_phone(phone_id uuid) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

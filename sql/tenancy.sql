@@ -137,9 +137,12 @@ CREATE POLICY tenant_isolation ON eightms.session
 GRANT SELECT ON eightms.account TO eightms_user, eightms_phone;
 GRANT UPDATE (company_name, display_name, timezone, default_region, updated_at) ON eightms.account TO eightms_user;
 GRANT DELETE ON eightms.account TO eightms_user;
-GRANT SELECT, DELETE ON eightms.member TO eightms_user;
-GRANT UPDATE (role) ON eightms.member TO eightms_user;
-GRANT SELECT, INSERT ON eightms.invitation TO eightms_user;
+-- A member's role and an invitation's role name what a member may do in
+-- the account: only set_member_role, remove_member and invite_member
+-- (SECURITY DEFINER, after their role checks) write them, never the
+-- caller's own SQL.
+GRANT SELECT ON eightms.member TO eightms_user;
+GRANT SELECT ON eightms.invitation TO eightms_user;
 GRANT UPDATE (revoked_at) ON eightms.invitation TO eightms_user;
 GRANT SELECT ON eightms.session TO eightms_user;
 GRANT UPDATE (revoked_at) ON eightms.session TO eightms_user;

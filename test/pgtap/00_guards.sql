@@ -47,6 +47,75 @@ SELECT is(count(*), 0::bigint,
    AND a.atttypid IN ('regproc'::regtype, 'regprocedure'::regtype, 'regoper'::regtype, 'regoperator'::regtype,
 					  'regconfig'::regtype, 'regdictionary'::regtype, 'regnamespace'::regtype, 'regcollation'::regtype);
 
+-- No role but a superuser or a table's owner (and roles that can become
+-- it) may INSERT or UPDATE a column that names a role, a function, a
+-- relation or a privilege, or holds SQL that a more privileged process
+-- later runs: whoever could write it could have that process act for them
+-- (issue 17, finding 1: a callback and enqueued_by written by eightms_dba
+-- made it superuser).  By type, any column of an OID or reg* type or an
+-- ACL, or an array or domain of one; by name, the columns below, whose type
+-- (text, text[], a role as text) says nothing.  has_column_privilege
+-- answers for table- and column-level grants alike, and through role
+-- membership.  PostgreSQL's predefined roles (pg_write_all_data) are left
+-- out: granting one is the cluster administrator's own choice, and a role
+-- holding one is still checked.  Every relation in eightms and
+-- eightms_api, and any other the extension owns, is checked, so a table
+-- added later is covered too.
+CREATE TEMP TABLE names_code (rel text, col name, why text);
+INSERT INTO names_code VALUES
+	('eightms.http_request', 'callback', 'the function the bridge''s recorder calls with the outcome'),
+	('eightms.http_request', 'enqueued_by', 'the role that callback runs as'),
+	('eightms.scheduled_job', 'command', 'SQL that schedule_jobs() gives pg_cron, run as the superuser who scheduled it'),
+	('eightms.sealed_column', 'context_sql', 'an SQL expression rotate_seals() (SECURITY DEFINER) evaluates'),
+	('eightms.sealed_column', 'table_name', 'the table rotate_seals() rewrites'),
+	('eightms.sealed_column', 'column_name', 'the column rotate_seals() rewrites'),
+	('eightms.member', 'role', 'what the member may do in the account (owner, admin, agent)'),
+	('eightms.invitation', 'role', 'the member role accepting the invitation grants'),
+	('eightms.pairing_code', 'code_hash', 'a credential: its code mints a device token for the account'),
+	('eightms.pairing_code', 'used_at', 'whether that credential is spent'),
+	('eightms.phone', 'token_version', 'which of the phone''s device tokens the pre-request hook honours'),
+	('eightms.phone', 'unpaired_at', 'whether the phone''s device token is honoured at all');
+
+SELECT is((SELECT string_agg(format('%s.%s', n.rel, n.col), ', ') FROM names_code n
+			WHERE NOT EXISTS (SELECT FROM pg_attribute a
+							   WHERE a.attrelid = to_regclass(n.rel) AND a.attname = n.col AND NOT a.attisdropped)),
+		  NULL, 'every column the list of names-code columns names exists (the list has not gone stale)');
+
+CREATE TEMP VIEW guarded_columns AS
+	SELECT c.oid AS relid, c.relowner, a.attnum, a.attname
+	  FROM pg_class c
+	  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  JOIN pg_type t ON t.oid = a.atttypid
+	  -- A domain's base type, then an array's element type.
+	  JOIN pg_type b ON b.oid = CASE WHEN t.typbasetype <> 0 THEN t.typbasetype ELSE t.oid END
+	  JOIN pg_type e ON e.oid = CASE WHEN b.typelem <> 0 AND b.typlen = -1 THEN b.typelem ELSE b.oid END
+	 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+	   AND (c.relnamespace IN ('eightms'::regnamespace, 'eightms_api'::regnamespace)
+			OR EXISTS (SELECT FROM pg_depend d JOIN pg_extension x ON x.oid = d.refobjid
+						WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+						  AND d.refclassid = 'pg_extension'::regclass AND x.extname = 'eightms'
+						  AND d.deptype = 'e'))
+	   AND (e.oid IN ('oid'::regtype, 'regrole'::regtype, 'regproc'::regtype, 'regprocedure'::regtype,
+					  'regclass'::regtype, 'regnamespace'::regtype, 'regoper'::regtype, 'regoperator'::regtype,
+					  'regtype'::regtype, 'regconfig'::regtype, 'regdictionary'::regtype,
+					  'regcollation'::regtype, 'aclitem'::regtype)
+			OR (c.oid, a.attname) IN (SELECT to_regclass(n.rel), n.col FROM names_code n));
+
+SELECT cmp_ok((SELECT count(*) FROM guarded_columns), '>=', (SELECT count(*) FROM names_code),
+			  'the writable-column guard sees every listed column, and those of OID, reg* or ACL type');
+
+SELECT is((SELECT string_agg(format('%s may %s %s.%s', r.rolname, p.priv, g.relid::regclass, g.attname),
+							 '; ' ORDER BY r.rolname, g.relid::regclass::text, g.attname, p.priv)
+			 FROM guarded_columns g
+			CROSS JOIN pg_roles r
+			CROSS JOIN (VALUES ('INSERT'), ('UPDATE')) p(priv)
+			WHERE NOT r.rolsuper
+			  AND r.rolname NOT LIKE 'pg\_%'
+			  AND NOT pg_has_role(r.oid, g.relowner, 'MEMBER')
+			  AND has_column_privilege(r.oid, g.relid, g.attnum, p.priv)),
+		  NULL,
+		  'no role but a superuser or the owner may write a column that names a role, a function, a relation or a privilege, or holds SQL run later');
+
 SELECT ok(EXISTS (SELECT FROM pg_constraint k
 				   WHERE k.conrelid = t.relid AND k.contype = 'p'
 					 AND k.conkey[1] = (SELECT attnum FROM pg_attribute

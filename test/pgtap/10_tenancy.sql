@@ -35,7 +35,10 @@ SELECT is((SELECT count(*) FROM eightms_api.profile), 1::bigint, 'the profile vi
 
 -- Cross-tenant writes are refused or touch nothing.
 UPDATE eightms.account SET company_name = 'pwned' WHERE account_id = (SELECT account_id FROM acct_b);
-DELETE FROM eightms.member WHERE account_id = (SELECT account_id FROM acct_b);
+-- Members are removed through remove_member only (no API role may delete
+-- member rows itself, in its own account or another).
+SELECT throws_ok(format('DELETE FROM eightms.member WHERE account_id = %L', (SELECT account_id FROM acct_b)),
+	'42501', NULL, 'alice cannot delete account B''s members');
 SELECT throws_ok(
 	format('INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at) VALUES (%L, ''x@y.z'', ''agent'', sha256(''x''), ''alice'', now() + interval ''1 day'')',
 		   (SELECT account_id FROM acct_b)),

@@ -9,8 +9,9 @@ SELECT * FROM eightms_api.invite_member('pete@example.test', 'admin') \gset
 SELECT pgrst.as_user('pete', NULL, 'pete@example.test');
 SELECT eightms_api.accept_invitation(:'token');
 -- Messages in both directions, so the deletion has them to remove.
-SELECT pgrst.as_user('olga', :'olga', NULL, '{"session_id":"olga-1"}');
+SELECT pgrst.reset();
 INSERT INTO eightms.phone (account_id, device_id) VALUES (:'olga', 'olga-phone') RETURNING phone_id AS olga_phone \gset
+SELECT pgrst.as_user('olga', :'olga', NULL, '{"session_id":"olga-1"}');
 SELECT count(*) FROM eightms_api.send_messages('[{"to": "+12125550140", "body": "Frames are in"}, {"to": "+12125550141", "body": "Ready"}]');
 SELECT pgrst.as_phone(:'olga', :'olga_phone');
 SELECT count(*) FROM eightms_api.receive_messages('[{"from": "+12125550140", "body": "Thanks", "device_message_id": "o-1"}]');

@@ -188,7 +188,9 @@ SELECT pgrst.reset();
 SELECT pgrst.as_user('dora', :'acct');
 SELECT count(*) FROM eightms_api.send_messages(format('[{"to": "+1 212 555 0163", "body": "%s", "phone_id": "00000000-0000-4000-8000-00000000000f"}]',
 	repeat('y', 200))::jsonb);
+SELECT pgrst.reset();
 UPDATE eightms.phone SET recent_claims = ARRAY[now()] WHERE phone_id = '00000000-0000-4000-8000-00000000000f';
+SELECT pgrst.as_user('dora', :'acct');
 SELECT eightms_api.set_phone_pacing('00000000-0000-4000-8000-00000000000f', 2, '1 hour', 'segments');
 SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-00000000000f');
 SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint,
