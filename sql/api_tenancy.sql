@@ -3,8 +3,8 @@
 -- Functions run as the caller (SECURITY INVOKER) so that row-level security
 -- is what keeps tenants apart.  The few that must look across accounts
 -- (the pre-request hook, creating an account, accepting an invitation,
--- listing the caller's own accounts) are SECURITY DEFINER, pin search_path
--- and filter by the caller's identity themselves.
+-- listing the caller's own accounts, signing out) are SECURITY DEFINER, pin
+-- search_path and filter by the caller's identity themselves.
 
 CREATE VIEW eightms_api.profile WITH (security_invoker = true) AS
 	SELECT account_id, company_name, display_name, timezone, default_region,
