@@ -3,8 +3,8 @@
 -- Functions run as the caller (SECURITY INVOKER) so that row-level security
 -- is what keeps tenants apart.  The few that must look across accounts
 -- (the pre-request hook, creating an account, accepting an invitation,
--- listing the caller's own accounts) are SECURITY DEFINER, pin search_path
--- and filter by the caller's identity themselves.
+-- listing the caller's own accounts, signing out) are SECURITY DEFINER, pin
+-- search_path and filter by the caller's identity themselves.
 
 CREATE VIEW eightms_api.profile WITH (security_invoker = true) AS
 	SELECT account_id, company_name, display_name, timezone, default_region,
@@ -121,8 +121,9 @@ DECLARE
 	astatus		text;
 	sid			text;
 	shash		bytea;
-	srevoked	timestamptz;
-	sfound		boolean;
+	iat			timestamptz;
+	revoked		boolean;
+	sseen		timestamptz;
 BEGIN
 	IF api_role = 'eightms_user' THEN
 		IF uid IS NULL THEN
@@ -166,30 +167,40 @@ BEGIN
 					  HINT = 'Contact support to reactivate the account.';
 		END IF;
 
-		-- Sessions signed out before their JWT expires are refused.
+		-- Signed-out sessions are refused on every request, with or without
+		-- an account: a sign-out belongs to the session (session_id or sid)
+		-- and, for sign_out(everywhere), to every token of the user issued
+		-- at or before it (by iat; a token without a numeric iat cannot show
+		-- it came later and is refused too), never to a membership.
 		sid := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
-		IF acct IS NOT NULL AND sid IS NOT NULL THEN
+		IF sid IS NOT NULL THEN
 			shash := eightms.token_hash(sid);
-			SELECT true, s.revoked_at INTO sfound, srevoked
-			  FROM eightms.session s
-			 WHERE s.account_id = acct AND s.session_hash = shash;
-			IF srevoked IS NOT NULL THEN
-				RAISE EXCEPTION 'this session has been signed out'
-					USING ERRCODE = '28000',
-						  HINT = 'Sign in again to get a new session.';
-			END IF;
-			-- GET requests run read-only under PostgREST: record then only
-			-- what a writable transaction can.
-			IF current_setting('transaction_read_only') = 'off' THEN
-				IF sfound IS NULL THEN
-					INSERT INTO eightms.session (account_id, session_hash, user_id)
-					VALUES (acct, shash, uid)
-					ON CONFLICT DO NOTHING;
-				ELSE
-					UPDATE eightms.session s SET last_seen_at = now()
-					 WHERE s.account_id = acct AND s.session_hash = shash
-					   AND s.last_seen_at < now() - interval '1 minute';
-				END IF;
+		END IF;
+		iat := eightms.jwt_issued_at(claims);
+		SELECT EXISTS (SELECT FROM eightms.session_revocation r WHERE r.session_hash = shash)
+			   OR EXISTS (SELECT FROM eightms.user_revocation u
+						   WHERE u.user_id = uid AND (iat IS NULL OR iat <= u.signed_out_at)),
+			   (SELECT s.last_seen_at FROM eightms.session s
+				 WHERE s.account_id = acct AND s.session_hash = shash)
+		  INTO revoked, sseen;
+		IF revoked THEN
+			RAISE EXCEPTION 'this session has been signed out'
+				USING ERRCODE = '28000',
+					  HINT = 'Sign in again to get a new session.';
+		END IF;
+		-- Which sessions act on an account, and when last.  GET requests
+		-- run read-only under PostgREST: record then only what a writable
+		-- transaction can.
+		IF acct IS NOT NULL AND shash IS NOT NULL
+		   AND current_setting('transaction_read_only') = 'off' THEN
+			IF sseen IS NULL THEN
+				INSERT INTO eightms.session (account_id, session_hash, user_id)
+				VALUES (acct, shash, uid)
+				ON CONFLICT DO NOTHING;
+			ELSIF sseen < now() - interval '1 minute' THEN
+				UPDATE eightms.session s SET last_seen_at = now()
+				 WHERE s.account_id = acct AND s.session_hash = shash
+				   AND s.last_seen_at < now() - interval '1 minute';
 			END IF;
 		END IF;
 
@@ -533,27 +544,45 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION eightms_api.remove_member(text) TO eightms_user;
 
--- Sign out this session, or every session of the user in this account.
+-- Sign out this session, or everywhere: every session of the user and every
+-- token issued to them until now, in every account.  Works with no account
+-- selected.  Returns how many sessions it signed out by id: this one, and
+-- with everywhere those eightms has seen act on any account (tokens of
+-- sessions it never saw are refused by their iat all the same).  SECURITY
+-- DEFINER: the revocations are global tables no API role may write.
 CREATE FUNCTION eightms_api.sign_out(everywhere boolean DEFAULT false) RETURNS integer
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	me		text := eightms.require_user();
-	acct	uuid := eightms.require_account();
 	claims	jsonb := eightms.jwt_claims();
 	sid		text := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
+	all_of	boolean := coalesce(everywhere, false);
 	n		integer;
 BEGIN
-	IF NOT everywhere AND sid IS NULL THEN
+	IF NOT all_of AND sid IS NULL THEN
 		RAISE EXCEPTION 'the JWT names no session'
 			USING ERRCODE = '22023',
 				  HINT = 'Use sign_out(everywhere => true), or a token with a session_id claim.';
 	END IF;
-	UPDATE eightms.session s SET revoked_at = now()
-	 WHERE s.account_id = acct AND s.user_id = me AND s.revoked_at IS NULL
-	   AND (everywhere OR s.session_hash = eightms.token_hash(sid));
-	GET DIAGNOSTICS n = ROW_COUNT;
+	IF all_of THEN
+		INSERT INTO eightms.user_revocation AS u (user_id, signed_out_at)
+		-- This token too, even if the provider's clock runs ahead of ours
+		-- (by up to five minutes: a far-future iat must not lock the user
+		-- out past the retention of this row).
+		VALUES (me, greatest(now(), least(eightms.jwt_issued_at(claims), now() + interval '5 minutes')))
+		ON CONFLICT (user_id) DO UPDATE SET signed_out_at = greatest(u.signed_out_at, excluded.signed_out_at);
+	END IF;
+	WITH revoked AS (
+		INSERT INTO eightms.session_revocation (session_hash, user_id)
+		SELECT h, me
+		  FROM (SELECT eightms.token_hash(sid) WHERE sid IS NOT NULL
+				UNION
+				SELECT s.session_hash FROM eightms.session s WHERE all_of AND s.user_id = me) AS known(h)
+		ON CONFLICT (session_hash) DO NOTHING
+		RETURNING 1)
+	SELECT count(*) INTO n FROM revoked;
 	RETURN n;
 END
 $$;

@@ -39,6 +39,11 @@ INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VAL
 	('eightms-purge-cron-history', '17 3 * * *', 'SELECT eightms.purge_cron_history()',
 	 'delete pg_cron run history older than 7 days');
 
+-- Tenancy's job, registered here: tenancy.sql comes before this registry.
+INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
+	('eightms-purge-session-revocations', '29 3 * * *', 'SELECT eightms.purge_session_revocations()',
+	 'delete session revocations and sign-outs everywhere older than 30 days');
+
 -- What pg_cron runs for a job: its command while the extension exists in
 -- the job's database, and once it is gone (DROP EXTENSION eightms, which
 -- cannot take pg_cron's rows with it), the job's unscheduling of itself, so

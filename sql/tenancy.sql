@@ -90,9 +90,11 @@ CREATE INDEX invitation_token_hash_idx ON eightms.invitation (token_hash);
 COMMENT ON TABLE eightms.invitation IS 'Pending invitations to join an account; the token is stored only as SHA-256';
 SELECT pg_catalog.pg_extension_config_dump('eightms.invitation', '');
 
--- Sign-in sessions of the auth provider, by the SHA-256 of the JWT's
--- session id claim (session_id or sid), so a session can be signed out
--- before its JWT expires.  The raw id is never stored.
+-- Sign-in sessions of the auth provider seen acting on an account, by the
+-- SHA-256 of the JWT's session id claim (session_id or sid): when each was
+-- first and last seen there.  The raw id is never stored.  Whether a session
+-- is signed out is not here but in eightms.session_revocation, which no
+-- membership or account owns.
 CREATE TABLE eightms.session (
 	account_id		uuid NOT NULL,
 	session_hash	bytea NOT NULL
@@ -100,13 +102,81 @@ CREATE TABLE eightms.session (
 	user_id			text NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	last_seen_at	timestamptz NOT NULL DEFAULT now(),
-	revoked_at		timestamptz,
 	PRIMARY KEY (account_id, session_hash),
 	FOREIGN KEY (account_id, user_id) REFERENCES eightms.member (account_id, user_id) ON DELETE CASCADE
 );
 CREATE INDEX session_user_idx ON eightms.session (account_id, user_id);
-COMMENT ON TABLE eightms.session IS 'Sign-in sessions, keyed by SHA-256 of the JWT session id; never the raw id';
+COMMENT ON TABLE eightms.session IS
+	'Sign-in sessions seen acting on the account (first and last seen), keyed by SHA-256 of the JWT session id; never the raw id';
 SELECT pg_catalog.pg_extension_config_dump('eightms.session', '');
+
+-- Sign-out belongs to the session and to the user, not to an account: a
+-- signed-out session is refused in every account and with none selected,
+-- and removing a member (which deletes their eightms.session rows) or an
+-- account brings none back.  Written only by eightms_api.sign_out()
+-- (SECURITY DEFINER) and read only by the pre-request hook, so no API role
+-- has any privilege on them, and there is no row-level security to apply:
+-- nothing in them belongs to a tenant.  A revocation matters until every
+-- token it refuses has expired: eightms.purge_session_revocations() deletes
+-- older ones daily (README, Retention).
+CREATE TABLE eightms.session_revocation (
+	session_hash	bytea NOT NULL
+		CONSTRAINT session_revocation_hash_check CHECK (length(session_hash) = 32),
+	user_id			text NOT NULL
+		CONSTRAINT session_revocation_user_id_check CHECK (length(user_id) BETWEEN 1 AND 255),
+	revoked_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (session_hash)
+);
+COMMENT ON TABLE eightms.session_revocation IS
+	'global: signed-out sessions, by SHA-256 of the JWT session id (never the raw id); refused in every account';
+SELECT pg_catalog.pg_extension_config_dump('eightms.session_revocation', '');
+
+-- sign_out(everywhere => true): every token of the user issued at or before
+-- signed_out_at (its iat), and every token without an iat, is refused.
+CREATE TABLE eightms.user_revocation (
+	user_id			text NOT NULL
+		CONSTRAINT user_revocation_user_id_check CHECK (length(user_id) BETWEEN 1 AND 255),
+	signed_out_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id)
+);
+COMMENT ON TABLE eightms.user_revocation IS
+	'global: users signed out everywhere (JWT sub); their tokens issued at or before signed_out_at are refused';
+SELECT pg_catalog.pg_extension_config_dump('eightms.user_revocation', '');
+
+-- When a JWT was issued: its iat, if a JSON number of seconds in range;
+-- otherwise NULL, which a sign-out everywhere refuses.  No SET clause, so
+-- that it is inlined into the pre-request hook; its callers pin search_path.
+CREATE FUNCTION eightms.jwt_issued_at(claims jsonb) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN pg_catalog.jsonb_typeof(claims -> 'iat') = 'number'
+					 AND (claims ->> 'iat')::numeric BETWEEN 0 AND 1e11
+				THEN pg_catalog.to_timestamp((claims ->> 'iat')::float8) END
+$$;
+
+-- A revocation refuses tokens issued before it; once they have all expired
+-- it refuses nothing.  keep must be at least the longest lifetime the auth
+-- provider gives a dashboard JWT (exp - iat); 30 days covers the usual
+-- providers' maximums.  Run daily by eightms-purge-session-revocations
+-- (registered in jobs.sql, after the registry exists); not granted to
+-- eightms_dba, since purging early would bring signed-out sessions back.
+CREATE FUNCTION eightms.purge_session_revocations(keep interval DEFAULT '30 days') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+	m bigint;
+BEGIN
+	DELETE FROM eightms.session_revocation r WHERE r.revoked_at < now() - keep;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	DELETE FROM eightms.user_revocation u WHERE u.signed_out_at < now() - keep;
+	GET DIAGNOSTICS m = ROW_COUNT;
+	RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION eightms.purge_session_revocations(interval) IS
+	'Delete session and sign-out-everywhere revocations older than keep (30 days); scheduled daily';
 
 -- Row-level security: one policy per table, the same comparison everywhere.
 ALTER TABLE eightms.account ENABLE ROW LEVEL SECURITY;
@@ -145,7 +215,6 @@ GRANT SELECT ON eightms.member TO eightms_user;
 GRANT SELECT ON eightms.invitation TO eightms_user;
 GRANT UPDATE (revoked_at) ON eightms.invitation TO eightms_user;
 GRANT SELECT ON eightms.session TO eightms_user;
-GRANT UPDATE (revoked_at) ON eightms.session TO eightms_user;
 GRANT SELECT ON ALL TABLES IN SCHEMA eightms TO eightms_dba;
 
 -- The caller's role in the current account, or NULL.

@@ -23,6 +23,65 @@ COMMENT ON FUNCTION eightms.refuse_inactive_account(uuid, text) IS
 	'Raise the error every request to a suspended or disabled account gets (42501); a NULL status passes';
 
 CREATE FUNCTION eightms.require_active_account(acct uuid) RETURNS void
+-- ==== sessions
+-- Sign-out belongs to the session and to the user, not to an account or a
+-- membership (issue 17, finding 5).  The revocations move from the
+-- per-account eightms.session, where removing a member deleted them, to two
+-- global tables; eightms.session keeps when each session was first and last
+-- seen acting on an account.
+
+-- Signed-out sessions, in every account; read only by the pre-request hook,
+-- written only by sign_out() (SECURITY DEFINER): no API role has any
+-- privilege on them, and nothing in them belongs to a tenant.
+CREATE TABLE eightms.session_revocation (
+	session_hash	bytea NOT NULL
+		CONSTRAINT session_revocation_hash_check CHECK (length(session_hash) = 32),
+	user_id			text NOT NULL
+		CONSTRAINT session_revocation_user_id_check CHECK (length(user_id) BETWEEN 1 AND 255),
+	revoked_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (session_hash)
+);
+COMMENT ON TABLE eightms.session_revocation IS
+	'global: signed-out sessions, by SHA-256 of the JWT session id (never the raw id); refused in every account';
+SELECT pg_catalog.pg_extension_config_dump('eightms.session_revocation', '');
+
+-- sign_out(everywhere => true): every token of the user issued at or before
+-- signed_out_at (its iat), and every token without an iat, is refused.
+CREATE TABLE eightms.user_revocation (
+	user_id			text NOT NULL
+		CONSTRAINT user_revocation_user_id_check CHECK (length(user_id) BETWEEN 1 AND 255),
+	signed_out_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id)
+);
+COMMENT ON TABLE eightms.user_revocation IS
+	'global: users signed out everywhere (JWT sub); their tokens issued at or before signed_out_at are refused';
+SELECT pg_catalog.pg_extension_config_dump('eightms.user_revocation', '');
+GRANT SELECT ON eightms.session_revocation, eightms.user_revocation TO eightms_dba;
+
+-- Every session signed out in 0.1.0, in any account, stays signed out
+-- everywhere (its earliest sign-out is kept, so the purge counts from it).
+INSERT INTO eightms.session_revocation (session_hash, user_id, revoked_at)
+SELECT DISTINCT ON (s.session_hash) s.session_hash, s.user_id, s.revoked_at
+  FROM eightms.session s
+ WHERE s.revoked_at IS NOT NULL
+ ORDER BY s.session_hash, s.revoked_at;
+-- Its column grant to eightms_user goes with it.
+ALTER TABLE eightms.session DROP COLUMN revoked_at;
+COMMENT ON TABLE eightms.session IS
+	'Sign-in sessions seen acting on the account (first and last seen), keyed by SHA-256 of the JWT session id; never the raw id';
+
+-- When a JWT was issued: its iat, if a JSON number of seconds in range;
+-- otherwise NULL, which a sign-out everywhere refuses.  No SET clause, so
+-- that it is inlined into the pre-request hook; its callers pin search_path.
+CREATE FUNCTION eightms.jwt_issued_at(claims jsonb) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN pg_catalog.jsonb_typeof(claims -> 'iat') = 'number'
+					 AND (claims ->> 'iat')::numeric BETWEEN 0 AND 1e11
+				THEN pg_catalog.to_timestamp((claims ->> 'iat')::float8) END
+$$;
+
+CREATE FUNCTION eightms.purge_session_revocations(keep interval DEFAULT '30 days') RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -39,6 +98,135 @@ COMMENT ON FUNCTION eightms.require_active_account(uuid) IS
 REVOKE ALL ON FUNCTION eightms.refuse_inactive_account(uuid, text), eightms.require_active_account(uuid) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION eightms_api.accept_invitation(token text) RETURNS eightms_api.profile
+	n bigint;
+	m bigint;
+BEGIN
+	DELETE FROM eightms.session_revocation r WHERE r.revoked_at < now() - keep;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	DELETE FROM eightms.user_revocation u WHERE u.signed_out_at < now() - keep;
+	GET DIAGNOSTICS m = ROW_COUNT;
+	RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION eightms.purge_session_revocations(interval) IS
+	'Delete session and sign-out-everywhere revocations older than keep (30 days); scheduled daily';
+REVOKE ALL ON FUNCTION eightms.jwt_issued_at(jsonb), eightms.purge_session_revocations(interval) FROM PUBLIC;
+
+INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
+	('eightms-purge-session-revocations', '29 3 * * *', 'SELECT eightms.purge_session_revocations()',
+	 'delete session revocations and sign-outs everywhere older than 30 days');
+
+-- The pre-request hook checks both tables on every dashboard request, with
+-- or without an account.
+CREATE OR REPLACE FUNCTION eightms.pre_request_member() RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	claims		jsonb := eightms.jwt_claims();
+	api_role	text := coalesce(claims ->> 'role', 'eightms_anon');
+	uid			text := nullif(claims ->> 'sub', '');
+	headers		jsonb;
+	wanted		text;
+	acct		uuid;
+	mrole		text;
+	astatus		text;
+	sid			text;
+	shash		bytea;
+	iat			timestamptz;
+	revoked		boolean;
+	sseen		timestamptz;
+BEGIN
+	IF api_role = 'eightms_user' THEN
+		IF uid IS NULL THEN
+			RAISE EXCEPTION 'the JWT has no "sub" claim'
+				USING ERRCODE = '28000',
+					  HINT = 'Dashboard tokens must name the signed-in user in "sub".';
+		END IF;
+
+		headers := coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}');
+		wanted := coalesce(nullif(headers ->> 'x-eightms-account', ''), nullif(claims ->> 'account_id', ''));
+
+		IF wanted IS NOT NULL THEN
+			-- Read as uuid_in reads it (a case-insensitive regular expression
+			-- here cost 40,000 instructions, an eighth of the hook).
+			acct := eightms.try_uuid(wanted);
+			IF acct IS NULL THEN
+				RAISE EXCEPTION 'invalid account id "%"', left(wanted, 64)
+					USING ERRCODE = '22P02',
+						  HINT = 'X-Eightms-Account must be one of the ids eightms_api.my_accounts() returns.';
+			END IF;
+			SELECT m.role, a.status INTO mrole, astatus
+			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			 WHERE m.account_id = acct AND m.user_id = uid;
+			IF NOT FOUND THEN
+				RAISE EXCEPTION 'not a member of account %', acct
+					USING ERRCODE = '42501',
+						  HINT = 'eightms_api.my_accounts() lists the accounts you belong to.';
+			END IF;
+		ELSE
+			-- No choice made: a user with exactly one account acts on it.
+			SELECT min(m.account_id::text)::uuid, min(m.role), min(a.status)
+			  INTO acct, mrole, astatus
+			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			 WHERE m.user_id = uid
+			HAVING count(*) = 1;
+		END IF;
+
+		IF acct IS NOT NULL AND astatus <> 'active' THEN
+			RAISE EXCEPTION 'account % is %', acct, astatus
+				USING ERRCODE = '42501',
+					  HINT = 'Contact support to reactivate the account.';
+		END IF;
+
+		-- Signed-out sessions are refused on every request, with or without
+		-- an account: a sign-out belongs to the session (session_id or sid)
+		-- and, for sign_out(everywhere), to every token of the user issued
+		-- at or before it (by iat; a token without a numeric iat cannot show
+		-- it came later and is refused too), never to a membership.
+		sid := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
+		IF sid IS NOT NULL THEN
+			shash := eightms.token_hash(sid);
+		END IF;
+		iat := eightms.jwt_issued_at(claims);
+		SELECT EXISTS (SELECT FROM eightms.session_revocation r WHERE r.session_hash = shash)
+			   OR EXISTS (SELECT FROM eightms.user_revocation u
+						   WHERE u.user_id = uid AND (iat IS NULL OR iat <= u.signed_out_at)),
+			   (SELECT s.last_seen_at FROM eightms.session s
+				 WHERE s.account_id = acct AND s.session_hash = shash)
+		  INTO revoked, sseen;
+		IF revoked THEN
+			RAISE EXCEPTION 'this session has been signed out'
+				USING ERRCODE = '28000',
+					  HINT = 'Sign in again to get a new session.';
+		END IF;
+		-- Which sessions act on an account, and when last.  GET requests
+		-- run read-only under PostgREST: record then only what a writable
+		-- transaction can.
+		IF acct IS NOT NULL AND shash IS NOT NULL
+		   AND current_setting('transaction_read_only') = 'off' THEN
+			IF sseen IS NULL THEN
+				INSERT INTO eightms.session (account_id, session_hash, user_id)
+				VALUES (acct, shash, uid)
+				ON CONFLICT DO NOTHING;
+			ELSIF sseen < now() - interval '1 minute' THEN
+				UPDATE eightms.session s SET last_seen_at = now()
+				 WHERE s.account_id = acct AND s.session_hash = shash
+				   AND s.last_seen_at < now() - interval '1 minute';
+			END IF;
+		END IF;
+
+		PERFORM eightms.act_on_account(acct, mrole);
+		RETURN;
+	ELSE
+		-- Anonymous (and any other) callers act on no account.
+		PERFORM eightms.act_on_account(NULL, NULL);
+	END IF;
+END
+$$;
+
+-- sign_out() writes the global tables (SECURITY DEFINER) and needs no
+-- account; its grant to eightms_user stays.
+CREATE OR REPLACE FUNCTION eightms_api.sign_out(everywhere boolean DEFAULT false) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -160,3 +348,34 @@ ALTER FUNCTION eightms_api.set_member_role(text, text) SECURITY DEFINER;
 ALTER FUNCTION eightms_api.remove_member(text) SECURITY DEFINER;
 ALTER FUNCTION eightms_api.create_pairing_code(interval) SECURITY DEFINER;
 ALTER FUNCTION eightms_api.unpair_phone(uuid) SECURITY DEFINER;
+	me		text := eightms.require_user();
+	claims	jsonb := eightms.jwt_claims();
+	sid		text := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
+	all_of	boolean := coalesce(everywhere, false);
+	n		integer;
+BEGIN
+	IF NOT all_of AND sid IS NULL THEN
+		RAISE EXCEPTION 'the JWT names no session'
+			USING ERRCODE = '22023',
+				  HINT = 'Use sign_out(everywhere => true), or a token with a session_id claim.';
+	END IF;
+	IF all_of THEN
+		INSERT INTO eightms.user_revocation AS u (user_id, signed_out_at)
+		-- This token too, even if the provider's clock runs ahead of ours
+		-- (by up to five minutes: a far-future iat must not lock the user
+		-- out past the retention of this row).
+		VALUES (me, greatest(now(), least(eightms.jwt_issued_at(claims), now() + interval '5 minutes')))
+		ON CONFLICT (user_id) DO UPDATE SET signed_out_at = greatest(u.signed_out_at, excluded.signed_out_at);
+	END IF;
+	WITH revoked AS (
+		INSERT INTO eightms.session_revocation (session_hash, user_id)
+		SELECT h, me
+		  FROM (SELECT eightms.token_hash(sid) WHERE sid IS NOT NULL
+				UNION
+				SELECT s.session_hash FROM eightms.session s WHERE all_of AND s.user_id = me) AS known(h)
+		ON CONFLICT (session_hash) DO NOTHING
+		RETURNING 1)
+	SELECT count(*) INTO n FROM revoked;
+	RETURN n;
+END
+$$;

@@ -19,7 +19,7 @@ COPIES=(eightms_dump_serial eightms_dump_parallel)
 pass=0
 fail=0
 q() { command psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
-TABLES=(account member invitation session phone pairing_code conversation message opt_out consent_event http_request http_attempt)
+TABLES=(account member invitation session session_revocation user_revocation phone pairing_code conversation message opt_out consent_event http_request http_attempt)
 drop_all() {
 	local db
 	for db in "$SRC" "${COPIES[@]}"; do
@@ -33,9 +33,9 @@ command psql -X -q -d "$SRC" -c "SET client_min_messages = warning" -c "CREATE E
 command psql -X -q -d "$SRC" -f "$(dirname "${BASH_SOURCE[0]}")/../helpers.sql" >/dev/null
 
 # Two accounts, each table with rows: members, an invitation, a signed-in
-# session, a paired phone with a sealed gateway password, messages in every
-# state, a STOP (opt-out, consent event, confirmation), bridge requests with
-# a sealed header and an attempt.
+# session, a user signed out everywhere, a paired phone with a sealed
+# gateway password, messages in every state, a STOP (opt-out, consent
+# event, confirmation), bridge requests with a sealed header and an attempt.
 command psql -X -q -At -v ON_ERROR_STOP=1 -d "$SRC" > "$W/setup.out" 2>&1 <<'SQL'
 BEGIN;
 SELECT pgrst.as_user('dump-owner', NULL, NULL, '{"session_id": "dump-session-1"}') \g /dev/null
@@ -63,6 +63,8 @@ SELECT pgrst.as_user('other-owner') \g /dev/null
 SELECT account_id AS other FROM eightms_api.create_account('Other Co') \gset
 SELECT pgrst.as_user('other-owner', :'other') \g /dev/null
 SELECT count(*) FROM eightms_api.send_messages('[{"to": "+1 212 555 2001", "body": "Other"}]') \g /dev/null
+SELECT pgrst.as_user('gone-user', NULL, NULL, '{"session_id": "gone-session-1"}') \g /dev/null
+SELECT eightms_api.sign_out(everywhere => true) \g /dev/null
 SELECT pgrst.reset() \g /dev/null
 SELECT eightms.http_enqueue('POST', 'https://crm.example.test/hook', '{"Content-Type": "application/json"}', '{"a": 1}',
 						   secret_headers => '{"Authorization": "Bearer crm-token-93ab"}') AS req \gset
@@ -174,6 +176,8 @@ ROLLBACK;
 SQL
 )
 check "the other account still sees none of this account's messages" test "$seen" = 0
+signed_out=$(command psql -X -At -q -d "$D" -c "SELECT pgrst.as_user('gone-user', NULL, NULL, '{\"session_id\": \"gone-session-1\"}')" 2>&1)
+check "a session signed out before the dump stays signed out" grep -q 'this session has been signed out' <<< "$signed_out"
 forced="SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relnamespace = 'eightms'::regnamespace AND relkind = 'r' AND relrowsecurity AND relforcerowsecurity"
 check "row-level security is forced on the same tables as in the source" test "$(q "$D" "$forced")" = "$(q "$SRC" "$forced")"
 
