@@ -88,8 +88,9 @@ fi
 # ---- pgTAP via pg_prove: behaviour -------------------------------------
 say "creating database $DB with eightms, pg_cron and pgTAP"
 psql -d postgres -c "CREATE DATABASE $DB"
+# pgcrypto: the seal suite checks webhook signatures against its hmac().
 psql -d "$DB" -c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pgtap" \
-	-c "CREATE EXTENSION pg_cron"
+	-c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION pgcrypto"
 psql -d "$DB" -f "$REPO/test/helpers.sql"
 
 # Stand-in HTTP peers and other per-suite setup hook in here.

@@ -215,7 +215,7 @@ SELECT * FROM eightms.seal_status();
 \echo 'The HTTP bridge worker:'
 SELECT pid, backend_type, state FROM pg_stat_activity WHERE backend_type = 'eightms bridge';
 SELECT count(*) AS accounts_in_database FROM eightms.account;
-SELECT extname, extversion FROM pg_extension WHERE extname IN ('eightms', 'pg_cron', 'pgcrypto') ORDER BY 1;
+SELECT extname, extversion FROM pg_extension WHERE extname IN ('eightms', 'pg_cron') ORDER BY 1;
 SQL
 fi
 

@@ -50,6 +50,11 @@ WITH facts(category, fact) AS (
 	UNION ALL
 	SELECT 'extension', format('config %s condition %L', c::regclass, coalesce(w, ''))
 	  FROM ext, unnest(extconfig, extcondition) AS u(c, w)
+	UNION ALL
+	SELECT 'extension', format('requires %s', r.extname)
+	  FROM ext JOIN pg_depend d ON d.classid = 'pg_extension'::regclass AND d.objid = ext.oid
+							  AND d.refclassid = 'pg_extension'::regclass
+	  JOIN pg_extension r ON r.oid = d.refobjid
 
 	-- Every member object.
 	UNION ALL
