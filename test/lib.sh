@@ -108,6 +108,29 @@ CONF
 	chown postgres:postgres "$data/eightms.conf"
 }
 
+# A private copy of the PostgreSQL installation under $1, for test clusters:
+# PostgreSQL finds its share and lib directories relative to its binaries,
+# so a copy of the tree is a complete installation of its own, which
+# `make install DESTDIR=$1` installs the extension into.
+copy_postgres() {
+	mkdir -p "$1/usr/lib/postgresql" "$1/usr/share/postgresql"
+	cp -a /usr/lib/postgresql/$PGVER "$1/usr/lib/postgresql/"
+	cp -a /usr/share/postgresql/$PGVER "$1/usr/share/postgresql/"
+}
+
+# init_cluster for a test cluster: the bridge serves database $4 and may
+# reach the stand-in HTTP peer on 127.0.0.1; short retry delays keep the
+# tests quick.
+init_test_cluster() {
+	init_cluster "$@"
+	cat >> "$1/eightms.conf" <<CONF
+eightms.bridge_database = '$4'
+eightms.bridge_allow_private_addresses = on
+eightms.bridge_retry_base = 50ms
+eightms.bridge_retry_max = 2s
+CONF
+}
+
 # Start the cluster with the secrets in its environment (restart if running,
 # so that a newly installed library is loaded).
 start_cluster() {

@@ -29,27 +29,15 @@ if [ -d "$T" ]; then
 	[ -s "$DATA/postmaster.pid" ] && PGCTL=$ROOT$PGBIN/pg_ctl stop_cluster "$DATA"
 	rm -rf "$T"
 fi
-mkdir -p "$ROOT/usr/lib/postgresql" "$ROOT/usr/share/postgresql"
+copy_postgres "$ROOT"
 chmod 755 "$T"
-# PostgreSQL finds its share and lib directories relative to its binaries,
-# so a copy of the tree is a complete installation of its own.
-cp -a /usr/lib/postgresql/$PGVER "$ROOT/usr/lib/postgresql/"
-cp -a /usr/share/postgresql/$PGVER "$ROOT/usr/share/postgresql/"
 make -C "$REPO" -s install DESTDIR="$ROOT" PG_CONFIG=$PGBIN/pg_config >/dev/null
 INITDB=$ROOT$PGBIN/initdb
 PGCTL=$ROOT$PGBIN/pg_ctl
 export PATH=$ROOT$PGBIN:$PATH
 
 ensure_secrets "$SECRETS"
-init_cluster "$DATA" "$PORT" "$SOCK" "$DB"
-# The bridge serves the test database and may reach the stand-in HTTP peer
-# on 127.0.0.1; short retry delays keep the suite quick.
-cat >> "$DATA/eightms.conf" <<CONF
-eightms.bridge_database = '$DB'
-eightms.bridge_allow_private_addresses = on
-eightms.bridge_retry_base = 50ms
-eightms.bridge_retry_max = 2s
-CONF
+init_test_cluster "$DATA" "$PORT" "$SOCK" "$DB"
 CLEANUP_PIDS=()
 cleanup() {
 	for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -100,8 +88,9 @@ fi
 # ---- pgTAP via pg_prove: behaviour -------------------------------------
 say "creating database $DB with eightms, pg_cron and pgTAP"
 psql -d postgres -c "CREATE DATABASE $DB"
+# pgcrypto: the seal suite checks webhook signatures against its hmac().
 psql -d "$DB" -c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pgtap" \
-	-c "CREATE EXTENSION pg_cron"
+	-c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION pgcrypto"
 psql -d "$DB" -f "$REPO/test/helpers.sql"
 
 # Stand-in HTTP peers and other per-suite setup hook in here.

@@ -2,8 +2,9 @@
 # test/up.sh: build and install eightms, run a private PostgreSQL cluster
 # with pg_cron and eightms preloaded, create the database and the extension,
 # and print how to connect plus a short demo.  Safe to run again: it keeps
-# the cluster, its data and its secrets, and restarts the server so a newly
-# built library is loaded.
+# the cluster, its data and its secrets, restarts the server so a newly
+# built library is loaded, and updates the extension in the database
+# (ALTER EXTENSION eightms UPDATE) when it has an older version.
 #
 #   EIGHTMS_PORT  the port (default 54329)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -44,22 +45,41 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 if ! psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
 	psql -d postgres -c "CREATE DATABASE $DB"
 fi
-HAD_EXTENSION=$(psql -d "$DB" -Atc "SELECT count(*) FROM pg_extension WHERE extname = 'eightms'")
-psql -d "$DB" -c "SET client_min_messages = warning" \
-	-c "CREATE EXTENSION IF NOT EXISTS eightms CASCADE" \
-	-c "CREATE EXTENSION IF NOT EXISTS pg_cron"
-# The same version with a changed script cannot be updated in place (that
-# needs an upgrade script); say so rather than drop the data.
-BUILT_SUM=$(sha256sum "$REPO"/eightms--*.sql | cut -c1-64)
-if [ "$HAD_EXTENSION" = 1 ] && [ -s "$LOCAL/installed-script.sha256" ] \
-	&& [ "$(cat "$LOCAL/installed-script.sha256")" != "$BUILT_SUM" ]; then
-	say "note: the extension's SQL changed since it was created in database $DB, under the same version."
+# The extension: created, or updated from the version the database has to
+# the one just installed (the server runs the new library already), as a
+# DBA would at a release.
+INSTALLED=$(psql -d "$DB" -Atc "SELECT extversion FROM pg_extension WHERE extname = 'eightms'")
+VERSION=$(psql -d "$DB" -Atc "SELECT default_version FROM pg_available_extensions WHERE name = 'eightms'")
+BUILT_SUM=$(sha256sum "$REPO/eightms--$VERSION.sql" | cut -c1-64)
+start_over() {
 	say "      To start over (this deletes the database's data):"
 	say "      psql -h $SOCK -p $PORT -U postgres -d postgres -c 'DROP DATABASE $DB WITH (FORCE)' && bash test/up.sh"
 	STALE=1
+}
+if [ -z "$INSTALLED" ]; then
+	psql -d "$DB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION eightms CASCADE"
+	echo "$BUILT_SUM" > "$LOCAL/installed-script.sha256"
+elif [ "$INSTALLED" != "$VERSION" ]; then
+	if psql -d "$DB" -Atc "SELECT path IS NOT NULL FROM pg_extension_update_paths('eightms')
+							WHERE source = '$INSTALLED' AND target = '$VERSION'" | grep -q t; then
+		say "updating eightms in database $DB from $INSTALLED to $VERSION"
+		psql -d "$DB" -c "ALTER EXTENSION eightms UPDATE"
+		echo "$BUILT_SUM" > "$LOCAL/installed-script.sha256"
+	else
+		say "note: database $DB has eightms $INSTALLED, and this tree has no upgrade script from it to $VERSION."
+		start_over
+	fi
+elif [ -s "$LOCAL/installed-script.sha256" ] && [ "$(cat "$LOCAL/installed-script.sha256")" != "$BUILT_SUM" ]; then
+	# A released version's script never changes, so this is a developer's
+	# database: sql/ was edited under the unreleased version it already has,
+	# which ALTER EXTENSION UPDATE cannot apply again (the upgrade script
+	# starts from the last release).  Say so rather than drop the data.
+	say "note: the extension's SQL changed since database $DB got eightms $VERSION, under the same version."
+	start_over
 else
 	echo "$BUILT_SUM" > "$LOCAL/installed-script.sha256"
 fi
+psql -d "$DB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_cron"
 # Scheduled jobs, once the extension has any (named, so this is idempotent).
 psql -d "$DB" -Atc "SELECT to_regprocedure('eightms.schedule_jobs()') IS NOT NULL" | grep -q t \
 	&& psql -d "$DB" -c "SELECT eightms.schedule_jobs()" >/dev/null
@@ -82,7 +102,7 @@ GRANT eightms_anon, eightms_user, eightms_phone TO eightms_authenticator;
 SQL
 
 if [ -n "${STALE:-}" ]; then
-	say "skipping the demo: database $DB has an older build of the extension"
+	say "skipping the demo: database $DB has a build of the extension this tree cannot update"
 else
 # The bridge worker connects once the database and extension exist.
 for _ in $(seq 1 30); do
@@ -195,7 +215,7 @@ SELECT * FROM eightms.seal_status();
 \echo 'The HTTP bridge worker:'
 SELECT pid, backend_type, state FROM pg_stat_activity WHERE backend_type = 'eightms bridge';
 SELECT count(*) AS accounts_in_database FROM eightms.account;
-SELECT extname, extversion FROM pg_extension WHERE extname IN ('eightms', 'pg_cron', 'pgcrypto') ORDER BY 1;
+SELECT extname, extversion FROM pg_extension WHERE extname IN ('eightms', 'pg_cron') ORDER BY 1;
 SQL
 fi
 

@@ -14,6 +14,7 @@ PGP_ROWS=${BENCH_PGP_ROWS:-20000}
 bench_cluster
 
 command psql -X -q -d "$DB" -v rows="$ROWS" <<'SQL'
+CREATE EXTENSION pgcrypto;
 CREATE TABLE tokens AS
 	SELECT encode(eightms.random_bytes(48), 'base64') AS t FROM generate_series(1, :rows);
 ALTER TABLE tokens ADD COLUMN b bytea;
