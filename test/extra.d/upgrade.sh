@@ -101,9 +101,13 @@ for _ in $(seq 1 300); do
 	sleep 0.1
 done
 check "$OLD_VERSION's bridge sent a request" test "$(q "SELECT state FROM eightms.http_request WHERE id = ${done_id:-0}")" = done
-# Rows of every table, to be compared after the update.
+# Rows of every table, to be compared after the update.  Not the registries
+# the install and upgrade scripts write themselves (a version may add a job
+# or a sealed column); the catalog comparison below checks those.
 counts="SELECT format('SELECT %L, count(*) FROM %s', c.oid::regclass, c.oid::regclass)
-		  FROM pg_class c WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind = 'r' ORDER BY 1"
+		  FROM pg_class c WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind = 'r'
+		   AND c.oid NOT IN ('eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass)
+		 ORDER BY 1"
 count_rows() { printf '%s\n\\gexec\n' "$counts" | psql_db "$DB" -F' '; }
 count_rows > "$W/counts-before.txt"
 empty=$(awk '$2 == 0 { print $1 }' "$W/counts-before.txt" | tr '\n' ' ')
