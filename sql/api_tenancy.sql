@@ -347,6 +347,7 @@ CREATE FUNCTION eightms_api.update_profile(
 	default_region text DEFAULT NULL)
 RETURNS eightms_api.profile
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -412,6 +413,7 @@ GRANT EXECUTE ON FUNCTION eightms_api.invite_member(text, text) TO eightms_user;
 
 CREATE FUNCTION eightms_api.revoke_invitation(invitation_id uuid) RETURNS void
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -593,6 +595,7 @@ GRANT EXECUTE ON FUNCTION eightms_api.sign_out(boolean) TO eightms_user;
 -- company name must be typed back, as a guard against a stray call.
 CREATE FUNCTION eightms_api.delete_account(confirm_company_name text) RETURNS void
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

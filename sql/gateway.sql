@@ -265,7 +265,6 @@ GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.o
 -- An account option: fold typographic look-alikes to GSM-7 before sending,
 -- so one curly quote does not turn a message into UCS-2.
 ALTER TABLE eightms.account ADD COLUMN fold_lookalikes boolean NOT NULL DEFAULT false;
-GRANT UPDATE (fold_lookalikes) ON eightms.account TO eightms_user;
 
 -- Phones fit to send: online, battery above eightms.min_battery_pct (20) or
 -- charging; with their queue length (what waits for them, counted on
@@ -1539,6 +1538,7 @@ $$;
 
 CREATE FUNCTION eightms_api.set_message_options(fold_lookalikes boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

@@ -204,16 +204,17 @@ CREATE POLICY tenant_isolation ON eightms.session
 	WITH CHECK (account_id = eightms.current_account_id());
 
 -- Table privileges for the API roles; RLS narrows them to the caller's account.
+-- The account's profile and settings, its deletion, and invitations are
+-- written only by update_profile, set_message_options, delete_account and
+-- revoke_invitation (SECURITY DEFINER, after their role checks): an agent's
+-- own SQL may not do what the API refuses an agent.
 GRANT SELECT ON eightms.account TO eightms_user, eightms_phone;
-GRANT UPDATE (company_name, display_name, timezone, default_region, updated_at) ON eightms.account TO eightms_user;
-GRANT DELETE ON eightms.account TO eightms_user;
 -- A member's role and an invitation's role name what a member may do in
 -- the account: only set_member_role, remove_member and invite_member
 -- (SECURITY DEFINER, after their role checks) write them, never the
 -- caller's own SQL.
 GRANT SELECT ON eightms.member TO eightms_user;
 GRANT SELECT ON eightms.invitation TO eightms_user;
-GRANT UPDATE (revoked_at) ON eightms.invitation TO eightms_user;
 GRANT SELECT ON eightms.session TO eightms_user;
 GRANT SELECT ON ALL TABLES IN SCHEMA eightms TO eightms_dba;
 

@@ -388,3 +388,16 @@ BEGIN
 	RETURN n;
 END
 $$;
+
+-- ==== account setters
+-- An agent's own SQL may not do what the API refuses an agent: the
+-- account's profile, options and deletion, and invitations' revocation, are
+-- written only by the API's functions after their role checks.
+REVOKE UPDATE (company_name, display_name, timezone, default_region, updated_at) ON eightms.account FROM eightms_user;
+REVOKE UPDATE (fold_lookalikes) ON eightms.account FROM eightms_user;
+REVOKE DELETE ON eightms.account FROM eightms_user;
+REVOKE UPDATE (revoked_at) ON eightms.invitation FROM eightms_user;
+ALTER FUNCTION eightms_api.update_profile(text, text, text, text) SECURITY DEFINER;
+ALTER FUNCTION eightms_api.revoke_invitation(uuid) SECURITY DEFINER;
+ALTER FUNCTION eightms_api.delete_account(text) SECURITY DEFINER;
+ALTER FUNCTION eightms_api.set_message_options(boolean) SECURITY DEFINER;

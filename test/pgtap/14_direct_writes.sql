@@ -5,7 +5,7 @@
 -- unpairing.  A caller who can run SQL as eightms_user or eightms_phone
 -- (not through PostgREST, which exposes only eightms_api) gains nothing.
 BEGIN;
-SELECT plan(17);
+SELECT plan(22);
 SELECT pgrst.share_tap();
 
 SELECT pgrst.as_user('uma');
@@ -43,6 +43,14 @@ SELECT throws_ok(format($$INSERT INTO eightms.phone (account_id, device_id) VALU
 				 '42501', NULL, 'nor add a phone without pairing it');
 SELECT throws_ok('SELECT eightms_api.set_member_role(''vic'', ''owner'')', '42501', NULL,
 				 'and the API still refuses him the owner''s calls');
+SELECT throws_ok($$UPDATE eightms.account SET company_name = 'Vic Ventures'$$, '42501', NULL,
+				 'nor rename the account (owners and admins only)');
+SELECT throws_ok($$UPDATE eightms.account SET fold_lookalikes = true$$, '42501', NULL,
+				 'nor change its message options');
+SELECT throws_ok($$DELETE FROM eightms.account$$, '42501', NULL,
+				 'nor delete the account (its owner only)');
+SELECT throws_ok($$UPDATE eightms.invitation SET revoked_at = NULL$$, '42501', NULL,
+				 'nor reopen a revoked invitation');
 
 -- A paired phone, with SQL of its own.
 SELECT pgrst.as_phone(:'acct', :'phone');
@@ -63,6 +71,8 @@ SELECT lives_ok('SELECT eightms_api.remove_member(''vic'')', 'and removes him');
 SELECT pgrst.reset();
 SELECT is((SELECT string_agg(user_id || ':' || role, ',' ORDER BY user_id) FROM eightms.member WHERE account_id = :'acct'),
 		  'uma:owner', 'only the owner is left, still owner');
+SELECT is((SELECT company_name FROM eightms_api.update_profile('Uma Umbrellas Ltd')), 'Uma Umbrellas Ltd',
+		  'the owner still renames the account through the API');
 SELECT ok((SELECT token_version = 2 AND unpaired_at IS NOT NULL FROM eightms.phone WHERE phone_id = :'phone2'),
 		  'the unpaired phone stays unpaired, its token version bumped');
 
