@@ -98,8 +98,9 @@ _PG_init(void)
 							NULL, &eightms_message_ttl, 24 * 60 * 60, 60, 30 * 24 * 60 * 60,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 
-	/* request.jwt.claims, watched for the caller's account. */
+	/* The claims the pre-request hook verified, and the keys it verifies with. */
 	eightms_claims_init();
+	eightms_jwt_keys_init();
 
 	/* Secrets from the environment: the seal key ring and the JWT secret. */
 	eightms_seal_init();
