@@ -182,7 +182,8 @@ AS $$
 $$;
 GRANT EXECUTE ON FUNCTION eightms_api.my_accounts() TO eightms_user;
 
--- Raise unless the JWT's email may be trusted.
+-- Raise unless the JWT's email may be trusted: only a JSON true in
+-- email_verified counts ("true", 1, a missing claim or null do not).
 CREATE FUNCTION eightms.require_verified_email() RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -197,11 +198,10 @@ BEGIN
 				  HINT = 'Configure the auth provider to include the verified email in the token.';
 	END IF;
 	IF current_setting('eightms.require_verified_email', true) IS DISTINCT FROM 'off'
-	   AND claims ? 'email_verified'
-	   AND claims -> 'email_verified' IN ('false'::jsonb, '"false"'::jsonb) THEN
-		RAISE EXCEPTION 'email % is not verified', left(email, 200)
+	   AND (claims -> 'email_verified') IS DISTINCT FROM 'true'::jsonb THEN
+		RAISE EXCEPTION 'the JWT''s email is not verified'
 			USING ERRCODE = '28000',
-				  HINT = 'Verify the email address with the sign-in provider, then sign in again.';
+				  HINT = 'The token must carry "email_verified": true: verify the address with the sign-in provider, then sign in again.';
 	END IF;
 	RETURN email;
 END

@@ -8,7 +8,8 @@
 -- the pre-request hook verifies the request's bearer token itself and binds
 -- the verified claims to the transaction and role (eightms.verified_claims,
 -- a setting only superusers may set); current_account_id(), jwt_claims()
--- and everything built on them read only that binding.
+-- and everything built on them read only that binding.  email_verified
+-- counts only as a JSON true.
 CREATE OR REPLACE FUNCTION eightms.jwt_claims() RETURNS jsonb
 LANGUAGE C STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'eightms_jwt_claims';
@@ -39,3 +40,26 @@ $$;
 
 COMMENT ON FUNCTION eightms_api.pre_request() IS
 	'PostgREST db-pre-request: verifies the bearer token and binds its claims to the transaction, picks and checks the account (X-Eightms-Account header), refuses disabled accounts, revoked device tokens and signed-out sessions';
+
+CREATE OR REPLACE FUNCTION eightms.require_verified_email() RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claims	jsonb := eightms.jwt_claims();
+	email	text := lower(nullif(btrim(claims ->> 'email'), ''));
+BEGIN
+	IF email IS NULL THEN
+		RAISE EXCEPTION 'the JWT has no "email" claim'
+			USING ERRCODE = '28000',
+				  HINT = 'Configure the auth provider to include the verified email in the token.';
+	END IF;
+	IF current_setting('eightms.require_verified_email', true) IS DISTINCT FROM 'off'
+	   AND (claims -> 'email_verified') IS DISTINCT FROM 'true'::jsonb THEN
+		RAISE EXCEPTION 'the JWT''s email is not verified'
+			USING ERRCODE = '28000',
+				  HINT = 'The token must carry "email_verified": true: verify the address with the sign-in provider, then sign in again.';
+	END IF;
+	RETURN email;
+END
+$$;
