@@ -16,6 +16,8 @@
 #include <openssl/hmac.h>
 
 #include "access/xact.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -254,6 +256,10 @@ decode_json_part(const char *s, size_t n, const char *part)
 	if (len < 0)
 		refuse_token(psprintf("%s is not base64url", part), NULL);
 	json[len] = '\0';
+	/* jsonb_in's own errors would quote the token's text. */
+	if (pg_parse_json(makeJsonLexContextCstringLen(json, len, PG_UTF8, true),
+					  &nullSemAction) != JSON_SUCCESS)
+		refuse_token(psprintf("%s is not JSON", part), NULL);
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
