@@ -26,8 +26,10 @@
 
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/jsonapi.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "nodes/value.h"
@@ -263,6 +265,80 @@ verified_token(const char *token, size_t len)
 	t->nbf = nbf;
 	return t;
 }
+#define skip_space(p) while (*(p) == ' ' || *(p) == '\t' || *(p) == '\n' || *(p) == '\r') (p)++
+
+/*
+ * The authorization member of a flat JSON object of strings, as PostgREST
+ * writes request.headers, found without building the object: parsing the
+ * whole of it into a jsonb was the hook's largest cost.  1: found (*val,
+ * *len: its text, which has no escapes), 0: absent, -1: the text has
+ * another shape (a member that is no string, an escape in a name or in
+ * that value); then jsonb_in reads it.  Like jsonb, the last of repeated
+ * names wins.
+ */
+static int
+scan_authorization(const char *p, const char **val, size_t *len)
+{
+	int			found = 0;
+
+	skip_space(p);
+	if (*p++ != '{')
+		return -1;
+	skip_space(p);
+	if (*p == '}')
+		return 0;
+	for (;;)
+	{
+		const char *name;
+		size_t		name_len;
+		const char *v;
+		bool		escaped = false;
+
+		if (*p++ != '"')
+			return -1;
+		name = p;
+		while (*p != '"' && *p != '\\' && *p != '\0')
+			p++;
+		if (*p != '"')
+			return -1;
+		name_len = p++ - name;
+		skip_space(p);
+		if (*p++ != ':')
+			return -1;
+		skip_space(p);
+		if (*p++ != '"')
+			return -1;
+		v = p;
+		while (*p != '"' && *p != '\0')
+		{
+			if (*p == '\\')
+			{
+				escaped = true;
+				if (*++p == '\0')
+					return -1;
+			}
+			p++;
+		}
+		if (*p != '"')
+			return -1;
+		if (name_len == 13 && memcmp(name, "authorization", 13) == 0)
+		{
+			if (escaped)
+				return -1;
+			*val = v;
+			*len = p - v;
+			found = 1;
+		}
+		p++;
+		skip_space(p);
+		if (*p == '}')
+			return found;
+		if (*p++ != ',')
+			return -1;
+		skip_space(p);
+	}
+}
+
 /*
  * The bearer token of the request's Authorization header, as PostgREST
  * passes the headers (a JSON object, names in lower case), or NULL.
@@ -271,21 +347,39 @@ static const char *
 bearer_token(size_t *len)
 {
 	const char *headers = GetConfigOption("request.headers", true, false);
-	Jsonb	   *jb;
-	JsonbValue *auth;
-	const char *s;
-	size_t		n;
+	const char *s = NULL;
+	size_t		n = 0;
+	int			found;
 
 	if (headers == NULL || headers[0] == '\0')
 		return NULL;
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(headers)));
-	if (!JB_ROOT_IS_OBJECT(jb))
+	found = scan_authorization(headers, &s, &n);
+	if (found < 0)
+	{
+		Jsonb	   *jb;
+		JsonbValue *auth;
+
+		/* jsonb_in's own errors would quote the headers' text. */
+		if (pg_parse_json(makeJsonLexContextCstringLen(unconstify(char *, headers), strlen(headers),
+													   GetDatabaseEncoding(), true),
+						  &nullSemAction) != JSON_SUCCESS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("request.headers is not JSON"),
+					 errhint("PostgREST sets it to a JSON object of the request's headers.")));
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(headers)));
+		auth = JB_ROOT_IS_OBJECT(jb)
+			? getKeyJsonValueFromContainer(&jb->root, "authorization", 13, NULL) : NULL;
+
+		found = (auth != NULL && auth->type != jbvNull);
+		if (found && auth->type == jbvString)
+		{
+			s = auth->val.string.val;
+			n = auth->val.string.len;
+		}
+	}
+	if (!found)
 		return NULL;
-	auth = getKeyJsonValueFromContainer(&jb->root, "authorization", 13, NULL);
-	if (auth == NULL || auth->type == jbvNull)
-		return NULL;
-	s = auth->type == jbvString ? auth->val.string.val : "";
-	n = auth->type == jbvString ? auth->val.string.len : 0;
 	if (n < 7 || pg_strncasecmp(s, "bearer ", 7) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),

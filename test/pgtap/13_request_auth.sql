@@ -209,6 +209,37 @@ SELECT lives_ok(format($$SELECT pgrst.request_token('eightms_user', %L, '{"autho
 				'the bearer scheme is read in any case');
 SELECT pgrst.reset();
 
+-- The Authorization header is found however the headers' JSON is written.
+SELECT eightms.jwt_sign(jsonb_build_object('role', 'eightms_user', 'sub', 'bob')) AS bob_token \gset
+CREATE FUNCTION pg_temp.with_headers(headers text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('role', 'none', true);
+	PERFORM set_config('request.headers', headers, true);
+	PERFORM set_config('role', 'eightms_user', true);
+	PERFORM eightms_api.pre_request();
+	PERFORM set_config('role', 'none', true);
+	RETURN 'passed';
+EXCEPTION WHEN OTHERS THEN
+	PERFORM set_config('role', 'none', true);
+	RETURN SQLSTATE || ' ' || SQLERRM;
+END
+$$;
+SELECT is(pg_temp.with_headers(h), want, what)
+  FROM (VALUES
+	(format('{"accept": "*/*", "x-quoted": "a \"b\" c", "authorization": "Bearer %s"}', :'bob_token'), 'passed',
+	 'escapes in another header''s value'),
+	(format('{ "x-count" : 5 , "authorization" : "Bearer %s" }', :'bob_token'), 'passed',
+	 'a member that is no string, and spaces'),
+	(format('{"authorization": "Bearer x.y.z", "authorization": "Bearer %s"}', :'bob_token'), 'passed',
+	 'the last of repeated names, as jsonb reads it'),
+	(format('{"authorization": "Bearer %s", "authorization": "Bearer x.y.z"}', :'bob_token'),
+	 '28000 invalid JWT: header is not base64url', 'the last of repeated names, refused'),
+	(format('{"authoriz\u0061tion": "Bearer %s"}', :'bob_token'), 'passed', 'an escaped name'),
+	(format('{"authorization": "Bearer %s"', :'bob_token'), '28000 request.headers is not JSON',
+	 'headers that are no JSON are refused without quoting them'),
+	('{"authorization": null}', '28000 no bearer token for role eightms_user', 'a null Authorization header is none'),
+	('[]', '28000 no bearer token for role eightms_user', 'headers that are no object carry no token')) AS t(h, want, what);
+
 -- The same token twice (a phone's every request): the second is taken
 -- from the backend's cache, and its lifetime is still checked.
 SELECT eightms.jwt_sign(jsonb_build_object('role', 'eightms_user', 'sub', 'bob',
