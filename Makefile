@@ -33,6 +33,7 @@ OBJS = \
 	src/seal.o \
 	src/base64url.o \
 	src/jwt.o \
+	src/jwt_keys.o \
 	src/webhook_signature.o \
 	src/bridge_address.o \
 	src/bridge.o \

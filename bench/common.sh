@@ -40,7 +40,8 @@ bench_cluster() {
 bench_account_with_phones() {
 	read -r ACCT < <(command psql -X -At -q -d "$DB" -v name="$1" <<'SQL'
 BEGIN;
-SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test"}', true) \g /dev/null
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign('{"role":"eightms_user","sub":"bench","email":"bench@example.test","email_verified":true}'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{"role":"eightms_user","sub":"bench","email":"bench@example.test","email_verified":true}', true) \g /dev/null
 SELECT eightms_api.pre_request() \g /dev/null
 SELECT account_id FROM eightms_api.create_account(:'name');
 COMMIT;
@@ -49,6 +50,13 @@ SQL
 	command psql -X -At -q -d "$DB" -c "INSERT INTO eightms.phone (account_id, device_id, rate_limit, last_heartbeat_at, battery_pct)
 		SELECT '$ACCT', 'bench-' || i, NULL, now(), 80 FROM generate_series(1, 4) i"
 	mapfile -t PHONES < <(command psql -X -At -q -d "$DB" -c "SELECT phone_id FROM eightms.phone WHERE account_id = '$ACCT' ORDER BY device_id")
+}
+
+# request.headers as PostgREST passes them (every header of the request,
+# names in lower case) for a request with bearer token $1: the pre-request
+# hook verifies the token itself.  JSON, for a SQL string literal.
+pgrst_headers() {
+	printf '{"host": "api.example.test", "user-agent": "okhttp/4.12.0", "accept": "application/json", "accept-encoding": "gzip", "content-type": "application/json", "prefer": "return=representation", "authorization": "Bearer %s"}' "$1"
 }
 
 # Milliseconds a query takes, best of $2 runs (default 3).

@@ -26,10 +26,12 @@ COMMENT ON VIEW eightms_api.invitations IS 'Invitations of the account the reque
 GRANT SELECT ON eightms_api.profile TO eightms_user, eightms_phone;
 GRANT SELECT ON eightms_api.members, eightms_api.invitations TO eightms_user;
 
--- Re-issue the request's claims so that it acts on an account (the caller
--- must already have been checked as its member).  Where Citus propagates
--- SET LOCAL to its workers (citus.propagate_set_commands = 'local') the
--- claims go out as SET LOCAL, which it sees and set_config is not (see
+-- The request acts on an account (the caller must already have been
+-- checked as its member): bind it to the verified claims that
+-- eightms.current_account_id() reads, and re-issue request.jwt.claims with
+-- it for anything that reads the setting.  Where Citus propagates SET
+-- LOCAL to its workers (citus.propagate_set_commands = 'local') the claims
+-- go out as SET LOCAL, which it sees and set_config is not (see
 -- DESIGN.md); elsewhere set_config does the same for a fifth of the cost
 -- (EXECUTE parses and plans the statement: about 42,000 instructions, a
 -- sixth of a phone's pre-request).  No SET clause: every caller pins
@@ -38,14 +40,8 @@ CREATE FUNCTION eightms.act_on_account(acct uuid, member_role text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-	claims jsonb := eightms.jwt_claims();
+	claims jsonb := eightms.bind_account(acct, member_role);
 BEGIN
-	IF acct IS NULL THEN
-		claims := claims OPERATOR(pg_catalog.-) 'account_id' OPERATOR(pg_catalog.-) 'account_role';
-	ELSE
-		claims := claims OPERATOR(pg_catalog.||)
-			pg_catalog.jsonb_build_object('account_id', acct, 'account_role', member_role);
-	END IF;
 	IF pg_catalog.current_setting('citus.propagate_set_commands', true) OPERATOR(pg_catalog.=) 'local' THEN
 		EXECUTE pg_catalog.format('SET LOCAL request.jwt.claims = %L', claims::text);
 	ELSE
@@ -93,12 +89,18 @@ COMMENT ON FUNCTION eightms.require_active_account(uuid) IS
 	'Lock the account''s row (FOR SHARE) and raise refuse_inactive_account''s error unless it is active';
 
 -- PostgREST db-pre-request: runs at the start of every request, after the
--- role and claims are set.  It decides which account the request acts on,
--- refuses disabled accounts, revoked device tokens and signed-out sessions,
--- and re-issues the claims so that eightms.current_account_id() sees the
--- checked account (with SET LOCAL where Citus needs it; see DESIGN.md).
--- In C (src/pre_request.c) for a phone's requests, most of them; a
--- dashboard user's and an anonymous caller's go on to the function below.
+-- role and headers are set.  It verifies the bearer token of the request's
+-- Authorization header itself (request.headers; HS256 with the server's
+-- secret, or RS256 / ES256 with eightms.jwt_public_key_file), requires its
+-- role to be the role the request runs as (no token: eightms_anon only),
+-- and binds the verified claims to the transaction and role; that binding,
+-- never request.jwt.claims, is what eightms.current_account_id() and
+-- eightms.jwt_claims() read.  Then it decides which account the request
+-- acts on, refuses disabled accounts, revoked device tokens and signed-out
+-- sessions, and binds the checked account (re-issuing the claims, with SET
+-- LOCAL where Citus needs it; see DESIGN.md).  In C (src/pre_request.c)
+-- for a phone's requests, most of them; a dashboard user's and an
+-- anonymous caller's go on to the function below.
 CREATE FUNCTION eightms_api.pre_request() RETURNS void
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -213,7 +215,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eightms_api.pre_request() IS
-	'PostgREST db-pre-request: picks and checks the account (X-Eightms-Account header), refuses disabled accounts, revoked device tokens and signed-out sessions';
+	'PostgREST db-pre-request: verifies the bearer token and binds its claims to the transaction, picks and checks the account (X-Eightms-Account header), refuses disabled accounts, revoked device tokens and signed-out sessions';
 GRANT EXECUTE ON FUNCTION eightms_api.pre_request() TO eightms_anon, eightms_user, eightms_phone;
 
 -- The accounts the signed-in user belongs to.
@@ -229,7 +231,8 @@ AS $$
 $$;
 GRANT EXECUTE ON FUNCTION eightms_api.my_accounts() TO eightms_user;
 
--- Raise unless the JWT's email may be trusted.
+-- Raise unless the JWT's email may be trusted: only a JSON true in
+-- email_verified counts ("true", 1, a missing claim or null do not).
 CREATE FUNCTION eightms.require_verified_email() RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -244,11 +247,10 @@ BEGIN
 				  HINT = 'Configure the auth provider to include the verified email in the token.';
 	END IF;
 	IF current_setting('eightms.require_verified_email', true) IS DISTINCT FROM 'off'
-	   AND claims ? 'email_verified'
-	   AND claims -> 'email_verified' IN ('false'::jsonb, '"false"'::jsonb) THEN
-		RAISE EXCEPTION 'email % is not verified', left(email, 200)
+	   AND (claims -> 'email_verified') IS DISTINCT FROM 'true'::jsonb THEN
+		RAISE EXCEPTION 'the JWT''s email is not verified'
 			USING ERRCODE = '28000',
-				  HINT = 'Verify the email address with the sign-in provider, then sign in again.';
+				  HINT = 'The token must carry "email_verified": true: verify the address with the sign-in provider, then sign in again.';
 	END IF;
 	RETURN email;
 END

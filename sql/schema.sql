@@ -53,29 +53,36 @@ GRANT USAGE ON SCHEMA eightms_api TO eightms_anon, eightms_user, eightms_phone, 
 -- the roles therefore need to reach the tables, which RLS then filters.
 GRANT USAGE ON SCHEMA eightms TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
 
--- The caller's JWT claims as PostgREST set them for this transaction.
+-- The caller's JWT claims as the pre-request hook verified them in this
+-- transaction (with the account it chose), or {} outside such a request.
+-- Never request.jwt.claims: any role may set that (src/claims.c).
 CREATE FUNCTION eightms.jwt_claims() RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-	SELECT coalesce(nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb,
-					'{}'::jsonb)
-$$;
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_jwt_claims';
 COMMENT ON FUNCTION eightms.jwt_claims() IS
-	'The JWT claims of the current request (request.jwt.claims), or {} outside a request';
+	'The JWT claims the pre-request hook verified for the current transaction and role, or {} outside a request';
 
 -- The account the current request acts on.  Every tenant policy compares
--- account_id to this and nothing else.  It reads only the claims: the
--- pre-request hook (eightms_api.pre_request) has already checked that the
--- caller belongs to the account and re-issued the claims with it.
--- In C (src/claims.c) for one reason: policies run it for every row a
--- statement writes, and it keeps the last claims parsed instead of parsing
--- them each time.  Same answer as
--- (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'account_id')::uuid.
+-- account_id to this and nothing else.  It is the account the pre-request
+-- hook (eightms_api.pre_request) bound to this transaction and role after
+-- verifying the request's token and the caller's membership; NULL in any
+-- other transaction, for any other role, and whatever request.jwt.claims
+-- says.  In C (src/claims.c): policies run it for every row a statement
+-- writes, and it keeps the binding parsed instead of parsing it each time.
 CREATE FUNCTION eightms.current_account_id() RETURNS uuid
 LANGUAGE C STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'eightms_current_account_id';
 COMMENT ON FUNCTION eightms.current_account_id() IS
-	'The account of the current request, from request.jwt.claims; NULL when none (then no tenant row is visible)';
+	'The account the pre-request hook verified for the current transaction and role; NULL when none (then no tenant row is visible)';
+
+-- The request acts on an account (NULL: on none) from now on, with the
+-- member role the caller has there; returns the claims re-issued with
+-- them.  Only for the hook and the API's own functions, which have checked
+-- the membership: no grant.  It only rebinds claims the hook verified in
+-- this transaction for this role.
+CREATE FUNCTION eightms.bind_account(acct uuid, member_role text) RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'eightms_bind_account';
 
 -- The signed-in user (JWT "sub"), or NULL for anonymous callers and phones.
 CREATE FUNCTION eightms.current_user_id() RETURNS text

@@ -1,27 +1,33 @@
 /*
  * claims.c
- *		eightms.current_account_id(): the account named by the request's JWT
- *		claims, which every tenant policy compares account_id to.
+ *		The claims of the current request as the pre-request hook verified
+ *		them, and the account it chose: eightms.current_account_id(), which
+ *		every tenant policy compares account_id to, eightms.jwt_claims() and
+ *		eightms.require_phone().
+ *
+ * request.jwt.claims is an ordinary setting: any role may set it, so an API
+ * role with a SQL connection could name another tenant's account in it.
+ * None of these functions reads it.  The hook (src/pre_request.c) verifies
+ * the request's bearer token itself and binds what it verified, with the
+ * account it chose, to the transaction and the role the request runs as,
+ * in eightms.verified_claims: a setting only superusers may set (the hook
+ * runs as the extension's owner), set as SET LOCAL, so it ends with the
+ * transaction (or a rolled-back savepoint), and stamped with the
+ * transaction's local id and the role's OID, so that it is trusted only in
+ * the transaction and by the role it was bound in.  A setting rather than a
+ * plain variable because parallel workers receive the leader's settings,
+ * and policies run there too.
  *
  * Row-level security evaluates the policy for every row a statement writes
- * (WITH CHECK), so a batch of 50 messages parsed the same claims JSON
- * dozens of times; that parse cost more than the check itself.  The account
- * the claims name is kept until the claims change, and the module learns of
- * every change at once: it defines request.jwt.claims itself (PostgREST
- * sets it with set_config(..., true) for each request; to PostgREST and SQL
- * it is the same setting), and its assign hook counts the changes.  Looking
- * the setting up by name on every call (GetConfigOption) cost more than the
- * rest of the function.  The answer is exactly that of
- * (nullif(current_setting('request.jwt.claims', true), '')::jsonb
- * ->> 'account_id')::uuid.
- *
- * eightms.require_phone(), which every API call of a phone starts with,
- * reads the phone_id claim from the same cache: as a PL/pgSQL function it
- * cost each such call about 39,000 instructions.
+ * (WITH CHECK), so the binding is parsed once per assignment (the assign
+ * hook counts them; looking the setting up by name on every call cost more
+ * than the rest of the function) and each call only compares the stamps.
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -31,46 +37,59 @@
 #include "eightms.h"
 
 PG_FUNCTION_INFO_V1(eightms_current_account_id);
+PG_FUNCTION_INFO_V1(eightms_jwt_claims);
 PG_FUNCTION_INFO_V1(eightms_require_phone);
+PG_FUNCTION_INFO_V1(eightms_bind_account);
 
-/* request.jwt.claims, and how many times it has been assigned. */
-static char *request_jwt_claims = NULL;
-static uint64 claims_assignments = 0;
+#define BINDING_GUC "eightms.verified_claims"
 
-static char *cached_claims = NULL;	/* in TopMemoryContext */
-static uint64 cached_assignments = 0;
-static bool cached_isnull;
-static pg_uuid_t cached_account;
-static char *cached_phone = NULL;	/* ->> 'phone_id', unparsed; in TopMemoryContext */
+/* eightms.verified_claims: "<lxid> <role oid> <account uuid or -> <claims>". */
+static char *verified_claims = NULL;
+static uint64 assignments = 0;
 
-/*
- * Every SET, set_config, RESET and end-of-transaction restore goes through
- * here, so an unchanged count means an unchanged value.
- */
-static void
-count_claims_assignment(const char *newval, void *extra)
+/* The binding as last parsed, in TopMemoryContext. */
+static struct
 {
-	claims_assignments++;
+	uint64		assignments;	/* of the setting it was parsed from */
+	bool		valid;
+	LocalTransactionId lxid;
+	Oid			role;
+	bool		has_account;
+	pg_uuid_t	account;
+	Jsonb	   *claims;
+	char	   *phone;			/* ->> 'phone_id', unparsed, or NULL */
+}			bound;
+
+static void
+count_assignment(const char *newval, void *extra)
+{
+	assignments++;
 }
 
 void
 eightms_claims_init(void)
 {
-	DefineCustomStringVariable("request.jwt.claims",
-							   "The JWT claims of the current request, as PostgREST sets them.",
-							   "Defined by eightms so that the account they name is read once per change.",
-							   &request_jwt_claims,
-							   NULL,
-							   PGC_USERSET,
-							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, count_claims_assignment, NULL);
+	DefineCustomStringVariable(BINDING_GUC,
+							   "The claims the pre-request hook verified for the current transaction.",
+							   "Set only by eightms_api.pre_request(); read by eightms.current_account_id() and eightms.jwt_claims().",
+							   &verified_claims,
+							   "",
+							   PGC_SUSET,
+							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_NO_RESET_ALL
+							   | GUC_DISALLOW_IN_FILE | GUC_SUPERUSER_ONLY,
+							   NULL, count_assignment, NULL);
 }
 
-/* The request's claims as set (NULL or empty outside a request). */
-const char *
-eightms_request_claims(void)
+/*
+ * The local id of the transaction the request runs in: a parallel worker's
+ * own transaction is part of its leader's.
+ */
+static inline LocalTransactionId
+request_lxid(void)
 {
-	return request_jwt_claims;
+	PGPROC	   *leader = MyProc->lockGroupLeader;
+
+	return leader != NULL ? leader->lxid : MyProc->lxid;
 }
 
 /* What claims ->> key gives, as a C string, or NULL. */
@@ -102,81 +121,207 @@ eightms_claim_text(Jsonb *claims, const char *key)
 	return NULL;				/* keep the compiler quiet */
 }
 
-/*
- * Bring the cache up to date with the claims (neither NULL nor empty): the
- * account they name, parsed, and the phone_id claim's text.
- */
+/* Keep claims (and what is read from them) as the binding's. */
 static void
-refresh_cache(const char *claims)
+keep_binding(LocalTransactionId lxid, Oid role, const pg_uuid_t *account, Jsonb *claims)
 {
-	if (cached_claims != NULL && cached_assignments == claims_assignments)
-		return;
-	/* Set again, perhaps to the same text: parsed only if it differs. */
-	if (cached_claims == NULL || strcmp(cached_claims, claims) != 0)
-	{
-		/* Parse first: an error leaves the cache as it was. */
-		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims)));
-		char	   *text = eightms_claim_text(jb, "account_id");
-		char	   *phone = eightms_claim_text(jb, "phone_id");
-		pg_uuid_t	account = {{0}};
-		char	   *kept_claims;
-		char	   *kept_phone;
+	Jsonb	   *kept_claims = MemoryContextAlloc(TopMemoryContext, VARSIZE(claims));
+	char	   *phone = eightms_claim_text(claims, "phone_id");
+	char	   *kept_phone = phone ? MemoryContextStrdup(TopMemoryContext, phone) : NULL;
 
-		if (text != NULL)
-			memcpy(&account,
-				   DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(text))),
-				   sizeof(pg_uuid_t));
-		kept_claims = MemoryContextStrdup(TopMemoryContext, claims);
-		kept_phone = phone ? MemoryContextStrdup(TopMemoryContext, phone) : NULL;
-		if (cached_claims != NULL)
-			pfree(cached_claims);
-		if (cached_phone != NULL)
-			pfree(cached_phone);
-		cached_claims = kept_claims;
-		cached_phone = kept_phone;
-		cached_isnull = (text == NULL);
-		cached_account = account;
+	memcpy(kept_claims, claims, VARSIZE(claims));
+	if (bound.claims != NULL)
+		pfree(bound.claims);
+	if (bound.phone != NULL)
+		pfree(bound.phone);
+	bound.claims = kept_claims;
+	bound.phone = kept_phone;
+	bound.lxid = lxid;
+	bound.role = role;
+	bound.has_account = (account != NULL);
+	if (account != NULL)
+		bound.account = *account;
+	bound.valid = true;
+}
+
+/* Parse the setting as it is now; a value not made by the hook binds nothing. */
+static void
+parse_binding(void)
+{
+	const char *s = verified_claims;
+	char	   *end;
+	unsigned long lxid;
+	unsigned long role;
+	pg_uuid_t	account;
+	bool		has_account = false;
+
+	bound.valid = false;
+	bound.assignments = assignments;
+	if (s == NULL || s[0] == '\0')
+		return;
+	lxid = strtoul(s, &end, 10);
+	if (*end != ' ')
+		return;
+	role = strtoul(end + 1, &end, 10);
+	if (*end != ' ')
+		return;
+	s = end + 1;
+	if (s[0] == '-' && s[1] == ' ')
+		s += 2;
+	else if (strlen(s) > 37 && s[36] == ' ' && eightms_parse_uuid(s, 36, &account))
+	{
+		has_account = true;
+		s += 37;
 	}
-	cached_assignments = claims_assignments;
+	else
+		return;
+	keep_binding((LocalTransactionId) lxid, (Oid) role, has_account ? &account : NULL,
+				 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s))));
+	bound.assignments = assignments;
+}
+
+/* The binding, when it was made in this transaction for the current role. */
+static bool
+have_binding(void)
+{
+	if (bound.assignments != assignments)
+		parse_binding();
+	return bound.valid && bound.lxid == request_lxid() && bound.role == GetOuterUserId();
+}
+
+/*
+ * Bind verified claims (their text, as the setting keeps it) and the
+ * account the request acts on (NULL: none yet) to this transaction and the
+ * role the request runs as.  Only the hook calls it.
+ */
+void
+eightms_bind_claims(Jsonb *claims, const char *claims_text, const pg_uuid_t *account)
+{
+	LocalTransactionId lxid = request_lxid();
+	Oid			role = GetOuterUserId();
+	const char *acct = account
+		? DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(account))) : "-";
+
+	(void) set_config_option(BINDING_GUC,
+							 psprintf("%u %u %s %s", lxid, role, acct, claims_text),
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	/* Parsing it back would give what we have. */
+	keep_binding(lxid, role, account, claims);
+	bound.assignments = assignments;
 }
 
 Datum
 eightms_current_account_id(PG_FUNCTION_ARGS)
 {
-	const char *claims = request_jwt_claims;
 	pg_uuid_t  *result;
 
-	if (claims == NULL || claims[0] == '\0')
-		PG_RETURN_NULL();
-	refresh_cache(claims);
-	if (cached_isnull)
+	if (!have_binding() || !bound.has_account)
 		PG_RETURN_NULL();
 	result = palloc(sizeof(pg_uuid_t));
-	*result = cached_account;
+	*result = bound.account;
 	PG_RETURN_UUID_P(result);
+}
+
+/* The verified claims, with the chosen account; {} outside a verified request. */
+Datum
+eightms_jwt_claims(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *result;
+
+	if (!have_binding())
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	result = palloc(VARSIZE(bound.claims));
+	memcpy(result, bound.claims, VARSIZE(bound.claims));
+	PG_RETURN_JSONB_P(result);
 }
 
 /*
  * The calling phone, or an error: nullif(claims ->> 'phone_id', '')::uuid,
- * which must name one, with an account in the claims too.
+ * which must name one, with an account chosen too.
  */
 Datum
 eightms_require_phone(PG_FUNCTION_ARGS)
 {
-	const char *claims = request_jwt_claims;
 	Datum		phone = (Datum) 0;
+	bool		have = have_binding() && bound.has_account;
 
-	if (claims != NULL && claims[0] != '\0')
-	{
-		refresh_cache(claims);
-		/* A phone_id that is no uuid fails as the cast fails. */
-		if (cached_phone != NULL && cached_phone[0] != '\0')
-			phone = DirectFunctionCall1(uuid_in, CStringGetDatum(cached_phone));
-	}
-	if (phone == (Datum) 0 || cached_isnull)
+	/* A phone_id that is no uuid fails as the cast fails. */
+	if (have && bound.phone != NULL && bound.phone[0] != '\0')
+		phone = DirectFunctionCall1(uuid_in, CStringGetDatum(bound.phone));
+	if (phone == (Datum) 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("this call is for paired phones"),
 				 errhint("Call it with the device token pair_phone returned.")));
 	PG_RETURN_DATUM(phone);
+}
+
+/*
+ * eightms.bind_account(acct uuid, member_role text) returns jsonb: the
+ * request acts on acct (NULL: on none) as member_role from now on; returns
+ * the claims as re-issued (account_id and account_role replaced).  For the
+ * hook and the API's own functions, which have checked the membership; no
+ * API role may call it.  It rebinds only a binding of this transaction and
+ * role, so it never makes one up.
+ */
+Datum
+eightms_bind_account(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *acct = PG_ARGISNULL(0) ? NULL : PG_GETARG_UUID_P(0);
+	JsonbParseState *state = NULL;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	JsonbValue *res = NULL;
+	Jsonb	   *claims;
+
+	if (!have_binding())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("no verified request to act on an account in"),
+				 errhint("Call the API through PostgREST, whose pre-request hook verifies the request's token.")));
+
+	it = JsonbIteratorInit(&bound.claims->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY
+			&& ((v.val.string.len == 10 && memcmp(v.val.string.val, "account_id", 10) == 0)
+				|| (v.val.string.len == 12 && memcmp(v.val.string.val, "account_role", 12) == 0)))
+		{
+			(void) JsonbIteratorNext(&it, &v, true);	/* and its value */
+			continue;
+		}
+		if (tok == WJB_END_OBJECT && acct != NULL)
+		{
+			JsonbValue	k;
+			JsonbValue	val;
+
+			k.type = jbvString;
+			k.val.string.val = "account_id";
+			k.val.string.len = 10;
+			pushJsonbValue(&state, WJB_KEY, &k);
+			val.type = jbvString;
+			val.val.string.val = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(acct)));
+			val.val.string.len = strlen(val.val.string.val);
+			pushJsonbValue(&state, WJB_VALUE, &val);
+			k.val.string.val = "account_role";
+			k.val.string.len = 12;
+			pushJsonbValue(&state, WJB_KEY, &k);
+			if (PG_ARGISNULL(1))
+				val.type = jbvNull;
+			else
+			{
+				text	   *role = PG_GETARG_TEXT_PP(1);
+
+				val.type = jbvString;
+				val.val.string.val = VARDATA_ANY(role);
+				val.val.string.len = VARSIZE_ANY_EXHDR(role);
+			}
+			pushJsonbValue(&state, WJB_VALUE, &val);
+		}
+		res = pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+	}
+	claims = JsonbValueToJsonb(res);
+	eightms_bind_claims(claims, JsonbToCString(NULL, &claims->root, VARSIZE(claims)), acct);
+	PG_RETURN_JSONB_P(claims);
 }

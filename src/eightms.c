@@ -21,7 +21,7 @@ PG_MODULE_MAGIC;
 /* How long an invitation to join an account stays usable, in seconds. */
 int			eightms_invitation_ttl = 7 * 24 * 60 * 60;
 
-/* Refuse sign-ins whose JWT says the email is not verified. */
+/* Refuse sign-ins whose JWT does not say email_verified: true. */
 bool		eightms_require_verified_email = true;
 
 /* The gateway: online window, battery floor, claim lease, attempts, message lifetime. */
@@ -63,8 +63,8 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("eightms.require_verified_email",
-							 "Require email_verified in the caller's JWT when it carries the claim.",
-							 "When on, a JWT whose email_verified claim is false cannot create or join an account.",
+							 "Require \"email_verified\": true in the caller's JWT to create or join an account.",
+							 "When on, a JWT whose email_verified claim is anything but JSON true (or missing) cannot create or join an account.",
 							 &eightms_require_verified_email,
 							 true,
 							 PGC_SUSET,
@@ -98,8 +98,9 @@ _PG_init(void)
 							NULL, &eightms_message_ttl, 24 * 60 * 60, 60, 30 * 24 * 60 * 60,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 
-	/* request.jwt.claims, watched for the caller's account. */
+	/* The claims the pre-request hook verified, and the keys it verifies with. */
 	eightms_claims_init();
+	eightms_jwt_keys_init();
 
 	/* Secrets from the environment: the seal key ring and the JWT secret. */
 	eightms_seal_init();

@@ -36,9 +36,24 @@ eightms_hex_value(char c)
 	return -1;
 }
 
-/* The request's claims (src/claims.c): as set, and what claims ->> key gives. */
-extern const char *eightms_request_claims(void);
+/*
+ * The request's verified claims (src/claims.c): what claims ->> key gives,
+ * and binding what the pre-request hook verified to the transaction.
+ */
 extern char *eightms_claim_text(Jsonb *claims, const char *key);
+extern void eightms_bind_claims(Jsonb *claims, const char *claims_text, const pg_uuid_t *account);
+
+/*
+ * Tokens (src/jwt.c, src/jwt_keys.c): the claims of a token whose signature
+ * holds (HS256, RS256, ES256), its lifetime checked apart, and the public
+ * keys of eightms.jwt_public_key_file (keys_generation changes when they do).
+ */
+extern Jsonb *eightms_jwt_verify_token(const char *t, size_t len, float8 *exp, float8 *nbf,
+										bool *asymmetric);
+extern void eightms_jwt_check_lifetime(float8 exp, float8 nbf);
+extern bool eightms_jwt_public_key_verify(bool rsa, const char *data, size_t len,
+										  const uint8 *sig, int siglen);
+extern uint64 eightms_jwt_keys_generation(void);
 
 /* The uuid the len bytes at s spell, as uuid_in reads it (src/try_uuid.c). */
 extern bool eightms_parse_uuid(const char *s, size_t len, pg_uuid_t *out);
@@ -50,6 +65,7 @@ extern void eightms_forget_env(const char *name);
 extern void eightms_claims_init(void);
 extern void eightms_seal_init(void);
 extern void eightms_jwt_init(void);
+extern void eightms_jwt_keys_init(void);
 extern void eightms_bridge_init(void);
 
 #endif							/* EIGHTMS_H */

@@ -15,10 +15,14 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "access/xact.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -208,4 +212,152 @@ eightms_jwt_decode(PG_FUNCTION_ARGS)
 		invalid_token("payload is not base64url");
 	json[jlen] = '\0';
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+/*
+ * Verifying a request's bearer token (the pre-request hook's entry point).
+ *
+ * jwt_decode() above accepts only HS256, the device tokens eightms mints.
+ * A request may also carry a dashboard token from an auth provider, signed
+ * with an asymmetric key: RS256 or ES256, checked against the public keys
+ * of eightms.jwt_public_key_file (src/jwt_keys.c).  The token's header
+ * names its algorithm, and each algorithm has its own key: an HS256 token
+ * is checked only with the shared secret, never with a public key's bytes,
+ * so a token cannot choose how it is verified.
+ */
+static void
+refuse_token(const char *why, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("invalid JWT: %s", why),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/* The value of a top-level string member of a JSON object, or NULL. */
+static JsonbValue *
+object_string(Jsonb *jb, const char *key)
+{
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&jb->root, key, strlen(key), NULL);
+	return (v != NULL && v->type == jbvString) ? v : NULL;
+}
+
+/* base64url text decoded and read as JSON, or an error naming the part. */
+static Jsonb *
+decode_json_part(const char *s, size_t n, const char *part)
+{
+	char	   *json = palloc(n + 1);
+	int			len = base64url_decode(s, n, (uint8 *) json, n);
+
+	if (len < 0)
+		refuse_token(psprintf("%s is not base64url", part), NULL);
+	json[len] = '\0';
+	/* jsonb_in's own errors would quote the token's text. */
+	if (pg_parse_json(makeJsonLexContextCstringLen(json, len, PG_UTF8, true),
+					  &nullSemAction) != JSON_SUCCESS)
+		refuse_token(psprintf("%s is not JSON", part), NULL);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+/*
+ * A numeric time claim (exp, nbf) as seconds since the epoch; absent gives
+ * dflt, anything but a number is refused as jwt_verify() refuses it.
+ */
+static float8
+time_claim(Jsonb *claims, const char *key, float8 dflt, const char *why)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&claims->root, key, strlen(key), NULL);
+
+	if (v == NULL)
+		return dflt;
+	if (v->type != jbvNumeric)
+		refuse_token(why, NULL);
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+											  NumericGetDatum(v->val.numeric)));
+}
+
+/*
+ * The claims of a token whose signature holds: HS256 with the secret, or
+ * RS256 / ES256 with a configured public key.  Sets *exp and *nbf (+/-
+ * infinity when absent) for eightms_jwt_check_lifetime(), which the caller
+ * runs on every use: a verified token may be kept, its lifetime may not.
+ * *asymmetric says whether a public key verified it.
+ * Every failure is 28000 and never quotes the token.
+ */
+Jsonb *
+eightms_jwt_verify_token(const char *t, size_t len, float8 *exp, float8 *nbf,
+						 bool *asymmetric)
+{
+	const char *dot1;
+	const char *dot2;
+	Jsonb	   *header;
+	JsonbValue *alg;
+	Jsonb	   *claims;
+
+	if (len > JWT_MAX_TOKEN)
+		refuse_token("token too long", NULL);
+	dot1 = memchr(t, '.', len);
+	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (dot1 + 1 - t)) : NULL;
+	if (dot1 == NULL || dot2 == NULL || memchr(dot2 + 1, '.', len - (dot2 + 1 - t)) != NULL)
+		refuse_token("not three dot-separated parts", NULL);
+
+	header = decode_json_part(t, dot1 - t, "header");
+	alg = object_string(header, "alg");
+	if (alg == NULL)
+		refuse_token("the header names no algorithm", NULL);
+	if (alg->val.string.len == 5 && memcmp(alg->val.string.val, "HS256", 5) == 0)
+	{
+		uint8		mac[32];
+		uint8		given[33];
+		int			glen;
+
+		require_secret();
+		hmac_sha256(t, dot2 - t, mac);
+		glen = base64url_decode(dot2 + 1, len - (dot2 + 1 - t), given, sizeof(given));
+		*asymmetric = false;
+		if (glen != 32 || CRYPTO_memcmp(mac, given, 32) != 0)
+			refuse_token("signature does not match",
+						  "Device tokens are signed with the server's JWT secret; pair the phone again for a new one.");
+	}
+	else if (alg->val.string.len == 5
+			 && (memcmp(alg->val.string.val, "RS256", 5) == 0
+				 || memcmp(alg->val.string.val, "ES256", 5) == 0))
+	{
+		size_t		slen = len - (dot2 + 1 - t);
+		uint8	   *sig = palloc(slen + 1);
+		int			n = base64url_decode(dot2 + 1, slen, sig, slen + 1);
+
+		if (n < 0)
+			refuse_token("signature is not base64url", NULL);
+		*asymmetric = true;
+		if (!eightms_jwt_public_key_verify(alg->val.string.val[0] == 'R', t, dot2 - t, sig, n))
+			refuse_token("signature does not match",
+						  "Dashboard tokens must be signed with a key of eightms.jwt_public_key_file.");
+	}
+	else
+		refuse_token("algorithm is not HS256, RS256 or ES256", NULL);
+
+	claims = decode_json_part(dot1 + 1, dot2 - dot1 - 1, "payload");
+	if (!JB_ROOT_IS_OBJECT(claims))
+		refuse_token("claims are not a JSON object", NULL);
+	*exp = time_claim(claims, "exp", get_float8_infinity(), "expired");
+	*nbf = time_claim(claims, "nbf", -get_float8_infinity(), "not valid yet");
+	return claims;
+}
+
+/* exp and nbf against the transaction's start, as jwt_verify() checks them. */
+void
+eightms_jwt_check_lifetime(float8 exp, float8 nbf)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	float8		now_s = (float8) (now - SetEpochTimestamp()) / USECS_PER_SEC;
+
+	if (exp <= now_s)
+		refuse_token("expired", "Get a new token.");
+	if (nbf > now_s)
+		refuse_token("not valid yet", NULL);
 }

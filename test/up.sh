@@ -115,9 +115,10 @@ psql -d "$DB" -P pager=off <<'SQL'
 -- A dashboard user signs in (JWT sub "demo-owner") and creates an account,
 -- once; PostgREST does exactly these steps for each request.
 BEGIN;
-SELECT set_config('role', 'eightms_user', true),
-	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true),
-	   set_config('request.headers', '{}', true) \gset
+\set owner_claims '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}'
+\set other_claims '{"role":"eightms_user","sub":"demo-other","email":"boss@other.example","email_verified":true}'
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'owner_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'owner_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 SELECT count(*) = 0 AS first_run FROM eightms_api.my_accounts() \gset
 \if :first_run
@@ -130,8 +131,8 @@ COMMIT;
 
 -- Another business signs up; it must stay invisible to the first.
 BEGIN;
-SELECT set_config('role', 'eightms_user', true),
-	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-other","email":"boss@other.example","email_verified":true}', true) \gset
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'other_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'other_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 SELECT count(*) = 0 AS first_run FROM eightms_api.my_accounts() \gset
 \if :first_run
@@ -140,8 +141,8 @@ SELECT account_id AS other_account FROM eightms_api.create_account('Other Org', 
 COMMIT;
 
 BEGIN;
-SELECT set_config('role', 'eightms_user', true),
-	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'owner_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'owner_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 \echo 'The demo owner''s accounts (eightms_api.my_accounts):'
 SELECT account_id, company_name, role, status FROM eightms_api.my_accounts();
@@ -158,26 +159,29 @@ COMMIT;
 SELECT count(*) = 0 AS gateway_first_run FROM eightms.phone WHERE device_id = 'demo-pixel-7' \gset
 \if :gateway_first_run
 BEGIN;
-SELECT set_config('role', 'eightms_user', true),
-	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'owner_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'owner_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 SELECT code FROM eightms_api.create_pairing_code() \gset
 COMMIT;
 BEGIN;
-SELECT set_config('role', 'eightms_anon', true), set_config('request.jwt.claims', '{"role":"eightms_anon"}', true) \gset
+SELECT set_config('request.headers', '{}', true), set_config('role', 'eightms_anon', true),
+	   set_config('request.jwt.claims', '{"role":"eightms_anon"}', true) \gset
+SELECT eightms_api.pre_request() \gset
 SELECT phone_id, token FROM eightms_api.pair_phone(:'code', 'demo-pixel-7', 'Front desk', '1.0.0') \gset
 COMMIT;
 SELECT eightms.jwt_verify(:'token')::text AS phone_claims \gset
 \echo 'A phone paired with a one-time code; its device token carries:'
 SELECT :'phone_claims'::jsonb - 'iat' - 'exp' AS device_token_claims;
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', :'phone_claims', true) \gset
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || :'token')::text, true),
+	   set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', :'phone_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 SELECT eightms_api.heartbeat(86, 'wifi', true, '1.0.0') \gset
 COMMIT;
 BEGIN;
-SELECT set_config('role', 'eightms_user', true),
-	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'owner_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'owner_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 \echo 'The dashboard sends a batch (send_messages); each item is queued or refused:'
 SELECT item, status, error_code, error FROM eightms_api.send_messages($$[
@@ -186,7 +190,8 @@ SELECT item, status, error_code, error FROM eightms_api.send_messages($$[
 	{"to": "555-01", "body": "a number too short"}]$$);
 COMMIT;
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', :'phone_claims', true) \gset
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || :'token')::text, true),
+	   set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', :'phone_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 \echo 'The phone claims its work (claim_messages), sends it and reports (report_messages):'
 SELECT to_number, encoding, segments, attempt FROM eightms_api.claim_messages(10);
@@ -200,8 +205,8 @@ SELECT duplicate, consent FROM eightms_api.receive_messages(
 COMMIT;
 \endif
 BEGIN;
-SELECT set_config('role', 'eightms_user', true),
-	   set_config('request.jwt.claims', '{"role":"eightms_user","sub":"demo-owner","email":"owner@demo.example","email_verified":true}', true) \gset
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'owner_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'owner_claims', true) \gset
 SELECT eightms_api.pre_request() \gset
 \echo 'The account''s messages (view eightms_api.messages):'
 SELECT peer_number, direction, status, encoding, segments, left(body, 40) AS body

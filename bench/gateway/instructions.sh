@@ -10,7 +10,8 @@
 # send_messages, claim them, report them sent and the previous batch
 # delivered, one inbound SMS), each step its own transaction, runs in a
 # procedure; the count for N rounds less the count for none, over N x batch
-# messages, is the cost of one lifecycle.  The tpcb-like transaction runs
+# messages, is the cost of one lifecycle (each request with its
+# pre-request hook, as PostgREST runs it).  The tpcb-like transaction runs
 # its five statements as dynamic SQL, parsed and planned each time as
 # pgbench's simple protocol has them.  Neither count includes the client,
 # commits' waits, or background processes.
@@ -29,7 +30,8 @@ command pgbench -q -i -s 10 "$DB" >/dev/null 2>&1
 # One phone takes all the work (its conversations and queue), so that one
 # caller claims what is sent.
 P1=${PHONES[0]}
-command psql -X -q -d "$DB" -v acct="$ACCT" -v p1="$P1" -v bsz="$BATCH" -v rounds="$ROUNDS" <<'SQL'
+command psql -X -q -d "$DB" -v acct="$ACCT" -v p1="$P1" -v bsz="$BATCH" -v rounds="$ROUNDS" \
+	-v uheaders="$USER_HEADERS" -v pheaders="${PHONE_HEADERS[0]}" <<'SQL'
 UPDATE eightms.conversation SET phone_id = :'p1' WHERE account_id = :'acct';
 UPDATE eightms.message SET phone_id = :'p1' WHERE account_id = :'acct' AND pending;
 -- The send batches' JSON as the client sends it (run.sh's send.sql writes
@@ -40,6 +42,10 @@ SELECT k, i, '[' || string_agg(format('{"to": "+1 212 555 %s", "body": "Your ord
 									  1000 + (k + i * :bsz + j) % 8000, j), ', ' ORDER BY j) || ']'
   FROM (VALUES (0), (60000)) ks(k), generate_series(1, greatest(:rounds, 5)) i, generate_series(1, :bsz) j
  GROUP BY k, i;
+-- Each request as PostgREST makes it: role, claims and headers (the
+-- bearer token among them), then the pre-request hook, then the call.
+CREATE TABLE public.bench_headers (who text PRIMARY KEY, headers text);
+INSERT INTO public.bench_headers VALUES ('user', :'uheaders'), ('phone', :'pheaders');
 CREATE PROCEDURE public.lifecycles(n int, acct uuid, phone uuid, bsz int, k int)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -49,22 +55,32 @@ DECLARE
 	prev text;
 	uclaims text := format('{"role":"eightms_user","sub":"bench","email":"bench@example.test","account_id":"%s"}', acct);
 	pclaims text := format('{"role":"eightms_phone","account_id":"%s","phone_id":"%s","tv":1}', acct, phone);
+	uheaders text := (SELECT h.headers FROM public.bench_headers h WHERE h.who = 'user');
+	pheaders text := (SELECT h.headers FROM public.bench_headers h WHERE h.who = 'phone');
 BEGIN
 	FOR i IN 1 .. n LOOP
 		SELECT b.body INTO batch FROM public.bench_batch b WHERE b.bk = k AND b.bi = i;
-		PERFORM set_config('role', 'eightms_user', true), set_config('request.jwt.claims', uclaims, true);
+		PERFORM set_config('role', 'eightms_user', true), set_config('request.jwt.claims', uclaims, true),
+				set_config('request.headers', uheaders, true);
+		PERFORM eightms_api.pre_request();
 		PERFORM count(*) FROM eightms_api.send_messages(batch::jsonb);
 		COMMIT;
-		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true);
+		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true),
+				set_config('request.headers', pheaders, true);
+		PERFORM eightms_api.pre_request();
 		SELECT coalesce(string_agg('{"id": "' || message_id || '", "status": "sent"}', ', '), ''),
 			   coalesce(string_agg('{"id": "' || message_id || '", "status": "delivered"}', ', '), '')
 		  INTO sent, done
 		  FROM eightms_api.claim_messages(bsz);
 		COMMIT;
-		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true);
+		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true),
+				set_config('request.headers', pheaders, true);
+		PERFORM eightms_api.pre_request();
 		PERFORM count(*) FROM eightms_api.report_messages(('[' || concat_ws(', ', nullif(prev, ''), nullif(sent, '')) || ']')::jsonb);
 		COMMIT;
-		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true);
+		PERFORM set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', pclaims, true),
+				set_config('request.headers', pheaders, true);
+		PERFORM eightms_api.pre_request();
 		PERFORM count(*) FROM eightms_api.receive_messages(format('[{"from": "+1 212 555 %s", "body": "Thanks, see you Tuesday", "device_message_id": "%s"}]',
 																  1000 + (k + i) % 8000, gen_random_uuid())::jsonb);
 		COMMIT;

@@ -1,11 +1,22 @@
 # bench/gateway/setup.sh: the gateway benchmarks' cluster and account,
 # sourced by run.sh (lifecycles against tpcb-like) and instructions.sh
 # (instructions per lifecycle).  Expects NAME, PORT, BATCH, SEND_BATCH;
-# sets DB, T, ACCT, PHONES and writes the pgbench scripts into $T.
+# sets DB, T, ACCT, PHONES, USER_CLAIMS, USER_HEADERS, PHONE_CLAIMS and
+# PHONE_HEADERS (one per phone: the JSON PostgREST sets, the bearer token
+# signed with the server's secret) and writes the pgbench scripts into $T.
 bench_cluster
 
 q() { command psql -X -At -q -d "$DB" -c "$1"; }
 bench_account_with_phones 'Bench Co'
+# Each request carries its token in request.headers, as PostgREST passes
+# it, and the claims in request.jwt.claims, as PostgREST sets them.
+USER_CLAIMS="{\"role\":\"eightms_user\",\"sub\":\"bench\",\"email\":\"bench@example.test\",\"email_verified\":true,\"account_id\":\"$ACCT\"}"
+USER_HEADERS=$(pgrst_headers "$(q "SELECT eightms.jwt_sign('$USER_CLAIMS')")")
+PHONE_CLAIMS=() PHONE_HEADERS=()
+for p in "${PHONES[@]}"; do
+	PHONE_CLAIMS+=("{\"role\":\"eightms_phone\",\"account_id\":\"$ACCT\",\"phone_id\":\"$p\",\"tv\":1}")
+	PHONE_HEADERS+=("$(pgrst_headers "$(q "SELECT eightms.jwt_sign('${PHONE_CLAIMS[-1]}')")")")
+done
 # Every message each claim hands out, to count double claims afterwards.
 q "CREATE TABLE public.bench_claim (ids uuid[] NOT NULL); GRANT USAGE ON SCHEMA public TO eightms_phone; GRANT INSERT ON public.bench_claim TO eightms_phone"
 # A working account's history, so that the run starts from tables the
@@ -36,7 +47,7 @@ SQL
 	echo '\set n random(1000, 8999)'
 	for i in $(seq 1 "$SEND_BATCH"); do echo "\\set n$i 1000 + (:n + $i) % 8000"; done
 	echo 'BEGIN;'
-	echo "SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '{\"role\":\"eightms_user\",\"sub\":\"bench\",\"email\":\"bench@example.test\",\"account_id\":\"$ACCT\"}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/send_messages', true);"
+	echo "SELECT set_config('role', 'eightms_user', true), set_config('request.jwt.claims', '$USER_CLAIMS', true), set_config('request.headers', '$USER_HEADERS', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/send_messages', true);"
 	echo 'SELECT eightms_api.pre_request();'
 	printf "SELECT count(*) FROM eightms_api.send_messages('["
 	for i in $(seq 1 "$SEND_BATCH"); do
@@ -54,7 +65,7 @@ SQL
 cat > "$T/phone.sql" <<SQL
 \\set p :client_id % 4 + 1
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/claim_messages', true);
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', (ARRAY['${PHONE_CLAIMS[0]}','${PHONE_CLAIMS[1]}','${PHONE_CLAIMS[2]}','${PHONE_CLAIMS[3]}'])[:p], true), set_config('request.headers', (ARRAY['${PHONE_HEADERS[0]}','${PHONE_HEADERS[1]}','${PHONE_HEADERS[2]}','${PHONE_HEADERS[3]}'])[:p], true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/claim_messages', true);
 SELECT eightms_api.pre_request();
 SELECT coalesce(string_agg(message_id::text, ','), '') AS ids,
 	   coalesce(string_agg('{"id": "' || message_id || '", "status": "sent"}', ', '), '') AS sent,
@@ -63,7 +74,7 @@ SELECT coalesce(string_agg(message_id::text, ','), '') AS ids,
 INSERT INTO bench_claim (ids) VALUES ('{:ids}');
 COMMIT;
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/report_messages', true);
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', (ARRAY['${PHONE_CLAIMS[0]}','${PHONE_CLAIMS[1]}','${PHONE_CLAIMS[2]}','${PHONE_CLAIMS[3]}'])[:p], true), set_config('request.headers', (ARRAY['${PHONE_HEADERS[0]}','${PHONE_HEADERS[1]}','${PHONE_HEADERS[2]}','${PHONE_HEADERS[3]}'])[:p], true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/report_messages', true);
 SELECT eightms_api.pre_request();
 SELECT count(*) AS reported, ':done' AS prev FROM eightms_api.report_messages(
 	('[' || concat_ws(', ', nullif(nullif(':prev', '-'), ''), nullif(':sent', '')) || ']')::jsonb) \\gset
@@ -74,7 +85,7 @@ cat > "$T/inbound.sql" <<SQL
 \\set n random(1000, 8999)
 \\set d random(1, 1000000000000)
 BEGIN;
-SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', '{"role":"eightms_phone","account_id":"$ACCT","phone_id":"' || (ARRAY['${PHONES[0]}','${PHONES[1]}','${PHONES[2]}','${PHONES[3]}'])[:p] || '","tv":1}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/receive_messages', true);
+SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', (ARRAY['${PHONE_CLAIMS[0]}','${PHONE_CLAIMS[1]}','${PHONE_CLAIMS[2]}','${PHONE_CLAIMS[3]}'])[:p], true), set_config('request.headers', (ARRAY['${PHONE_HEADERS[0]}','${PHONE_HEADERS[1]}','${PHONE_HEADERS[2]}','${PHONE_HEADERS[3]}'])[:p], true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/receive_messages', true);
 SELECT eightms_api.pre_request();
 SELECT count(*) FROM eightms_api.receive_messages('[{"from": "+1 212 555 :n", "body": "Thanks, see you Tuesday", "device_message_id": "bench-:client_id-:d"}]');
 COMMIT;

@@ -307,25 +307,30 @@ SELECT ok(NOT has_function_privilege('eightms_phone', 'eightms.pre_request_membe
 		  AND NOT has_function_privilege('eightms_anon', 'eightms.pre_request_member()', 'EXECUTE'),
 		  'the members'' half of the hook runs only from the hook');
 -- require_phone(), which every phone call starts with, reads the claims
--- as they are now (PostgREST without the hook would reach it).
-SELECT pgrst.reset();
-SELECT set_config('request.jwt.claims', jsonb_build_object('account_id', :'acct', 'phone_id', :'pair_phone_id')::text, true);
-SELECT is(eightms.require_phone(), :'pair_phone_id'::uuid, 'require_phone names the phone of the claims');
-SELECT set_config('request.jwt.claims', jsonb_build_object('account_id', :'acct', 'phone_id', :'other_phone_id')::text, true);
-SELECT is(eightms.require_phone(), :'other_phone_id'::uuid, 'and the next claims'' phone once they change');
-SELECT set_config('request.jwt.claims', jsonb_build_object('account_id', :'acct')::text, true);
+-- the hook verified for this transaction and role, never request.jwt.claims.
+SELECT pgrst.as_token(:'pair_token');
+SELECT is(eightms.require_phone(), :'pair_phone_id'::uuid, 'require_phone names the phone of the verified claims');
+SELECT pgrst.as_token(:'other_token');
+SELECT is(eightms.require_phone(), :'other_phone_id'::uuid, 'and the next request''s phone once they change');
+SELECT pgrst.as_user('olivia', :'acct');
 SELECT throws_ok('SELECT eightms.require_phone()', '42501', 'this call is for paired phones',
 				 'claims without a phone are refused');
-SELECT set_config('request.jwt.claims', jsonb_build_object('account_id', :'acct', 'phone_id', '')::text, true);
+SELECT pgrst.as_user('olivia', :'acct', extra_claims => '{"phone_id": ""}');
 SELECT throws_ok('SELECT eightms.require_phone()', '42501', 'this call is for paired phones',
 				 'an empty phone_id is no phone');
-SELECT set_config('request.jwt.claims', jsonb_build_object('phone_id', :'pair_phone_id')::text, true);
+SELECT pgrst.as_user('nomad', extra_claims => jsonb_build_object('phone_id', :'pair_phone_id'));
 SELECT throws_ok('SELECT eightms.require_phone()', '42501', 'this call is for paired phones',
-				 'a phone without an account in the claims is refused');
-SELECT set_config('request.jwt.claims', jsonb_build_object('account_id', :'acct', 'phone_id', 'phone-1')::text, true);
+				 'a phone without an account is refused');
+SELECT pgrst.as_user('olivia', :'acct', extra_claims => '{"phone_id": "phone-1"}');
 SELECT throws_ok('SELECT eightms.require_phone()', '22P02', NULL, 'a phone_id that is no uuid fails as its cast does');
-SELECT set_config('request.jwt.claims', '', true);
-SELECT throws_ok('SELECT eightms.require_phone()', '42501', 'this call is for paired phones', 'no claims, no phone');
+SELECT pgrst.reset();
+SELECT throws_ok('SELECT eightms.require_phone()', '42501', 'this call is for paired phones', 'no request, no phone');
+SELECT set_config('role', 'eightms_phone', true);
+SELECT set_config('request.jwt.claims', jsonb_build_object('role', 'eightms_phone', 'account_id', :'acct',
+													   'phone_id', :'pair_phone_id', 'tv', 1)::text, true);
+SELECT throws_ok('SELECT eightms.require_phone()', '42501', 'this call is for paired phones',
+				 'claims set by hand, without the hook, are no phone');
+SELECT pgrst.reset();
 -- Where Citus propagates SET LOCAL (DESIGN.md), the hook re-issues a
 -- phone's claims as SET LOCAL; elsewhere it leaves them as they are.  The
 -- request reads the same either way.
