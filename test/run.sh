@@ -112,7 +112,11 @@ set -e
 grep -vE '^ok [0-9]+' "$T/pg_prove.out" || true
 t_ok=$(grep -cE '^ok [0-9]+' "$T/pg_prove.out" || true)
 t_fail=$(grep -cE '^not ok [0-9]+' "$T/pg_prove.out" || true)
-# A suite that dies or runs off its plan has no "not ok" line: count it.
+# A suite that dies (an error outside an assertion) has no "not ok" line
+# for the assertions it never ran: count each such suite as a failure, and
+# any other failed run that shows none.
+t_died=$(grep -cE '^Dubious, test returned' "$T/pg_prove.out" || true)
+t_fail=$((t_fail + t_died))
 if [ "$prove_rc" -ne 0 ] && [ "$t_fail" -eq 0 ]; then
 	t_fail=1
 fi

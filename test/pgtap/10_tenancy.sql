@@ -34,7 +34,8 @@ SELECT is((SELECT count(*) FROM eightms_api.members WHERE account_id = (SELECT a
 SELECT is((SELECT count(*) FROM eightms_api.profile), 1::bigint, 'the profile view shows only the current account');
 
 -- Cross-tenant writes are refused or touch nothing.
-UPDATE eightms.account SET company_name = 'pwned' WHERE account_id = (SELECT account_id FROM acct_b);
+SELECT throws_ok(format('UPDATE eightms.account SET company_name = ''pwned'' WHERE account_id = %L', (SELECT account_id FROM acct_b)),
+	'42501', NULL, 'alice cannot write account B''s profile (nor her own, but through update_profile)');
 -- Members are removed through remove_member only (no API role may delete
 -- member rows itself, in its own account or another).
 SELECT throws_ok(format('DELETE FROM eightms.member WHERE account_id = %L', (SELECT account_id FROM acct_b)),

@@ -41,10 +41,13 @@ SELECT is(pg_temp.b_rows(format('SELECT count(*) FROM %s', t)), 0::bigint,
 					'eightms.message', 'eightms.conversation', 'eightms_api.profile', 'eightms_api.members',
 					'eightms_api.invitations', 'eightms_api.phones', 'eightms_api.messages',
 					'eightms_api.conversations']) t;
-SELECT is(pg_temp.b_rows($$WITH u AS (UPDATE eightms.account SET company_name = 'Pwned' RETURNING 1) SELECT count(*) FROM u$$),
-		  0::bigint, 'nor update the other tenant''s account');
-SELECT is(pg_temp.b_rows($$WITH d AS (DELETE FROM eightms.member RETURNING 1) SELECT count(*) FROM d$$),
-		  0::bigint, 'nor delete its members');
+-- An account and its members are written only through the API's
+-- functions: the statements themselves are refused.
+SELECT throws_ok($$UPDATE eightms.account SET company_name = 'Pwned'$$, '42501', NULL,
+				 'nor update the other tenant''s account');
+SELECT throws_ok($$DELETE FROM eightms.member$$, '42501', NULL, 'nor delete its members');
+SELECT is(pg_temp.b_rows($$WITH u AS (UPDATE eightms.conversation SET unread_count = 0 RETURNING 1) SELECT count(*) FROM u$$),
+		  0::bigint, 'nor update its conversations');
 SELECT is(pg_temp.b_rows($$WITH d AS (DELETE FROM eightms.message RETURNING 1) SELECT count(*) FROM d$$),
 		  0::bigint, 'nor its messages');
 SELECT throws_ok(format($$INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at)

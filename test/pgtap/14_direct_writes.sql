@@ -68,11 +68,11 @@ SELECT lives_ok('SELECT eightms_api.set_phone_pacing(' || quote_literal(:'phone'
 				'the owner still sets a phone''s pacing');
 SELECT lives_ok('SELECT eightms_api.set_member_role(''vic'', ''admin'')', 'the owner changes vic''s role');
 SELECT lives_ok('SELECT eightms_api.remove_member(''vic'')', 'and removes him');
+SELECT is((SELECT company_name FROM eightms_api.update_profile('Uma Umbrellas Ltd')), 'Uma Umbrellas Ltd',
+		  'the owner still renames the account through the API');
 SELECT pgrst.reset();
 SELECT is((SELECT string_agg(user_id || ':' || role, ',' ORDER BY user_id) FROM eightms.member WHERE account_id = :'acct'),
 		  'uma:owner', 'only the owner is left, still owner');
-SELECT is((SELECT company_name FROM eightms_api.update_profile('Uma Umbrellas Ltd')), 'Uma Umbrellas Ltd',
-		  'the owner still renames the account through the API');
 SELECT ok((SELECT token_version = 2 AND unpaired_at IS NOT NULL FROM eightms.phone WHERE phone_id = :'phone2'),
 		  'the unpaired phone stays unpaired, its token version bumped');
 
