@@ -163,10 +163,8 @@ BEGIN
 			HAVING count(*) = 1;
 		END IF;
 
-		IF acct IS NOT NULL AND astatus <> 'active' THEN
-			RAISE EXCEPTION 'account % is %', acct, astatus
-				USING ERRCODE = '42501',
-					  HINT = 'Contact support to reactivate the account.';
+		IF acct IS NOT NULL THEN
+			PERFORM eightms.refuse_inactive_account(acct, astatus);
 		END IF;
 
 		-- Signed-out sessions are refused on every request, with or without

@@ -119,6 +119,8 @@ check_device(Jsonb *claims, const char *claims_text, pg_uuid_t *acct_out)
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 	bool		active = false;
+	char	   *status_text = NULL;
+	MemoryContext caller = CurrentMemoryContext;
 	bool		current = false;
 
 	if (acct_text == NULL || !eightms_parse_uuid(acct_text, strlen(acct_text), &acct))
@@ -154,7 +156,14 @@ check_device(Jsonb *claims, const char *claims_text, pg_uuid_t *acct_out)
 		bool		isnull;
 		Datum		status = SPI_getbinval(row, desc, 1, &isnull);
 
-		active = !isnull && strcmp(TextDatumGetCString(status), "active") == 0;
+		if (!isnull)
+		{
+			MemoryContext spi = MemoryContextSwitchTo(caller);
+
+			status_text = TextDatumGetCString(status);
+			MemoryContextSwitchTo(spi);
+		}
+		active = status_text != NULL && strcmp(status_text, "active") == 0;
 		current = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull)) && !isnull;
 	}
 	if (active && current && citus_propagates_set_local())
@@ -162,11 +171,23 @@ check_device(Jsonb *claims, const char *claims_text, pg_uuid_t *acct_out)
 					false, 0);
 	SPI_finish();
 
-	if (!active)
+	/*
+	 * The same refusal a dashboard user gets for the account
+	 * (eightms.refuse_inactive_account), so that a client handles one error.
+	 */
+	if (!active && status_text != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("account %s is not active",
-						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&acct))))));
+				 errmsg("account %s is %s",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&acct))),
+						status_text),
+				 errhint("Contact support to reactivate the account.")));
+	if (!active)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("account %s no longer exists",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&acct)))),
+				 errhint("The account was deleted; this phone cannot use it any more.")));
 	if (!current)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),

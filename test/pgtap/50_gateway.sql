@@ -298,10 +298,15 @@ SELECT throws_ok(format('SELECT pgrst.request(''eightms_phone'', %L)',
 				 '22P02', NULL, 'a malformed phone_id claim is refused as the uuid cast refuses it');
 SELECT pgrst.reset();
 UPDATE eightms.account SET status = 'disabled' WHERE account_id = :'acct';
-SELECT throws_ok(format('SELECT pgrst.as_token(%L)', :'pair_token'), '42501', format('account %s is not active', :'acct'),
-				 'a phone of a disabled account is refused, naming the account');
+SELECT throws_ok(format('SELECT pgrst.as_token(%L)', :'pair_token'), '42501', format('account %s is disabled', :'acct'),
+				 'a phone of a disabled account is refused, naming the account, with the dashboard''s error');
 SELECT pgrst.reset();
 UPDATE eightms.account SET status = 'active' WHERE account_id = :'acct';
+-- A device token whose account is gone names no active account: 28000,
+-- pair again.  (Its phone row went with the account; the token remains.)
+SELECT throws_ok(format('SELECT pgrst.request(''eightms_phone'', %L)',
+					   jsonb_build_object('account_id', gen_random_uuid(), 'phone_id', gen_random_uuid(), 'tv', 1)),
+				 '28000', NULL, 'a device token of an account that no longer exists is refused');
 SELECT ok(NOT has_function_privilege('eightms_phone', 'eightms.pre_request_member()', 'EXECUTE')
 		  AND NOT has_function_privilege('eightms_user', 'eightms.pre_request_member()', 'EXECUTE')
 		  AND NOT has_function_privilege('eightms_anon', 'eightms.pre_request_member()', 'EXECUTE'),
