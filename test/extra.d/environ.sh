@@ -274,6 +274,18 @@ check "and jwt_sign() fails with 55000" \
 check "seal_status says the file was refused" \
 	test "$(q "$PORT_FILE" "SELECT problem FROM eightms.seal_status()")" = "eightms.secrets_file was refused: it has group or world access"
 environ_clean "$W/file-data" "with the key file refused" "$PORT_FILE" "$W/key.secrets.values" "$W/decoy.env.values"
+# ---- 5. The file as a shell writes it; a malformed line is named by number only ----
+key=$(sed -n 1p "$W/key.secrets.values")
+jwt=$(sed -n 2p "$W/key.secrets.values")
+printf '# keys\n\nexport EIGHTMS_SEAL_KEYS="7:%s"\nnot a line but %s\nEIGHTMS_JWT_SECRET='"'"'%s'"'"'\r\n' \
+	"$key" "$jwt" "$jwt" > "$W/key.secrets"
+chmod 600 "$W/key.secrets"
+launch_cluster "$W/file-data" "$W/file-5.log" /dev/null
+check "export, quotes and CRLF are read as a shell would: key 7 loads" \
+	test "$(q "$PORT_FILE" "SELECT string_agg(key_id::text, ',') FROM eightms.seal_status()")" = 7
+check "and so does the JWT secret" jwt_verifies_with "$PORT_FILE" "$jwt"
+check "a malformed line draws a WARNING naming line 4 and not its text" \
+	bash -c "grep -q 'WARNING:  eightms: line 4 of eightms.secrets_file is not of the form NAME=VALUE' '$W/file-5.log' && ! grep -q 'not a line' '$W/file-5.log'"
 check "no secret value is in any of the logs" \
 	bash -c "! grep -qF -f <(cat '$W/key.secrets.values' '$W/decoy.env.values' '$W/env.secrets.values') '$W'/*.log"
 
