@@ -30,6 +30,7 @@ OBJS = \
 	src/uuid_v7.o \
 	src/random.o \
 	src/seal_gcm.o \
+	src/secrets.o \
 	src/seal.o \
 	src/base64url.o \
 	src/jwt.o \

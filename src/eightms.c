@@ -8,8 +8,6 @@
  */
 #include "postgres.h"
 
-#include <stdlib.h>
-
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -33,20 +31,6 @@ static int	eightms_message_ttl = 24 * 60 * 60;
 static int	eightms_routing_queue_cap = 1000;
 
 void		_PG_init(void);
-
-void
-eightms_forget_env(const char *name)
-{
-	char	   *value = getenv(name);
-
-	if (value != NULL)
-	{
-		/* volatile stores, so the compiler cannot drop them as dead */
-		for (volatile char *p = value; *p != '\0'; p++)
-			*p = '\0';
-		unsetenv(name);
-	}
-}
 
 void
 _PG_init(void)
@@ -102,9 +86,15 @@ _PG_init(void)
 	eightms_claims_init();
 	eightms_jwt_keys_init();
 
-	/* Secrets from the environment: the seal key ring and the JWT secret. */
+	/*
+	 * Secrets from the key file or the environment: the seal key ring and
+	 * the JWT secret; then no trace of them is left in either.
+	 */
+	eightms_secrets_init();
 	eightms_seal_init();
 	eightms_jwt_init();
+	eightms_secrets_forget();
+	eightms_check_statement_logging();
 
 	/* The HTTP bridge worker (registered only when preloaded). */
 	eightms_bridge_init();

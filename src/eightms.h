@@ -58,11 +58,17 @@ extern uint64 eightms_jwt_keys_generation(void);
 /* The uuid the len bytes at s spell, as uuid_in reads it (src/try_uuid.c). */
 extern bool eightms_parse_uuid(const char *s, size_t len, pg_uuid_t *out);
 
-/* Wipe an environment variable's value in place, then remove it. */
-extern void eightms_forget_env(const char *name);
+/*
+ * The server's secrets (src/secrets.c): a secret's value from the key file
+ * or the environment, valid only while the library loads, or NULL and why.
+ */
+extern const char *eightms_secret(const char *name, const char **problem);
+extern void eightms_secrets_forget(void);
+extern void eightms_check_statement_logging(void);
 
 /* Start-up work of each capability, called from _PG_init. */
 extern void eightms_claims_init(void);
+extern void eightms_secrets_init(void);
 extern void eightms_seal_init(void);
 extern void eightms_jwt_init(void);
 extern void eightms_jwt_keys_init(void);

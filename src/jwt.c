@@ -2,10 +2,11 @@
  * jwt.c
  *		HS256 JSON Web Tokens, as PostgREST verifies them.
  *
- * The secret comes from EIGHTMS_JWT_SECRET in the server's environment (the
- * same value PostgREST is given, used as its literal bytes, at least 32 of
- * them).  Like the seal keys, the postmaster reads it once and removes it
- * from its environment; it never reaches a table, a GUC or a message.
+ * The secret is EIGHTMS_JWT_SECRET from the key file or the server's
+ * environment (src/secrets.c; the same value PostgREST is given, used as its
+ * literal bytes, at least 32 of them).  Like the seal keys, the postmaster
+ * reads it once and wipes it from both; it never reaches a table, a GUC or a
+ * message.
  */
 #include "postgres.h"
 
@@ -54,9 +55,12 @@ wipe_secret(int code, Datum arg)
 void
 eightms_jwt_init(void)
 {
-	const char *s = getenv("EIGHTMS_JWT_SECRET");
+	const char *problem = NULL;
+	const char *s = eightms_secret("EIGHTMS_JWT_SECRET", &problem);
 
-	if (s != NULL)
+	if (s == NULL)
+		jwt.problem = problem;
+	else
 	{
 		size_t		n = strlen(s);
 
@@ -76,7 +80,6 @@ eightms_jwt_init(void)
 	}
 	if (process_shared_preload_libraries_in_progress && !IsUnderPostmaster)
 	{
-		eightms_forget_env("EIGHTMS_JWT_SECRET");
 		if (s != NULL && jwt.problem != NULL)
 			ereport(WARNING,
 					(errmsg("eightms: %s; device tokens cannot be signed or verified", jwt.problem)));
@@ -91,7 +94,7 @@ require_secret(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no JWT secret is loaded"),
 				 errdetail("%s.", jwt.problem),
-				 errhint("Start the server with EIGHTMS_JWT_SECRET (the same secret PostgREST uses, at least 32 bytes) in its environment.")));
+				 errhint("Put EIGHTMS_JWT_SECRET (the same secret PostgREST uses, at least 32 bytes) in the file eightms.secrets_file names, or in the server's environment, and restart the server.")));
 	if (jwt.wipe_pid != MyProcPid)
 	{
 		on_proc_exit(wipe_secret, (Datum) 0);

@@ -1,14 +1,15 @@
 /*
  * seal.c
  *		AES-256-GCM sealing of tokens and passwords, with a key ring read from
- *		the server's environment.
+ *		the server's key file or environment (src/secrets.c).
  *
  * EIGHTMS_SEAL_KEYS holds "id:base64(32 bytes)" entries separated by commas
  * (or spaces); EIGHTMS_SEAL_ACTIVE_KEY names the id new seals use (default:
  * the highest).  They are read when the library loads.  Loaded through
- * shared_preload_libraries, the postmaster reads them once and removes them
- * from its environment, so child processes and programs the server runs do
- * not inherit them; backends keep the parsed keys from the fork.  Keys live
+ * shared_preload_libraries, the postmaster reads them once and wipes them
+ * from the file's bytes and its environment, so child processes and programs
+ * the server runs do not inherit them; backends keep the parsed keys from
+ * the fork.  Keys live
  * only in process memory and are wiped when the process exits.
  *
  * A sealed value is laid out as
@@ -230,10 +231,13 @@ load_ring(const char *spec, const char *active_spec)
 void
 eightms_seal_init(void)
 {
-	const char *spec = getenv("EIGHTMS_SEAL_KEYS");
+	const char *problem = NULL;
+	const char *spec = eightms_secret("EIGHTMS_SEAL_KEYS", &problem);
 
 	if (spec != NULL)
-		load_ring(spec, getenv("EIGHTMS_SEAL_ACTIVE_KEY"));
+		load_ring(spec, eightms_secret("EIGHTMS_SEAL_ACTIVE_KEY", NULL));
+	else
+		ring.problem = problem;
 
 	/*
 	 * The process that read the keys (the postmaster, or a backend loading
@@ -250,11 +254,9 @@ eightms_seal_init(void)
 	if (process_shared_preload_libraries_in_progress && !IsUnderPostmaster)
 	{
 		/*
-		 * Backends inherit the parsed ring by fork; programs the server runs
-		 * (archive_command, COPY ... PROGRAM) must not inherit the variables.
+		 * Backends inherit the parsed ring by fork; eightms_secrets_forget()
+		 * then removes the variables from the environment.
 		 */
-		eightms_forget_env("EIGHTMS_SEAL_KEYS");
-		eightms_forget_env("EIGHTMS_SEAL_ACTIVE_KEY");
 		if (ring.problem != NULL && spec != NULL)
 			ereport(WARNING,
 					(errmsg("eightms: the seal key ring is unusable: %s", ring.problem),
@@ -270,7 +272,7 @@ require_ring(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no seal key ring is loaded"),
 				 errdetail("%s.", ring.problem),
-				 errhint("Start the server with EIGHTMS_SEAL_KEYS=\"1:<base64 of 32 random bytes>\" in its environment, e.g. from \"head -c 32 /dev/urandom | base64\".")));
+				 errhint("Put EIGHTMS_SEAL_KEYS=\"1:<base64 of 32 random bytes>\" (e.g. from \"head -c 32 /dev/urandom | base64\") in the file eightms.secrets_file names, mode 0600 and owned by the server's user, or in the server's environment, and restart the server.")));
 
 	/* Each process wipes its copy of the keys when it exits. */
 	if (ring.wipe_pid != MyProcPid)

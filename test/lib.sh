@@ -55,9 +55,10 @@ postgres_can_use() {
 	as_postgres test -x "$1" -a -w "$1" 2>/dev/null
 }
 
-# Secrets the server reads from its environment, generated once: the seal key
-# ring (AES-256-GCM keys, "id:base64") and the HS256 JWT secret PostgREST is
-# given too.  Kept in a 0600 file beside the cluster, never in a table or GUC.
+# Secrets the server reads from its key file (eightms.secrets_file), generated
+# once: the seal key ring (AES-256-GCM keys, "id:base64") and the HS256 JWT
+# secret PostgREST is given too.  A 0600 file owned by postgres beside the
+# cluster (the server refuses any other), never in a table or GUC.
 ensure_secrets() {
 	local file=$1
 	if [ ! -s "$file" ]; then
@@ -104,6 +105,16 @@ cron.use_background_workers = on
 max_worker_processes = 16
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
+# Statement text carries the arguments of calls, gateway passwords and
+# secret header values among them: never log it, not even for statements
+# that fail (README, Configuration, Logging).
+log_statement = 'none'
+log_min_duration_statement = -1
+log_min_duration_sample = -1
+log_transaction_sample_rate = 0
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
+log_min_error_statement = panic
 CONF
 	chown postgres:postgres "$data/eightms.conf"
 }
@@ -131,19 +142,41 @@ eightms.bridge_retry_max = 2s
 CONF
 }
 
-# Start the cluster with the secrets in its environment (restart if running,
-# so that a newly installed library is loaded).
+# Start the cluster, which reads its secrets from the key file $2 (restart
+# if running, so that a newly installed library is loaded).
 start_cluster() {
 	local data=$1 secrets=$2 log=$3
+	set_secrets_file "$data" "$secrets"
+	launch_cluster "$data" "$log" /dev/null
+}
+
+# The same with the secrets in the server's environment instead, the other
+# way eightms reads them (test/extra.d/environ.sh checks it).
+start_cluster_with_env() {
+	local data=$1 secrets=$2 log=$3
+	set_secrets_file "$data" ""
+	launch_cluster "$data" "$log" "$secrets"
+}
+
+# Name the key file in the cluster's eightms.conf (none when $2 is empty).
+set_secrets_file() {
+	local data=$1 secrets=$2
+	sed -i '/^eightms\.secrets_file/d' "$data/eightms.conf"
+	[ -z "$secrets" ] || echo "eightms.secrets_file = '$secrets'" >> "$data/eightms.conf"
+	chown postgres:postgres "$data/eightms.conf"
+}
+
+# (Re)start the server with the variables of the file $3 in its environment.
+launch_cluster() {
+	local data=$1 log=$2 env=$3
 	touch "$log"; chown postgres:postgres "$log"
 	if as_postgres "$PGCTL" -D "$data" status >/dev/null 2>&1; then
 		as_postgres "$PGCTL" -D "$data" -m fast -w stop >/dev/null
 	fi
-	# A clean environment: the server gets the secrets file and nothing
-	# else of the caller's.
+	# A clean environment: nothing of the caller's reaches the server.
 	as_postgres env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
 		bash -c 'set -a; . "$1"; set +a; exec "$2" -D "$3" -l "$4" -w -t 60 start' \
-		_ "$secrets" "$PGCTL" "$data" "$log" >/dev/null \
+		_ "$env" "$PGCTL" "$data" "$log" >/dev/null \
 		|| { tail -n 30 "$log" >&2; die "the server did not start (log: $log)"; }
 }
 

@@ -215,7 +215,7 @@ SELECT peer_number, direction, status, encoding, segments, left(body, 40) AS bod
 SELECT status, error_code, error FROM eightms_api.send_messages('[{"to": "+12125550199", "body": "One more offer"}]');
 COMMIT;
 
-\echo 'The seal key ring the server loaded from its environment (ids only):'
+\echo 'The seal key ring the server loaded from its key file (ids only):'
 SELECT * FROM eightms.seal_status();
 \echo 'The HTTP bridge worker:'
 SELECT pid, backend_type, state FROM pg_stat_activity WHERE backend_type = 'eightms bridge';
@@ -229,7 +229,7 @@ cat <<EOF2
 eightms is running.
   connect:   psql -h $SOCK -p $PORT -U postgres $DB
   over TCP:  postgres://eightms_authenticator:<password in $PGRST_ENV>@localhost:$PORT/$DB
-  secrets:   $SECRETS (0600; the server's environment)
+  secrets:   $SECRETS (0600, the server's key file: eightms.secrets_file)
   log:       $LOG
   jobs:      SELECT * FROM eightms.job_status();  (pg_cron's runs of the scheduled work)
   PostgREST: see "Running PostgREST" in README.md (front/postgrest.conf)

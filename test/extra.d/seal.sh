@@ -106,7 +106,7 @@ INITDB=$EIGHTMS_TEST_ROOT$PGBIN/initdb
 PGCTL=$EIGHTMS_TEST_ROOT$PGBIN/pg_ctl
 init_cluster "$DATA2" "$PORT2" "$T/run" keys >/dev/null
 restart_with() {
-	# $1: the environment file the server starts with
+	# $1: the key file the server starts with (eightms.secrets_file)
 	install -m 600 -o postgres "$1" "$W/env"
 	start_cluster "$DATA2" "$W/env" "$LOG2"
 }
@@ -125,7 +125,7 @@ check "without EIGHTMS_SEAL_KEYS the server runs and seal() says what to set" \
 out=$(command psql -X -d keys -v VERBOSITY=verbose -c "SELECT eightms.unseal('\\x01'::bytea, 'c')" 2>&1)
 check "unseal without a key ring fails with SQLSTATE 55000" grep -q '55000' <<< "$out"
 check "seal_status names the problem" \
-	test "$(q "SELECT problem FROM eightms.seal_status()")" = "EIGHTMS_SEAL_KEYS is not set in the server's environment"
+	test "$(q "SELECT problem FROM eightms.seal_status()")" = "EIGHTMS_SEAL_KEYS is set neither in eightms.secrets_file nor in the server's environment"
 
 printf 'EIGHTMS_SEAL_KEYS=1:%s,2:bm90LXRoaXJ0eS10d28\n' "$K1" > "$W/bad.env"
 restart_with "$W/bad.env"
