@@ -84,10 +84,12 @@ copy_postgres "$ROOT"
 "${OLDMAKE[@]}" install DESTDIR="$ROOT" >> "$W/old-build.out" 2>&1
 check "$OLD_VERSION installs into a private copy of PostgreSQL" test $? -eq 0
 
-# The cluster, started as the suite's is.
+# The cluster, set up as the suite's is.  The old release reads its
+# secrets from the server's environment only (it knows no key file); the
+# update below moves them to the key file, as README tells a DBA to.
 ensure_secrets "$W/secrets.env"
 init_test_cluster "$DATA" "$PORT" "$SOCK" "$DB"
-start_cluster "$DATA" "$W/secrets.env" "$LOG"
+start_cluster_with_env "$DATA" "$W/secrets.env" "$LOG"
 q "CREATE DATABASE $DB" postgres >/dev/null
 q "SET client_min_messages = warning; CREATE EXTENSION eightms CASCADE; CREATE EXTENSION pg_cron" >/dev/null
 check "CREATE EXTENSION installs $OLD_VERSION" test "$(q "SELECT extversion FROM pg_extension WHERE extname = 'eightms'")" = "$OLD_VERSION"
