@@ -127,7 +127,7 @@ BEGIN
 	-- The worker's parser has the last word on what the URL means.
 	origin := eightms.http_origin(url);
 	IF origin IS NULL THEN
-		RAISE EXCEPTION 'the URL is not a valid http or https URL: "%"', left(url, 128)
+		RAISE EXCEPTION 'the URL is not a valid http or https URL'
 			USING ERRCODE = '22023',
 				  HINT = 'Use an absolute URL such as https://api.example.com/path.';
 	END IF;
