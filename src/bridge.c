@@ -40,11 +40,14 @@
 #include <curl/curl.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -56,6 +59,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -64,6 +68,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -228,6 +233,158 @@ eightms_http_in_flight(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+/* ---------------------------------------------------------------------
+ * URLs, as the worker sends them
+ *
+ * One parser, libcurl's URL API, says what a URL's host and origin are:
+ * at enqueue (the seal context of the secret headers), in the host column
+ * (generated from the URL) and in the worker, which sends the very handle
+ * it parsed.  A second parser could read a URL another way.
+ * --------------------------------------------------------------------- */
+
+/* ASCII lower case in place: host names and schemes compare that way. */
+static void
+ascii_lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s += 'a' - 'A';
+}
+
+/*
+ * Parse an http or https URL.  On success returns the libcurl handle (the
+ * caller frees it with curl_url_cleanup) and sets *host (lower case, an
+ * IPv6 address without brackets) and *origin (scheme://host:port, lower
+ * case, the default port explicit), both palloc'd; NULL when the URL does
+ * not parse or is not http or https.  Nothing here raises, so the handle
+ * never leaks.
+ */
+static CURLU *
+bridge_parse_url(const char *url, char **host, char **origin)
+{
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *h = NULL;
+	char	   *zone = NULL;
+	char	   *port = NULL;
+	bool		ok;
+
+	ok = u != NULL
+		&& curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
+		&& curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
+		&& curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK
+		&& curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK
+		&& h[0] != '\0'
+		&& (pg_strcasecmp(scheme, "http") == 0 || pg_strcasecmp(scheme, "https") == 0);
+	if (ok)
+	{
+		size_t		hlen = strlen(h);
+		char	   *bare;
+
+		if (curl_url_get(u, CURLUPART_ZONEID, &zone, 0) != CURLUE_OK)
+			zone = NULL;
+		/* "[::1]": the brackets belong to the URL, not to the address. */
+		if (h[0] == '[' && hlen > 2 && h[hlen - 1] == ']')
+			bare = pnstrdup(h + 1, hlen - 2);
+		else
+			bare = pstrdup(h);
+		if (zone != NULL)
+			bare = psprintf("%s%%%s", bare, zone);
+		ascii_lower(bare);
+		*host = bare;
+		*origin = psprintf(strchr(bare, ':') ? "%s://[%s]:%s" : "%s://%s:%s", scheme, bare, port);
+		ascii_lower(*origin);
+	}
+	curl_free(scheme);
+	curl_free(h);
+	curl_free(zone);
+	curl_free(port);
+	if (!ok && u != NULL)
+	{
+		curl_url_cleanup(u);
+		u = NULL;
+	}
+	return u;
+}
+
+/* The host or the origin of the URL argument, or NULL. */
+static Datum
+url_part(FunctionCallInfo fcinfo, bool want_origin)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *host;
+	char	   *origin;
+	CURLU	   *u = bridge_parse_url(url, &host, &origin);
+
+	if (u == NULL)
+		PG_RETURN_NULL();
+	curl_url_cleanup(u);
+	PG_RETURN_TEXT_P(cstring_to_text(want_origin ? origin : host));
+}
+
+PG_FUNCTION_INFO_V1(eightms_http_url_host);
+
+Datum
+eightms_http_url_host(PG_FUNCTION_ARGS)
+{
+	return url_part(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(eightms_http_origin);
+
+Datum
+eightms_http_origin(PG_FUNCTION_ARGS)
+{
+	return url_part(fcinfo, true);
+}
+
+/* ---------------------------------------------------------------------
+ * Enqueuing
+ * --------------------------------------------------------------------- */
+
+#define ENQUEUE_NARGS 11
+
+PG_FUNCTION_INFO_V1(eightms_http_enqueue);
+
+/*
+ * eightms.http_enqueue(): the one way a role queues a request.  The role
+ * recorded as the enqueuer, whom the callback runs as, is the caller's
+ * current user, taken here and never from an argument.  The checks and the
+ * insert are eightms.http_enqueue_internal(), which runs as the extension's
+ * owner and is granted to no role: it is called through fmgr, which checks
+ * no EXECUTE privilege, so that no role can call it with another enqueuer.
+ */
+Datum
+eightms_http_enqueue(PG_FUNCTION_ARGS)
+{
+	FmgrInfo   *inner_flinfo = (FmgrInfo *) fcinfo->flinfo->fn_extra;
+	LOCAL_FCINFO(inner, ENQUEUE_NARGS + 1);
+	Datum		result;
+
+	if (inner_flinfo == NULL)
+	{
+		Oid			argtypes[ENQUEUE_NARGS + 1] = {REGROLEOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID,
+			JSONBOID, INTERVALOID, INT4OID, TEXTOID, REGPROCEDUREOID, JSONBOID, BOOLOID};
+		List	   *name = list_make2(makeString("eightms"), makeString("http_enqueue_internal"));
+		Oid			fn = LookupFuncName(name, ENQUEUE_NARGS + 1, argtypes, false);
+
+		inner_flinfo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
+		fmgr_info_cxt(fn, inner_flinfo, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = inner_flinfo;
+	}
+	Assert(PG_NARGS() == ENQUEUE_NARGS);
+
+	InitFunctionCallInfoData(*inner, inner_flinfo, ENQUEUE_NARGS + 1, fcinfo->fncollation, NULL, NULL);
+	inner->args[0].value = ObjectIdGetDatum(GetUserId());
+	inner->args[0].isnull = false;
+	for (int i = 0; i < ENQUEUE_NARGS; i++)
+		inner->args[i + 1] = fcinfo->args[i];
+	result = FunctionCallInvoke(inner);
+	if (inner->isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
 PG_FUNCTION_INFO_V1(eightms_is_public_address);
 
 Datum
@@ -318,12 +475,16 @@ typedef struct Transfer
 {
 	MemoryContext cxt;			/* everything below lives here */
 	CURL	   *easy;
+	CURLU	   *curlu;			/* the URL being sent, as parsed */
+	char	   *host;			/* its host and origin, from that parse */
+	char	   *origin;
 	struct curl_slist *headers;
+	int			nplain;			/* how many of headers' lines are not secret */
+	bool		secret;			/* headers hold secret values: wiped when freed */
 	int64		id;
 	int			attempt;		/* this attempt's number, from 1 */
 	int			max_attempts;
 	char	   *method;
-	char	   *host;
 	bool		follow;
 	int			redirects;
 	bytea	   *body;
@@ -527,14 +688,14 @@ on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-/* Point the transfer's easy handle at url with its method and body. */
+/* Point the transfer's easy handle at its URL with its method and body. */
 static void
-setup_easy(Transfer *t, const char *url)
+setup_easy(Transfer *t)
 {
 	CURL	   *e = t->easy;
 
 	curl_easy_reset(e);
-	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_CURLU, t->curlu);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -596,6 +757,57 @@ get_easy(void)
 	return e;
 }
 
+/* Free a curl header list, wiping it first if it holds secret values. */
+static void
+free_header_list(struct curl_slist *list, bool secret)
+{
+	if (secret)
+		for (struct curl_slist *l = list; l != NULL; l = l->next)
+			explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(list);
+}
+
+/*
+ * Headers that carry credentials although the caller did not seal them:
+ * they do not follow a redirect to another origin either.
+ */
+static bool
+is_credential_header(const char *line)
+{
+	static const char *const names[] = {"authorization:", "proxy-authorization:", "cookie:"};
+
+	for (int i = 0; i < lengthof(names); i++)
+		if (pg_strncasecmp(line, names[i], strlen(names[i])) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The transfer is about to follow a redirect to another origin: keep only
+ * the headers that are neither secret nor credentials.  What is dropped is
+ * gone for the rest of this attempt, whatever origin the redirects reach
+ * later (curl too drops its own credentials across hosts; the bridge is the
+ * one that set these, so it is the one to drop them).
+ */
+static void
+drop_credentials(Transfer *t)
+{
+	struct curl_slist *kept = NULL;
+	int			i = 0;
+	int			nkept = 0;
+
+	for (struct curl_slist *l = t->headers; l != NULL && i < t->nplain; l = l->next, i++)
+		if (!is_credential_header(l->data))
+		{
+			kept = curl_slist_append(kept, l->data);
+			nkept++;
+		}
+	free_header_list(t->headers, true);
+	t->headers = kept;
+	t->nplain = nkept;
+	t->secret = false;
+}
+
 static void
 free_transfer(Transfer *t)
 {
@@ -607,7 +819,9 @@ free_transfer(Transfer *t)
 		else
 			curl_easy_cleanup(t->easy);
 	}
-	curl_slist_free_all(t->headers);
+	free_header_list(t->headers, t->secret);
+	if (t->curlu)
+		curl_url_cleanup(t->curlu);
 	MemoryContextDelete(t->cxt);
 }
 
@@ -743,11 +957,11 @@ static ArrayType *make_array(Datum *values, bool *nulls, int n, Oid elemtype);
  * every request.
  */
 #define CLAIM_COLUMNS \
-"SELECT q.id, q.method, q.url, q.host," \
+"SELECT q.id, q.method, q.url, NULL," \
 "   CASE WHEN q.headers <> '{}' THEN" \
 "     ARRAY(SELECT k || ': ' || v FROM jsonb_each_text(q.headers) AS h(k, v)) END," \
 "   CASE WHEN q.secret_headers IS NOT NULL" \
-"        THEN eightms.http_secret_header_lines(q.secret_headers, q.idempotency_key) END," \
+"        THEN eightms.http_secret_header_lines(q.secret_headers, q.id, q.idempotency_key, q.url) END," \
 "   q.secret_headers IS NOT NULL," \
 "   q.body, q.timeout_ms, q.follow_redirects, q.idempotency_key, q.attempts, q.max_attempts," \
 "   q.next_attempt_at"
@@ -756,7 +970,9 @@ static ArrayType *make_array(Datum *values, bool *nulls, int n, Oid elemtype);
 
 /*
  * Due requests in order, skipping those this worker holds ($1) and, among
- * the first $3 (four times the room), those of hosts at their limit ($2):
+ * the first $3 (four times the room), those of hosts at their limit ($2;
+ * the host column is generated from the URL by the parser the worker uses,
+ * and is NULL for a URL that does not parse, which the worker then refuses):
  * a host at its limit with a long queue is not walked to its end.  The
  * executor stops after the room there is (SPI's row count).
  */
@@ -764,7 +980,7 @@ static const char *claim_sql =
 CLAIM_COLUMNS
 "  FROM (SELECT * FROM eightms.http_request q" CLAIM_DUE
 "         ORDER BY q.next_attempt_at, q.id LIMIT $3) q"
-" WHERE q.host <> ALL ($2::text[])"
+" WHERE coalesce(q.host, '') <> ALL ($2::text[])"
 " ORDER BY q.next_attempt_at, q.id";
 
 /*
@@ -789,9 +1005,42 @@ static TimestampTz last_full_claim = 0;
 
 #define BRIDGE_FULL_CLAIM_MS 200
 
-/* Append the lines of a text[] to a curl header list. */
-static struct curl_slist *
-append_lines(struct curl_slist *list, Datum arr)
+/*
+ * Why a header line ("Name: value") may not be sent, or NULL if it may: its
+ * name must be a token and its value what RFC 9110 lets a sender send in a
+ * field value, visible US-ASCII with spaces and tabs only between.
+ * http_check_headers() refuses the same at enqueue, but rows queued before
+ * 0.2.0 were checked by a looser rule.  The message names the header only
+ * by its name, and only once that is known to be a token.
+ */
+static char *
+header_line_problem(const char *line, const char *what)
+{
+	const char *p = line;
+	const char *v;
+	const char *end;
+
+	while (*p && (isalnum((unsigned char) *p) || strchr("!#$%&'*+-.^_`|~", *p) != NULL))
+		p++;
+	if (p == line || *p != ':')
+		return psprintf("a header name in %s is not a valid HTTP header name", what);
+	v = p + 1;
+	if (*v == ' ')
+		v++;
+	end = v + strlen(v);
+	for (const char *c = v; c < end; c++)
+		if (!((*c >= 0x21 && *c <= 0x7e) || ((*c == ' ' || *c == '\t') && c > v && c < end - 1)))
+			return psprintf("header %.*s in %s has a value HTTP does not allow (control or non-ASCII characters, or leading or trailing whitespace)",
+							(int) Min(p - line, 64), line, what);
+	return NULL;
+}
+
+/*
+ * Append the lines of a text[] to a curl header list; false (and *problem
+ * set) at the first line that may not be sent.
+ */
+static bool
+append_lines(struct curl_slist **list, Datum arr, const char *what, char **problem)
 {
 	ArrayType  *a = DatumGetArrayTypeP(arr);
 	Datum	   *elems;
@@ -800,9 +1049,20 @@ append_lines(struct curl_slist *list, Datum arr)
 
 	deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
-		if (!nulls[i])
-			list = curl_slist_append(list, TextDatumGetCString(elems[i]));
-	return list;
+	{
+		char	   *line;
+
+		if (nulls[i])
+			continue;
+		line = TextDatumGetCString(elems[i]);
+		*problem = header_line_problem(line, what);
+		if (*problem == NULL)
+			*list = curl_slist_append(*list, line);
+		explicit_bzero(line, strlen(line));
+		if (*problem != NULL)
+			return false;
+	}
+	return true;
 }
 
 /* Results wait in pending_cxt until recorded; so do the lists of them. */
@@ -831,10 +1091,10 @@ unsent(int64 id, int attempt, char *why)
 }
 
 static void
-start_transfer(Transfer *t, const char *url)
+start_transfer(Transfer *t)
 {
 	t->started = GetCurrentTimestamp();
-	setup_easy(t, url);
+	setup_easy(t);
 	if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
 		elog(ERROR, "eightms bridge: curl_multi_add_handle failed");
 }
@@ -953,24 +1213,20 @@ claim_and_start(List **failed)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		bool		secret_null;
-		char	   *host = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
+		char	   *host;
 		MemoryContext cxt;
 		MemoryContext old;
 		Transfer   *t;
 		char	   *url;
+		char	   *key_line;
 		Datum		headers;
 		Datum		secret_lines;
 		Datum		body;
+		char	   *why = NULL;
 
 		cursor_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 14, &isnull));
 		cursor_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		if (count_host(hosts, host_n, &nhosts, host) >= bridge_per_host)
-		{
-			/* The host filled up during this claim: the request stays queued. */
-			uncount_host(hosts, host_n, nhosts, host);
-			skipped = true;
-			continue;
-		}
+
 		/*
 		 * Default sizes: a transfer's allocations (two 1 kB buffers among
 		 * them) fit in the first block, and contexts of the standard sizes
@@ -981,42 +1237,69 @@ claim_and_start(List **failed)
 		t = palloc0(sizeof(Transfer));
 		t->cxt = cxt;
 		t->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		t->method = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		t->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 12, &isnull)) + 1;
 		url = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
-		t->host = pstrdup(host);
-		headers = SPI_getbinval(tup, desc, 5, &isnull);
-		t->headers = isnull ? NULL : append_lines(NULL, headers);
-		secret_lines = SPI_getbinval(tup, desc, 6, &secret_null);
+		/* The host and origin are those of the URL sent, never a column's. */
+		t->curlu = bridge_parse_url(url, &t->host, &t->origin);
+		MemoryContextSwitchTo(old);
+		if (t->curlu == NULL)
+		{
+			*failed = lappend_pending(*failed, unsent(t->id, t->attempt,
+													  "the URL is not a valid http or https URL"));
+			free_transfer(t);
+			continue;
+		}
+		host = pstrdup(t->host);	/* outlives the transfer in hosts[] */
+		if (count_host(hosts, host_n, &nhosts, host) >= bridge_per_host)
+		{
+			/* The host filled up during this claim: the request stays queued. */
+			uncount_host(hosts, host_n, nhosts, host);
+			skipped = true;
+			free_transfer(t);
+			continue;
+		}
+		old = MemoryContextSwitchTo(cxt);
+		t->method = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
 		body = SPI_getbinval(tup, desc, 8, &isnull);
 		t->body = isnull ? NULL : DatumGetByteaPCopy(body);
 		t->timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
 		t->follow = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-		t->headers = curl_slist_append(t->headers,
-									   psprintf("Idempotency-Key: %s",
-												TextDatumGetCString(SPI_getbinval(tup, desc, 11, &isnull))));
-		/* No "Expect: 100-continue" round trip before bodies. */
-		t->headers = curl_slist_append(t->headers, "Expect:");
-		t->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 12, &isnull)) + 1;
 		t->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
 		initStringInfo(&t->response);
 		initStringInfo(&t->response_headers);
 
-		if (!secret_null)
-			t->headers = append_lines(t->headers, secret_lines);
+		headers = SPI_getbinval(tup, desc, 5, &isnull);
+		if (!isnull)
+			(void) append_lines(&t->headers, headers, "headers", &why);
+		key_line = psprintf("Idempotency-Key: %s",
+							TextDatumGetCString(SPI_getbinval(tup, desc, 11, &isnull)));
+		if (why == NULL && (why = header_line_problem(key_line, "the request")) == NULL)
+			t->headers = curl_slist_append(t->headers, key_line);
+		/* No "Expect: 100-continue" round trip before bodies. */
+		t->headers = curl_slist_append(t->headers, "Expect:");
+		for (struct curl_slist *l = t->headers; l != NULL; l = l->next)
+			t->nplain++;
+		secret_lines = SPI_getbinval(tup, desc, 6, &secret_null);
+		if (why == NULL && !secret_null)
+		{
+			t->secret = true;
+			(void) append_lines(&t->headers, secret_lines, "secret_headers", &why);
+		}
 		MemoryContextSwitchTo(old);
 
-		if (secret_null && DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
+		/*
+		 * The secret headers are sealed to this request's id, idempotency
+		 * key and origin: a sealed value copied from another row or with
+		 * another URL does not open, and the request is not sent at all.
+		 */
+		if (why == NULL && secret_null && DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull)))
+			why = "could not open the secret headers: they were sealed for another request or URL, "
+				"or with a key not in EIGHTMS_SEAL_KEYS";
+		if (why == NULL && !host_allowed(t->host))
+			why = psprintf("host %s is not in eightms.bridge_allowed_hosts", t->host);
+		if (why != NULL)
 		{
-			*failed = lappend_pending(*failed, unsent(t->id, t->attempt,
-													  "could not unseal the secret headers (is the key that sealed them in EIGHTMS_SEAL_KEYS?)"));
-			free_transfer(t);
-			uncount_host(hosts, host_n, nhosts, host);
-			continue;
-		}
-		if (!host_allowed(t->host))
-		{
-			*failed = lappend_pending(*failed, unsent(t->id, t->attempt,
-													  psprintf("host %s is not in eightms.bridge_allowed_hosts", t->host)));
+			*failed = lappend_pending(*failed, unsent(t->id, t->attempt, why));
 			free_transfer(t);
 			uncount_host(hosts, host_n, nhosts, host);
 			continue;
@@ -1025,7 +1308,7 @@ claim_and_start(List **failed)
 		inflight[ninflight++] = t;
 		inflight_changed = true;
 		old = MemoryContextSwitchTo(cxt);
-		start_transfer(t, url);
+		start_transfer(t);
 		MemoryContextSwitchTo(old);
 	}
 
@@ -1181,27 +1464,45 @@ finish_transfer(Transfer *t, CURLcode rc)
 		{
 			CURLU	   *u = curl_url();
 			char	   *scheme = NULL;
-			char	   *host = NULL;
+			CURLU	   *next;
+			char	   *host;
+			char	   *origin;
 
 			/* Any scheme parses here, so that others can be named and refused. */
 			if (curl_url_set(u, CURLUPART_URL, location, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK
 				&& curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
 				&& pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0)
 				error = psprintf("refused to follow a redirect to a %s URL", scheme);
-			else if (scheme != NULL && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+			curl_free(scheme);
+			curl_url_cleanup(u);
+			if (error == NULL)
 			{
-				if (!host_allowed(host))
+				MemoryContext old = MemoryContextSwitchTo(t->cxt);
+
+				/* The next URL is checked and sent as this one parse says. */
+				next = bridge_parse_url(location, &host, &origin);
+				MemoryContextSwitchTo(old);
+				if (next == NULL)
+					error = pstrdup("the redirect Location is not a valid URL");
+				else if (!host_allowed(host))
 					error = psprintf("refused to follow a redirect to host %s, which is not in eightms.bridge_allowed_hosts", host);
 				else if (t->redirects >= BRIDGE_MAX_REDIRECTS)
 					error = psprintf("more than %d redirects", BRIDGE_MAX_REDIRECTS);
+				if (error != NULL)
+				{
+					if (next != NULL)
+						curl_url_cleanup(next);
+				}
 				else
 				{
-					MemoryContext old = MemoryContextSwitchTo(t->cxt);
-					char	   *next = pstrdup(location);
-
-					curl_free(scheme);
-					curl_free(host);
-					curl_url_cleanup(u);
+					old = MemoryContextSwitchTo(t->cxt);
+					/* Credentials are for the origin they were given for. */
+					if (strcmp(origin, t->origin) != 0)
+						drop_credentials(t);
+					curl_url_cleanup(t->curlu);
+					t->curlu = next;
+					t->host = host;
+					t->origin = origin;
 					t->redirects++;
 					/* 301/302/303 turn a POST into a GET, as browsers do. */
 					if (status == 303 || ((status == 301 || status == 302) && strcmp(t->method, "POST") == 0))
@@ -1210,16 +1511,11 @@ finish_transfer(Transfer *t, CURLcode rc)
 						t->body = NULL;
 					}
 					curl_multi_remove_handle(multi, t->easy);
-					start_transfer(t, next);
+					start_transfer(t);
 					MemoryContextSwitchTo(old);
 					return NULL;
 				}
 			}
-			else
-				error = pstrdup("the redirect Location is not a valid URL");
-			curl_free(scheme);
-			curl_free(host);
-			curl_url_cleanup(u);
 		}
 	}
 
@@ -1345,7 +1641,7 @@ static const char *record_sql =
 "  FROM u WHERE r.id = u.id"
 " RETURNING r.id, r.callback IS NOT NULL AND u.state IN ('done', 'dead'),"
 "   CASE WHEN r.callback IS NOT NULL THEN"
-"     (SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p"
+"     (SELECT p.oid FROM pg_proc p"
 "        JOIN pg_namespace n ON n.oid = p.pronamespace"
 "       WHERE n.nspname = r.callback[1] AND p.proname = r.callback[2] AND p.pronargs = 2"
 "         AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype) END,"
@@ -1377,18 +1673,48 @@ record_callback_error(int64 id, const char *failure)
 }
 
 /*
- * Run a request's callback in its own subtransaction, as the enqueuer.  fn
- * is the quoted name of the function pg_proc has under the stored names,
- * never stored text itself.
+ * Why a request's callback may not run, or NULL if it may: fn is the
+ * function pg_proc has under the stored names now (InvalidOid: none), role
+ * the enqueuer.  It was checked at enqueue; this checks again what may have
+ * changed since (and what a row not written by http_enqueue never had).
+ */
+static char *
+callback_refusal(Oid fn, Oid role, const char *name)
+{
+	if (!OidIsValid(fn))
+		return psprintf("the callback function %s(bigint, jsonb) does not exist", name);
+	if (isAnyTempNamespace(get_func_namespace(fn)))
+		return psprintf("the callback function %s(bigint, jsonb) is in a temporary schema and was not called", name);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+		return psprintf("the role that enqueued the request no longer exists; the callback %s(bigint, jsonb) was not called", name);
+	if (pg_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
+		return psprintf("the role that enqueued the request may not execute the callback %s(bigint, jsonb); it was not called", name);
+	return NULL;
+}
+
+/*
+ * Run a request's callback in its own subtransaction, as the enqueuer and
+ * with no more than the enqueuer's rights: fn is the function pg_proc has
+ * under the stored names (checked by callback_refusal()), called by its
+ * quoted name, never by stored text.
+ *
+ * The recorder's session outlives the callback and runs the next ones as
+ * other roles: a security-restricted operation (no SET ROLE, no temporary
+ * objects that a later callback could resolve) whose settings are undone
+ * when it returns, as PostgreSQL does for code it runs on a user's behalf
+ * in maintenance commands.
  */
 static void
-run_callback(int64 id, const char *fn, Datum context, bool context_null, Oid role)
+run_callback(int64 id, Oid fn, Datum context, bool context_null, Oid role)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec;
-	char	   *sql = psprintf("SELECT %s($1::bigint, $2::jsonb)", fn);
+	int			guc_level;
+	char	   *sql = psprintf("SELECT %s($1::bigint, $2::jsonb)",
+							   quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)),
+														  get_func_name(fn)));
 	Oid			types[2] = {INT8OID, JSONBOID};
 	Datum		values[2] = {Int64GetDatum(id), context};
 	char		nulls[2] = {' ', context_null ? 'n' : ' '};
@@ -1399,12 +1725,18 @@ run_callback(int64 id, const char *fn, Datum context, bool context_null, Oid rol
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE
+							   | SECURITY_RESTRICTED_OPERATION);
+		/* The callback gets the search path a session of its own would. */
+		guc_level = NewGUCNestLevel();
+		(void) set_config_option("search_path", GetConfigOptionResetString("search_path"),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		/* Background workers get no statement_timeout: arm it here. */
 		if (bridge_callback_timeout_ms > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, bridge_callback_timeout_ms);
 		SPI_execute_with_args(sql, 2, types, values, nulls, false, 0);
 		callback_timeout_off();
+		AtEOXact_GUC(false, guc_level);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -1492,21 +1824,25 @@ record_results(List *results)
 		bool		ctx_null;
 		Datum		ctx;
 		int64		id;
-		char	   *fn;
+		Oid			fn;
+		Oid			role;
+		char	   *refusal;
 
 		if (!DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)) || isnull)
 			continue;
 		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		fn = SPI_getvalue(tup, desc, 3);
-		/* Dropped or renamed since it was queued. */
-		if (fn == NULL)
+		fn = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		if (isnull)
+			fn = InvalidOid;	/* dropped or renamed since it was queued */
+		role = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		refusal = callback_refusal(fn, role, SPI_getvalue(tup, desc, 6));
+		if (refusal != NULL)
 		{
-			record_callback_error(id, psprintf("the callback function %s(bigint, jsonb) does not exist",
-											   SPI_getvalue(tup, desc, 6)));
+			record_callback_error(id, refusal);
 			continue;
 		}
 		ctx = SPI_getbinval(tup, desc, 4, &ctx_null);
-		run_callback(id, fn, ctx, ctx_null, DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull)));
+		run_callback(id, fn, ctx, ctx_null, role);
 	}
 }
 
@@ -1805,6 +2141,63 @@ bridge_process_start(const char *name)
 	BackgroundWorkerInitializeConnection(bridge_database, NULL, 0);
 	pgstat_report_appname(name);
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * Their statements run as superuser: only pg_catalog's functions and
+	 * operators, whatever a schema on the default path holds (callbacks get
+	 * the default path back, see run_callback).
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+}
+
+/*
+ * Wait until the extension's SQL in the bridge database is the version of
+ * this library: not installed yet in a new cluster, or a new library
+ * installed and the server restarted before ALTER EXTENSION eightms UPDATE.
+ * Until then the statements below would run against tables and functions
+ * they were not written for.
+ */
+static void
+wait_for_schema(const char *who)
+{
+	bool		logged = false;
+
+	for (;;)
+	{
+		char	   *installed = NULL;
+
+		begin_tx("eightms bridge: waiting for the extension");
+		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'eightms'",
+						true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			installed = v ? MemoryContextStrdup(tx_caller_cxt, v) : NULL;
+		}
+		end_tx();
+		if (installed != NULL && strcmp(installed, EIGHTMS_VERSION) == 0)
+		{
+			if (logged)
+				ereport(LOG, (errmsg("%s: extension eightms is at version %s now; starting", who, installed)));
+			return;
+		}
+		if (installed != NULL && !logged)
+		{
+			ereport(LOG,
+					(errmsg("%s: the library is eightms %s but database \"%s\" has eightms %s; waiting",
+							who, EIGHTMS_VERSION, bridge_database, installed),
+					 errhint("Run ALTER EXTENSION eightms UPDATE in that database.")));
+			logged = true;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2000L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
 }
 
 /*
@@ -1836,6 +2229,8 @@ eightms_bridge_recorder_main(Datum arg)
 	if (!ok)
 		proc_exit(0);
 	on_shmem_exit(recorder_exit, (Datum) 0);
+	/* The worker checked before starting it; checked again all the same. */
+	wait_for_schema("eightms bridge recorder");
 
 	for (;;)
 	{
@@ -1956,22 +2351,7 @@ eightms_bridge_main(Datum arg)
 		elog(ERROR, "eightms bridge: could not initialise libcurl");
 	multi = new_multi();
 
-	/* The extension may not be installed yet in a new cluster: wait for it. */
-	for (;;)
-	{
-		bool		ready;
-
-		begin_tx("eightms bridge: waiting for the extension");
-		ready = SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'eightms'", true, 1) == SPI_OK_SELECT
-			&& SPI_processed == 1;
-		end_tx();
-		if (ready)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2000L,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
+	wait_for_schema("eightms bridge");
 
 	/* Wait while another bridge worker holds the queue. */
 	while (!take_worker_lock())

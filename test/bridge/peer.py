@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A local stand-in for the services the bridge calls, for the tests.
 
-It listens on 127.0.0.1 only and records every request it receives (one JSON
-line per request: method, path, Idempotency-Key, whether an Authorization
-header came, time) so tests can count deliveries and check keys.  Endpoints:
+It listens on 127.0.0.1 (and, when asked, on a second port there and on
+[::1], so that tests have other origins to redirect to) and records every
+request it receives (one JSON line per request: the address and port it came
+in on, method, path, Idempotency-Key, Authorization, every header, time) so
+tests can count deliveries and check what each origin was sent.  Endpoints:
 
   /echo                     200 with the request (method, path, headers, body) as JSON
   /status/<code>            answers <code>
@@ -42,6 +44,8 @@ class Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "key": self.headers.get("Idempotency-Key"),
             "auth": self.headers.get("Authorization"),
+            "server": "%s:%d" % self.server.server_address[:2],
+            "headers": {k.lower(): v for k, v in self.headers.items()},
             "time": time.time(),
             "bytes": len(body),
         }
@@ -113,6 +117,8 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--lifetime", type=int, default=1800)
+    ap.add_argument("--second-port", type=int, help="also listen on this port of 127.0.0.1")
+    ap.add_argument("--ipv6-port", type=int, help="also listen on this port of ::1")
     args = ap.parse_args()
     Handler.log_file = args.log
     open(args.log, "a").close()
@@ -122,10 +128,20 @@ def main():
             # Clients that go away mid-answer (timeouts, crash tests) are expected.
             pass
 
-    server = Server(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    threading.Timer(args.lifetime, server.shutdown).start()
-    server.serve_forever()
+    class Server6(Server):
+        address_family = socket.AF_INET6
+
+    servers = [Server(("127.0.0.1", args.port), Handler)]
+    if args.second_port:
+        servers.append(Server(("127.0.0.1", args.second_port), Handler))
+    if args.ipv6_port:
+        servers.append(Server6(("::1", args.ipv6_port), Handler))
+    for server in servers:
+        server.daemon_threads = True
+        threading.Timer(args.lifetime, server.shutdown).start()
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
 
 
 if __name__ == "__main__":

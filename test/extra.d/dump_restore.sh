@@ -156,7 +156,7 @@ check "the phone's token from before the dump claims the same messages ($got)" t
 check "the sealed gateway password opens with the server's key" test \
 	"$(q "$D" "SELECT eightms.unseal(gateway_password, 'phone:' || account_id || ':' || phone_id || ':gateway_password') FROM eightms.phone WHERE phone_id = '$phone'")" = gateway-pass-6d1f
 check "the sealed header of a queued bridge request opens" test \
-	"$(q "$D" "SELECT count(*) FROM eightms.http_request r, unnest(eightms.http_secret_header_lines(r.secret_headers, r.idempotency_key)) h WHERE h LIKE 'Authorization: Bearer crm-token-93ab%'")" = 1
+	"$(q "$D" "SELECT count(*) FROM eightms.http_request r, unnest(eightms.http_secret_header_lines(r.secret_headers, r.id, r.idempotency_key, r.url)) h WHERE h LIKE 'Authorization: Bearer crm-token-93ab%'")" = 1
 max_id=$(q "$SRC" "SELECT max(id) FROM eightms.http_request")
 new_id=$(q "$D" "SELECT eightms.http_enqueue('GET', 'https://crm.example.test/after-restore')")
 check "a request queued after the restore gets a new id ($new_id > $max_id)" test "${new_id:-0}" -gt "$max_id"

@@ -28,6 +28,9 @@ LANGUAGE sql AS $$
 	SELECT line::jsonb FROM regexp_split_to_table(pg_read_file(current_setting('test.peer_log')), '\n') AS line
 	 WHERE line <> ''
 $$;
+-- The address:port a peer URL's server records as "server".
+CREATE FUNCTION pg_temp.server(setting text) RETURNS text
+LANGUAGE sql AS $$ SELECT regexp_replace(current_setting(setting), '^http://\[?([^]/]*?)\]?:([0-9]+)$', '\1:\2') $$;
 CREATE FUNCTION pg_temp.send(path text, method text DEFAULT 'GET', max_attempts int DEFAULT 5,
 							 timeout interval DEFAULT '10 seconds', follow boolean DEFAULT false) RETURNS bigint
 LANGUAGE sql AS $$
@@ -157,6 +160,24 @@ SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://x/', headers => '{
 				 'a header value with a line break is refused');
 SELECT throws_ok($$SELECT eightms.http_enqueue('TRACE', 'http://x/')$$, '22023', NULL, 'unsupported methods are refused');
 
+-- Issue 17, finding 10: header values are what RFC 9110 lets a sender
+-- send (visible ASCII, spaces and tabs between), refused by name, never
+-- quoting the value.
+SELECT throws_ok(format($$SELECT eightms.http_enqueue('GET', 'http://x/', %s => jsonb_build_object('X-A', %L))$$, w, v),
+				 '22023', format('header X-A in %s has a value HTTP does not allow', w),
+				 format('a header value with %s is refused in %s', what, w))
+  FROM (VALUES (E'a\x0bb', 'a vertical tab'), (E'a\u0085b', 'U+0085'), (E'a\u2028b', 'U+2028'),
+			   (E'a\rb', 'a CR'), (E'a\nb', 'an LF'), (' a', 'a leading space'), (E'a\t', 'a trailing tab'),
+			   (E'caf\u00e9', 'a non-ASCII letter'), (E'a\x01b', 'a control character')) AS bad(v, what),
+	   unnest(ARRAY['headers', 'secret_headers']) AS w;
+SELECT lives_ok($$SELECT eightms.http_enqueue('GET', 'http://x/', idempotency_key => 'valid-header-1',
+					headers => jsonb_build_object('X-A', E'Bearer a b\tc !~', 'X-Empty', ''),
+					secret_headers => '{"Authorization": "Basic dXNlcjpwYXNz"}')$$,
+				'visible ASCII with spaces and tabs between (or nothing) is a valid header value');
+DELETE FROM eightms.http_request WHERE idempotency_key = 'valid-header-1';
+SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://x/', idempotency_key => E'k\u2028')$$, '22023', NULL,
+				 'the idempotency key, sent as a header value, follows the same rule');
+
 -- Callbacks run after completion, as the role that enqueued, in their own
 -- subtransaction; a failing callback is recorded and stops nothing.
 CREATE TABLE public.bridge_callback_log (request_id bigint, context jsonb, status int, run_as text);
@@ -259,6 +280,164 @@ SELECT is(:'r20_state' || ' ' || coalesce((SELECT callback_error FROM eightms.ht
 ALTER SYSTEM RESET eightms.bridge_callback_timeout;
 SELECT pg_reload_conf();
 
+-- Issue 17, finding 1: an operator role (here one granted eightms_dba)
+-- could write a queue row whose callback, a function in its temporary
+-- schema, the recorder ran as the enqueued_by it named, and so make itself
+-- superuser.  Only the extension's code writes the queue now; the enqueuer
+-- is whoever called http_enqueue, and callbacks are checked at enqueue and
+-- again before they run.
+CREATE ROLE bridge_operator1 NOLOGIN;
+GRANT eightms_dba TO bridge_operator1;
+GRANT INSERT ON public.bridge_callback_log TO bridge_operator1;
+CREATE FUNCTION public.bridge_cb_op(request_id bigint, context jsonb) RETURNS void
+LANGUAGE sql AS $$ INSERT INTO public.bridge_callback_log VALUES (request_id, context, 0, current_user) $$;
+REVOKE ALL ON FUNCTION public.bridge_cb_op(bigint, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.bridge_cb_op(bigint, jsonb) TO bridge_operator1;
+CREATE FUNCTION public.bridge_cb_private(request_id bigint, context jsonb) RETURNS void
+LANGUAGE sql AS $$ SELECT $$;
+REVOKE ALL ON FUNCTION public.bridge_cb_private(bigint, jsonb) FROM PUBLIC;
+SET ROLE bridge_operator1;
+CREATE FUNCTION pg_temp.cb(bigint, jsonb) RETURNS void LANGUAGE sql AS $$ ALTER ROLE bridge_operator1 SUPERUSER $$;
+-- The reproduction, as filed.  (host is generated from the URL now, which
+-- refuses the statement before its privileges are checked: the same
+-- statement without host shows the privilege.)
+SELECT throws_ok($$INSERT INTO eightms.http_request(method,url,host,idempotency_key,max_attempts,timeout_ms,callback,enqueued_by)
+				   VALUES ('GET','http://127.0.0.1:1/','127.0.0.1','esc-1',1,500,
+						   ARRAY[(SELECT nspname FROM pg_namespace WHERE oid=pg_my_temp_schema()),'cb'],'postgres')$$,
+				 NULL, NULL, 'the reproduction from issue 17 fails');
+SELECT throws_ok($$INSERT INTO eightms.http_request(method,url,idempotency_key,max_attempts,timeout_ms,callback,enqueued_by)
+				   VALUES ('GET','http://127.0.0.1:1/','esc-1',1,500,
+						   ARRAY[(SELECT nspname FROM pg_namespace WHERE oid=pg_my_temp_schema()),'cb'],'postgres')$$,
+				 '42501', NULL, 'an eightms_dba member may not insert into the queue');
+SELECT throws_ok($$UPDATE eightms.http_request SET enqueued_by = 'postgres'$$, '42501', NULL,
+				 'nor update it');
+SELECT throws_ok($$SELECT eightms.http_enqueue_internal('postgres', 'GET', 'http://127.0.0.1:1/', '{}', NULL, NULL,
+				   '1 second', 1, 'esc-2', NULL, NULL, false)$$, '42501', NULL,
+				 'nor call the function behind http_enqueue with another enqueuer');
+SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://127.0.0.1:1/', max_attempts => 1,
+												callback => 'pg_temp.cb(bigint,jsonb)')$$,
+				 '22023', NULL,
+				 'http_enqueue refuses a callback in a temporary schema');
+SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://127.0.0.1:1/', max_attempts => 1,
+												callback => 'public.bridge_cb_private(bigint,jsonb)')$$,
+				 '42501', 'role bridge_operator1 may not execute callback public.bridge_cb_private(bigint,jsonb)',
+				 'http_enqueue refuses a callback the enqueuer may not execute');
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), max_attempts => 1, idempotency_key => 'esc-wake',
+							callback => 'public.bridge_cb_op(bigint,jsonb)') AS esc_wake \gset
+RESET ROLE;
+SELECT pg_temp.wait(id) FROM eightms.http_request WHERE idempotency_key IN ('esc-1', 'esc-wake');
+SELECT is((SELECT rolsuper FROM pg_roles WHERE rolname = 'bridge_operator1'), false,
+		  'the operator role did not become superuser');
+SELECT is((SELECT enqueued_by::text || ' ' || coalesce(callback_error, 'no error') FROM eightms.http_request WHERE id = :esc_wake),
+		  'bridge_operator1 no error', 'the enqueuer is the role that called http_enqueue');
+SELECT is((SELECT run_as FROM public.bridge_callback_log WHERE request_id = :esc_wake), 'bridge_operator1',
+		  'its callback ran as that role (current_user inside it)');
+
+-- The recorder checks again before it runs a callback: the enqueuer may
+-- have lost EXECUTE, and a row may name a temporary schema.
+CREATE FUNCTION pg_temp.cb_logger(request_id bigint, context jsonb) RETURNS void
+LANGUAGE sql AS $$ INSERT INTO public.bridge_callback_log VALUES (request_id, context, 0, 'temp') $$;
+BEGIN;
+SET LOCAL ROLE bridge_operator1;
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_op(bigint,jsonb)') AS cb_revoked \gset
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => 'public.bridge_cb_op(bigint,jsonb)') AS cb_temp \gset
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION public.bridge_cb_op(bigint, jsonb) FROM bridge_operator1;
+UPDATE eightms.http_request SET callback = ARRAY[(SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()), 'cb_logger']
+ WHERE id = :cb_temp;
+COMMIT;
+SELECT pg_temp.wait(:cb_revoked) AS cb_revoked_state, pg_temp.wait(:cb_temp) AS cb_temp_state \gset
+SELECT is(:'cb_revoked_state' || ': ' || (SELECT callback_error FROM eightms.http_request WHERE id = :cb_revoked),
+		  'done: the role that enqueued the request may not execute the callback public.bridge_cb_op(bigint, jsonb); it was not called',
+		  'a callback the enqueuer may no longer execute is not called');
+SELECT is((SELECT callback_error LIKE 'the callback function pg_temp_%.cb_logger(bigint, jsonb) is in a temporary schema and was not called'
+			 FROM eightms.http_request WHERE id = :cb_temp), true,
+		  'a callback in a temporary schema is not called');
+SELECT is((SELECT count(*) FROM public.bridge_callback_log WHERE request_id IN (:cb_revoked, :cb_temp)), 0::bigint,
+		  'neither ran');
+
+-- Issue 17, finding 2: secret headers (and Authorization, Proxy-Authorization
+-- and Cookie among the plain ones) do not follow a redirect to another
+-- origin, nor come back later in the chain; a same-origin redirect keeps
+-- them.  The peer's second port is the other origin.
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/redirect?to=' || current_setting('test.peer2') || '/echo'),
+							headers => '{"Cookie": "session=c-1", "X-Plain": "p-1"}',
+							secret_headers => '{"Authorization": "Bearer cross-origin-secret", "X-Api-Key": "k-1"}',
+							idempotency_key => 'cross-origin-1', follow_redirects => true) AS xo1 \gset
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/redirect?to=' || current_setting('test.peer2') || '/redirect?to='
+											   || pg_temp.peer('/echo')),
+							headers => '{"Cookie": "session=c-1", "X-Plain": "p-1"}',
+							secret_headers => '{"Authorization": "Bearer cross-origin-secret", "X-Api-Key": "k-1"}',
+							idempotency_key => 'cross-origin-2', follow_redirects => true) AS xo2 \gset
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/redirect?to=' || pg_temp.peer('/echo')),
+							headers => '{"Cookie": "session=c-1", "X-Plain": "p-1"}',
+							secret_headers => '{"Authorization": "Bearer cross-origin-secret", "X-Api-Key": "k-1"}',
+							idempotency_key => 'same-origin-1', follow_redirects => true) AS so1 \gset
+SELECT pg_temp.wait(:xo1) AS xo1_state, pg_temp.wait(:xo2) AS xo2_state, pg_temp.wait(:so1) AS so1_state \gset
+SELECT is(:'xo1_state' || ' ' || :'xo2_state' || ' ' || :'so1_state', 'done done done', 'the redirected requests complete');
+SELECT is((SELECT string_agg(p ->> 'server', ' ' ORDER BY p ->> 'time') FROM pg_temp.peer_log() p WHERE p ->> 'key' = 'cross-origin-1'),
+		  pg_temp.server('test.peer') || ' ' || pg_temp.server('test.peer2'), 'the first went from one origin to the other');
+SELECT is((SELECT p -> 'headers' ->> 'authorization' || ' ' || (p -> 'headers' ->> 'x-api-key') || ' ' || (p -> 'headers' ->> 'cookie')
+			 FROM pg_temp.peer_log() p WHERE p ->> 'key' = 'cross-origin-1' AND p ->> 'server' = pg_temp.server('test.peer')),
+		  'Bearer cross-origin-secret k-1 session=c-1', 'the first origin received the secret and credential headers');
+SELECT is((SELECT jsonb_build_array(p -> 'headers' -> 'authorization', p -> 'headers' -> 'x-api-key', p -> 'headers' -> 'cookie',
+									p -> 'headers' -> 'x-plain')
+			 FROM pg_temp.peer_log() p WHERE p ->> 'key' = 'cross-origin-1' AND p ->> 'server' = pg_temp.server('test.peer2')),
+		  '[null, null, null, "p-1"]'::jsonb, 'the other origin received neither the secret headers, Authorization nor Cookie');
+SELECT is((SELECT count(*) FROM pg_temp.peer_log() p
+			WHERE p ->> 'key' = 'cross-origin-2' AND p ->> 'server' = pg_temp.server('test.peer') AND p ->> 'path' = '/echo'
+			  AND NOT p -> 'headers' ?| ARRAY['authorization', 'x-api-key', 'cookie']), 1::bigint,
+		  'nor are they sent again when the chain comes back to the first origin');
+SELECT is((SELECT p -> 'headers' ->> 'authorization' || ' ' || (p -> 'headers' ->> 'x-api-key') || ' ' || (p -> 'headers' ->> 'cookie')
+			 FROM pg_temp.peer_log() p WHERE p ->> 'key' = 'same-origin-1' AND p ->> 'path' = '/echo'),
+		  'Bearer cross-origin-secret k-1 session=c-1', 'a redirect within the origin keeps them');
+
+-- Issue 17, finding 3: a sealed value opens only for the request and
+-- origin it was sealed for.  The attack as filed: once the purge frees an
+-- idempotency key, a row with that key and another URL gets the old
+-- request's sealed value.  Nothing is sent; the request is dead.
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), secret_headers => '{"Authorization": "Bearer replay-secret-77"}',
+							idempotency_key => 'replay-1') AS rp1 \gset
+SELECT is(pg_temp.wait(:rp1), 'done', 'a request with secret headers is sent');
+CREATE TEMP TABLE replay AS SELECT secret_headers FROM eightms.http_request WHERE id = :rp1;
+DELETE FROM eightms.http_request WHERE id = :rp1;
+BEGIN;
+SELECT eightms.http_enqueue('GET', current_setting('test.peer2') || '/echo', idempotency_key => 'replay-1') AS rp2 \gset
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), idempotency_key => 'replay-3') AS rp3 \gset
+UPDATE eightms.http_request SET secret_headers = (SELECT secret_headers FROM replay) WHERE id IN (:rp2, :rp3);
+COMMIT;
+SELECT pg_temp.wait(:rp2) AS rp2_state, pg_temp.wait(:rp3) AS rp3_state \gset
+SELECT is(:'rp2_state' || ': ' || (SELECT error FROM eightms.http_request WHERE id = :rp2),
+		  'dead: could not open the secret headers: they were sealed for another request or URL, or with a key not in EIGHTMS_SEAL_KEYS',
+		  'a sealed value copied to a row with the same key and another URL does not open');
+SELECT is(:'rp3_state' || ': ' || (SELECT error FROM eightms.http_request WHERE id = :rp3),
+		  'dead: could not open the secret headers: they were sealed for another request or URL, or with a key not in EIGHTMS_SEAL_KEYS',
+		  'nor in another row with the same URL');
+SELECT is((SELECT count(*) FROM pg_temp.peer_log() p
+			WHERE p ->> 'key' = 'replay-3' OR (p ->> 'key' = 'replay-1' AND p ->> 'server' = pg_temp.server('test.peer2'))),
+		  0::bigint, 'and nothing was sent for them');
+
+-- The worker checks header values again (rows queued before 0.2.0 were
+-- checked by a looser rule): written here behind http_enqueue's back.
+BEGIN;
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), idempotency_key => 'bad-value-1') AS bv1 \gset
+SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), idempotency_key => 'bad-value-2') AS bv2 \gset
+UPDATE eightms.http_request SET headers = jsonb_build_object('X-Bad', E'a\u2028b') WHERE id = :bv1;
+UPDATE eightms.http_request
+   SET secret_headers = eightms.seal(jsonb_build_object('X-Secret-Bad', E'sec\x0bret')::text,
+									 'http_request:' || id || ':' || eightms.http_origin(url) || ':' || idempotency_key)
+ WHERE id = :bv2;
+COMMIT;
+SELECT pg_temp.wait(:bv1) AS bv1_state, pg_temp.wait(:bv2) AS bv2_state \gset
+SELECT is(:'bv1_state' || ': ' || (SELECT error FROM eightms.http_request WHERE id = :bv1),
+		  'dead: header X-Bad in headers has a value HTTP does not allow (control or non-ASCII characters, or leading or trailing whitespace)',
+		  'the worker refuses a header value HTTP does not allow');
+SELECT is(:'bv2_state' || ': ' || (SELECT error FROM eightms.http_request WHERE id = :bv2),
+		  'dead: header X-Secret-Bad in secret_headers has a value HTTP does not allow (control or non-ASCII characters, or leading or trailing whitespace)',
+		  'also in the secret headers, naming the header only');
+SELECT is((SELECT count(*) FROM pg_temp.peer_log() p WHERE p ->> 'key' IN ('bad-value-1', 'bad-value-2')), 0::bigint,
+		  'and sends nothing for them');
+
 -- A rolled-back enqueue sends nothing.
 BEGIN;
 SELECT eightms.http_enqueue('GET', pg_temp.peer('/echo'), idempotency_key => 'rolled-back-1');
@@ -309,11 +488,34 @@ SELECT pg_temp.wait(:r17);
 SELECT is((SELECT state || ': ' || error FROM eightms.http_request WHERE id = :r17),
 		  'dead: refused to follow a redirect to host evil.example.net, which is not in eightms.bridge_allowed_hosts',
 		  'a redirect to a host off the allowlist is refused');
+-- Issue 17, finding 9: the allowlist is checked against the host of the
+-- URL sent.  A row whose host column said 127.0.0.1 went to [::1]; the host
+-- is generated from the URL now, and a row written by hand cannot differ.
+DO $$
+BEGIN
+	BEGIN
+		INSERT INTO eightms.http_request (method, url, host, idempotency_key, max_attempts, timeout_ms)
+		VALUES ('GET', current_setting('test.peer6') || '/echo', '127.0.0.1', 'host-mismatch-1', 1, 2000);
+	EXCEPTION WHEN generated_always THEN
+		INSERT INTO eightms.http_request (method, url, idempotency_key, max_attempts, timeout_ms)
+		VALUES ('GET', current_setting('test.peer6') || '/echo', 'host-mismatch-1', 1, 2000);
+	END;
+	PERFORM eightms.bridge_wake_at_commit();
+END
+$$;
+SELECT pg_temp.wait(id) AS hm_state, id AS hm FROM eightms.http_request WHERE idempotency_key = 'host-mismatch-1' \gset
+SELECT is(:'hm_state' || ': ' || (SELECT host || ': ' || error FROM eightms.http_request WHERE id = :hm),
+		  'dead: ::1: host ::1 is not in eightms.bridge_allowed_hosts',
+		  'a URL to [::1] is checked as ::1 against the allowlist');
+SELECT is((SELECT count(*) FROM pg_temp.peer_log() p WHERE p ->> 'key' = 'host-mismatch-1'), 0::bigint,
+		  'and nothing reached [::1]');
 ALTER SYSTEM RESET eightms.bridge_allowed_hosts;
 SELECT pg_reload_conf();
 
 -- Leave nothing behind.
 DROP TABLE public.bridge_callback_log;
-DROP FUNCTION public.bridge_cb_ok(bigint, jsonb), public.bridge_cb_fail(bigint, jsonb), public.bridge_cb_slow(bigint, jsonb);
+DROP FUNCTION public.bridge_cb_ok(bigint, jsonb), public.bridge_cb_fail(bigint, jsonb), public.bridge_cb_slow(bigint, jsonb),
+	public.bridge_cb_op(bigint, jsonb), public.bridge_cb_private(bigint, jsonb), pg_temp.cb(bigint, jsonb);
+DROP ROLE bridge_operator1;
 DELETE FROM eightms.http_request;
 SELECT * FROM finish();

@@ -24,3 +24,16 @@ SELECT eightms.http_enqueue('GET', 'https://example.com/', max_attempts => 0);
 
 -- Response headers as JSON.
 SELECT eightms.http_parse_headers(E'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nX-Empty:\r\n\r\n');
+
+-- A URL's host and origin as the worker reads them (libcurl's URL API): the
+-- host column, the allowlist and the seal context of the secret headers.
+SELECT u AS url, eightms.http_url_host(u) AS host, eightms.http_origin(u) AS origin
+  FROM unnest(ARRAY[
+	'http://127.0.0.1:8080/x', 'HTTPS://Api.Example.COM/a?b', 'https://api.example.com:443/',
+	'http://[::1]:80/', 'http://[FE80::1%25eth0]/', 'http://2130706433:9/',
+	'http://user:pw@h.example:8080/p', 'http://127.0.0.1@[::1]:5/', 'http://%31%32%37.0.0.1/',
+	'http://[::ffff:127.0.0.1]:9/', 'ftp://example.com/', 'not a url']) AS u;
+
+-- Header values: visible ASCII with spaces and tabs between, nothing else.
+SELECT eightms.http_enqueue('GET', 'https://example.com/', headers => jsonb_build_object('X-A', E'a\x0bb'));
+SELECT eightms.http_enqueue('GET', 'https://example.com/', secret_headers => jsonb_build_object('Authorization', ' Bearer x'));
