@@ -302,9 +302,11 @@ BEGIN
 	END IF;
 	confirmation := eightms.queue_reply(acct, conv, phone, change_consent.number,
 		eightms.consent_text(acct, CASE action WHEN 'opt_out' THEN 'stop' ELSE 'start' END));
-	INSERT INTO eightms.consent_event (account_id, number, action, keyword, message_id,
+	-- Time-ordered ids: one transaction's changes share their time, and
+	-- the history lists them in the order they were made.
+	INSERT INTO eightms.consent_event (account_id, event_id, number, action, keyword, message_id,
 									   inbound_text, normalized, rule, confirmation_id)
-	VALUES (acct, change_consent.number, action, keyword, message_id,
+	VALUES (acct, eightms.uuid_v7(), change_consent.number, action, keyword, message_id,
 			inbound_text, normalized, rule, confirmation);
 	RETURN true;
 END
