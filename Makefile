@@ -16,6 +16,7 @@ SQL_PARTS = \
 	sql/phone.sql \
 	sql/sms.sql \
 	sql/gateway.sql \
+	sql/consent.sql \
 	sql/privileges.sql
 
 MODULE_big = eightms

@@ -568,20 +568,6 @@ GRANT EXECUTE ON FUNCTION eightms.current_phone_id(), eightms.require_phone()
 
 -- ------------------------------------------------------------ sending
 
--- Opt-out keywords (US CTIA norms): the whole message, any case.
-CREATE FUNCTION eightms.consent_keyword(body text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
--- One expression, not STRICT: the planner inlines it (NULL gives NULL).
-AS $$
-	SELECT CASE upper(regexp_replace(btrim(body, E' \t\r\n.!'), '\s+', ' ', 'g'))
-		WHEN 'STOP' THEN 'stop' WHEN 'STOPALL' THEN 'stop' WHEN 'UNSUBSCRIBE' THEN 'stop'
-		WHEN 'CANCEL' THEN 'stop' WHEN 'END' THEN 'stop' WHEN 'QUIT' THEN 'stop'
-		WHEN 'REVOKE' THEN 'stop' WHEN 'OPTOUT' THEN 'stop' WHEN 'OPT OUT' THEN 'stop'
-		WHEN 'START' THEN 'start' WHEN 'UNSTOP' THEN 'start' WHEN 'YES' THEN 'start'
-		WHEN 'HELP' THEN 'help' WHEN 'INFO' THEN 'help'
-	END
-$$;
-
 -- Find or create the conversation with a number.
 CREATE FUNCTION eightms.conversation_for(acct uuid, number text, phone uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
@@ -1278,10 +1264,12 @@ $$;
 
 -- ------------------------------------------------------------ inbound
 
--- A reply the gateway sends on its own (opt-out confirmation, help), on the
--- phone the message came in on; it is queued even to an opted-out number.
+-- A reply the gateway sends on its own (the confirmations and the help
+-- reply of sql/consent.sql), on the phone the message came in on; it is
+-- queued even to an opted-out number, so its callers decide.  Returns the
+-- message's id, which the consent change it confirms keeps.
 CREATE FUNCTION eightms.queue_reply(acct uuid, conv uuid, phone uuid, number text, body text)
-RETURNS void
+RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1290,6 +1278,7 @@ AS $$
 	SELECT acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued', true,
 		   now() + current_setting('eightms.message_ttl')::interval
 	  FROM eightms.sms_info(body) i
+	RETURNING message_id
 $$;
 
 -- Why receive_messages cannot store an inbound item x (whose
@@ -1325,9 +1314,7 @@ DECLARE
 	x jsonb;
 	sender text;
 	conv uuid;
-	kw text;
 	mid uuid;
-	reply text;
 	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
 BEGIN
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
@@ -1410,37 +1397,8 @@ BEGIN
 		END IF;
 		message_id := mid; duplicate := false;
 
-		kw := eightms.consent_keyword(x ->> 'body');
-		IF kw = 'stop' THEN
-			INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, sender) ON CONFLICT DO NOTHING;
-			IF FOUND THEN
-				INSERT INTO eightms.consent_event (account_id, number, action, keyword, message_id)
-				VALUES (acct, sender, 'opt_out', upper(btrim(x ->> 'body')), mid);
-				-- Anything still waiting for this number is canceled at once:
-				-- all of it is in the number's conversation, whose messages
-				-- one index holds (the queue index would be read whole).
-				UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = now(),
-					   error = 'recipient opted out'
-				 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
-				-- One confirmation, sent even though the number is now opted out.
-				PERFORM eightms.queue_reply(acct, conv, me, sender,
-					format('You have been unsubscribed from %s. No more messages will be sent. Reply START to resubscribe.',
-						   (SELECT a.company_name FROM eightms.account a WHERE a.account_id = acct)));
-			END IF;
-			consent := 'opt_out';
-		ELSIF kw = 'start' THEN
-			DELETE FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = sender;
-			IF FOUND THEN
-				INSERT INTO eightms.consent_event (account_id, number, action, keyword, message_id)
-				VALUES (acct, sender, 'opt_in', upper(btrim(x ->> 'body')), mid);
-				consent := 'opt_in';
-			END IF;
-		ELSIF kw = 'help' THEN
-			SELECT format('%s: reply STOP to unsubscribe, START to resubscribe.', a.company_name)
-			  INTO reply FROM eightms.account a WHERE a.account_id = acct;
-			PERFORM eightms.queue_reply(acct, conv, me, sender, reply);
-			consent := 'help';
-		END IF;
+		-- STOP, START, HELP and unclear replies (sql/consent.sql).
+		consent := eightms.apply_consent(acct, conv, me, sender, mid, x ->> 'body');
 		PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
 		RETURN NEXT;
 	END LOOP;
@@ -1588,7 +1546,7 @@ TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.report_messages(jsonb),
 	eightms_api.receive_messages(jsonb), eightms.inbound_error(jsonb, text)
 TO eightms_phone;
-GRANT EXECUTE ON FUNCTION eightms.consent_keyword(text), eightms.conversation_for(uuid, text, uuid),
+GRANT EXECUTE ON FUNCTION eightms.conversation_for(uuid, text, uuid),
 	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid, integer),
 	eightms.lock_phone_conversations(uuid, uuid),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
