@@ -9,6 +9,10 @@
  * on its own.
  */
 
+/*
+ * Copy the national number, 2 to PHONE_MAX_NSN digits, in fixed-size pieces
+ * that overlap rather than with a call (no byte past src + n is read).
+ */
 static inline void
 copy_nsn(char *dst, const char *src, int n)
 {

@@ -542,8 +542,3 @@ plain_with_letters(const char *raw, size_t len, char *num, int *nlen, bool *plus
 	*nlen = o;
 	return true;
 }
-
-/*
- * Copy the national number, 2 to PHONE_MAX_NSN digits, in fixed-size pieces
- * that overlap rather than with a call (no byte past src + n is read).
- */
