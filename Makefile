@@ -39,9 +39,9 @@ OBJS = \
 	src/webhook_signature.o \
 	src/bridge_address.o \
 	src/bridge.o \
-	src/phone.o \
-	src/phonemeta/v9_0_35.o \
-	src/phone_sql.o \
+	src/phone/phone.o \
+	src/phone/tables/v9_0_35.o \
+	src/phone/phone_sql.o \
 	src/sms_encoding.o \
 	src/sms_sql.o
 
@@ -72,7 +72,7 @@ eightms--$(EXTVERSION).sql: $(SQL_PARTS) eightms.control
 
 # The phone-number engine outside the server (tool, differential test,
 # fuzzer, benchmark, tables): its own fragment.
-include src/phone.mk
+include src/phone/phone.mk
 
 .PHONY: up test
 up:

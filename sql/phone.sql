@@ -1,4 +1,4 @@
--- phone.sql: phone numbers with libphonenumber's answers (src/phone.c).
+-- phone.sql: phone numbers with libphonenumber's answers (src/phone/).
 -- A NULL region means the default region of the account the request acts
 -- on; that is why these functions are STABLE and not STRICT.
 

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "phone.h"
+#include "phone/phone.h"
 
 extern const PhoneTables base_phone_tables_v9_0_35;
 extern int	base_phone_e164_possible(const PhoneTables *t, const char *raw, size_t len,

@@ -18,12 +18,24 @@ trap 'rm -rf "$B"' EXIT
 mkdir -p "$B/base"
 git -C "$REPO" archive "$BASE" src | tar -x -C "$B/base"
 FLAGS="$(pg_config --cflags) $(pg_config --cppflags) $(pg_config --cflags_sl)"
+# The engine's unit and its module tables in either layout: src/phone/
+# (since the engine's split) or src/phone.c and src/phonemeta/ (before it),
+# so that a base from before the split can still be compared.
+engine_sources() {
+	if [ -e "$1/src/phone/phone.c" ]; then
+		echo "$1/src/phone/phone.c $1/src/phone/tables/v9_0_35.c"
+	else
+		echo "$1/src/phone.c $1/src/phonemeta/v9_0_35.c"
+	fi
+}
+read -r bp bm < <(engine_sources "$B/base")
+read -r np nm < <(engine_sources "$REPO")
 # shellcheck disable=SC2086
 {
-	gcc $FLAGS -I"$B/base/src" -c "$B/base/src/phone.c" -o "$B/bp.o"
-	gcc $FLAGS -I"$B/base/src" -c "$B/base/src/phonemeta/v9_0_35.c" -o "$B/bm.o"
-	gcc $FLAGS -I"$REPO/src" -c "$REPO/src/phone.c" -o "$B/np.o"
-	gcc $FLAGS -I"$REPO/src" -c "$REPO/src/phonemeta/v9_0_35.c" -o "$B/nm.o"
+	gcc $FLAGS -I"$B/base/src" -c "$bp" -o "$B/bp.o"
+	gcc $FLAGS -I"$B/base/src" -c "$bm" -o "$B/bm.o"
+	gcc $FLAGS -I"$REPO/src" -c "$np" -o "$B/np.o"
+	gcc $FLAGS -I"$REPO/src" -c "$nm" -o "$B/nm.o"
 }
 # The base build's global symbols become base_*, so both link into one program.
 ld -r "$B/bp.o" "$B/bm.o" -o "$B/base.o"

@@ -12,8 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 ensure_packages
 source "$(dirname "${BASH_SOURCE[0]}")/inputs.sh"
 rm -f "$W"/*.o
-for f in phone phonemeta/v8_12_57 phonemeta/v9_0_35; do
-	gcc -O2 -I"$REPO/src" -c "$REPO/src/$f.c" -o "$W/$(basename $f).o"
+for f in src/phone/phone.c src/phone/tables/v9_0_35.c test/phone/v8_12_57.c; do
+	gcc -O2 -I"$REPO/src" -c "$REPO/$f" -o "$W/$(basename "$f" .c).o"
 done
 g++ -O2 -I"$REPO/src" -o "$W/bench" "$REPO/bench/phone/bench.cc" "$W"/*.o -lphonenumber
 if [ -z "${BENCH_SKIP_C:-}" ]; then

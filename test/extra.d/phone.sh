@@ -54,7 +54,7 @@ fi
 
 mkdir -p .phone-build
 if clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
-	-o .phone-build/fuzz test/phone/fuzz.c src/phone.c src/phonemeta/v9_0_35.c src/phonemeta/v8_12_57.c \
+	-o .phone-build/fuzz test/phone/fuzz.c src/phone/phone.c src/phone/tables/v9_0_35.c test/phone/v8_12_57.c \
 	&& .phone-build/fuzz -runs=0 test/phone/corpus/* > .phone-build/replay.log 2>&1; then
 	echo "ok - the fuzzer's $(ls test/phone/corpus | wc -l) corpus inputs replay clean under ASan+UBSan"; pass=$((pass + 1))
 else

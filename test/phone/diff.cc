@@ -1,4 +1,4 @@
-// diff.cc: differential test of src/phone.c against Google's libphonenumber
+// diff.cc: differential test of the engine (src/phone/) against Google's libphonenumber
 // (Debian's libphonenumber-dev, 8.12.57) with our tables built from the same
 // metadata version.  Reads "raw<TAB>region" lines; for each, compares
 // whether it parses, the E.164 form, validity, number type, region, the
@@ -11,7 +11,7 @@
 #include <phonenumbers/phonenumberutil.h>
 
 extern "C" {
-#include "phone.h"
+#include "phone/phone.h"
 }
 
 using i18n::phonenumbers::PhoneNumberUtil;

@@ -12,7 +12,7 @@
 #include <phonenumbers/phonenumberutil.h>
 
 extern "C" {
-#include "phone.h"
+#include "phone/phone.h"
 }
 
 using i18n::phonenumbers::PhoneNumberUtil;

@@ -16,7 +16,7 @@ import random
 import sys
 import xml.etree.ElementTree as ET
 
-sys.path.insert(0, __file__.rsplit("/", 3)[0] + "/src/phonemeta")
+sys.path.insert(0, __file__.rsplit("/", 3)[0] + "/tools/phone")
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from gen import Parser  # noqa: E402
 from gen_inputs import sample, TYPES, KEYS  # noqa: E402

@@ -16,7 +16,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-sys.path.insert(0, __file__.rsplit("/", 3)[0] + "/src/phonemeta")
+sys.path.insert(0, __file__.rsplit("/", 3)[0] + "/tools/phone")
 from gen import Parser  # noqa: E402
 
 TYPES = ["fixedLine", "mobile", "tollFree", "premiumRate", "sharedCost", "voip",

@@ -1,6 +1,6 @@
 /*
  * phone_sql.c
- *		SQL functions over the phone-number engine (src/phone.c): e164,
+ *		SQL functions over the phone-number engine (phone.c): e164,
  *		try_e164, phone_type, phone_region.
  *
  * A NULL region means the default region of the account the request acts
@@ -12,7 +12,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "phone.h"
+#include "phone/phone.h"
 
 #define TABLES (&phone_tables_v9_0_35)
 

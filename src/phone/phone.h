@@ -5,7 +5,7 @@
  *
  * No PostgreSQL headers: the engine is fuzzed, benchmarked and compared
  * with libphonenumber outside the server.  No allocation, no mutable global
- * state; the tables (src/phonemeta/, generated) are read-only.
+ * state; the tables (src/phone/tables/, generated) are read-only.
  */
 #ifndef PHONE_H
 #define PHONE_H
