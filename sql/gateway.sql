@@ -4,7 +4,7 @@
 -- outbound:  queued --claim--> claimed --> sent --> delivered
 --               ^                |  lease runs out      \--> failed
 --               \----------------/  (attempts + 1)   queued/claimed --> expired | canceled
--- inbound:   received (exactly once per phone and device message id)
+-- inbound:   received (exactly once per handset and device message id)
 --
 -- States only move forward; each keeps its timestamp.  A message is
 -- canceled by cancel_messages (while queued) or its recipient's STOP.
