@@ -7,7 +7,10 @@
 -- inbound:   received (exactly once per handset and device message id)
 --
 -- States only move forward; each keeps its timestamp.  A message is
--- canceled by cancel_messages (while queued) or its recipient's STOP.
+-- canceled by cancel_messages (while queued), its recipient's STOP, or a
+-- claim that finds its number opted out since it was queued.  One move
+-- goes back: the phone that held a message reports it sent or delivered
+-- after the gateway gave it up (eightms.given_up).
 --
 -- The functions on the hot path (send, claim, report, receive) run with
 -- plan_cache_mode = force_generic_plan: their statements are the same for
