@@ -4,10 +4,13 @@
 -- outbound:  queued --claim--> claimed --> sent --> delivered
 --               ^                |  lease runs out      \--> failed
 --               \----------------/  (attempts + 1)   queued/claimed --> expired | canceled
--- inbound:   received (exactly once per phone and device message id)
+-- inbound:   received (exactly once per handset and device message id)
 --
 -- States only move forward; each keeps its timestamp.  A message is
--- canceled by cancel_messages (while queued) or its recipient's STOP.
+-- canceled by cancel_messages (while queued), its recipient's STOP, or a
+-- claim that finds its number opted out since it was queued.  One move
+-- goes back: the phone that held a message reports it sent or delivered
+-- after the gateway gave it up (eightms.given_up).
 --
 -- The functions on the hot path (send, claim, report, receive) run with
 -- plan_cache_mode = force_generic_plan: their statements are the same for
@@ -160,6 +163,11 @@ CREATE TABLE eightms.message (
 	received_at			timestamptz,
 	error				text,
 	body				text NOT NULL,
+	-- The handset an inbound message came from (the phone's device_id), so
+	-- that a handset paired again (a new phone_id) is still recognised when
+	-- it uploads a message again; NULL for outbound.  Last because it came
+	-- with 0.2.0 (an upgrade appends columns).
+	device_id			text,
 	CONSTRAINT message_state_check CHECK (eightms.message_state_ok(direction, status, pending)),
 	PRIMARY KEY (account_id, message_id)
 );
@@ -167,7 +175,8 @@ CREATE TABLE eightms.message (
 -- otherwise add an entry to both indexes.
 CREATE UNIQUE INDEX message_idempotency_key ON eightms.message (account_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
-CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, phone_id, device_message_id)
+-- Inbound exactly once per handset: keyed on the device, not the pairing.
+CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, device_id, device_message_id)
 	WHERE device_message_id IS NOT NULL;
 -- Room on each page for the HOT updates of the messages on it.
 ALTER TABLE eightms.message SET (fillfactor = 70);
@@ -177,9 +186,11 @@ ALTER TABLE eightms.message SET (fillfactor = 70);
 CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE pending;
 -- What no phone was chosen for (none was online): any phone takes it.
 CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE pending AND phone_id IS NULL;
--- A conversation's messages in order.  Its id is unique across accounts,
--- so the account is checked on the row, not carried in every entry.
-CREATE INDEX message_conversation_idx ON eightms.message (conversation_id, created_at, message_id);
+-- A conversation's messages in order: an inbound message at the time the
+-- phone received it (received_at, never later than its arrival), an
+-- outbound one at its creation.  Its id is unique across accounts, so the
+-- account is checked on the row, not carried in every entry.
+CREATE INDEX message_conversation_idx ON eightms.message (conversation_id, (coalesce(received_at, created_at)), message_id);
 SELECT pg_catalog.pg_extension_config_dump('eightms.message', '');
 
 -- What ON DELETE CASCADE did: a conversation's messages go with it, one
@@ -267,7 +278,7 @@ GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.o
 ALTER TABLE eightms.account ADD COLUMN fold_lookalikes boolean NOT NULL DEFAULT false;
 
 -- Phones fit to send: online, battery above eightms.min_battery_pct (20) or
--- charging; with their queue length (what waits for them, counted on
+-- charging, a network other than none; with their queue length (what waits for them, counted on
 -- message_queue_idx), the first thing routing looks at, counted up to
 -- count_cap (NULL: all of it).  Routing a new conversation passes
 -- eightms.routing_queue_cap (1,000): four phones with a campaign's 100,000
@@ -293,7 +304,9 @@ BEGIN
 	  FROM eightms.phone p
 	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
 	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
-	   AND (p.charging OR coalesce(p.battery_pct, 0) > current_setting('eightms.min_battery_pct')::integer);
+	   AND (p.charging OR coalesce(p.battery_pct, 0) > current_setting('eightms.min_battery_pct')::integer)
+	   -- A phone that reports no network cannot send what it is given.
+	   AND p.network IS DISTINCT FROM 'none';
 END
 $$;
 
@@ -585,6 +598,51 @@ BEGIN
 END
 $$;
 
+-- The consent lock.  A send and a change of consent to the same number
+-- serialise on the number's conversation row: receive_messages takes it
+-- before it records a STOP (or START) and cancels what waits for the
+-- number; a send takes it (creating the conversation if need be) before it
+-- reads eightms.opt_out, in a statement of its own and so with a snapshot
+-- taken after the lock was granted.  Whichever comes second sees the
+-- other: a send after a STOP is refused, a STOP after a send cancels what
+-- the send queued.  Batches take the locks in number order (those that
+-- exist with a phone first), as receive_messages does.  Anything else that
+-- queues to a number (campaign fan-out) must do the same: lock its
+-- conversations, then ask eightms.opted_out.  What slips past (a number the
+-- account put on its opt-out list by hand) is caught by the claim, which
+-- never hands out a message queued before its number opted out.
+CREATE FUNCTION eightms.opted_out(acct uuid, numbers text[]) RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN ARRAY(SELECT o.number FROM eightms.opt_out o
+				  WHERE o.account_id = acct AND o.number = ANY (numbers COLLATE "C"));
+END
+$$;
+COMMENT ON FUNCTION eightms.opted_out(uuid, text[]) IS
+	'The numbers of the list that have opted out; ask it only while holding their conversations'' row locks (the consent lock)';
+
+-- Why an outbound body cannot be sent, or NULL: 1 to 1,600 characters of
+-- what will be sent, after folding look-alikes when the account does.
+CREATE FUNCTION eightms.body_error(body text, folded boolean) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN body IS NULL OR length(body) NOT BETWEEN 1 AND 1600 THEN
+		CASE WHEN folded THEN 'a message body must be 1 to 1600 characters once look-alikes are folded'
+			 ELSE 'a message body must be 1 to 1600 characters' END END
+$$;
+
+-- Why send_at cannot be used, or NULL: a finite time, not so far in the
+-- past that the message would expire before it is sent.
+CREATE FUNCTION eightms.send_at_error(send_at timestamptz, ttl interval) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN NOT isfinite(send_at) THEN 'send_at must be a date and time, not ' || send_at::text
+				WHEN send_at + ttl < now() THEN 'send_at is further in the past than a message lives' END
+$$;
+
 -- Queue one outbound message (internal; send_message and send_messages).
 CREATE FUNCTION eightms.queue_message(acct uuid, to_number text, body text, phone uuid,
 									  idem text, send_at timestamptz)
@@ -600,6 +658,8 @@ DECLARE
 	conv uuid;
 	conv_phone uuid;
 	fold boolean;
+	ttl interval := current_setting('eightms.message_ttl')::interval;
+	err text;
 BEGIN
 	IF to_number IS NULL OR btrim(to_number) = '' THEN
 		RAISE EXCEPTION 'a recipient number is required' USING ERRCODE = '22023',
@@ -608,8 +668,10 @@ BEGIN
 	IF length(idem) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'an idempotency key must be 1 to 200 characters' USING ERRCODE = '22023';
 	END IF;
-	IF NOT isfinite(send_at) THEN
-		RAISE EXCEPTION 'send_at must be a date and time, not %', send_at USING ERRCODE = '22023';
+	err := eightms.send_at_error(send_at, ttl);
+	IF err IS NOT NULL THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
+			HINT = 'Pass a time with its offset (2026-11-29T10:00:00-05:00); a message lives eightms.message_ttl from its send_at.';
 	END IF;
 	IF idem IS NOT NULL THEN
 		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
@@ -617,29 +679,32 @@ BEGIN
 			RETURN m;
 		END IF;
 	END IF;
-	IF body IS NULL OR length(body) = 0 OR length(body) > 1600 THEN
-		RAISE EXCEPTION 'a message body must be 1 to 1600 characters' USING ERRCODE = '22023';
+	-- The bounds hold for what will be sent: folding turns an ellipsis into
+	-- three characters and drops zero-width spaces.
+	fold := body IS NOT NULL AND (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct);
+	IF fold THEN
+		body := eightms.sms_fold(body);
+	END IF;
+	err := eightms.body_error(body, fold);
+	IF err IS NOT NULL AND fold THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
+			HINT = 'The account folds typographic look-alikes to GSM-7 (set_message_options): an ellipsis counts three characters, zero-width spaces none.';
+	ELSIF err IS NOT NULL THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023';
 	END IF;
 	-- The account's region, read here with a cached plan (e164 with a NULL
 	-- region would look it up again, unplanned, for every message).
 	e164 := eightms.e164(to_number, (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct), true);
-	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
-		RAISE EXCEPTION '% has opted out of messages from this account', e164
-			USING ERRCODE = 'E8O01',
-				  HINT = 'The recipient must text START to opt back in; nothing was queued.';
-	END IF;
 	IF phone IS NOT NULL AND NOT EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct
 										 AND p.phone_id = phone AND p.unpaired_at IS NULL) THEN
 		RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
-	END IF;
-	IF (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct) THEN
-		body := eightms.sms_fold(body);
 	END IF;
 	-- A conversation keeps its phone, so replies thread on the handset;
 	-- a new one (or one without a phone) gets the healthiest phone.
 	-- The row is locked (updated) before the message refers to it: with no
 	-- foreign key, that is what keeps a concurrent delete_conversation from
-	-- leaving this message without its conversation.
+	-- leaving this message without its conversation.  It is also the
+	-- consent lock (above): the opt-out list is read after it.
 	UPDATE eightms.conversation c SET last_message_at = now()
 	 WHERE c.account_id = acct AND c.peer_number = e164
 	RETURNING c.conversation_id, c.phone_id INTO conv, conv_phone;
@@ -649,12 +714,17 @@ BEGIN
 		 WHERE c.account_id = acct AND c.conversation_id = conv
 		RETURNING c.phone_id INTO conv_phone;
 	END IF;
+	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
+		RAISE EXCEPTION 'the recipient has opted out of messages from this account'
+			USING ERRCODE = 'E8O01',
+				  HINT = 'The recipient must text START to opt back in; nothing was queued.';
+	END IF;
 	info := eightms.sms_info(body);
 	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
 									  encoding, segments, status, pending, idempotency_key, send_at, expires_at)
 	VALUES (acct, conv, 'out', coalesce(phone, conv_phone), e164, body, info.encoding, info.segments,
 			'queued', true, idem, coalesce(send_at, now()),
-			coalesce(send_at, now()) + current_setting('eightms.message_ttl')::interval)
+			coalesce(send_at, now()) + ttl)
 	ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING * INTO m;
 	IF m.message_id IS NULL THEN
@@ -692,11 +762,31 @@ BEGIN
 END
 $$;
 
+-- Why send_messages cannot take an item x, or NULL: an object whose
+-- values are strings (or null), as the API says; a number or an object
+-- would otherwise be queued as its JSON text.  SQL without a SET clause,
+-- so the planner inlines it.
+CREATE FUNCTION eightms.outbound_item_error(x jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN jsonb_typeof(x) IS DISTINCT FROM 'object' THEN 'an item must be a JSON object'
+		WHEN jsonb_typeof(x -> 'to') NOT IN ('string', 'null') THEN 'to must be a string: the recipient''s number'
+		WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string'
+		WHEN jsonb_typeof(x -> 'idempotency_key') NOT IN ('string', 'null') THEN 'idempotency_key must be a string'
+		WHEN jsonb_typeof(x -> 'phone_id') NOT IN ('string', 'null') THEN 'phone_id must be a string: a phone''s id'
+		WHEN jsonb_typeof(x -> 'send_at') NOT IN ('string', 'null') THEN 'send_at must be a string: a time with its offset' END
+$$;
+
 -- A batch: each item queued or refused on its own, in one transaction.
 -- The items that plainly go through (a valid number, not opted out, a fit
 -- body, no idempotency key seen before) are queued by one statement; the
 -- rest, and the whole batch should that statement fail, go one by one
--- through queue_message, which gives each refusal its own error.
+-- through queue_message, which gives each refusal its own error.  That
+-- statement reads the opt-out list before it holds the conversations
+-- (the consent lock, above): once it holds them, the list is read again,
+-- and should a number have opted out meanwhile the statement is undone
+-- and the batch goes one by one.
 CREATE FUNCTION eightms_api.send_messages(messages jsonb)
 RETURNS TABLE (item integer, message_id uuid, status text, error_code text, error text)
 LANGUAGE plpgsql VOLATILE
@@ -709,6 +799,7 @@ DECLARE
 	fold boolean;
 	ttl interval := current_setting('eightms.message_ttl')::interval;
 	ids uuid[];
+	numbers text[];
 	want integer;
 	got integer;
 	x jsonb;
@@ -722,20 +813,20 @@ BEGIN
 	SELECT a.default_region, a.fold_lookalikes INTO region, fold FROM eightms.account a WHERE a.account_id = acct;
 	BEGIN
 		WITH items AS (
-			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to, t.x ->> 'body' AS body,
+			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to,
+				   CASE WHEN fold THEN eightms.sms_fold(t.x ->> 'body') ELSE t.x ->> 'body' END AS body,
 				   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
-				   (t.x ->> 'send_at')::timestamptz AS send_at
+				   (t.x ->> 'send_at')::timestamptz AS send_at, eightms.outbound_item_error(t.x) AS item_error
 			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
 		norm AS (
 			SELECT items.*, eightms.try_e164(items.raw_to, region, true) COLLATE "C" AS e164,
 				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
 			  FROM items),
 		fast AS MATERIALIZED (
-			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id,
-				   CASE WHEN fold THEN eightms.sms_fold(n.body) ELSE n.body END AS body
+			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id, n.body
 			  FROM norm n
-			 WHERE n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
-			   AND (n.send_at IS NULL OR isfinite(n.send_at))
+			 WHERE n.item_error IS NULL AND n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+			   AND (n.send_at IS NULL OR eightms.send_at_error(n.send_at, ttl) IS NULL)
 			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
 			   AND (n.phone IS NULL
 					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
@@ -817,11 +908,17 @@ BEGIN
 			  FROM (SELECT ch.phone_id, json_agg(ch.message_id) AS ids, count(*) AS n
 					  FROM chunks ch GROUP BY ch.phone_id, ch.chunk) g)
 		SELECT (SELECT count(*) FROM fast), (SELECT coalesce(n, 0) FROM notified),
-			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord)
-		  INTO want, got, ids;
+			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord),
+			   (SELECT array_agg(pr.e164) FROM peers pr)
+		  INTO want, got, ids, numbers;
 		IF got <> want THEN
 			-- Cannot happen (every row of fast is inserted or the statement
 			-- fails); should it, the slow path below settles each item.
+			RAISE EXCEPTION USING ERRCODE = 'T8R01';
+		END IF;
+		-- The opt-out list again, now that the conversations are held: a
+		-- STOP that committed while this statement waited for one of them.
+		IF cardinality(numbers) > 0 AND cardinality(eightms.opted_out(acct, numbers)) > 0 THEN
 			RAISE EXCEPTION USING ERRCODE = 'T8R01';
 		END IF;
 	EXCEPTION WHEN OTHERS THEN
@@ -844,6 +941,10 @@ BEGIN
 		END IF;
 		x := messages -> (i - 1);
 		BEGIN
+			error := eightms.outbound_item_error(x);
+			IF error IS NOT NULL THEN
+				RAISE EXCEPTION '%', error USING ERRCODE = '22023';
+			END IF;
 			m := eightms.queue_message(acct, x ->> 'to', x ->> 'body', (x ->> 'phone_id')::uuid,
 									   x ->> 'idempotency_key', (x ->> 'send_at')::timestamptz);
 			message_id := m.message_id;
@@ -1013,6 +1114,7 @@ DECLARE
 	tids tid[];
 	fates text[];
 	segs integer[];
+	convs uuid[];
 	keep integer;
 	n integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
@@ -1041,8 +1143,13 @@ BEGIN
 	-- out: it takes them back), then messages no phone was chosen for; each
 	-- in send_at order straight off message_queue_idx.  What becomes of
 	-- each is decided as it is locked: what expired while queued is not
-	-- sent, a lease that ran out on the last allowed attempt fails the
-	-- message, the rest is claimed (a run-out lease as a new attempt).
+	-- sent; what was queued before its number opted out is canceled (a
+	-- STOP cancels what waits for the number itself: this is for a number
+	-- the account put on its opt-out list, or a send that did not take the
+	-- consent lock; the STOP confirmation, queued with the opt-out, and
+	-- help replies after it go out); a lease that ran out on the last
+	-- allowed attempt fails the message; the rest is claimed (a run-out
+	-- lease as a new attempt).
 	-- Each row's ctid is kept so that the update below finds it without
 	-- the primary key: the rows are locked, so it cannot move meanwhile.
 	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}'),
@@ -1050,6 +1157,9 @@ BEGIN
 	  INTO picked, tids, fates, segs
 	  FROM (SELECT m.message_id, m.ctid, m.segments,
 				   CASE WHEN m.expires_at < now() THEN 'expired'
+						WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
+									  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
+						THEN 'canceled'
 						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
 						ELSE 'claimed' END AS fate
 			  FROM eightms.message m
@@ -1059,11 +1169,19 @@ BEGIN
 			 LIMIT max
 			   FOR UPDATE SKIP LOCKED) s;
 	IF cardinality(picked) < max THEN
+		-- Their conversations are kept (below), after a NULL for each of
+		-- this phone's own messages.
+		convs := array_fill(NULL::uuid, ARRAY[cardinality(picked)]);
 		SELECT picked || coalesce(array_agg(s.message_id), '{}'), tids || coalesce(array_agg(s.ctid), '{}'),
-			   fates || coalesce(array_agg(s.fate), '{}'), segs || coalesce(array_agg(s.segments), '{}')
-		  INTO picked, tids, fates, segs
-		  FROM (SELECT m.message_id, m.ctid, m.segments,
-					   CASE WHEN m.expires_at < now() THEN 'expired' ELSE 'claimed' END AS fate
+			   fates || coalesce(array_agg(s.fate), '{}'), segs || coalesce(array_agg(s.segments), '{}'),
+			   convs || coalesce(array_agg(s.conversation_id), '{}')
+		  INTO picked, tids, fates, segs, convs
+		  FROM (SELECT m.message_id, m.ctid, m.segments, m.conversation_id,
+					   CASE WHEN m.expires_at < now() THEN 'expired'
+							WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
+										  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
+							THEN 'canceled'
+							ELSE 'claimed' END AS fate
 				  FROM eightms.message m
 				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
 				 ORDER BY m.send_at
@@ -1087,6 +1205,7 @@ BEGIN
 		tids := tids[1:keep];
 		fates := fates[1:keep];
 		segs := segs[1:keep];
+		convs := convs[1:keep];
 	END IF;
 	IF cardinality(picked) = 0 THEN
 		RETURN;
@@ -1099,9 +1218,11 @@ BEGIN
 			error = CASE f.fate WHEN 'expired' THEN 'not sent before it expired'
 								WHEN 'failed' THEN format('the phone did not report within its lease %s times',
 														  m.attempts + 1)
+								WHEN 'canceled' THEN 'recipient opted out'
 								ELSE m.error END,
 			failed_at = CASE WHEN f.fate = 'failed' THEN now() ELSE m.failed_at END,
-			attempts = CASE WHEN m.status = 'claimed' AND f.fate <> 'expired' THEN m.attempts + 1
+			canceled_at = CASE WHEN f.fate = 'canceled' THEN now() ELSE m.canceled_at END,
+			attempts = CASE WHEN m.status = 'claimed' AND f.fate NOT IN ('expired', 'canceled') THEN m.attempts + 1
 							ELSE m.attempts END,
 			phone_id = CASE WHEN f.fate = 'claimed' THEN me ELSE m.phone_id END,
 			claimed_at = CASE WHEN f.fate = 'claimed' THEN now() ELSE m.claimed_at END,
@@ -1114,6 +1235,22 @@ BEGIN
 	  FROM settled c
 	 WHERE c.status = 'claimed';
 	GET DIAGNOSTICS n = ROW_COUNT;
+	-- A conversation whose messages no phone was chosen for (none was
+	-- online) gets the phone that sends them, so that its next message and
+	-- the replies thread on that handset.  A conversation locked meanwhile
+	-- is left: a send or a reply holding it gives it a phone itself, and
+	-- waiting for it while this claim holds message rows could deadlock
+	-- with a STOP, which takes the conversation first.
+	IF convs[cardinality(convs)] IS NOT NULL THEN
+		UPDATE eightms.conversation c SET phone_id = me
+		  FROM (SELECT c2.ctid FROM eightms.conversation c2
+				 WHERE c2.account_id = acct AND c2.phone_id IS NULL
+				   AND c2.conversation_id IN (SELECT u.conv FROM unnest(convs, fates) AS u(conv, fate)
+											   WHERE u.fate = 'claimed')
+				 ORDER BY c2.peer_number
+				   FOR NO KEY UPDATE SKIP LOCKED) l
+		 WHERE c.ctid = l.ctid AND c.account_id = acct;
+	END IF;
 	IF lim IS NOT NULL AND n > 0 THEN
 		IF by_segments THEN
 			n := (SELECT sum(u.s) FROM unnest(segs, fates) AS u(s, f) WHERE u.f = 'claimed');
@@ -1130,6 +1267,28 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 -- A plain CASE (not STRICT) so that the planner inlines it.
 AS $$
 	SELECT CASE status WHEN 'queued' THEN 1 WHEN 'claimed' THEN 2 WHEN 'sent' THEN 3 WHEN 'delivered' THEN 4 END
+$$;
+
+-- Whether the gateway gave up a message a phone had claimed and had not
+-- reported sent: it expired, was canceled (a STOP cancels what is in a
+-- phone's hands too) or failed for want of a report within its lease.  The
+-- phone may have sent it all the same: its sent or delivered report then
+-- wins, as the carrier bills it and the recipient has it.  Inlined.
+CREATE FUNCTION eightms.given_up(status text, claimed_at timestamptz, sent_at timestamptz, error text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT claimed_at IS NOT NULL AND sent_at IS NULL
+		   AND (status IN ('expired', 'canceled')
+				OR (status = 'failed' AND error LIKE 'the phone did not report within its lease %'))
+$$;
+
+-- What a message given up keeps as its error once the phone reports it
+-- sent: what the gateway had decided, and that it went out regardless.
+CREATE FUNCTION eightms.sent_regardless(status text, error text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT left(format('sent by the phone after it was %s (%s)', status, coalesce(error, status)), 500)
 $$;
 
 -- A batch of reports is folded per message in one statement: the state
@@ -1166,13 +1325,16 @@ BEGIN
 				delivered_at = CASE WHEN rep.st = 'delivered' THEN rep.at ELSE x.delivered_at END,
 				failed_at = CASE WHEN rep.st = 'failed' THEN rep.at ELSE x.failed_at END,
 				error = CASE WHEN rep.st = 'failed' THEN left(coalesce(rep.err, 'failed on the phone'), 500)
+							 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 							 ELSE x.error END,
 				attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 			  FROM rep
 			 WHERE x.account_id = acct AND x.message_id = rep.id AND x.direction = 'out' AND x.phone_id = me
 			   AND rep.st IN ('sent', 'delivered', 'failed')
-			   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
-			   AND (rep.st = 'failed' OR eightms.status_rank(rep.st) > eightms.status_rank(x.status))
+			   AND ((x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
+					 AND (rep.st = 'failed' OR eightms.status_rank(rep.st) > eightms.status_rank(x.status)))
+					OR (rep.st IN ('sent', 'delivered')
+						AND eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error)))
 			RETURNING x.message_id),
 		-- What did not move: late, repeated, malformed or not this phone's.
 		still AS (
@@ -1203,21 +1365,26 @@ BEGIN
 			   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
 		  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
 	cur AS (
-		SELECT m.message_id, m.status FROM eightms.message m
+		SELECT m.message_id, m.status, eightms.given_up(m.status, m.claimed_at, m.sent_at, m.error) AS given_up
+		  FROM eightms.message m
 		 WHERE m.account_id = acct AND m.message_id IN (SELECT rep.id FROM rep)
 		   AND m.direction = 'out' AND m.phone_id = me
 		 ORDER BY m.message_id
 		   FOR NO KEY UPDATE),
 	-- What the valid reports ahead of each one in the batch did.
 	ahead AS (
-		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine,
+		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine, coalesce(cur.given_up, false) AS given_up,
 			   coalesce(bool_or(rep.st = 'sent') OVER w, false) AS sent_ahead,
+			   coalesce(bool_or(rep.st = 'delivered') OVER w, false) AS delivered_ahead,
 			   (array_agg(rep.st) FILTER (WHERE rep.st IN ('delivered', 'failed')) OVER w)[1] AS final_ahead
 		  FROM rep LEFT JOIN cur ON cur.message_id = rep.id
 		WINDOW w AS (PARTITION BY rep.id ORDER BY rep.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
 	before AS (
 		SELECT ahead.*,
-			   CASE WHEN s0 IN ('delivered', 'failed', 'expired', 'canceled') THEN s0
+			   -- A message given up stays so until a sent or delivered
+			   -- report of the phone's takes it back.
+			   CASE WHEN s0 IN ('delivered', 'failed', 'expired', 'canceled')
+						 AND NOT (given_up AND (sent_ahead OR delivered_ahead)) THEN s0
 					WHEN final_ahead IS NOT NULL THEN final_ahead
 					WHEN sent_ahead THEN 'sent'
 					ELSE s0 END AS was
@@ -1225,8 +1392,9 @@ BEGIN
 	step AS (
 		SELECT before.*,
 			   mine AND st IN ('sent', 'delivered', 'failed')
-			   AND was NOT IN ('delivered', 'failed', 'expired', 'canceled')
-			   AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(was)) AS moves
+			   AND ((was NOT IN ('delivered', 'failed', 'expired', 'canceled')
+					 AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(was)))
+					OR (given_up AND was = s0 AND st IN ('sent', 'delivered'))) AS moves
 		  FROM before),
 	final AS (
 		SELECT step.id,
@@ -1246,7 +1414,9 @@ BEGIN
 			sent_at = coalesce(x.sent_at, final.sent_at),
 			delivered_at = coalesce(final.delivered_at, x.delivered_at),
 			failed_at = coalesce(final.failed_at, x.failed_at),
-			error = coalesce(final.error, x.error),
+			error = CASE WHEN final.error IS NOT NULL THEN final.error
+						 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
+						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		  FROM final
 		 WHERE x.account_id = acct AND x.message_id = final.id
@@ -1316,6 +1486,9 @@ DECLARE
 	conv uuid;
 	mid uuid;
 	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
+	-- Messages are recognised per handset: pairing it again keeps them.
+	dev text := (SELECT p.device_id FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me);
+	heard timestamptz;
 BEGIN
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
@@ -1338,7 +1511,7 @@ BEGIN
 										 left(btrim(m ->> 'from'), 32)) COLLATE "C" AS peer
 				  FROM jsonb_array_elements(messages) m
 				 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
-				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.phone_id = me
+				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.device_id = dev
 									AND d.device_message_id = m ->> 'device_message_id')) s
 		 ORDER BY EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = acct
 						   AND c.peer_number = s.peer AND c.phone_id IS NOT NULL) DESC, s.peer
@@ -1358,7 +1531,7 @@ BEGIN
 			CONTINUE;
 		END IF;
 		SELECT m.message_id INTO mid FROM eightms.message m
-		 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;
+		 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
 		IF FOUND THEN
 			message_id := mid; duplicate := true;
 			RETURN NEXT;
@@ -1366,22 +1539,26 @@ BEGIN
 		END IF;
 		-- Short codes and alphanumeric senders are kept as given.
 		sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
+		-- When the phone received it, never later than its arrival: a
+		-- message uploaded late takes its place in the inbox, and a phone
+		-- whose clock runs ahead cannot pin one on top.
+		heard := least(coalesce(eightms.json_time(x -> 'received_at'), now()), now());
 		-- The conversation, found or created, counts the message at once: one
 		-- write of its row (and its lock, held until commit) rather than an
-		-- upsert and then an update.
+		-- upsert and then an update.  A new message brings an archived
+		-- conversation back to the inbox.
 		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
-		VALUES (acct, sender, me, 1, now())
+		VALUES (acct, sender, me, 1, heard)
 		ON CONFLICT (account_id, peer_number) DO UPDATE
 			SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
-				last_message_at = now()
+				last_message_at = greatest(cv.last_message_at, EXCLUDED.last_message_at), archived_at = NULL
 		RETURNING cv.conversation_id INTO conv;
 		INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
-										  encoding, segments, status, device_message_id, received_at)
+										  encoding, segments, status, device_message_id, received_at, device_id)
 		SELECT acct, conv, 'in', me, sender, coalesce(x ->> 'body', ''), i.encoding, i.segments, 'received',
-			   receive_messages.device_message_id,
-			   least(coalesce(eightms.json_time(x -> 'received_at'), now()), now())
+			   receive_messages.device_message_id, heard, dev
 		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
-		ON CONFLICT (account_id, phone_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
+		ON CONFLICT (account_id, device_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
 		RETURNING m.message_id INTO mid;
 		IF mid IS NULL THEN
 			-- Stored meanwhile by a concurrent call (the check above missed
@@ -1391,7 +1568,7 @@ BEGIN
 			 WHERE c.account_id = acct AND c.conversation_id = conv;
 			duplicate := true;
 			SELECT m.message_id INTO message_id FROM eightms.message m
-			 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;
+			 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
@@ -1440,6 +1617,10 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	IF archived IS NULL THEN
+		RAISE EXCEPTION 'archived must be true or false' USING ERRCODE = '22023',
+			HINT = 'Pass false to bring a conversation back to the inbox.';
+	END IF;
 	UPDATE eightms.conversation c SET archived_at = CASE WHEN archived THEN now() END
 	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = archive_conversation.conversation_id;
 	IF NOT FOUND THEN
@@ -1476,11 +1657,14 @@ AS $$
 			 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)) c
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
 						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
-						  ORDER BY m.created_at DESC, m.message_id DESC LIMIT 1) lm ON true
+						  ORDER BY coalesce(m.received_at, m.created_at) DESC, m.message_id DESC LIMIT 1) lm ON true
 	 ORDER BY c.last_message_at DESC, c.conversation_id DESC
 $$;
 
--- A conversation's messages, newest first, a page at a time.
+-- A conversation's messages, newest first, a page at a time: an inbound
+-- message at its received_at (when the phone received it, never after its
+-- arrival), an outbound one at its created_at; pass the last row's time
+-- (that one of the two) and id for the next page.
 CREATE FUNCTION eightms_api.conversation_messages(conversation_id uuid, after_at timestamptz DEFAULT NULL,
 												  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
 RETURNS SETOF eightms_api.messages
@@ -1489,8 +1673,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT v.* FROM eightms_api.messages v
 	 WHERE v.account_id = eightms.require_account() AND v.conversation_id = conversation_messages.conversation_id
-	   AND (after_at IS NULL OR (v.created_at, v.message_id) < (after_at, after_id))
-	 ORDER BY v.created_at DESC, v.message_id DESC
+	   AND (after_at IS NULL OR (coalesce(v.received_at, v.created_at), v.message_id) < (after_at, after_id))
+	 ORDER BY coalesce(v.received_at, v.created_at) DESC, v.message_id DESC
 	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
 $$;
 
@@ -1550,5 +1734,7 @@ GRANT EXECUTE ON FUNCTION eightms.conversation_for(uuid, text, uuid),
 	eightms.queue_reply(uuid, uuid, uuid, text, text), eightms.pick_phone(uuid), eightms.healthy_phones(uuid, integer),
 	eightms.lock_phone_conversations(uuid, uuid),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
-	eightms.status_rank(text)
+	eightms.status_rank(text), eightms.opted_out(uuid, text[]), eightms.body_error(text, boolean),
+	eightms.send_at_error(timestamptz, interval), eightms.outbound_item_error(jsonb),
+	eightms.given_up(text, timestamptz, timestamptz, text), eightms.sent_regardless(text, text)
 TO eightms_user, eightms_phone, eightms_dba;

@@ -56,6 +56,23 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 passed=0
 failed=0
 
+# Adds the counts of a pg_regress or pg_isolation_regress run (its output
+# directory, holding summary.txt) and shows its failures.  Both print
+# "test name ... ok" lines in 15; count those directly.  A test without
+# expected output ("... diff: …") fails too, and so does a run that tested
+# nothing (the tester missing, a server it could not reach).
+add_regress_counts() {
+	local ok fail
+	cat "$1/summary.txt"
+	ok=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. ok' "$1/summary.txt" || true)
+	fail=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. (FAILED|diff)' "$1/summary.txt" || true)
+	[ -s "$1/regression.diffs" ] && cat "$1/regression.diffs"
+	if [ "$ok" -eq 0 ] && [ "$fail" -eq 0 ]; then
+		fail=1
+	fi
+	passed=$((passed + ok)); failed=$((failed + fail))
+}
+
 # ---- pg_regress: C functions' exact output ------------------------------
 # pg_regress wants inputdir/sql and inputdir/expected; ours are test/regress
 # and the top-level expected/.
@@ -76,13 +93,7 @@ if [ ${#REGRESS[@]} -gt 0 ]; then
 		--dbname=eightms_regress --bindir="$ROOT$PGBIN" \
 		--inputdir="$RIN" --outputdir="$ROUT" "${REGRESS[@]}" > "$ROUT/summary.txt" 2>&1
 	set -e
-	cat "$ROUT/summary.txt"
-	# pg_regress 15 prints "test name ... ok" lines; count those directly.
-	r_ok=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. ok' "$ROUT/summary.txt" || true)
-	# A test without expected output ("... diff: …") fails too.
-	r_fail=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. (FAILED|diff)' "$ROUT/summary.txt" || true)
-	[ -s "$ROUT/regression.diffs" ] && cat "$ROUT/regression.diffs"
-	passed=$((passed + r_ok)); failed=$((failed + r_fail))
+	add_regress_counts "$ROUT"
 fi
 
 # ---- pgTAP via pg_prove: behaviour -------------------------------------
@@ -121,6 +132,29 @@ if [ "$prove_rc" -ne 0 ] && [ "$t_fail" -eq 0 ]; then
 	t_fail=1
 fi
 passed=$((passed + t_ok)); failed=$((failed + t_fail))
+
+# ---- isolation tester: races between sessions ----------------------------
+# Specs in test/isolation/specs, their expected output in
+# test/isolation/expected; run against the test database (its pgrst.*
+# helpers, and test/isolation/helpers.sql for the specs' accounts).
+ISOIN=$T/isolation-in
+ISOOUT=$T/isolation-out
+mapfile -t ISOSPECS < <(cd "$REPO/test/isolation/specs" 2>/dev/null && ls *.spec 2>/dev/null | sed 's/\.spec$//' | sort)
+if [ ${#ISOSPECS[@]} -gt 0 ]; then
+	say "isolation: ${ISOSPECS[*]}"
+	mkdir -p "$ISOIN" "$ISOOUT"
+	ln -sfn "$REPO/test/isolation/specs" "$ISOIN/specs"
+	ln -sfn "$REPO/test/isolation/expected" "$ISOIN/expected"
+	chown -R postgres:postgres "$ISOOUT"
+	psql -d "$DB" -f "$REPO/test/isolation/helpers.sql"
+	set +e
+	"$ROOT$PGBIN/../lib/pgxs/src/test/isolation/pg_isolation_regress" \
+		--use-existing --host="$SOCK" --port="$PORT" --user=postgres \
+		--dbname="$DB" --bindir="$ROOT$PGBIN" \
+		--inputdir="$ISOIN" --outputdir="$ISOOUT" "${ISOSPECS[@]}" > "$ISOOUT/summary.txt" 2>&1
+	set -e
+	add_regress_counts "$ISOOUT"
+fi
 
 # Extra harnesses (differential, fuzz-corpus replay, ...) add their counts.
 for extra in "$REPO"/test/extra.d/*.sh; do

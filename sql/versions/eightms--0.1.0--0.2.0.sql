@@ -1398,6 +1398,695 @@ REVOKE ALL ON FUNCTION eightms.queue_reply(uuid, uuid, uuid, text, text),
 	eightms_api.consent_history(text, timestamptz, uuid, integer)
 FROM PUBLIC;
 
+-- (eightms_api.receive_messages: defined again below)
+
+-- ==== gateway fixes
+-- Issue 18: the consent lock (a send and a STOP serialise on the number's
+-- conversation; a claim cancels what was queued before its number opted
+-- out), bounds on the folded body, a sticky phone for conversations whose
+-- first message no phone was chosen for, inbound de-duplication per
+-- handset, per-item refusal of non-string values in send_messages,
+-- archive_conversation refusing NULL, send_at older than a message lives,
+-- no routing to a phone without a network, the inbox in the order the
+-- phone received messages, archived conversations back with a new
+-- message, and a phone's sent report winning over the gateway giving up.
+
+-- Inbound is recognised per handset: the device the message came from.
+-- Messages stored before keep their de-duplication: each gets its phone's
+-- device, but a message a handset paired again stored a second time (the
+-- bug) keeps none, so that the first stays the one its id names.
+ALTER TABLE eightms.message ADD COLUMN device_id text;
+UPDATE eightms.message m SET device_id = p.device_id
+  FROM eightms.phone p
+ WHERE m.device_message_id IS NOT NULL AND p.account_id = m.account_id AND p.phone_id = m.phone_id
+   AND NOT EXISTS (SELECT FROM eightms.message e
+					 JOIN eightms.phone q ON q.account_id = e.account_id AND q.phone_id = e.phone_id
+					WHERE e.account_id = m.account_id AND e.device_message_id = m.device_message_id
+					  AND q.device_id = p.device_id AND (e.created_at, e.message_id) < (m.created_at, m.message_id));
+DROP INDEX eightms.message_device_message_key;
+-- Inbound exactly once per handset: keyed on the device, not the pairing.
+CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, device_id, device_message_id)
+	WHERE device_message_id IS NOT NULL;
+-- The conversation's messages in the order the phone received them.
+DROP INDEX eightms.message_conversation_idx;
+CREATE INDEX message_conversation_idx ON eightms.message (conversation_id, (coalesce(received_at, created_at)), message_id);
+
+CREATE FUNCTION eightms.opted_out(acct uuid, numbers text[]) RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN ARRAY(SELECT o.number FROM eightms.opt_out o
+				  WHERE o.account_id = acct AND o.number = ANY (numbers COLLATE "C"));
+END
+$$;
+
+COMMENT ON FUNCTION eightms.opted_out(uuid, text[]) IS
+	'The numbers of the list that have opted out; ask it only while holding their conversations'' row locks (the consent lock)';
+
+CREATE FUNCTION eightms.body_error(body text, folded boolean) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN body IS NULL OR length(body) NOT BETWEEN 1 AND 1600 THEN
+		CASE WHEN folded THEN 'a message body must be 1 to 1600 characters once look-alikes are folded'
+			 ELSE 'a message body must be 1 to 1600 characters' END END
+$$;
+
+CREATE FUNCTION eightms.send_at_error(send_at timestamptz, ttl interval) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN NOT isfinite(send_at) THEN 'send_at must be a date and time, not ' || send_at::text
+				WHEN send_at + ttl < now() THEN 'send_at is further in the past than a message lives' END
+$$;
+
+CREATE FUNCTION eightms.outbound_item_error(x jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN jsonb_typeof(x) IS DISTINCT FROM 'object' THEN 'an item must be a JSON object'
+		WHEN jsonb_typeof(x -> 'to') NOT IN ('string', 'null') THEN 'to must be a string: the recipient''s number'
+		WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string'
+		WHEN jsonb_typeof(x -> 'idempotency_key') NOT IN ('string', 'null') THEN 'idempotency_key must be a string'
+		WHEN jsonb_typeof(x -> 'phone_id') NOT IN ('string', 'null') THEN 'phone_id must be a string: a phone''s id'
+		WHEN jsonb_typeof(x -> 'send_at') NOT IN ('string', 'null') THEN 'send_at must be a string: a time with its offset' END
+$$;
+
+CREATE FUNCTION eightms.given_up(status text, claimed_at timestamptz, sent_at timestamptz, error text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT claimed_at IS NOT NULL AND sent_at IS NULL
+		   AND (status IN ('expired', 'canceled')
+				OR (status = 'failed' AND error LIKE 'the phone did not report within its lease %'))
+$$;
+
+CREATE FUNCTION eightms.sent_regardless(status text, error text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT left(format('sent by the phone after it was %s (%s)', status, coalesce(error, status)), 500)
+$$;
+
+REVOKE ALL ON FUNCTION eightms.opted_out(uuid, text[]), eightms.body_error(text, boolean),
+	eightms.send_at_error(timestamptz, interval), eightms.outbound_item_error(jsonb),
+	eightms.given_up(text, timestamptz, timestamptz, text), eightms.sent_regardless(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION eightms.opted_out(uuid, text[]), eightms.body_error(text, boolean),
+	eightms.send_at_error(timestamptz, interval), eightms.outbound_item_error(jsonb),
+	eightms.given_up(text, timestamptz, timestamptz, text), eightms.sent_regardless(text, text)
+TO eightms_user, eightms_phone, eightms_dba;
+
+CREATE OR REPLACE FUNCTION eightms.healthy_phones(acct uuid, count_cap integer DEFAULT NULL)
+RETURNS TABLE (phone_id uuid, queue_length bigint, battery_pct integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT p.phone_id,
+		   (SELECT count(*) FROM (SELECT FROM eightms.message m
+								   WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.pending
+								   LIMIT count_cap) q),
+		   p.battery_pct
+	  FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
+	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
+	   AND (p.charging OR coalesce(p.battery_pct, 0) > current_setting('eightms.min_battery_pct')::integer)
+	   -- A phone that reports no network cannot send what it is given.
+	   AND p.network IS DISTINCT FROM 'none';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms.queue_message(acct uuid, to_number text, body text, phone uuid,
+									  idem text, send_at timestamptz)
+RETURNS eightms.message
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	e164 text;
+	info record;
+	m eightms.message;
+	conv uuid;
+	conv_phone uuid;
+	fold boolean;
+	ttl interval := current_setting('eightms.message_ttl')::interval;
+	err text;
+BEGIN
+	IF to_number IS NULL OR btrim(to_number) = '' THEN
+		RAISE EXCEPTION 'a recipient number is required' USING ERRCODE = '22023',
+			HINT = 'Write it with its country code (+44 ...) or as dialled in the account''s default region.';
+	END IF;
+	IF length(idem) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'an idempotency key must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	err := eightms.send_at_error(send_at, ttl);
+	IF err IS NOT NULL THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
+			HINT = 'Pass a time with its offset (2026-11-29T10:00:00-05:00); a message lives eightms.message_ttl from its send_at.';
+	END IF;
+	IF idem IS NOT NULL THEN
+		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
+		IF FOUND THEN
+			RETURN m;
+		END IF;
+	END IF;
+	-- The bounds hold for what will be sent: folding turns an ellipsis into
+	-- three characters and drops zero-width spaces.
+	fold := body IS NOT NULL AND (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct);
+	IF fold THEN
+		body := eightms.sms_fold(body);
+	END IF;
+	err := eightms.body_error(body, fold);
+	IF err IS NOT NULL AND fold THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
+			HINT = 'The account folds typographic look-alikes to GSM-7 (set_message_options): an ellipsis counts three characters, zero-width spaces none.';
+	ELSIF err IS NOT NULL THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023';
+	END IF;
+	-- The account's region, read here with a cached plan (e164 with a NULL
+	-- region would look it up again, unplanned, for every message).
+	e164 := eightms.e164(to_number, (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct), true);
+	IF phone IS NOT NULL AND NOT EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct
+										 AND p.phone_id = phone AND p.unpaired_at IS NULL) THEN
+		RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
+	END IF;
+	-- A conversation keeps its phone, so replies thread on the handset;
+	-- a new one (or one without a phone) gets the healthiest phone.
+	-- The row is locked (updated) before the message refers to it: with no
+	-- foreign key, that is what keeps a concurrent delete_conversation from
+	-- leaving this message without its conversation.  It is also the
+	-- consent lock (above): the opt-out list is read after it.
+	UPDATE eightms.conversation c SET last_message_at = now()
+	 WHERE c.account_id = acct AND c.peer_number = e164
+	RETURNING c.conversation_id, c.phone_id INTO conv, conv_phone;
+	IF conv IS NULL OR conv_phone IS NULL THEN
+		conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
+		UPDATE eightms.conversation c SET last_message_at = now()
+		 WHERE c.account_id = acct AND c.conversation_id = conv
+		RETURNING c.phone_id INTO conv_phone;
+	END IF;
+	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
+		RAISE EXCEPTION 'the recipient has opted out of messages from this account'
+			USING ERRCODE = 'E8O01',
+				  HINT = 'The recipient must text START to opt back in; nothing was queued.';
+	END IF;
+	info := eightms.sms_info(body);
+	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
+									  encoding, segments, status, pending, idempotency_key, send_at, expires_at)
+	VALUES (acct, conv, 'out', coalesce(phone, conv_phone), e164, body, info.encoding, info.segments,
+			'queued', true, idem, coalesce(send_at, now()),
+			coalesce(send_at, now()) + ttl)
+	ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+	RETURNING * INTO m;
+	IF m.message_id IS NULL THEN
+		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
+		RETURN m;
+	END IF;
+	-- Realtime: ids only, never content or numbers.
+	PERFORM pg_notify('eightms_outbound', json_build_object('account_id', acct, 'phone_id', m.phone_id,
+															'message_ids', json_build_array(m.message_id))::text);
+	RETURN m;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.send_messages(messages jsonb)
+RETURNS TABLE (item integer, message_id uuid, status text, error_code text, error text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	acct uuid;
+	region text;
+	fold boolean;
+	ttl interval := current_setting('eightms.message_ttl')::interval;
+	ids uuid[];
+	numbers text[];
+	want integer;
+	got integer;
+	x jsonb;
+	m eightms.message;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 10000 THEN
+		RAISE EXCEPTION 'messages must be a JSON array of at most 10000 items' USING ERRCODE = '22023';
+	END IF;
+	SELECT a.default_region, a.fold_lookalikes INTO region, fold FROM eightms.account a WHERE a.account_id = acct;
+	BEGIN
+		WITH items AS (
+			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to,
+				   CASE WHEN fold THEN eightms.sms_fold(t.x ->> 'body') ELSE t.x ->> 'body' END AS body,
+				   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
+				   (t.x ->> 'send_at')::timestamptz AS send_at, eightms.outbound_item_error(t.x) AS item_error
+			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
+		norm AS (
+			SELECT items.*, eightms.try_e164(items.raw_to, region, true) COLLATE "C" AS e164,
+				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
+			  FROM items),
+		fast AS MATERIALIZED (
+			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id, n.body
+			  FROM norm n
+			 WHERE n.item_error IS NULL AND n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+			   AND (n.send_at IS NULL OR eightms.send_at_error(n.send_at, ttl) IS NULL)
+			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
+			   AND (n.phone IS NULL
+					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
+								AND p.unpaired_at IS NULL))
+			   AND (n.idem IS NULL
+					OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200
+						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
+										 AND o.idempotency_key = n.idem)))),
+		-- One row per number, from its first item, in number order (the
+		-- lock order every batch shares).
+		peers AS (
+			SELECT DISTINCT ON (f.e164) f.e164, f.ord, f.phone FROM fast f ORDER BY f.e164, f.ord),
+		-- Conversations that exist and have a phone (nearly all) are
+		-- updated by one scan of the number index, which takes their locks
+		-- in number order: half the work of an upsert, which locks each row
+		-- before it updates it.
+		conv_old AS (
+			UPDATE eightms.conversation cv SET last_message_at = now()
+			 WHERE cv.account_id = acct AND cv.peer_number = ANY (ARRAY(SELECT pr.e164 FROM peers pr))
+			   AND cv.phone_id IS NOT NULL
+			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		-- The other numbers (new conversations, and ones without a phone)
+		-- are spread over the healthy phones as pick_phone would, shortest
+		-- queue first, unless the item names its phone.
+		unrouted AS (
+			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
+			  FROM peers pr
+			 WHERE pr.phone IS NULL AND pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)),
+		slots AS (
+			SELECT h.phone_id,
+				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
+			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
+				   generate_series(1, (SELECT count(*) FROM unrouted)) g
+			 -- Counting queues only when some conversation needs a phone.
+			 WHERE EXISTS (SELECT FROM unrouted)),
+		-- The rest are created (or, created meanwhile or without a phone,
+		-- taken over), in number order too.
+		conv_new AS (
+			INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
+			SELECT acct, pr.e164, coalesce(pr.phone, s.phone_id), now()
+			  FROM peers pr
+			  LEFT JOIN unrouted u ON u.e164 = pr.e164
+			  LEFT JOIN slots s ON s.k = u.k
+			 WHERE pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)
+			 ORDER BY pr.e164
+			ON CONFLICT (account_id, peer_number) DO UPDATE
+				SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
+			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		conv AS (
+			SELECT * FROM conv_old UNION ALL SELECT * FROM conv_new),
+		ins AS (
+			INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
+											  peer_number, body, encoding, segments, status, pending, idempotency_key,
+											  send_at, expires_at)
+			SELECT acct, f.message_id, c.conversation_id, 'out', coalesce(f.phone, c.phone_id), f.e164, f.body,
+				   i.encoding, i.segments, 'queued', true, f.idem, coalesce(f.send_at, now()),
+				   coalesce(f.send_at, now()) + ttl
+			  FROM fast f
+			  JOIN conv c ON c.peer_number = f.e164
+			 CROSS JOIN LATERAL eightms.sms_info(f.body) i
+			 ORDER BY f.ord
+			-- No ON CONFLICT: it would make every row a speculative insertion
+			-- (a lock and a second WAL record each, about 1% of a lifecycle).
+			-- A key another transaction took meanwhile raises unique_violation
+			-- instead, and the batch goes one by one below, where that item
+			-- gets the message already queued under its key.
+			RETURNING x.message_id, x.phone_id),
+		-- Realtime: ids only, never content or numbers; one notification
+		-- per phone and hundred messages (a payload holds 8000 bytes).
+		chunks AS (
+			SELECT ins.phone_id, ins.message_id,
+				   (row_number() OVER (PARTITION BY ins.phone_id) - 1) / 100 AS chunk
+			  FROM ins),
+		notified AS (
+			SELECT sum(g.n) AS n,
+				   count(pg_notify('eightms_outbound',
+								   json_build_object('account_id', acct, 'phone_id', g.phone_id,
+													 'message_ids', g.ids)::text)) AS notes
+			  FROM (SELECT ch.phone_id, json_agg(ch.message_id) AS ids, count(*) AS n
+					  FROM chunks ch GROUP BY ch.phone_id, ch.chunk) g)
+		SELECT (SELECT count(*) FROM fast), (SELECT coalesce(n, 0) FROM notified),
+			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord),
+			   (SELECT array_agg(pr.e164) FROM peers pr)
+		  INTO want, got, ids, numbers;
+		IF got <> want THEN
+			-- Cannot happen (every row of fast is inserted or the statement
+			-- fails); should it, the slow path below settles each item.
+			RAISE EXCEPTION USING ERRCODE = 'T8R01';
+		END IF;
+		-- The opt-out list again, now that the conversations are held: a
+		-- STOP that committed while this statement waited for one of them.
+		IF cardinality(numbers) > 0 AND cardinality(eightms.opted_out(acct, numbers)) > 0 THEN
+			RAISE EXCEPTION USING ERRCODE = 'T8R01';
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		ids := NULL;
+	END;
+	IF ids IS NOT NULL AND array_position(ids, NULL) IS NULL THEN
+		RETURN QUERY SELECT u.ord::integer, u.id, 'queued'::text, NULL::text, NULL::text
+					   FROM unnest(ids) WITH ORDINALITY AS u(id, ord);
+		RETURN;
+	END IF;
+	FOR i IN 1 .. jsonb_array_length(messages) LOOP
+		item := i;
+		IF ids[i] IS NOT NULL THEN
+			message_id := ids[i];
+			status := 'queued';
+			error_code := NULL;
+			error := NULL;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		x := messages -> (i - 1);
+		BEGIN
+			error := eightms.outbound_item_error(x);
+			IF error IS NOT NULL THEN
+				RAISE EXCEPTION '%', error USING ERRCODE = '22023';
+			END IF;
+			m := eightms.queue_message(acct, x ->> 'to', x ->> 'body', (x ->> 'phone_id')::uuid,
+									   x ->> 'idempotency_key', (x ->> 'send_at')::timestamptz);
+			message_id := m.message_id;
+			status := m.status;
+			error_code := NULL;
+			error := NULL;
+		EXCEPTION WHEN OTHERS THEN
+			message_id := NULL;
+			status := 'refused';
+			GET STACKED DIAGNOSTICS error_code = RETURNED_SQLSTATE, error = MESSAGE_TEXT;
+		END;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.claim_messages(max integer DEFAULT 10)
+RETURNS TABLE (message_id uuid, to_number text, body text, encoding text, segments integer,
+			   attempt integer, lease_expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+	lim integer;
+	by_segments boolean := false;
+	budget integer;
+	recent timestamptz[];
+	picked uuid[];
+	tids tid[];
+	fates text[];
+	segs integer[];
+	convs uuid[];
+	keep integer;
+	n integer;
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	lease interval := current_setting('eightms.message_lease')::interval;
+BEGIN
+	PERFORM eightms.expire_messages(acct);
+	max := least(greatest(coalesce(max, 10), 0), 100);
+	-- Pacing: this phone's claims within its window, kept on its row; the
+	-- row lock makes two concurrent claims of one phone count each other.
+	-- A phone without a limit (no row here) is neither read twice nor locked.
+	SELECT p.rate_limit, p.rate_unit = 'segments',
+		   ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
+	  INTO lim, by_segments, recent
+	  FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.phone_id = me AND p.rate_limit IS NOT NULL
+	   FOR NO KEY UPDATE;
+	IF lim IS NOT NULL THEN
+		-- One entry in recent per message, or per segment, claimed.
+		budget := greatest(lim - cardinality(recent), 0);
+		max := least(max, budget);
+	END IF;
+	IF max = 0 THEN
+		RETURN;
+	END IF;
+	-- This phone's own queue first (with its own claims whose lease ran
+	-- out: it takes them back), then messages no phone was chosen for; each
+	-- in send_at order straight off message_queue_idx.  What becomes of
+	-- each is decided as it is locked: what expired while queued is not
+	-- sent; what was queued before its number opted out is canceled (a
+	-- STOP cancels what waits for the number itself: this is for a number
+	-- the account put on its opt-out list, or a send that did not take the
+	-- consent lock; the STOP confirmation, queued with the opt-out, and
+	-- help replies after it go out); a lease that ran out on the last
+	-- allowed attempt fails the message; the rest is claimed (a run-out
+	-- lease as a new attempt).
+	-- Each row's ctid is kept so that the update below finds it without
+	-- the primary key: the rows are locked, so it cannot move meanwhile.
+	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}'),
+		   coalesce(array_agg(s.segments), '{}')
+	  INTO picked, tids, fates, segs
+	  FROM (SELECT m.message_id, m.ctid, m.segments,
+				   CASE WHEN m.expires_at < now() THEN 'expired'
+						WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
+									  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
+						THEN 'canceled'
+						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
+						ELSE 'claimed' END AS fate
+			  FROM eightms.message m
+			 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
+			   AND (m.status = 'queued' OR m.lease_expires_at < now())
+			 ORDER BY m.send_at
+			 LIMIT max
+			   FOR UPDATE SKIP LOCKED) s;
+	IF cardinality(picked) < max THEN
+		-- Their conversations are kept (below), after a NULL for each of
+		-- this phone's own messages.
+		convs := array_fill(NULL::uuid, ARRAY[cardinality(picked)]);
+		SELECT picked || coalesce(array_agg(s.message_id), '{}'), tids || coalesce(array_agg(s.ctid), '{}'),
+			   fates || coalesce(array_agg(s.fate), '{}'), segs || coalesce(array_agg(s.segments), '{}'),
+			   convs || coalesce(array_agg(s.conversation_id), '{}')
+		  INTO picked, tids, fates, segs, convs
+		  FROM (SELECT m.message_id, m.ctid, m.segments, m.conversation_id,
+					   CASE WHEN m.expires_at < now() THEN 'expired'
+							WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
+										  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
+							THEN 'canceled'
+							ELSE 'claimed' END AS fate
+				  FROM eightms.message m
+				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
+				 ORDER BY m.send_at
+				 LIMIT max - cardinality(picked)
+				   FOR UPDATE SKIP LOCKED) s;
+	END IF;
+	-- Paced by segments: the messages, in order, whose segments fit what is
+	-- left of the window (what expires or fails here costs none).  The rest
+	-- stay queued; their row locks go with this transaction.
+	IF by_segments THEN
+		keep := (SELECT count(*)
+				   FROM (SELECT sum(CASE WHEN u.f = 'claimed' THEN u.s ELSE 0 END) OVER (ORDER BY u.i) AS used
+						   FROM unnest(segs, fates) WITH ORDINALITY AS u(s, f, i)) x
+				  WHERE x.used <= budget);
+		-- A message longer than the whole limit would never fit: it goes
+		-- out alone, in a window with nothing else in it.
+		IF keep = 0 AND cardinality(recent) = 0 THEN
+			keep := 1;
+		END IF;
+		picked := picked[1:keep];
+		tids := tids[1:keep];
+		fates := fates[1:keep];
+		segs := segs[1:keep];
+		convs := convs[1:keep];
+	END IF;
+	IF cardinality(picked) = 0 THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	WITH settled AS (
+		UPDATE eightms.message m SET
+			status = f.fate,
+			pending = CASE WHEN f.fate = 'claimed' THEN true END,
+			error = CASE f.fate WHEN 'expired' THEN 'not sent before it expired'
+								WHEN 'failed' THEN format('the phone did not report within its lease %s times',
+														  m.attempts + 1)
+								WHEN 'canceled' THEN 'recipient opted out'
+								ELSE m.error END,
+			failed_at = CASE WHEN f.fate = 'failed' THEN now() ELSE m.failed_at END,
+			canceled_at = CASE WHEN f.fate = 'canceled' THEN now() ELSE m.canceled_at END,
+			attempts = CASE WHEN m.status = 'claimed' AND f.fate NOT IN ('expired', 'canceled') THEN m.attempts + 1
+							ELSE m.attempts END,
+			phone_id = CASE WHEN f.fate = 'claimed' THEN me ELSE m.phone_id END,
+			claimed_at = CASE WHEN f.fate = 'claimed' THEN now() ELSE m.claimed_at END,
+			lease_expires_at = CASE WHEN f.fate = 'claimed' THEN now() + lease END
+		  FROM unnest(picked, tids, fates) AS f(id, tid, fate)
+		 WHERE m.ctid = f.tid AND m.account_id = acct AND m.message_id = f.id
+		RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1 AS attempt,
+				  m.lease_expires_at, m.status)
+	SELECT c.message_id, c.peer_number, c.body, c.encoding, c.segments, c.attempt, c.lease_expires_at
+	  FROM settled c
+	 WHERE c.status = 'claimed';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	-- A conversation whose messages no phone was chosen for (none was
+	-- online) gets the phone that sends them, so that its next message and
+	-- the replies thread on that handset.  A conversation locked meanwhile
+	-- is left: a send or a reply holding it gives it a phone itself, and
+	-- waiting for it while this claim holds message rows could deadlock
+	-- with a STOP, which takes the conversation first.
+	IF convs[cardinality(convs)] IS NOT NULL THEN
+		UPDATE eightms.conversation c SET phone_id = me
+		  FROM (SELECT c2.ctid FROM eightms.conversation c2
+				 WHERE c2.account_id = acct AND c2.phone_id IS NULL
+				   AND c2.conversation_id IN (SELECT u.conv FROM unnest(convs, fates) AS u(conv, fate)
+											   WHERE u.fate = 'claimed')
+				 ORDER BY c2.peer_number
+				   FOR NO KEY UPDATE SKIP LOCKED) l
+		 WHERE c.ctid = l.ctid AND c.account_id = acct;
+	END IF;
+	IF lim IS NOT NULL AND n > 0 THEN
+		IF by_segments THEN
+			n := (SELECT sum(u.s) FROM unnest(segs, fates) AS u(s, f) WHERE u.f = 'claimed');
+		END IF;
+		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
+		 WHERE p.account_id = acct AND p.phone_id = me;
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.report_messages(reports jsonb)
+RETURNS TABLE (message_id uuid, status text, accepted boolean, note text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+BEGIN
+	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
+		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
+	END IF;
+	-- The usual batch names each message once: then each report is checked
+	-- against the row as the update finds it, with no locking pass first.
+	IF eightms.ids_are_distinct(reports) THEN
+		RETURN QUERY
+		WITH rep AS (
+			SELECT t.ord, eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
+				   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
+			  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
+		moved AS (
+			UPDATE eightms.message x SET
+				status = rep.st,
+				pending = NULL,
+				lease_expires_at = NULL,
+				sent_at = CASE WHEN rep.st IN ('sent', 'delivered') THEN coalesce(x.sent_at, rep.at) ELSE x.sent_at END,
+				delivered_at = CASE WHEN rep.st = 'delivered' THEN rep.at ELSE x.delivered_at END,
+				failed_at = CASE WHEN rep.st = 'failed' THEN rep.at ELSE x.failed_at END,
+				error = CASE WHEN rep.st = 'failed' THEN left(coalesce(rep.err, 'failed on the phone'), 500)
+							 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
+							 ELSE x.error END,
+				attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+			  FROM rep
+			 WHERE x.account_id = acct AND x.message_id = rep.id AND x.direction = 'out' AND x.phone_id = me
+			   AND rep.st IN ('sent', 'delivered', 'failed')
+			   AND ((x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
+					 AND (rep.st = 'failed' OR eightms.status_rank(rep.st) > eightms.status_rank(x.status)))
+					OR (rep.st IN ('sent', 'delivered')
+						AND eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error)))
+			RETURNING x.message_id),
+		-- What did not move: late, repeated, malformed or not this phone's.
+		still AS (
+			SELECT m.message_id, m.status FROM eightms.message m
+			 WHERE m.account_id = acct AND m.direction = 'out' AND m.phone_id = me
+			   AND m.message_id IN (SELECT rep.id FROM rep WHERE rep.id NOT IN (SELECT moved.message_id FROM moved)))
+		SELECT rep.id, rep.st,
+			   (moved.message_id IS NOT NULL OR still.message_id IS NOT NULL)
+			   AND coalesce(rep.st IN ('sent', 'delivered', 'failed'), false),
+			   CASE WHEN moved.message_id IS NOT NULL THEN NULL
+					WHEN still.message_id IS NULL THEN 'no such message for this phone'
+					WHEN rep.st IS NULL OR rep.st NOT IN ('sent', 'delivered', 'failed')
+					THEN 'status must be sent, delivered or failed'
+					ELSE 'already ' || still.status END
+		  FROM rep
+		  LEFT JOIN moved ON moved.message_id = rep.id
+		  LEFT JOIN still ON still.message_id = rep.id
+		 ORDER BY rep.ord;
+		RETURN;
+	END IF;
+	RETURN QUERY
+	WITH rep AS (
+		SELECT t.ord,
+			   -- A malformed id names no message.
+			   eightms.try_uuid(t.x ->> 'id') AS id,
+			   t.x ->> 'status' AS st,
+			   t.x ->> 'error' AS err,
+			   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
+		  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
+	cur AS (
+		SELECT m.message_id, m.status, eightms.given_up(m.status, m.claimed_at, m.sent_at, m.error) AS given_up
+		  FROM eightms.message m
+		 WHERE m.account_id = acct AND m.message_id IN (SELECT rep.id FROM rep)
+		   AND m.direction = 'out' AND m.phone_id = me
+		 ORDER BY m.message_id
+		   FOR NO KEY UPDATE),
+	-- What the valid reports ahead of each one in the batch did.
+	ahead AS (
+		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine, coalesce(cur.given_up, false) AS given_up,
+			   coalesce(bool_or(rep.st = 'sent') OVER w, false) AS sent_ahead,
+			   coalesce(bool_or(rep.st = 'delivered') OVER w, false) AS delivered_ahead,
+			   (array_agg(rep.st) FILTER (WHERE rep.st IN ('delivered', 'failed')) OVER w)[1] AS final_ahead
+		  FROM rep LEFT JOIN cur ON cur.message_id = rep.id
+		WINDOW w AS (PARTITION BY rep.id ORDER BY rep.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
+	before AS (
+		SELECT ahead.*,
+			   -- A message given up stays so until a sent or delivered
+			   -- report of the phone's takes it back.
+			   CASE WHEN s0 IN ('delivered', 'failed', 'expired', 'canceled')
+						 AND NOT (given_up AND (sent_ahead OR delivered_ahead)) THEN s0
+					WHEN final_ahead IS NOT NULL THEN final_ahead
+					WHEN sent_ahead THEN 'sent'
+					ELSE s0 END AS was
+		  FROM ahead),
+	step AS (
+		SELECT before.*,
+			   mine AND st IN ('sent', 'delivered', 'failed')
+			   AND ((was NOT IN ('delivered', 'failed', 'expired', 'canceled')
+					 AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(was)))
+					OR (given_up AND was = s0 AND st IN ('sent', 'delivered'))) AS moves
+		  FROM before),
+	final AS (
+		SELECT step.id,
+			   (array_agg(step.st ORDER BY step.ord DESC))[1] AS st,
+			   (array_agg(step.at ORDER BY step.ord) FILTER (WHERE step.st IN ('sent', 'delivered')))[1] AS sent_at,
+			   max(step.at) FILTER (WHERE step.st = 'delivered') AS delivered_at,
+			   max(step.at) FILTER (WHERE step.st = 'failed') AS failed_at,
+			   max(left(coalesce(step.err, 'failed on the phone'), 500)) FILTER (WHERE step.st = 'failed') AS error
+		  FROM step
+		 WHERE step.moves
+		 GROUP BY step.id),
+	written AS (
+		UPDATE eightms.message x SET
+			status = final.st,
+			pending = NULL,
+			lease_expires_at = NULL,
+			sent_at = coalesce(x.sent_at, final.sent_at),
+			delivered_at = coalesce(final.delivered_at, x.delivered_at),
+			failed_at = coalesce(final.failed_at, x.failed_at),
+			error = CASE WHEN final.error IS NOT NULL THEN final.error
+						 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
+						 ELSE x.error END,
+			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+		  FROM final
+		 WHERE x.account_id = acct AND x.message_id = final.id
+		RETURNING 1)
+	SELECT step.id, step.st,
+		   step.mine AND coalesce(step.st IN ('sent', 'delivered', 'failed'), false),
+		   CASE WHEN NOT step.mine THEN 'no such message for this phone'
+				WHEN step.st IS NULL OR step.st NOT IN ('sent', 'delivered', 'failed')
+				THEN 'status must be sent, delivered or failed'
+				WHEN NOT step.moves THEN 'already ' || step.was END
+	  FROM step
+	 ORDER BY step.ord;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION eightms_api.receive_messages(messages jsonb)
 RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text, error text)
 LANGUAGE plpgsql VOLATILE
@@ -1414,6 +2103,9 @@ DECLARE
 	conv uuid;
 	mid uuid;
 	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
+	-- Messages are recognised per handset: pairing it again keeps them.
+	dev text := (SELECT p.device_id FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me);
+	heard timestamptz;
 BEGIN
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
@@ -1436,7 +2128,7 @@ BEGIN
 										 left(btrim(m ->> 'from'), 32)) COLLATE "C" AS peer
 				  FROM jsonb_array_elements(messages) m
 				 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
-				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.phone_id = me
+				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.device_id = dev
 									AND d.device_message_id = m ->> 'device_message_id')) s
 		 ORDER BY EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = acct
 						   AND c.peer_number = s.peer AND c.phone_id IS NOT NULL) DESC, s.peer
@@ -1456,7 +2148,7 @@ BEGIN
 			CONTINUE;
 		END IF;
 		SELECT m.message_id INTO mid FROM eightms.message m
-		 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;
+		 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
 		IF FOUND THEN
 			message_id := mid; duplicate := true;
 			RETURN NEXT;
@@ -1464,22 +2156,26 @@ BEGIN
 		END IF;
 		-- Short codes and alphanumeric senders are kept as given.
 		sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
+		-- When the phone received it, never later than its arrival: a
+		-- message uploaded late takes its place in the inbox, and a phone
+		-- whose clock runs ahead cannot pin one on top.
+		heard := least(coalesce(eightms.json_time(x -> 'received_at'), now()), now());
 		-- The conversation, found or created, counts the message at once: one
 		-- write of its row (and its lock, held until commit) rather than an
-		-- upsert and then an update.
+		-- upsert and then an update.  A new message brings an archived
+		-- conversation back to the inbox.
 		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
-		VALUES (acct, sender, me, 1, now())
+		VALUES (acct, sender, me, 1, heard)
 		ON CONFLICT (account_id, peer_number) DO UPDATE
 			SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
-				last_message_at = now()
+				last_message_at = greatest(cv.last_message_at, EXCLUDED.last_message_at), archived_at = NULL
 		RETURNING cv.conversation_id INTO conv;
 		INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
-										  encoding, segments, status, device_message_id, received_at)
+										  encoding, segments, status, device_message_id, received_at, device_id)
 		SELECT acct, conv, 'in', me, sender, coalesce(x ->> 'body', ''), i.encoding, i.segments, 'received',
-			   receive_messages.device_message_id,
-			   least(coalesce(eightms.json_time(x -> 'received_at'), now()), now())
+			   receive_messages.device_message_id, heard, dev
 		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
-		ON CONFLICT (account_id, phone_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
+		ON CONFLICT (account_id, device_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
 		RETURNING m.message_id INTO mid;
 		IF mid IS NULL THEN
 			-- Stored meanwhile by a concurrent call (the check above missed
@@ -1489,7 +2185,7 @@ BEGIN
 			 WHERE c.account_id = acct AND c.conversation_id = conv;
 			duplicate := true;
 			SELECT m.message_id INTO message_id FROM eightms.message m
-			 WHERE m.account_id = acct AND m.phone_id = me AND m.device_message_id = receive_messages.device_message_id;
+			 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
@@ -1501,4 +2197,64 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.archive_conversation(conversation_id uuid, archived boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF archived IS NULL THEN
+		RAISE EXCEPTION 'archived must be true or false' USING ERRCODE = '22023',
+			HINT = 'Pass false to bring a conversation back to the inbox.';
+	END IF;
+	UPDATE eightms.conversation c SET archived_at = CASE WHEN archived THEN now() END
+	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = archive_conversation.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', archive_conversation.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
+											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
+			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- The page first, then each row's last message: only the page's rows
+	-- look their last message up.
+	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
+		   lm.body, lm.direction
+	  FROM (SELECT c.*
+			  FROM eightms.conversation c
+			 WHERE c.account_id = eightms.require_account()
+			   AND (c.archived_at IS NOT NULL) = coalesce(archived, false)
+			   AND c.last_message_at IS NOT NULL
+			   AND (after_at IS NULL
+					OR (c.active_minute <= date_bin('1 minute', after_at, '2000-01-01 00:00:00+00')
+						AND (c.last_message_at, c.conversation_id) < (after_at, after_id)))
+			 -- The same order as by last_message_at alone: the index gives
+			 -- the minutes, and only the rows within a minute are sorted.
+			 ORDER BY c.active_minute DESC, c.last_message_at DESC, c.conversation_id DESC
+			 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)) c
+	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
+						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
+						  ORDER BY coalesce(m.received_at, m.created_at) DESC, m.message_id DESC LIMIT 1) lm ON true
+	 ORDER BY c.last_message_at DESC, c.conversation_id DESC
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.conversation_messages(conversation_id uuid, after_at timestamptz DEFAULT NULL,
+												  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS SETOF eightms_api.messages
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT v.* FROM eightms_api.messages v
+	 WHERE v.account_id = eightms.require_account() AND v.conversation_id = conversation_messages.conversation_id
+	   AND (after_at IS NULL OR (coalesce(v.received_at, v.created_at), v.message_id) < (after_at, after_id))
+	 ORDER BY coalesce(v.received_at, v.created_at) DESC, v.message_id DESC
+	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
 $$;

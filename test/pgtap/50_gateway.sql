@@ -228,7 +228,7 @@ SELECT is((SELECT count(*) FROM eightms.consent_event WHERE account_id = :'acct'
 		  'the consent change is kept with its source message');
 SELECT pgrst.as_user('olivia', :'acct');
 SELECT throws_ok($$SELECT * FROM eightms_api.send_message('+1 212 555 0198', 'One more offer')$$, 'E8O01',
-				 '+12125550198 has opted out of messages from this account', 'sending to an opted-out number is refused');
+				 'the recipient has opted out of messages from this account', 'sending to an opted-out number is refused');
 SELECT pgrst.as_token(:'pair_token');
 SELECT is((SELECT consent FROM eightms_api.receive_messages('[{"from":"+12125550198","body":"START","device_message_id":"sms-5"}]')),
 		  'opt_in', 'START opts the number back in');

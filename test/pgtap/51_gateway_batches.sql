@@ -42,7 +42,7 @@ SELECT results_eq($$SELECT item, status, error_code FROM batch ORDER BY item$$,
 			 (5, 'queued', NULL), (6, 'queued', NULL), (7, 'queued', NULL), (8, 'queued', NULL),
 			 (9, 'refused', 'P0002'), (10, 'queued', NULL)$$,
 	'each item of a mixed batch is queued or refused with its SQLSTATE, in item order');
-SELECT is((SELECT error FROM batch WHERE item = 3), '+13125550100 has opted out of messages from this account',
+SELECT is((SELECT error FROM batch WHERE item = 3), 'the recipient has opted out of messages from this account',
 		  'a refused item carries the same message as send_message would raise');
 SELECT throws_ok($$SELECT eightms_api.send_message('12', 'too short')$$, '22023',
 				 (SELECT error FROM batch WHERE item = 2), 'the number''s error is the one send_message raises');
