@@ -13,6 +13,7 @@
 #   phone-bench       bench/phone: engine vs libphonenumber, e164 vs length()
 #   phone-tables      regenerate the tables from data/phonenumber/
 #   phone-tables-check  the committed tables against the generator's output
+#   phone-metadata-check  data/phonenumber against ../shared/phonenumber
 #                     from PHONE_METADATA (default ../shared/phonenumber
 #                     beside the repository), and data/phonenumber/ against it
 #   phone-unicode     regenerate src/phone/tables/unicode.h from ICU (libicu-dev)
@@ -82,26 +83,29 @@ phone-tables:
 	python3 tools/phone/gen.py data/phonenumber/PhoneNumberMetadata-v9.0.35.xml v9_0_35 > src/phone/tables/v9_0_35.c
 	python3 tools/phone/gen.py data/phonenumber/PhoneNumberMetadata-v8.12.57.xml v8_12_57 > test/phone/v8_12_57.c
 
-# The committed tables are what the generator makes of Google's metadata as
-# shared beside the repository (read-only there), and the vendored copy the
-# build regenerates from is that metadata.  Fails, saying where it looked,
-# when the metadata is not there.
-PHONE_METADATA ?= $(abspath $(PHONE_REPO)/../shared/phonenumber)
+# The committed tables are what the generator makes of the vendored
+# metadata in data/phonenumber.
 phone-tables-check:
-	@if [ ! -r "$(PHONE_METADATA)/PhoneNumberMetadata-v9.0.35.xml" ] || [ ! -r "$(PHONE_METADATA)/PhoneNumberMetadata-v8.12.57.xml" ]; then \
-		echo "phone-tables-check: no PhoneNumberMetadata-v9.0.35.xml and -v8.12.57.xml in $(PHONE_METADATA)" >&2; \
-		echo "  (Google's metadata is expected beside the repository, in ../shared/phonenumber; or set PHONE_METADATA=DIR)" >&2; \
-		exit 1; \
-	fi
 	@mkdir -p $(PHONE_REPO)/.phone-build
 	@fail=0; \
 	for t in v9_0_35:src/phone/tables/v9_0_35.c v8_12_57:test/phone/v8_12_57.c; do \
 		v=$${t%%:*}; f=$${t#*:}; x=PhoneNumberMetadata-$$(echo $$v | tr _ .).xml; \
-		python3 $(PHONE_REPO)/tools/phone/gen.py "$(PHONE_METADATA)/$$x" $$v > $(PHONE_REPO)/.phone-build/check-$$v.c 2>/dev/null || { echo "$$f: the generator failed on $(PHONE_METADATA)/$$x"; fail=1; continue; }; \
-		if cmp -s $(PHONE_REPO)/$$f $(PHONE_REPO)/.phone-build/check-$$v.c; then echo "$$f: as generated from $$x"; \
-		else echo "$$f: differs from what tools/phone/gen.py makes of $(PHONE_METADATA)/$$x (make phone-tables):"; \
+		python3 $(PHONE_REPO)/tools/phone/gen.py $(PHONE_REPO)/data/phonenumber/$$x $$v > $(PHONE_REPO)/.phone-build/check-$$v.c 2>/dev/null || { echo "$$f: the generator failed on data/phonenumber/$$x"; fail=1; continue; }; \
+		if cmp -s $(PHONE_REPO)/$$f $(PHONE_REPO)/.phone-build/check-$$v.c; then echo "$$f: as generated from data/phonenumber/$$x"; \
+		else echo "$$f: differs from what tools/phone/gen.py makes of data/phonenumber/$$x (make phone-tables):"; \
 			diff -u $(PHONE_REPO)/$$f $(PHONE_REPO)/.phone-build/check-$$v.c | head -n 20; fail=1; fi; \
-		if cmp -s $(PHONE_REPO)/data/phonenumber/$$x "$(PHONE_METADATA)/$$x"; then echo "data/phonenumber/$$x: the same as $(PHONE_METADATA)/$$x"; \
+	done; \
+	exit $$fail
+
+# The vendored metadata is Google's as shared beside the repository
+# (../shared/phonenumber, read-only there, or PHONE_METADATA=DIR).  Fails,
+# saying where it looked, when that copy is not there.
+PHONE_METADATA ?= $(abspath $(PHONE_REPO)/../shared/phonenumber)
+phone-metadata-check:
+	@fail=0; \
+	for x in PhoneNumberMetadata-v9.0.35.xml PhoneNumberMetadata-v8.12.57.xml; do \
+		if [ ! -r "$(PHONE_METADATA)/$$x" ]; then echo "phone-metadata-check: no $$x in $(PHONE_METADATA) (set PHONE_METADATA=DIR)"; fail=1; \
+		elif cmp -s $(PHONE_REPO)/data/phonenumber/$$x "$(PHONE_METADATA)/$$x"; then echo "data/phonenumber/$$x: the same as $(PHONE_METADATA)/$$x"; \
 		else echo "data/phonenumber/$$x: differs from $(PHONE_METADATA)/$$x"; fail=1; fi; \
 	done; \
 	exit $$fail
@@ -125,7 +129,7 @@ phone-unicode-check: tools/phone/gen_unicode.c
 		diff -u $(PHONE_REPO)/src/phone/tables/unicode.h $(PHONE_REPO)/.phone-build/check-unicode.h | head -n 20; exit 1; \
 	fi
 
-.PHONY: phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-fuzz-diff-bin phone-fuzz-diff phone-bench phone-tables phone-tables-check phone-unicode phone-unicode-check
+.PHONY: phone-diff phone-diff-bin phone-diff-full phone-fuzz phone-fuzz-diff-bin phone-fuzz-diff phone-bench phone-tables phone-tables-check phone-metadata-check phone-unicode phone-unicode-check
 
 # Harder inputs (other scripts' digits, odd regions, long extension labels,
 # tel: contexts, prefixes drawn from their patterns) and raw junk bytes,
