@@ -13,9 +13,9 @@
 #   phone-bench       bench/phone: engine vs libphonenumber, e164 vs length()
 #   phone-tables      regenerate the tables from data/phonenumber/
 #   phone-tables-check  the committed tables against the generator's output
-#   phone-metadata-check  data/phonenumber against ../shared/phonenumber
-#                     from PHONE_METADATA (default ../shared/phonenumber
-#                     beside the repository), and data/phonenumber/ against it
+#                     from data/phonenumber/
+#   phone-metadata-check  data/phonenumber/ against PHONE_METADATA (default
+#                     ../shared/phonenumber beside the repository)
 #   phone-unicode     regenerate src/phone/tables/unicode.h from ICU (libicu-dev)
 #   phone-unicode-check  the committed unicode.h against gen_unicode's output
 #   phone-fuzz-diff   libFuzzer comparing the engine with libphonenumber
