@@ -23,6 +23,7 @@ MODULE_big = eightms
 # The module: its entry point plus one file per capability.
 OBJS = \
 	src/eightms.o \
+	src/preload.o \
 	src/claims.o \
 	src/pre_request.o \
 	src/try_uuid.o \
@@ -37,8 +38,13 @@ OBJS = \
 	src/jwt.o \
 	src/jwt_keys.o \
 	src/webhook_signature.o \
-	src/bridge_address.o \
-	src/bridge.o \
+	src/bridge/bridge_address.o \
+	src/bridge/api.o \
+	src/bridge/handoff.o \
+	src/bridge/queue.o \
+	src/bridge/recorder.o \
+	src/bridge/transfer.o \
+	src/bridge/worker.o \
 	src/phone/phone.o \
 	src/phone/tables/v9_0_35.o \
 	src/phone/phone_sql.o \

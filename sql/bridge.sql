@@ -1,13 +1,13 @@
 -- bridge.sql: the outbound HTTP bridge's durable queue.
 --
 -- http_enqueue() inserts one row in the caller's transaction; the bridge
--- background worker (src/bridge.c), woken when that transaction commits,
+-- background worker (src/bridge/), woken when that transaction commits,
 -- sends it on a libcurl multi handle, retries with backoff, and its recorder
 -- process records every attempt and runs the callback.  A rolled-back
 -- transaction sends nothing.
 --
 -- Who writes the queue: only the extension's own code.  http_enqueue() is C
--- (src/bridge.c): it takes the caller's role (current_user) and passes it,
+-- (src/bridge/api.c): it takes the caller's role (current_user) and passes it,
 -- through fmgr rather than SQL, to http_enqueue_internal(), which checks
 -- everything and inserts as the extension's owner and is granted to no
 -- role.  The operator roles may read the queue, never write it: a row names
@@ -110,7 +110,7 @@ INSERT INTO eightms.sealed_column VALUES
 -- Nothing a caller passes can add a header or split the request, and no
 -- byte reaches a server or proxy that might read it another way (obs-text,
 -- non-ASCII, is only tolerated by receivers; each reads it its own way).
--- The worker checks the same again before sending (src/bridge.c).
+-- The worker checks the same again before sending (src/bridge/transfer.c).
 CREATE FUNCTION eightms.http_check_headers(h jsonb, what text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp

@@ -34,7 +34,8 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
-#include "eightms.h"
+#include "claims.h"
+#include "try_uuid.h"
 
 PG_FUNCTION_INFO_V1(eightms_current_account_id);
 PG_FUNCTION_INFO_V1(eightms_jwt_claims);

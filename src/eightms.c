@@ -2,25 +2,36 @@
  * eightms.c
  *		Module entry: _PG_init and the GUCs that belong to no one capability.
  *
- * The library is meant to be loaded through shared_preload_libraries (the
- * bridge worker and the key ring need that), but every SQL-callable function
- * also works when the library is merely loaded on first use.
+ * _PG_init calls each capability's init, and nothing else calls into this
+ * file: the includes below are the top of a tree.
+ *
+ * The library must be loaded through shared_preload_libraries: the bridge
+ * worker, its shared memory and the secrets exist only then.  Loaded by a
+ * backend on first use instead, the functions that need those refuse with
+ * SQLSTATE 55000 and a hint (src/preload.c), and so does CREATE EXTENSION;
+ * the others (phone numbers, SMS encoding, ...) work.
  */
 #include "postgres.h"
 
+#include "commands/extension.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-#include "eightms.h"
+#include "bridge/bridge.h"
+#include "claims.h"
+#include "jwt.h"
+#include "preload.h"
+#include "seal.h"
+#include "secrets.h"
 
 PG_MODULE_MAGIC;
 
 /* How long an invitation to join an account stays usable, in seconds. */
-int			eightms_invitation_ttl = 7 * 24 * 60 * 60;
+static int	eightms_invitation_ttl = 7 * 24 * 60 * 60;
 
 /* Refuse sign-ins whose JWT does not say email_verified: true. */
-bool		eightms_require_verified_email = true;
+static bool eightms_require_verified_email = true;
 
 /* The gateway: online window, battery floor, claim lease, attempts, message lifetime. */
 static int	eightms_online_window = 300;
@@ -35,6 +46,18 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	eightms_preload_init();
+
+	/*
+	 * Installing the extension into a server that did not preload it would
+	 * give tables no worker serves and functions that refuse: say so at
+	 * CREATE EXTENSION, which loads the library to check its functions.
+	 * Raised before anything is defined, the load is retried, and refused
+	 * again, on the next use.
+	 */
+	if (creating_extension && !eightms_preloaded())
+		eightms_require_preload("CREATE EXTENSION eightms");
+
 	DefineCustomIntVariable("eightms.invitation_ttl",
 							"How long an invitation to join an account stays valid.",
 							"An invitation not accepted within this time can no longer be used.",

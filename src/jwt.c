@@ -27,8 +27,10 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "eightms.h"
 #include "base64url.h"
+#include "jwt.h"
+#include "preload.h"
+#include "secrets.h"
 
 #define JWT_MIN_SECRET	32
 #define JWT_MAX_SECRET	512
@@ -56,8 +58,12 @@ void
 eightms_jwt_init(void)
 {
 	const char *problem = NULL;
-	const char *s = eightms_secret("EIGHTMS_JWT_SECRET", &problem);
+	const char *s;
 
+	/* Only the postmaster reads secrets (require_secret says so). */
+	if (!eightms_preloaded())
+		return;
+	s = eightms_secret("EIGHTMS_JWT_SECRET", &problem);
 	if (s == NULL)
 		jwt.problem = problem;
 	else
@@ -89,6 +95,7 @@ eightms_jwt_init(void)
 static void
 require_secret(void)
 {
+	eightms_require_preload("Signing and verifying tokens with EIGHTMS_JWT_SECRET");
 	if (jwt.len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

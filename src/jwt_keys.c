@@ -35,7 +35,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 
-#include "eightms.h"
+#include "jwt.h"
 #include "base64url.h"
 
 #define MAX_KEYS		32

@@ -41,7 +41,9 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "eightms.h"
+#include "claims.h"
+#include "jwt.h"
+#include "try_uuid.h"
 
 PG_FUNCTION_INFO_V1(eightms_pre_request);
 

@@ -36,8 +36,11 @@
 #include "storage/ipc.h"
 #include "utils/builtins.h"
 
-#include "eightms.h"
+#include "errcodes.h"
+#include "preload.h"
+#include "seal.h"
 #include "seal_gcm.h"
+#include "secrets.h"
 
 #define SEAL_VERSION		0x01
 #define SEAL_HEADER_LEN		(1 + 2 + SEAL_GCM_NONCE_LEN)
@@ -232,8 +235,12 @@ void
 eightms_seal_init(void)
 {
 	const char *problem = NULL;
-	const char *spec = eightms_secret("EIGHTMS_SEAL_KEYS", &problem);
+	const char *spec;
 
+	/* Only the postmaster reads secrets (require_ring says so). */
+	if (!eightms_preloaded())
+		return;
+	spec = eightms_secret("EIGHTMS_SEAL_KEYS", &problem);
 	if (spec != NULL)
 		load_ring(spec, eightms_secret("EIGHTMS_SEAL_ACTIVE_KEY", NULL));
 	else
@@ -267,6 +274,7 @@ eightms_seal_init(void)
 static void
 require_ring(void)
 {
+	eightms_require_preload("Sealing and unsealing");
 	if (ring.nkeys == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

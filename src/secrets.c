@@ -28,7 +28,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "eightms.h"
+#include "secrets.h"
 
 /* A key file is a few lines; anything bigger is not one. */
 #define SECRETS_FILE_MAX	(64 * 1024)
@@ -215,6 +215,12 @@ read_secrets_file(void)
 void
 eightms_secrets_init(void)
 {
+	/*
+	 * A setting for server start only, and only the postmaster reads
+	 * secrets: defined after startup, it would end the session with FATAL.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomStringVariable("eightms.secrets_file",
 							   "File the server reads its secrets from (seal key ring, JWT secret) at start.",
 							   "KEY=VALUE lines; mode 0600 or 0400 and owned by the server's user, or it is refused. "

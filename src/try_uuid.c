@@ -18,7 +18,8 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-#include "eightms.h"
+#include "hex.h"
+#include "try_uuid.h"
 
 PG_FUNCTION_INFO_V1(eightms_try_uuid);
 PG_FUNCTION_INFO_V1(eightms_ids_are_distinct);

@@ -18,7 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "eightms.h"
+#include "hex.h"
 
 #define STRIPE_MAX_SIGNATURES 8
 

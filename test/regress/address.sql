@@ -2,7 +2,7 @@
 -- worker calls for every resolved address) against the IANA IPv4 and IPv6
 -- Special-Purpose Address Registries (versions last updated 2025-10-09).
 --
--- The entries below are those of the tables in src/bridge_address.c, in the
+-- The entries below are those of the tables in src/bridge/bridge_address.c, in the
 -- same order: "registry" is the entry's Globally Reachable column as IANA
 -- prints it ("not listed" for what the bridge adds from the address-space
 -- and multicast registries), "bridge" what the bridge makes of it.
