@@ -393,13 +393,13 @@ BEGIN
 			USING ERRCODE = '42501', HINT = 'Ask an owner to invite owners and admins.';
 	END IF;
 	IF addr IS NULL OR addr !~ '^[^@[:space:]]+@[^@[:space:]]+$' OR length(addr) > 320 THEN
-		RAISE EXCEPTION 'invalid email address "%"', left(invite_member.email, 64)
-			USING ERRCODE = '22023';
+		RAISE EXCEPTION 'invalid email address'
+			USING ERRCODE = '22023', HINT = 'Pass one address such as name@example.com, at most 320 characters.';
 	END IF;
 	IF EXISTS (SELECT FROM eightms.member m
 				WHERE m.account_id = eightms.current_account_id() AND lower(m.email) = addr) THEN
-		RAISE EXCEPTION '% is already a member of this account', addr
-			USING ERRCODE = '23505';
+		RAISE EXCEPTION 'that address is already a member of this account'
+			USING ERRCODE = '23505', HINT = 'The members view lists who belongs to the account.';
 	END IF;
 	INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at)
 	VALUES (eightms.current_account_id(), addr, invite_member.role, eightms.token_hash(tok),

@@ -182,7 +182,7 @@ BEGIN
 		RAISE EXCEPTION 'the URL is missing or longer than 8192 characters' USING ERRCODE = '22023';
 	END IF;
 	IF url !~* '^https?://[^/?#]' THEN
-		RAISE EXCEPTION 'only http and https URLs can be requested: "%"', left(url, 128)
+		RAISE EXCEPTION 'only http and https URLs can be requested'
 			USING ERRCODE = '22023',
 				  HINT = 'Use an absolute URL such as https://api.example.com/path.';
 	END IF;

@@ -545,7 +545,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION eightms.http_enqueue_internal(
+CREATE OR REPLACE FUNCTION eightms.http_enqueue_internal(
 	enqueuer regrole,
 	method text,
 	url text,
@@ -577,7 +577,7 @@ BEGIN
 		RAISE EXCEPTION 'the URL is missing or longer than 8192 characters' USING ERRCODE = '22023';
 	END IF;
 	IF url !~* '^https?://[^/?#]' THEN
-		RAISE EXCEPTION 'only http and https URLs can be requested: "%"', left(url, 128)
+		RAISE EXCEPTION 'only http and https URLs can be requested'
 			USING ERRCODE = '22023',
 				  HINT = 'Use an absolute URL such as https://api.example.com/path.';
 	END IF;
@@ -2257,4 +2257,43 @@ AS $$
 	   AND (after_at IS NULL OR (coalesce(v.received_at, v.created_at), v.message_id) < (after_at, after_id))
 	 ORDER BY coalesce(v.received_at, v.created_at) DESC, v.message_id DESC
 	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
+$$;
+
+-- ==== no personal data in errors
+-- invite_member's refusals no longer quote the address.
+CREATE OR REPLACE FUNCTION eightms_api.invite_member(email text, role text DEFAULT 'agent')
+RETURNS TABLE (invitation_id uuid, token text, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	mine	text := eightms.require_member_role('owner', 'admin');
+	addr	text := lower(btrim(invite_member.email));
+	tok		text := eightms.random_token(24);
+	inv		eightms.invitation;
+BEGIN
+	IF invite_member.role IS NULL OR invite_member.role NOT IN ('owner', 'admin', 'agent') THEN
+		RAISE EXCEPTION 'unknown member role "%"', left(invite_member.role, 32)
+			USING ERRCODE = '22023', HINT = 'Roles are owner, admin and agent.';
+	END IF;
+	IF mine = 'admin' AND invite_member.role <> 'agent' THEN
+		RAISE EXCEPTION 'admins can invite agents only'
+			USING ERRCODE = '42501', HINT = 'Ask an owner to invite owners and admins.';
+	END IF;
+	IF addr IS NULL OR addr !~ '^[^@[:space:]]+@[^@[:space:]]+$' OR length(addr) > 320 THEN
+		RAISE EXCEPTION 'invalid email address'
+			USING ERRCODE = '22023', HINT = 'Pass one address such as name@example.com, at most 320 characters.';
+	END IF;
+	IF EXISTS (SELECT FROM eightms.member m
+				WHERE m.account_id = eightms.current_account_id() AND lower(m.email) = addr) THEN
+		RAISE EXCEPTION 'that address is already a member of this account'
+			USING ERRCODE = '23505', HINT = 'The members view lists who belongs to the account.';
+	END IF;
+	INSERT INTO eightms.invitation (account_id, email, role, token_hash, invited_by, expires_at)
+	VALUES (eightms.current_account_id(), addr, invite_member.role, eightms.token_hash(tok),
+			eightms.current_user_id(),
+			now() + current_setting('eightms.invitation_ttl')::interval)
+	RETURNING * INTO inv;
+	RETURN QUERY SELECT inv.invitation_id, tok, inv.expires_at;
+END
 $$;

@@ -195,10 +195,15 @@ e164_common(FunctionCallInfo fcinfo, bool raise)
 	{
 		if (!raise)
 			PG_RETURN_NULL();
+
+		/*
+		 * The message says why, never the number: it may be a person's, and
+		 * errors reach logs and clients' error trackers.  A caller that
+		 * needs to say which one failed names it by its position.
+		 */
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid phone number \"%s\": %s",
-						text_to_cstring((text *) PG_DETOAST_DATUM_SLICE(PG_GETARG_DATUM(0), 0, 64)), why),
+				 errmsg("invalid phone number: %s", why),
 				 region[0] ? errdetail("Read in region %s%s.", region,
 									   strict ? ", requiring a valid number" : ", requiring a possible number")
 				 : errdetail("No region was given and the request acts on no account."),

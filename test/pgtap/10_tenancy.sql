@@ -140,6 +140,14 @@ SELECT is((SELECT timezone FROM eightms_api.update_profile(timezone => 'Europe/B
 SELECT is((SELECT display_name FROM eightms_api.get_profile()), NULL, 'an empty display name clears it');
 
 -- Invitations: owner invites, the invitee joins with the same email only.
+-- Refusals name no address: an email is personal data, and errors reach
+-- logs and error trackers.
+SELECT throws_ok('SELECT * FROM eightms_api.invite_member(''carol at example.test'')', '22023',
+				 'invalid email address', 'a malformed address is refused without quoting it');
+SELECT throws_ok(format('SELECT * FROM eightms_api.invite_member(%L)',
+						(SELECT email FROM eightms.member WHERE account_id = eightms.current_account_id() LIMIT 1)),
+				 '23505', 'that address is already a member of this account',
+				 'a member''s own address is refused without quoting it');
 CREATE TEMP TABLE inv AS SELECT * FROM eightms_api.invite_member('Carol@Example.test', 'agent');
 SELECT pgrst.reset();
 GRANT SELECT ON inv TO eightms_user;

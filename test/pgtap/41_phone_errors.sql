@@ -5,17 +5,17 @@ BEGIN;
 SELECT plan(20);
 
 SELECT throws_ok($$SELECT eightms.e164('hello', 'US')$$, '22023',
-				 'invalid phone number "hello": not a phone number', 'letters alone: not a phone number');
+				 'invalid phone number: not a phone number', 'letters alone: not a phone number');
 SELECT throws_ok($$SELECT eightms.e164('+999 1234 5678', 'US')$$, '22023',
-				 'invalid phone number "+999 1234 5678": invalid country code', 'an unassigned country code');
+				 'invalid phone number: invalid country code', 'an unassigned country code');
 SELECT throws_ok($$SELECT eightms.e164('650 253 0000', 'XX')$$, '22023',
-				 'invalid phone number "650 253 0000": invalid country code', 'an unknown region and no + sign');
+				 'invalid phone number: invalid country code', 'an unknown region and no + sign');
 SELECT throws_ok($$SELECT eightms.e164('+1 65', 'US', false)$$, '22023',
-				 'invalid phone number "+1 65": too short', 'fewer digits than any US number');
+				 'invalid phone number: too short', 'fewer digits than any US number');
 SELECT throws_ok($$SELECT eightms.e164('+1 650 253 0000 1234 5678 9', 'US', false)$$, '22023',
-				 'invalid phone number "+1 650 253 0000 1234 5678 9": too long', 'more digits than any US number');
+				 'invalid phone number: too long', 'more digits than any US number');
 SELECT throws_ok($$SELECT eightms.e164('+1 123 456 7890', 'US')$$, '22023',
-				 'invalid phone number "+1 123 456 7890": not valid for its region',
+				 'invalid phone number: not valid for its region',
 				 'strict: a possible but unassigned US number');
 SELECT throws_ok($$SELECT eightms.e164('650 253 0000', 'USA')$$, '22023', NULL,
 				 'a region longer than an ISO code is refused, with the same SQLSTATE');
