@@ -95,7 +95,7 @@ call_member_hook(void)
 /*
  * Where Citus sends SET LOCAL to its workers (citus.propagate_set_commands
  * = 'local'), the claims are issued again as SET LOCAL, which it sees and
- * set_config is not (DESIGN.md).  Elsewhere they already are what they
+ * set_config is not (doc/architecture.md, "Shape for scale").  Elsewhere they already are what they
  * should be.
  */
 static bool
