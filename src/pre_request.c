@@ -18,8 +18,8 @@
  * not compute an HMAC and parse its claims each time.  Written in
  * PL/pgSQL, most of a phone's check went to the function itself: PL/pgSQL
  * prepares its expressions again in every transaction, and each request is
- * one.  Here the check is one saved plan (bench/README.md, the hook).  Its answers and errors are the PL/pgSQL version's
- * (test/pgtap/50_gateway.sql).
+ * one.  Here the check is one saved plan (bench/README.md, the hook).  Its
+ * answers and errors are the PL/pgSQL version's (test/pgtap/50_gateway.sql).
  */
 #include "postgres.h"
 
