@@ -1,5 +1,10 @@
+#!/usr/bin/env python3
+"""Check that every relative link of README.md, CHANGELOG.md, bench/README.md
+and doc/*.md names a file of the repository and, with a #fragment, a heading
+of that file (GitHub's anchors).  Usage: python3 tools/doc_links.py [REPO].
+Exits 1 and lists each broken link otherwise."""
 import re, os, sys, unicodedata
-root = sys.argv[1]
+root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 files = ['README.md', 'bench/README.md', 'CHANGELOG.md'] + ['doc/' + f for f in sorted(os.listdir(os.path.join(root, 'doc'))) if f.endswith('.md')]
 def slug(h):
     h = h.strip().lower()
