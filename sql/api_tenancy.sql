@@ -32,10 +32,10 @@ GRANT SELECT ON eightms_api.members, eightms_api.invitations TO eightms_user;
 -- it for anything that reads the setting.  Where Citus propagates SET
 -- LOCAL to its workers (citus.propagate_set_commands = 'local') the claims
 -- go out as SET LOCAL, which it sees and set_config is not (see
--- DESIGN.md); elsewhere set_config does the same for a fifth of the cost
--- (EXECUTE parses and plans the statement: about 42,000 instructions, a
--- sixth of a phone's pre-request).  No SET clause: every caller pins
--- search_path, and every name here is qualified.
+-- doc/architecture.md, "Shape for scale"); elsewhere set_config does the
+-- same without EXECUTE, which parses and plans the statement each time.
+-- No SET clause: every caller pins search_path, and every name here is
+-- qualified.
 CREATE FUNCTION eightms.act_on_account(acct uuid, member_role text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -98,7 +98,7 @@ COMMENT ON FUNCTION eightms.require_active_account(uuid) IS
 -- eightms.jwt_claims() read.  Then it decides which account the request
 -- acts on, refuses disabled accounts, revoked device tokens and signed-out
 -- sessions, and binds the checked account (re-issuing the claims, with SET
--- LOCAL where Citus needs it; see DESIGN.md).  In C (src/pre_request.c)
+-- LOCAL where Citus needs it; see doc/architecture.md).  In C (src/pre_request.c)
 -- for a phone's requests, most of them; a dashboard user's and an
 -- anonymous caller's go on to the function below.
 CREATE FUNCTION eightms_api.pre_request() RETURNS void
@@ -138,8 +138,8 @@ BEGIN
 		wanted := coalesce(nullif(headers ->> 'x-eightms-account', ''), nullif(claims ->> 'account_id', ''));
 
 		IF wanted IS NOT NULL THEN
-			-- Read as uuid_in reads it (a case-insensitive regular expression
-			-- here cost 40,000 instructions, an eighth of the hook).
+			-- Read as uuid_in reads it, without the case-insensitive regular
+			-- expression that used to weigh on every dashboard request.
 			acct := eightms.try_uuid(wanted);
 			IF acct IS NULL THEN
 				RAISE EXCEPTION 'invalid account id "%"', left(wanted, 64)

@@ -41,10 +41,10 @@ COMMENT ON COLUMN eightms.account.default_region IS 'ISO 3166-1 region used to r
 COMMENT ON COLUMN eightms.account.status IS 'active; suspended or disabled accounts are refused by the pre-request hook';
 -- pg_dump leaves out the rows of an extension's tables unless the extension
 -- marks them: each table of account data is marked where it is created, so
--- that a dump of the database holds what the accounts wrote (README,
--- "Backups"; test/extra.d/dump_restore.sh).  The registries the script
--- fills itself (scheduled_job, sealed_column) are not: CREATE EXTENSION
--- writes them again.
+-- that a dump of the database holds what the accounts wrote
+-- (doc/operations.md, "Backups and upgrades"; test/extra.d/dump_restore.sh).
+-- The registries the script fills itself (scheduled_job, sealed_column) are
+-- not: CREATE EXTENSION writes them again.
 SELECT pg_catalog.pg_extension_config_dump('eightms.account', '');
 
 -- user_id is the JWT "sub" of the auth provider; email is the verified email
@@ -118,7 +118,7 @@ SELECT pg_catalog.pg_extension_config_dump('eightms.session', '');
 -- has any privilege on them, and there is no row-level security to apply:
 -- nothing in them belongs to a tenant.  A revocation matters until every
 -- token it refuses has expired: eightms.purge_session_revocations() deletes
--- older ones daily (README, Retention).
+-- older ones daily (doc/operations.md, Retention).
 CREATE TABLE eightms.session_revocation (
 	session_hash	bytea NOT NULL
 		CONSTRAINT session_revocation_hash_check CHECK (length(session_hash) = 32),

@@ -11,9 +11,9 @@
  * Why C: PostgreSQL rebuilds a table's check expressions from their stored
  * text for every statement that writes the table (stringToNode, then the
  * planner), and a message is written by four statements in its life.  The
- * rule spelled as a CASE over eight states cost tens of thousands of
- * instructions a statement to rebuild and about a thousand a row to
- * evaluate; a call of this function costs a few hundred of each.
+ * rule spelled as a CASE over eight states is long to rebuild for every
+ * statement and slow to evaluate for every row; a call of this function is
+ * short to rebuild and quick to run (bench/README.md, bench/gateway).
  */
 #include "postgres.h"
 

@@ -16,11 +16,10 @@
  * tokens are kept per backend, compared byte for byte with the whole token
  * (their lifetime is checked on every use), so that a phone's requests do
  * not compute an HMAC and parse its claims each time.  Written in
- * PL/pgSQL, a phone's check cost about 196,000 instructions, 125,000 of
- * them in the function itself: PL/pgSQL prepares its expressions again in
- * every transaction, and each request is one.  Here the check is one saved
- * plan.  Its answers and errors are the PL/pgSQL version's
- * (test/pgtap/50_gateway.sql).
+ * PL/pgSQL, most of a phone's check went to the function itself: PL/pgSQL
+ * prepares its expressions again in every transaction, and each request is
+ * one.  Here the check is one saved plan (bench/README.md, the hook).  Its
+ * answers and errors are the PL/pgSQL version's (test/pgtap/50_gateway.sql).
  */
 #include "postgres.h"
 
@@ -95,7 +94,7 @@ call_member_hook(void)
 /*
  * Where Citus sends SET LOCAL to its workers (citus.propagate_set_commands
  * = 'local'), the claims are issued again as SET LOCAL, which it sees and
- * set_config is not (DESIGN.md).  Elsewhere they already are what they
+ * set_config is not (doc/architecture.md, "Shape for scale").  Elsewhere they already are what they
  * should be.
  */
 static bool

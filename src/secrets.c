@@ -428,6 +428,6 @@ eightms_check_statement_logging(void)
 				 errdetail("Set: %s.", what.data + 2),
 				 errhint("Use log_statement = 'none' or 'ddl', log_min_duration_statement = -1, log_min_duration_sample = -1, "
 						 "log_transaction_sample_rate = 0, log_parameter_max_length = 0, log_parameter_max_length_on_error = 0, "
-						 "log_min_error_statement = 'panic' and no auto_explain.log_min_duration (README: Configuration, Logging).")));
+						 "log_min_error_statement = 'panic' and no auto_explain.log_min_duration (doc/operations.md, Logging).")));
 	pfree(what.data);
 }

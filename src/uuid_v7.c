@@ -4,8 +4,8 @@
  *		message ids.
  *
  * Two reasons, both about bulk sends.  gen_random_uuid() asks OpenSSL for
- * 16 bytes on every call, a sixth of what queueing a message costs; this
- * draws the same strong randomness (pg_strong_random) 4 KB at a time.  And
+ * 16 bytes on every call, a large share of what queueing a message costs;
+ * this draws the same strong randomness (pg_strong_random) 4 KB at a time.  And
  * ids that grow with time are appended at the right of the primary key
  * instead of landing on a random leaf, which nbtree does without a descent
  * from the root.

@@ -108,7 +108,7 @@ logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 # Statement text carries the arguments of calls, gateway passwords and
 # secret header values among them: never log it, not even for statements
-# that fail (README, Configuration, Logging).
+# that fail (doc/operations.md, Logging).
 log_statement = 'none'
 log_min_duration_statement = -1
 log_min_duration_sample = -1

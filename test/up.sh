@@ -232,6 +232,6 @@ eightms is running.
   secrets:   $SECRETS (0600, the server's key file: eightms.secrets_file)
   log:       $LOG
   jobs:      SELECT * FROM eightms.job_status();  (pg_cron's runs of the scheduled work)
-  PostgREST: see "Running PostgREST" in README.md (front/postgrest.conf)
+  PostgREST: see "Running PostgREST" in doc/operations.md (front/postgrest.conf)
   stop:      runuser -u postgres -- $PGCTL -D $DATA stop
 EOF2

@@ -3,7 +3,7 @@
 # run through pgbench as eightms_user under RLS (the policy supplies the
 # account filter) and as a role that bypasses RLS with the filter written by
 # hand, alternating, on one cluster in one run.  Prints TPS for both and the
-# ratio; DESIGN.md's target is RLS within 10% (ratio >= 0.90).
+# ratio; doc/architecture.md's target is RLS within 10% (ratio >= 0.90).
 #
 #   BENCH_SECONDS  seconds per pgbench run (default 10), BENCH_ROUNDS (3)
 NAME=rls

@@ -336,7 +336,7 @@ SELECT set_config('request.jwt.claims', jsonb_build_object('role', 'eightms_phon
 SELECT throws_ok('SELECT eightms.require_phone()', '42501', 'this call is for paired phones',
 				 'claims set by hand, without the hook, are no phone');
 SELECT pgrst.reset();
--- Where Citus propagates SET LOCAL (DESIGN.md), the hook re-issues a
+-- Where Citus propagates SET LOCAL (doc/architecture.md), the hook re-issues a
 -- phone's claims as SET LOCAL; elsewhere it leaves them as they are.  The
 -- request reads the same either way.
 SET LOCAL citus.propagate_set_commands = 'local';

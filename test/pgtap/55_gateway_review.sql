@@ -1,6 +1,6 @@
 -- Issue 18's review of the gateway: the bugs it found (2 to 6; bug 1, the
 -- race with a STOP, is proven by test/isolation/specs) and the behaviour
--- it found surprising, each as decided in README "The gateway".
+-- it found surprising, each as decided in doc/api.md and doc/phone-protocol.md.
 BEGIN;
 SELECT * FROM no_plan();
 SELECT pgrst.share_tap();
