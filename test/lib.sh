@@ -16,6 +16,8 @@ EIGHTMS_PACKAGES=(
 	postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl
 	libcurl4-openssl-dev libssl-dev build-essential pkg-config ca-certificates
 	openssl libphonenumber-dev clang nginx-light procps bc python3 python3-cryptography
+	# PostgreSQL::Test::Cluster (the TAP tier) runs its commands with IPC::Run.
+	libipc-run-perl
 )
 
 say() { printf '==> %s\n' "$*" >&2; }

@@ -10,7 +10,30 @@
 #   EIGHTMS_TEST_DIR   where to put it all (default /tmp/eightms-test)
 #   EIGHTMS_TEST_PORT  the port (default 54331)
 #   EIGHTMS_TEST_KEEP  set to 1 to leave the cluster running afterwards
+#
+# The tiers, in the order they run (`--tier NAME`, repeatable, runs only
+# those; each tier's own command is named below):
+#   regress    pg_regress: exact output of C functions (make installcheck-regress)
+#   pgtap      pgTAP suites through the PostgREST contract (pg_prove)
+#   isolation  races between sessions (make installcheck-isolation)
+#   extra      bash harnesses in test/extra.d
+#   tap        TAP tests on PostgreSQL::Test::Cluster (make installcheck-tap)
+#   engine     the engines outside the server (make engine-check)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ALL_TIERS=(regress pgtap isolation extra tap engine)
+TIERS=()
+while [ $# -gt 0 ]; do
+	case $1 in
+		--tier) [ $# -ge 2 ] || die "--tier needs a name (${ALL_TIERS[*]})"
+			[[ " ${ALL_TIERS[*]} " == *" $2 "* ]] || die "no tier $2 (${ALL_TIERS[*]})"
+			TIERS+=("$2"); shift 2 ;;
+		--tier=*) set -- --tier "${1#--tier=}" "${@:2}" ;;
+		*) die "usage: bash test/run.sh [--tier NAME]... (${ALL_TIERS[*]})" ;;
+	esac
+done
+[ ${#TIERS[@]} -gt 0 ] || TIERS=("${ALL_TIERS[@]}")
+wants() { [[ " ${TIERS[*]} " == *" $1 "* ]]; }
 
 T=${EIGHTMS_TEST_DIR:-/tmp/eightms-test}
 PORT=${EIGHTMS_TEST_PORT:-54331}
@@ -56,121 +79,188 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 passed=0
 failed=0
 
-# Adds the counts of a pg_regress or pg_isolation_regress run (its output
-# directory, holding summary.txt) and shows its failures.  Both print
-# "test name ... ok" lines in 15; count those directly.  A test without
-# expected output ("... diff: …") fails too, and so does a run that tested
-# nothing (the tester missing, a server it could not reach).
+# The test tiers' counts: each adds to passed and failed.
+declare -A TIER_PASSED TIER_FAILED
+tally() {
+	TIER_PASSED[$1]=$(( ${TIER_PASSED[$1]:-0} + $2 )); TIER_FAILED[$1]=$(( ${TIER_FAILED[$1]:-0} + $3 ))
+	passed=$((passed + $2)); failed=$((failed + $3))
+}
+
+# The last "N passed, N failed" line of a harness's output ($2) added to
+# tier $1; a harness that failed ($3, its exit status) without one fails.
+add_harness_counts() {
+	local line
+	line=$(printf '%s\n' "$2" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+	if [ -n "$line" ]; then
+		tally "$1" "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+	fi
+	[ "$3" -ne 0 ] && [ -z "$line" ] && tally "$1" 0 1
+	return 0
+}
+
+# pg_regress's output ($2) and its diffs ($3) added to tier $1: "test name
+# ... ok" lines in 15, one per test.  A test without expected output ("...
+# diff: …") fails too, and so does a run that tested nothing (the tester
+# missing, a server it could not reach).
 add_regress_counts() {
 	local ok fail
-	cat "$1/summary.txt"
-	ok=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. ok' "$1/summary.txt" || true)
-	fail=$(grep -cE '^(test )?[a-z0-9_]+ +\.\.\. (FAILED|diff)' "$1/summary.txt" || true)
-	[ -s "$1/regression.diffs" ] && cat "$1/regression.diffs"
+	printf '%s\n' "$2"
+	ok=$(printf '%s\n' "$2" | grep -cE '^(test )?[a-z0-9_]+ +\.\.\. ok' || true)
+	fail=$(printf '%s\n' "$2" | grep -cE '^(test )?[a-z0-9_]+ +\.\.\. (FAILED|diff)' || true)
+	[ -s "$3" ] && cat "$3"
 	if [ "$ok" -eq 0 ] && [ "$fail" -eq 0 ]; then
 		fail=1
 	fi
-	passed=$((passed + ok)); failed=$((failed + fail))
+	tally "$1" "$ok" "$fail"
 }
 
+# The TAP output of pg_prove or prove ($2) added to tier $1: each "ok N"
+# passes, each "not ok N" fails.  A script that dies (an error outside an
+# assertion) has no "not ok" line for the assertions it never ran: count
+# each such script as a failure, and any other failed run ($3 its status)
+# that shows none.
+add_tap_counts() {
+	local ok fail died
+	# Show failures in full and successes as one line each.
+	printf '%s\n' "$2" | grep -vE '^ok [0-9]+' || true
+	ok=$(printf '%s\n' "$2" | grep -cE '^ok [0-9]+' || true)
+	fail=$(printf '%s\n' "$2" | grep -cE '^not ok [0-9]+' || true)
+	died=$(printf '%s\n' "$2" | grep -cE '^Dubious, test returned' || true)
+	fail=$((fail + died))
+	if [ "$3" -ne 0 ] && [ "$fail" -eq 0 ]; then
+		fail=1
+	fi
+	tally "$1" "$ok" "$fail"
+}
+
+# The make targets of the tiers, against this installation and cluster.
+tier_make() { make -C "$REPO" -s PG_CONFIG="$ROOT$PGBIN/pg_config" "$@"; }
+
 # ---- pg_regress: C functions' exact output ------------------------------
-# pg_regress wants inputdir/sql and inputdir/expected; ours are test/regress
-# and the top-level expected/.
-RIN=$T/regress-in
-ROUT=$T/regress-out
-mkdir -p "$RIN" "$ROUT"
-ln -s "$REPO/test/regress" "$RIN/sql"
-ln -s "$REPO/expected" "$RIN/expected"
-chown -R postgres:postgres "$ROUT"
-mapfile -t REGRESS < <(cd "$REPO/test/regress" && ls *.sql 2>/dev/null | sed 's/\.sql$//' | sort)
-if [ ${#REGRESS[@]} -gt 0 ]; then
-	say "pg_regress: ${REGRESS[*]}"
-	psql -d postgres -c "CREATE DATABASE eightms_regress"
-	psql -d eightms_regress -c "SET client_min_messages = warning" -c "CREATE EXTENSION eightms CASCADE"
+# test/regress/sql in, the top-level expected/ to compare with (README).
+if wants regress; then
+	say "pg_regress: make installcheck-regress"
 	set +e
-	"$ROOT$PGBIN/../lib/pgxs/src/test/regress/pg_regress" \
-		--use-existing --host="$SOCK" --port="$PORT" --user=postgres \
-		--dbname=eightms_regress --bindir="$ROOT$PGBIN" \
-		--inputdir="$RIN" --outputdir="$ROUT" "${REGRESS[@]}" > "$ROUT/summary.txt" 2>&1
+	out=$(tier_make installcheck-regress 2>&1)
 	set -e
-	add_regress_counts "$ROUT"
+	add_regress_counts regress "$out" "$REPO/test/regress/regression.diffs"
 fi
 
 # ---- pgTAP via pg_prove: behaviour -------------------------------------
-say "creating database $DB with eightms, pg_cron and pgTAP"
-psql -d postgres -c "CREATE DATABASE $DB"
-# pgcrypto: the seal suite checks webhook signatures against its hmac().
-psql -d "$DB" -c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pgtap" \
-	-c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION pgcrypto"
-psql -d "$DB" -f "$REPO/test/helpers.sql"
+if wants pgtap || wants extra; then
+	say "creating database $DB with eightms, pg_cron and pgTAP"
+	psql -d postgres -c "CREATE DATABASE $DB"
+	# pgcrypto: the seal suite checks webhook signatures against its hmac().
+	psql -d "$DB" -c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pgtap" \
+		-c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION pgcrypto"
+	psql -d "$DB" -f "$REPO/test/helpers.sql"
 
-# Stand-in HTTP peers and other per-suite setup hook in here.
-for hook in "$REPO"/test/setup.d/*.sh; do
-	[ -e "$hook" ] || continue
-	say "setup: $(basename "$hook")"
-	# shellcheck source=/dev/null
-	source "$hook"
-done
-
-mapfile -t SUITES < <(cd "$REPO/test/pgtap" && ls *.sql | sort)
-say "pg_prove: ${#SUITES[@]} suites"
-set +e
-(cd "$REPO/test/pgtap" && pg_prove --verbose --host "$SOCK" --port "$PORT" \
-	--username postgres --dbname "$DB" "${SUITES[@]}") > "$T/pg_prove.out" 2>&1
-prove_rc=$?
-set -e
-# Show failures in full and successes as one line each.
-grep -vE '^ok [0-9]+' "$T/pg_prove.out" || true
-t_ok=$(grep -cE '^ok [0-9]+' "$T/pg_prove.out" || true)
-t_fail=$(grep -cE '^not ok [0-9]+' "$T/pg_prove.out" || true)
-# A suite that dies (an error outside an assertion) has no "not ok" line
-# for the assertions it never ran: count each such suite as a failure, and
-# any other failed run that shows none.
-t_died=$(grep -cE '^Dubious, test returned' "$T/pg_prove.out" || true)
-t_fail=$((t_fail + t_died))
-if [ "$prove_rc" -ne 0 ] && [ "$t_fail" -eq 0 ]; then
-	t_fail=1
+	# Stand-in HTTP peers and other per-suite setup hook in here.
+	for hook in "$REPO"/test/setup.d/*.sh; do
+		[ -e "$hook" ] || continue
+		say "setup: $(basename "$hook")"
+		# shellcheck source=/dev/null
+		source "$hook"
+	done
 fi
-passed=$((passed + t_ok)); failed=$((failed + t_fail))
+if wants pgtap; then
+	mapfile -t SUITES < <(cd "$REPO/test/pgtap" && ls *.sql | sort)
+	say "pg_prove: ${#SUITES[@]} suites"
+	set +e
+	out=$(cd "$REPO/test/pgtap" && pg_prove --verbose --host "$SOCK" --port "$PORT" \
+		--username postgres --dbname "$DB" "${SUITES[@]}" 2>&1)
+	rc=$?
+	set -e
+	add_tap_counts pgtap "$out" "$rc"
+fi
 
 # ---- isolation tester: races between sessions ----------------------------
 # Specs in test/isolation/specs, their expected output in
-# test/isolation/expected; run against the test database (its pgrst.*
-# helpers, and test/isolation/helpers.sql for the specs' accounts).
-ISOIN=$T/isolation-in
-ISOOUT=$T/isolation-out
-mapfile -t ISOSPECS < <(cd "$REPO/test/isolation/specs" 2>/dev/null && ls *.spec 2>/dev/null | sed 's/\.spec$//' | sort)
-if [ ${#ISOSPECS[@]} -gt 0 ]; then
-	say "isolation: ${ISOSPECS[*]}"
-	mkdir -p "$ISOIN" "$ISOOUT"
-	ln -sfn "$REPO/test/isolation/specs" "$ISOIN/specs"
-	ln -sfn "$REPO/test/isolation/expected" "$ISOIN/expected"
-	chown -R postgres:postgres "$ISOOUT"
-	psql -d "$DB" -f "$REPO/test/isolation/helpers.sql"
+# test/isolation/expected, in a database of their own (make
+# isolation-prep).  Each permutation counts: one whose output is the
+# expected one passes.
+if wants isolation; then
+	say "isolation: make installcheck-isolation"
 	set +e
-	"$ROOT$PGBIN/../lib/pgxs/src/test/isolation/pg_isolation_regress" \
-		--use-existing --host="$SOCK" --port="$PORT" --user=postgres \
-		--dbname="$DB" --bindir="$ROOT$PGBIN" \
-		--inputdir="$ISOIN" --outputdir="$ISOOUT" "${ISOSPECS[@]}" > "$ISOOUT/summary.txt" 2>&1
+	out=$(tier_make installcheck-isolation 2>&1)
 	set -e
-	add_regress_counts "$ISOOUT"
+	printf '%s\n' "$out"
+	ISO=$REPO/test/isolation
+	[ -s "$ISO/output_iso/regression.diffs" ] && cat "$ISO/output_iso/regression.diffs"
+	read -r ok fail < <(python3 - "$ISO/specs" "$ISO/expected" "$ISO/output_iso/results" <<'PY'
+import os, re, sys
+specs, expected, results = sys.argv[1:]
+ok = fail = 0
+def blocks(path):
+    try:
+        text = open(path).read()
+    except OSError:
+        return None
+    return re.split(r'^(?=starting permutation:)', text, flags=re.M)
+for spec in sorted(f[:-5] for f in os.listdir(specs) if f.endswith('.spec')):
+    want = blocks(os.path.join(expected, spec + '.out'))
+    got = blocks(os.path.join(results, spec + '.out'))
+    if want is None or got is None:
+        fail += 1
+        continue
+    good = sum(1 for w, g in zip(want[1:], got[1:]) if w == g)
+    bad = max(len(want), len(got)) - 1 - good
+    # A header that differs (the spec did not parse) fails the spec.
+    if want[0] != got[0] and bad == 0:
+        bad = 1
+    ok += good
+    fail += bad
+print(ok, fail)
+PY
+)
+	tally isolation "$ok" "$fail"
 fi
 
-# Extra harnesses (differential, fuzz-corpus replay, ...) add their counts.
-for extra in "$REPO"/test/extra.d/*.sh; do
-	[ -e "$extra" ] || continue
-	say "extra: $(basename "$extra")"
+# ---- extra harnesses: bash, against the suite's cluster ------------------
+if wants extra; then
+	for extra in "$REPO"/test/extra.d/*.sh; do
+		[ -e "$extra" ] || continue
+		say "extra: $(basename "$extra")"
+		set +e
+		out=$(bash "$extra" 2>&1)
+		rc=$?
+		set -e
+		printf '%s\n' "$out"
+		add_harness_counts extra "$out" "$rc"
+	done
+fi
+
+# ---- TAP tests: servers of their own -------------------------------------
+# PostgreSQL::Test::Cluster runs initdb and postgres, which refuse root: the
+# tests run as postgres, from a copy of test/ (the clone may be closed to
+# postgres), their clusters under $T/tap.
+if wants tap; then
+	say "TAP: make installcheck-tap"
+	mkdir -p "$T/tap/src"
+	cp -r "$REPO/test" "$T/tap/src/"
+	rm -rf "$T/tap/src/test/phone"
+	chown -R postgres:postgres "$T/tap"
 	set +e
-	out=$(bash "$extra" 2>&1)
+	out=$(tier_make installcheck-tap TAP_RUN="runuser -u postgres --" TAP_TESTDIR="$T/tap" \
+		TAP_SRCDIR="$T/tap/src" PROVE_FLAGS="-I test/t --verbose" 2>&1)
+	rc=$?
+	set -e
+	add_tap_counts tap "$out" "$rc"
+fi
+
+# ---- the engines outside the server ---------------------------------------
+if wants engine; then
+	say "engine: make engine-check"
+	set +e
+	out=$(make -C "$REPO" -s engine-check ENGINE_BUILD="$T/engine" 2>&1)
 	rc=$?
 	set -e
 	printf '%s\n' "$out"
-	line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-	if [ -n "$line" ]; then
-		passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
-		failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
-	fi
-	[ "$rc" -ne 0 ] && [ -z "$line" ] && failed=$((failed + 1))
+	add_harness_counts engine "$out" "$rc"
+fi
+
+for tier in "${ALL_TIERS[@]}"; do
+	wants "$tier" && echo "# $tier: ${TIER_PASSED[$tier]:-0} passed, ${TIER_FAILED[$tier]:-0} failed"
 done
 
 # A backend that crashed (the crash tests' own kill -9 aside) fails the run.

@@ -40,7 +40,8 @@ $$;
 
 -- Probe until the bridge has applied a reload: enqueue a request to the
 -- peer (with the callback and context, when given) and wait for it to end
--- with an error (or, with a callback, a callback_error) like the pattern.
+-- with an error (or, with a callback, a callback_error) like the pattern,
+-- or with no pattern, to end done.
 CREATE PROCEDURE pg_temp.until_error(pattern text, cb text DEFAULT NULL, ctx jsonb DEFAULT NULL,
 									 INOUT ok boolean DEFAULT NULL)
 LANGUAGE plpgsql AS $$
@@ -52,7 +53,8 @@ BEGIN
 		rid := eightms.http_enqueue('GET', pg_temp.peer('/echo'), callback => cb::regprocedure, callback_context => ctx);
 		COMMIT;
 		PERFORM pg_temp.wait(rid);
-		IF (SELECT CASE WHEN cb IS NULL THEN r.error ELSE r.callback_error END LIKE pattern
+		IF (SELECT CASE WHEN pattern IS NULL THEN r.state = 'done'
+						WHEN cb IS NULL THEN r.error LIKE pattern ELSE r.callback_error LIKE pattern END
 			  FROM eightms.http_request r WHERE r.id = rid) THEN
 			ok := true;
 			RETURN;
@@ -482,7 +484,8 @@ CALL pg_temp.until_error('host 127.0.0.1 is not in eightms.bridge_allowed_hosts'
 SELECT ok(:'allow_ok'::boolean, 'a host not on eightms.bridge_allowed_hosts is refused');
 ALTER SYSTEM SET eightms.bridge_allowed_hosts = '127.0.0.1';
 SELECT pg_reload_conf();
-SELECT pg_sleep(0.5);
+CALL pg_temp.until_error(NULL) \gset allowed_
+SELECT ok(:'allowed_ok'::boolean, 'a host on eightms.bridge_allowed_hosts is reached once the bridge has reloaded');
 SELECT pg_temp.send('/redirect?to=http://evil.example.net/steal', follow => true) AS r17 \gset
 SELECT pg_temp.wait(:r17);
 SELECT is((SELECT state || ': ' || error FROM eightms.http_request WHERE id = :r17),

@@ -6,7 +6,7 @@
 # libxml2-dev).  Where Google's metadata is shared beside the repository
 # ($REPO/../shared/phonenumber, read-only; CI has it), the vendored copy
 # must be that metadata byte for byte.
-# Prints "N passed, N failed".
+# Prints "N passed, N failed"; run by make engine-check.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 cd "$REPO"

@@ -2,7 +2,7 @@
 # The phone-number engine outside the server: a differential sample against
 # libphonenumber (the full 1,000,000-input run is `make phone-diff-full`),
 # the CLI, and a replay of the fuzzer's seed corpus under ASan and UBSan.
-# Prints "N passed, N failed".
+# Prints "N passed, N failed"; run by make engine-check.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 cd "$REPO"
