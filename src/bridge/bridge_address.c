@@ -28,7 +28,7 @@
  * whole address space, so some entry always matches.
  *
  * When either registry changes, update its table here and the list in
- * test/regress/address.sql, which probes every entry's edges.
+ * test/regress/sql/address.sql, which probes every entry's edges.
  */
 #include "bridge_address.h"
 
