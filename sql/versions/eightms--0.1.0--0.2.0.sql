@@ -246,6 +246,7 @@ INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VAL
 -- or without an account.
 CREATE OR REPLACE FUNCTION eightms.pre_request_member() RETURNS void
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	claims		jsonb := eightms.jwt_claims();
@@ -1806,10 +1807,35 @@ DECLARE
 	convs uuid[];
 	keep integer;
 	n integer;
-	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
-	lease interval := current_setting('eightms.message_lease')::interval;
+	-- Set once there is something to claim.
+	max_attempts integer;
+	lease interval;
+	gone boolean;
+	due boolean;
 BEGIN
-	PERFORM eightms.expire_messages(acct);
+	-- One statement asks what a claim usually finds: whether a phone of the
+	-- account is gone, whose work then moves first (expire_messages), and
+	-- whether either queue the picks below read has anything due (what
+	-- they would find, before they decide each message's fate).  With
+	-- nothing due, as for an idle phone's every poll, the claim is over
+	-- without the pacing lock and the picks.
+	SELECT EXISTS (SELECT FROM eightms.phone p
+					WHERE p.account_id = acct
+					  AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at,
+											 now() - current_setting('eightms.online_window')::interval, false)),
+		   EXISTS (SELECT FROM eightms.message m
+					WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
+					  AND (m.status = 'queued' OR m.lease_expires_at < now()))
+		   OR EXISTS (SELECT FROM eightms.message m
+					   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now())
+	  INTO gone, due;
+	IF gone THEN
+		PERFORM eightms.expire_messages(acct);
+	ELSIF NOT due THEN
+		RETURN;
+	END IF;
+	max_attempts := current_setting('eightms.message_max_attempts')::integer;
+	lease := current_setting('eightms.message_lease')::interval;
 	max := least(greatest(coalesce(max, 10), 0), 100);
 	-- Pacing: this phone's claims within its window, kept on its row; the
 	-- row lock makes two concurrent claims of one phone count each other.
@@ -2257,4 +2283,141 @@ AS $$
 	   AND (after_at IS NULL OR (coalesce(v.received_at, v.created_at), v.message_id) < (after_at, after_id))
 	 ORDER BY coalesce(v.received_at, v.created_at) DESC, v.message_id DESC
 	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
+$$;
+
+-- ==== gateway request costs
+-- Each API request is a transaction of its own, so what PL/pgSQL prepares
+-- per transaction, and what the plan cache plans again in every request,
+-- is paid by every heartbeat and every poll.  A claim first asks, in one
+-- statement, whether there is anything to do: whether a phone of the
+-- account is gone (eightms.phone_gone, new: expire_messages's rule, now
+-- shared) and whether anything is due.  A heartbeat keeps a generic plan.
+
+CREATE FUNCTION eightms.phone_gone(unpaired_at timestamptz, last_heartbeat_at timestamptz, since timestamptz,
+								   any_unpaired boolean)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN unpaired_at IS NULL THEN last_heartbeat_at IS NULL OR last_heartbeat_at < since
+				ELSE any_unpaired OR unpaired_at > since END
+$$;
+GRANT EXECUTE ON FUNCTION eightms.phone_gone(timestamptz, timestamptz, timestamptz, boolean)
+TO eightms_user, eightms_phone, eightms_dba;
+REVOKE ALL ON FUNCTION eightms.phone_gone(timestamptz, timestamptz, timestamptz, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer;
+	k integer;
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
+	-- One account (a claim) or all (the scheduled job); an array keeps
+	-- both on the account_id indexes.  Set below: as an initializer with
+	-- its subquery, it ran as a query in every claim (about 4% of a claim
+	-- that finds nothing).
+	accts uuid[];
+	offline uuid[];
+	a uuid;
+	moving uuid[];
+	targets uuid[];
+BEGIN
+	n := 0;
+	IF acct IS NULL THEN
+		accts := ARRAY(SELECT a.account_id FROM eightms.account a);
+		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+			error = 'not sent before it expired'
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
+		GET DIAGNOSTICS n = ROW_COUNT;
+		UPDATE eightms.message m SET
+			status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
+			pending = CASE WHEN m.attempts + 1 >= max_attempts THEN NULL ELSE true END,
+			failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
+			error = CASE WHEN m.attempts + 1 >= max_attempts
+						 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
+			attempts = m.attempts + 1,
+			lease_expires_at = NULL
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < now();
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	ELSE
+		accts := ARRAY[acct];
+	END IF;
+	-- Found from the phones, so a claim does not walk the account's queue.
+	-- Unpairing moves a phone's work away itself (unpair_phone, pair_phone):
+	-- a claim looks only at phones unpaired within the online window, for
+	-- what a send racing the unpairing queued; the scheduled job at all.
+	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
+					  WHERE p.account_id = ANY (accts)
+						AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at, window_start, acct IS NULL));
+	IF cardinality(offline) > 0 THEN
+		-- Spread over the account's healthy phones as send_messages spreads
+		-- new conversations: the i-th message (in send order) to the i-th
+		-- free slot, shortest queue first, so that the queues even out.
+		-- The phones and their queues are read once per account, not once
+		-- per message; with no healthy phone a message is left to any
+		-- phone (unassigned), as pick_phone would.
+		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p
+				  WHERE p.account_id = ANY (accts) AND p.phone_id = ANY (offline) LOOP
+			moving := ARRAY(SELECT m.message_id FROM eightms.message m
+							 WHERE m.account_id = a AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued'
+							 ORDER BY m.send_at, m.message_id);
+			CONTINUE WHEN cardinality(moving) = 0;
+			targets := ARRAY(SELECT h.phone_id
+							   FROM eightms.healthy_phones(a) h, generate_series(1, cardinality(moving)) g
+							  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
+							  LIMIT cardinality(moving));
+			-- Without targets, unnest pads them with NULL: unassigned.
+			UPDATE eightms.message m SET phone_id = t.phone
+			  FROM unnest(moving, targets) AS t(id, phone)
+			 WHERE m.account_id = a AND m.message_id = t.id
+			   -- Again on the row as updated: a claim may have taken it meanwhile.
+			   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
+			GET DIAGNOSTICS k = ROW_COUNT;
+			n := n + k;
+		END LOOP;
+	END IF;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.heartbeat(battery_pct integer, network text DEFAULT 'unknown',
+									  charging boolean DEFAULT NULL, app_version text DEFAULT NULL,
+									  gateway_password text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+BEGIN
+	IF battery_pct IS NOT NULL AND battery_pct NOT BETWEEN 0 AND 100 THEN
+		RAISE EXCEPTION 'battery_pct must be between 0 and 100' USING ERRCODE = '22023';
+	END IF;
+	IF network IS NOT NULL AND lower(network) NOT IN ('wifi', '5g', '4g', '3g', '2g', 'none', 'unknown') THEN
+		RAISE EXCEPTION 'unknown network type "%"', left(network, 20)
+			USING ERRCODE = '22023', HINT = 'Use wifi, 5g, 4g, 3g, 2g, none or unknown.';
+	END IF;
+	IF length(app_version) > 50 THEN
+		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
+	END IF;
+	IF length(gateway_password) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'a gateway password must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.phone p SET
+		last_heartbeat_at = now(),
+		battery_pct = heartbeat.battery_pct,
+		network = coalesce(lower(heartbeat.network), 'unknown'),
+		charging = heartbeat.charging,
+		app_version = coalesce(heartbeat.app_version, p.app_version),
+		gateway_password = CASE WHEN heartbeat.gateway_password IS NULL THEN p.gateway_password
+			ELSE eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password') END
+	 WHERE p.account_id = acct AND p.phone_id = me;
+	RETURN now();
+END
 $$;
