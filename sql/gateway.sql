@@ -1521,11 +1521,16 @@ DECLARE
 	sender text;
 	conv uuid;
 	mid uuid;
-	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
+	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
-	dev text := (SELECT p.device_id FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me);
+	dev text;
 	heard timestamptz;
 BEGIN
+	-- The account's region and the handset, read together.
+	SELECT a.default_region, p.device_id INTO region, dev
+	  FROM eightms.account a
+	  LEFT JOIN eightms.phone p ON p.account_id = a.account_id AND p.phone_id = me
+	 WHERE a.account_id = acct;
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
