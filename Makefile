@@ -27,6 +27,7 @@ OBJS = \
 	src/claims.o \
 	src/pre_request.o \
 	src/try_uuid.o \
+	src/consent_ascii.o \
 	src/json_time.o \
 	src/message_state.o \
 	src/uuid_v7.o \

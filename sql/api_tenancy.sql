@@ -107,10 +107,13 @@ SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'eightms_pre_request';
 
 -- The pre-request hook for dashboard users and anonymous callers.  Only the
--- hook calls it, as its owner and under its pinned search_path: no SET
--- clause of its own, and no grant.
+-- hook calls it, as its owner and under its pinned search_path: no
+-- search_path of its own, and no grant.  Generic plans: its lookups are
+-- all by key, and left to choose, the plan cache planned them again in
+-- every request.
 CREATE FUNCTION eightms.pre_request_member() RETURNS void
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	claims		jsonb := eightms.jwt_claims();

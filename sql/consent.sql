@@ -14,8 +14,18 @@
 -- format characters and apostrophes dropped (DON'T is one word, DONT);
 -- every run of punctuation, symbols, emoji and spaces made one space;
 -- ASCII letters upper-cased.  Letters of other scripts stay as they are
--- (and count as words), in NFC.
-CREATE FUNCTION eightms.consent_normalize(body text) RETURNS text
+-- (and count as words), in NFC.  A body all in ASCII (nearly every one)
+-- is read in C (src/consent_ascii.c), which gives the same text without
+-- the normalizations and regular expressions; any other body as below.
+-- Not STRICT, so that the planner inlines it with its coalesce; NULL
+-- still reads as NULL.
+CREATE FUNCTION eightms.consent_ascii(body text) RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_consent_ascii';
+COMMENT ON FUNCTION eightms.consent_ascii(text) IS
+	'consent_normalize of an ASCII body, NULL for any other body';
+
+CREATE FUNCTION eightms.consent_normalize_unicode(body text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
 	SELECT btrim(upper(regexp_replace(
@@ -24,6 +34,14 @@ AS $$
 								 '', 'g'), NFC),
 		'[^A-Za-z0-9\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u1FFF\u2C00-\u2DFF\u2E80-\u2FFF\u3040-\uD7FF\uF900-\uFDFF\uFE70-\uFEFE\uFF10-\uFFEF\U00010000-\U0001EFFF\U00020000-\U0003FFFF]+',
 		' ', 'g') COLLATE "C"))
+$$;
+COMMENT ON FUNCTION eightms.consent_normalize_unicode(text) IS
+	'consent_normalize of any body, by Unicode normalization and regular expressions';
+
+CREATE FUNCTION eightms.consent_normalize(body text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(eightms.consent_ascii(body), eightms.consent_normalize_unicode(body))
 $$;
 COMMENT ON FUNCTION eightms.consent_normalize(text) IS
 	'An SMS body as the consent rules read it: NFKD, accents, zero-width characters and apostrophes dropped, punctuation, symbols and emoji as spaces, ASCII upper case, NFC';
@@ -607,7 +625,9 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION eightms.consent_normalize(text), eightms.consent_classify(text), eightms.consent_keyword(text),
+GRANT EXECUTE ON FUNCTION eightms.consent_ascii(text), eightms.consent_normalize_unicode(text), eightms.consent_normalize(text),
+	eightms.consent_classify(text),
+	eightms.consent_keyword(text),
 	eightms.consent_default(text), eightms.consent_rates_notice(text),
 	eightms.consent_render(text, text, text, text), eightms.consent_text(uuid, text),
 	eightms.change_consent(uuid, uuid, uuid, text, text, uuid, text, text, text, text),

@@ -472,6 +472,7 @@ CREATE FUNCTION eightms_api.heartbeat(battery_pct integer, network text DEFAULT 
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	me uuid := eightms.require_phone();
@@ -1004,8 +1005,20 @@ COMMENT ON FUNCTION eightms_api.cancel_messages(uuid[]) IS
 
 -- ------------------------------------------------------------ the phone's loop
 
+-- Whether a phone's queued work moves to other phones: paired and not
+-- heard from since the online window began, or unpaired since then (or
+-- at all, for the scheduled job).  Inlined.
+CREATE FUNCTION eightms.phone_gone(unpaired_at timestamptz, last_heartbeat_at timestamptz, since timestamptz,
+								   any_unpaired boolean)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN unpaired_at IS NULL THEN last_heartbeat_at IS NULL OR last_heartbeat_at < since
+				ELSE any_unpaired OR unpaired_at > since END
+$$;
+
 -- Queued work of phones that went offline moves to the healthiest phone
--- online: run by every claim for its account.  The scheduled job (every
+-- online: run by a claim for its account when one of its phones is gone.  The scheduled job (every
 -- minute, no account) also expires messages past their expiry and puts
 -- leases that ran out back in the queue (attempts + 1), or fails them
 -- after the last attempt.  A claim does both for what it picks: it never
@@ -1058,9 +1071,7 @@ BEGIN
 	-- what a send racing the unpairing queued; the scheduled job at all.
 	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
 					  WHERE p.account_id = ANY (accts)
-						AND CASE WHEN p.unpaired_at IS NULL
-								 THEN p.last_heartbeat_at IS NULL OR p.last_heartbeat_at < window_start
-								 ELSE acct IS NULL OR p.unpaired_at > window_start END);
+						AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at, window_start, acct IS NULL));
 	IF cardinality(offline) > 0 THEN
 		-- Spread over the account's healthy phones as send_messages spreads
 		-- new conversations: the i-th message (in send order) to the i-th
@@ -1117,10 +1128,35 @@ DECLARE
 	convs uuid[];
 	keep integer;
 	n integer;
-	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
-	lease interval := current_setting('eightms.message_lease')::interval;
+	-- Set once there is something to claim.
+	max_attempts integer;
+	lease interval;
+	gone boolean;
+	due boolean;
 BEGIN
-	PERFORM eightms.expire_messages(acct);
+	-- One statement asks what a claim usually finds: whether a phone of the
+	-- account is gone, whose work then moves first (expire_messages), and
+	-- whether either queue the picks below read has anything due (what
+	-- they would find, before they decide each message's fate).  With
+	-- nothing due, as for an idle phone's every poll, the claim is over
+	-- without the pacing lock and the picks.
+	SELECT EXISTS (SELECT FROM eightms.phone p
+					WHERE p.account_id = acct
+					  AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at,
+											 now() - current_setting('eightms.online_window')::interval, false)),
+		   EXISTS (SELECT FROM eightms.message m
+					WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
+					  AND (m.status = 'queued' OR m.lease_expires_at < now()))
+		   OR EXISTS (SELECT FROM eightms.message m
+					   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now())
+	  INTO gone, due;
+	IF gone THEN
+		PERFORM eightms.expire_messages(acct);
+	ELSIF NOT due THEN
+		RETURN;
+	END IF;
+	max_attempts := current_setting('eightms.message_max_attempts')::integer;
+	lease := current_setting('eightms.message_lease')::interval;
 	max := least(greatest(coalesce(max, 10), 0), 100);
 	-- Pacing: this phone's claims within its window, kept on its row; the
 	-- row lock makes two concurrent claims of one phone count each other.
@@ -1485,11 +1521,16 @@ DECLARE
 	sender text;
 	conv uuid;
 	mid uuid;
-	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
+	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
-	dev text := (SELECT p.device_id FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me);
+	dev text;
 	heard timestamptz;
 BEGIN
+	-- The account's region and the handset, read together.
+	SELECT a.default_region, p.device_id INTO region, dev
+	  FROM eightms.account a
+	  LEFT JOIN eightms.phone p ON p.account_id = a.account_id AND p.phone_id = me
+	 WHERE a.account_id = acct;
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
@@ -1736,5 +1777,6 @@ GRANT EXECUTE ON FUNCTION eightms.conversation_for(uuid, text, uuid),
 	eightms.queue_message(uuid, text, text, uuid, text, timestamptz), eightms.expire_messages(uuid),
 	eightms.status_rank(text), eightms.opted_out(uuid, text[]), eightms.body_error(text, boolean),
 	eightms.send_at_error(timestamptz, interval), eightms.outbound_item_error(jsonb),
-	eightms.given_up(text, timestamptz, timestamptz, text), eightms.sent_regardless(text, text)
+	eightms.given_up(text, timestamptz, timestamptz, text), eightms.sent_regardless(text, text),
+	eightms.phone_gone(timestamptz, timestamptz, timestamptz, boolean)
 TO eightms_user, eightms_phone, eightms_dba;

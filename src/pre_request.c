@@ -141,7 +141,13 @@ check_device(Jsonb *claims, const char *claims_text, pg_uuid_t *acct_out)
 	if (device_plan == NULL)
 	{
 		Oid			argtypes[3] = {UUIDOID, TEXTOID, TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare(DEVICE_QUERY, 3, argtypes);
+		/*
+		 * A generic plan: two primary-key lookups whatever the values.  Left
+		 * to choose, the plan cache kept planning the query again for every
+		 * request.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(DEVICE_QUERY, 3, argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare the device token check: %s",

@@ -246,6 +246,7 @@ INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VAL
 -- or without an account.
 CREATE OR REPLACE FUNCTION eightms.pre_request_member() RETURNS void
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	claims		jsonb := eightms.jwt_claims();
@@ -778,8 +779,18 @@ GRANT EXECUTE ON FUNCTION eightms.queue_reply(uuid, uuid, uuid, text, text) TO e
 -- format characters and apostrophes dropped (DON'T is one word, DONT);
 -- every run of punctuation, symbols, emoji and spaces made one space;
 -- ASCII letters upper-cased.  Letters of other scripts stay as they are
--- (and count as words), in NFC.
-CREATE FUNCTION eightms.consent_normalize(body text) RETURNS text
+-- (and count as words), in NFC.  A body all in ASCII (nearly every one)
+-- is read in C (src/consent_ascii.c), which gives the same text without
+-- the normalizations and regular expressions; any other body as below.
+-- Not STRICT, so that the planner inlines it with its coalesce; NULL
+-- still reads as NULL.
+CREATE FUNCTION eightms.consent_ascii(body text) RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_consent_ascii';
+COMMENT ON FUNCTION eightms.consent_ascii(text) IS
+	'consent_normalize of an ASCII body, NULL for any other body';
+
+CREATE FUNCTION eightms.consent_normalize_unicode(body text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
 	SELECT btrim(upper(regexp_replace(
@@ -788,6 +799,14 @@ AS $$
 								 '', 'g'), NFC),
 		'[^A-Za-z0-9\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u1FFF\u2C00-\u2DFF\u2E80-\u2FFF\u3040-\uD7FF\uF900-\uFDFF\uFE70-\uFEFE\uFF10-\uFFEF\U00010000-\U0001EFFF\U00020000-\U0003FFFF]+',
 		' ', 'g') COLLATE "C"))
+$$;
+COMMENT ON FUNCTION eightms.consent_normalize_unicode(text) IS
+	'consent_normalize of any body, by Unicode normalization and regular expressions';
+
+CREATE FUNCTION eightms.consent_normalize(body text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(eightms.consent_ascii(body), eightms.consent_normalize_unicode(body))
 $$;
 COMMENT ON FUNCTION eightms.consent_normalize(text) IS
 	'An SMS body as the consent rules read it: NFKD, accents, zero-width characters and apostrophes dropped, punctuation, symbols and emoji as spaces, ASCII upper case, NFC';
@@ -1371,7 +1390,9 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION eightms.consent_normalize(text), eightms.consent_classify(text), eightms.consent_keyword(text),
+GRANT EXECUTE ON FUNCTION eightms.consent_ascii(text), eightms.consent_normalize_unicode(text), eightms.consent_normalize(text),
+	eightms.consent_classify(text),
+	eightms.consent_keyword(text),
 	eightms.consent_default(text), eightms.consent_rates_notice(text),
 	eightms.consent_render(text, text, text, text), eightms.consent_text(uuid, text),
 	eightms.change_consent(uuid, uuid, uuid, text, text, uuid, text, text, text, text),
@@ -1385,7 +1406,8 @@ GRANT EXECUTE ON FUNCTION eightms_api.set_consent_template(text, text), eightms_
 TO eightms_user;
 
 REVOKE ALL ON FUNCTION eightms.queue_reply(uuid, uuid, uuid, text, text),
-	eightms.consent_normalize(text), eightms.consent_classify(text),
+	eightms.consent_ascii(text), eightms.consent_normalize_unicode(text), eightms.consent_normalize(text),
+	eightms.consent_classify(text),
 	eightms.consent_default(text), eightms.consent_rates_notice(text),
 	eightms.consent_render(text, text, text, text), eightms.consent_text(uuid, text),
 	eightms.change_consent(uuid, uuid, uuid, text, text, uuid, text, text, text, text),
@@ -1806,10 +1828,35 @@ DECLARE
 	convs uuid[];
 	keep integer;
 	n integer;
-	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
-	lease interval := current_setting('eightms.message_lease')::interval;
+	-- Set once there is something to claim.
+	max_attempts integer;
+	lease interval;
+	gone boolean;
+	due boolean;
 BEGIN
-	PERFORM eightms.expire_messages(acct);
+	-- One statement asks what a claim usually finds: whether a phone of the
+	-- account is gone, whose work then moves first (expire_messages), and
+	-- whether either queue the picks below read has anything due (what
+	-- they would find, before they decide each message's fate).  With
+	-- nothing due, as for an idle phone's every poll, the claim is over
+	-- without the pacing lock and the picks.
+	SELECT EXISTS (SELECT FROM eightms.phone p
+					WHERE p.account_id = acct
+					  AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at,
+											 now() - current_setting('eightms.online_window')::interval, false)),
+		   EXISTS (SELECT FROM eightms.message m
+					WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
+					  AND (m.status = 'queued' OR m.lease_expires_at < now()))
+		   OR EXISTS (SELECT FROM eightms.message m
+					   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now())
+	  INTO gone, due;
+	IF gone THEN
+		PERFORM eightms.expire_messages(acct);
+	ELSIF NOT due THEN
+		RETURN;
+	END IF;
+	max_attempts := current_setting('eightms.message_max_attempts')::integer;
+	lease := current_setting('eightms.message_lease')::interval;
 	max := least(greatest(coalesce(max, 10), 0), 100);
 	-- Pacing: this phone's claims within its window, kept on its row; the
 	-- row lock makes two concurrent claims of one phone count each other.
@@ -2102,11 +2149,16 @@ DECLARE
 	sender text;
 	conv uuid;
 	mid uuid;
-	region text := (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct);
+	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
-	dev text := (SELECT p.device_id FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me);
+	dev text;
 	heard timestamptz;
 BEGIN
+	-- The account's region and the handset, read together.
+	SELECT a.default_region, p.device_id INTO region, dev
+	  FROM eightms.account a
+	  LEFT JOIN eightms.phone p ON p.account_id = a.account_id AND p.phone_id = me
+	 WHERE a.account_id = acct;
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
@@ -2295,5 +2347,142 @@ BEGIN
 			now() + current_setting('eightms.invitation_ttl')::interval)
 	RETURNING * INTO inv;
 	RETURN QUERY SELECT inv.invitation_id, tok, inv.expires_at;
+END
+$$;
+
+-- ==== gateway request costs
+-- Each API request is a transaction of its own, so what PL/pgSQL prepares
+-- per transaction, and what the plan cache plans again in every request,
+-- is paid by every heartbeat and every poll.  A claim first asks, in one
+-- statement, whether there is anything to do: whether a phone of the
+-- account is gone (eightms.phone_gone, new: expire_messages's rule, now
+-- shared) and whether anything is due.  A heartbeat keeps a generic plan.
+
+CREATE FUNCTION eightms.phone_gone(unpaired_at timestamptz, last_heartbeat_at timestamptz, since timestamptz,
+								   any_unpaired boolean)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN unpaired_at IS NULL THEN last_heartbeat_at IS NULL OR last_heartbeat_at < since
+				ELSE any_unpaired OR unpaired_at > since END
+$$;
+GRANT EXECUTE ON FUNCTION eightms.phone_gone(timestamptz, timestamptz, timestamptz, boolean)
+TO eightms_user, eightms_phone, eightms_dba;
+REVOKE ALL ON FUNCTION eightms.phone_gone(timestamptz, timestamptz, timestamptz, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer;
+	k integer;
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
+	-- One account (a claim) or all (the scheduled job); an array keeps
+	-- both on the account_id indexes.  Set below: as an initializer with
+	-- its subquery, it ran as a query in every claim (about 4% of a claim
+	-- that finds nothing).
+	accts uuid[];
+	offline uuid[];
+	a uuid;
+	moving uuid[];
+	targets uuid[];
+BEGIN
+	n := 0;
+	IF acct IS NULL THEN
+		accts := ARRAY(SELECT a.account_id FROM eightms.account a);
+		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+			error = 'not sent before it expired'
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
+		GET DIAGNOSTICS n = ROW_COUNT;
+		UPDATE eightms.message m SET
+			status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
+			pending = CASE WHEN m.attempts + 1 >= max_attempts THEN NULL ELSE true END,
+			failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
+			error = CASE WHEN m.attempts + 1 >= max_attempts
+						 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
+			attempts = m.attempts + 1,
+			lease_expires_at = NULL
+		 WHERE m.account_id = ANY (accts) AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < now();
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	ELSE
+		accts := ARRAY[acct];
+	END IF;
+	-- Found from the phones, so a claim does not walk the account's queue.
+	-- Unpairing moves a phone's work away itself (unpair_phone, pair_phone):
+	-- a claim looks only at phones unpaired within the online window, for
+	-- what a send racing the unpairing queued; the scheduled job at all.
+	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
+					  WHERE p.account_id = ANY (accts)
+						AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at, window_start, acct IS NULL));
+	IF cardinality(offline) > 0 THEN
+		-- Spread over the account's healthy phones as send_messages spreads
+		-- new conversations: the i-th message (in send order) to the i-th
+		-- free slot, shortest queue first, so that the queues even out.
+		-- The phones and their queues are read once per account, not once
+		-- per message; with no healthy phone a message is left to any
+		-- phone (unassigned), as pick_phone would.
+		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p
+				  WHERE p.account_id = ANY (accts) AND p.phone_id = ANY (offline) LOOP
+			moving := ARRAY(SELECT m.message_id FROM eightms.message m
+							 WHERE m.account_id = a AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued'
+							 ORDER BY m.send_at, m.message_id);
+			CONTINUE WHEN cardinality(moving) = 0;
+			targets := ARRAY(SELECT h.phone_id
+							   FROM eightms.healthy_phones(a) h, generate_series(1, cardinality(moving)) g
+							  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
+							  LIMIT cardinality(moving));
+			-- Without targets, unnest pads them with NULL: unassigned.
+			UPDATE eightms.message m SET phone_id = t.phone
+			  FROM unnest(moving, targets) AS t(id, phone)
+			 WHERE m.account_id = a AND m.message_id = t.id
+			   -- Again on the row as updated: a claim may have taken it meanwhile.
+			   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
+			GET DIAGNOSTICS k = ROW_COUNT;
+			n := n + k;
+		END LOOP;
+	END IF;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.heartbeat(battery_pct integer, network text DEFAULT 'unknown',
+									  charging boolean DEFAULT NULL, app_version text DEFAULT NULL,
+									  gateway_password text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+BEGIN
+	IF battery_pct IS NOT NULL AND battery_pct NOT BETWEEN 0 AND 100 THEN
+		RAISE EXCEPTION 'battery_pct must be between 0 and 100' USING ERRCODE = '22023';
+	END IF;
+	IF network IS NOT NULL AND lower(network) NOT IN ('wifi', '5g', '4g', '3g', '2g', 'none', 'unknown') THEN
+		RAISE EXCEPTION 'unknown network type "%"', left(network, 20)
+			USING ERRCODE = '22023', HINT = 'Use wifi, 5g, 4g, 3g, 2g, none or unknown.';
+	END IF;
+	IF length(app_version) > 50 THEN
+		RAISE EXCEPTION 'app_version must be at most 50 characters' USING ERRCODE = '22023';
+	END IF;
+	IF length(gateway_password) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'a gateway password must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.phone p SET
+		last_heartbeat_at = now(),
+		battery_pct = heartbeat.battery_pct,
+		network = coalesce(lower(heartbeat.network), 'unknown'),
+		charging = heartbeat.charging,
+		app_version = coalesce(heartbeat.app_version, p.app_version),
+		gateway_password = CASE WHEN heartbeat.gateway_password IS NULL THEN p.gateway_password
+			ELSE eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password') END
+	 WHERE p.account_id = acct AND p.phone_id = me;
+	RETURN now();
 END
 $$;

@@ -197,5 +197,29 @@ SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint,
 		  'with one segment left of two, a two-segment message waits');
 SELECT pgrst.reset();
 
+-- An idle phone's poll (nothing queued for it, nothing unassigned) still
+-- moves the queue of a phone gone offline before it finds nothing: the
+-- poller, the one healthy phone, gets that queue and claims it at once.
+SELECT pgrst.as_user('ivy');
+SELECT account_id AS ivy FROM eightms_api.create_account('Ivy Inn') \gset
+SELECT pgrst.reset();
+INSERT INTO eightms.phone (account_id, phone_id, device_id, last_heartbeat_at, battery_pct, rate_limit)
+VALUES (:'ivy', '00000000-0000-4000-8000-000000000021', 'dev-g', now(), 90, NULL),
+	   (:'ivy', '00000000-0000-4000-8000-000000000022', 'dev-h', now(), 90, NULL);
+SELECT pgrst.as_user('ivy', :'ivy');
+SELECT is((SELECT count(*) FROM eightms_api.send_messages(
+			'[{"to": "+1 212 555 0170", "body": "one", "phone_id": "00000000-0000-4000-8000-000000000022"},
+			  {"to": "+1 212 555 0171", "body": "two", "phone_id": "00000000-0000-4000-8000-000000000022"}]'
+		  ) WHERE status = 'queued'), 2::bigint, 'two messages are queued on H');
+SELECT pgrst.as_phone(:'ivy', '00000000-0000-4000-8000-000000000021');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 0::bigint, 'G polls and finds nothing for it');
+SELECT pgrst.reset();
+UPDATE eightms.phone SET last_heartbeat_at = now() - interval '1 hour'
+ WHERE phone_id = '00000000-0000-4000-8000-000000000022';
+SELECT pgrst.as_phone(:'ivy', '00000000-0000-4000-8000-000000000021');
+SELECT is((SELECT count(*) FROM eightms_api.claim_messages(10)), 2::bigint,
+		  'once H is gone, G''s next poll moves H''s queue to G and claims it');
+SELECT pgrst.reset();
+
 SELECT * FROM finish();
 ROLLBACK;

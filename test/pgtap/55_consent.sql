@@ -355,5 +355,22 @@ SELECT throws_ok(format('SELECT eightms_api.send_consent_clarification(%L)', :'l
 				 'another account''s review is unknown');
 SELECT pgrst.reset();
 
+-- A body in ASCII is read in C (eightms.consent_ascii), any other by
+-- Unicode normalization and regular expressions: both give the same text
+-- for every ASCII character alone, every pair of them between two
+-- letters, and runs of punctuation, controls, apostrophes and backquotes.
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM (SELECT chr(c) AS t FROM generate_series(1, 127) c
+								 UNION ALL
+								 SELECT 'x' || chr(c) || chr(d) || 'Y' FROM generate_series(1, 127) c, generate_series(1, 127) d
+								 UNION ALL
+								 VALUES (''), (' '), (E'\t\n STOP \r\n'), ('don''t  `stop`!!'), ('--Opt-Out--'), ('a''''b'),
+										('''`'), (E'1,2;3\x7F4')) s
+			WHERE eightms.consent_ascii(s.t) IS DISTINCT FROM eightms.consent_normalize_unicode(s.t)),
+		  0::bigint, 'an ASCII body reads the same in C as by normalization and regular expressions');
+SELECT is(eightms.consent_ascii('ARRÊT'), NULL, 'a body with any other character is left to the general path');
+SELECT is(eightms.consent_normalize('ARRÊT'), 'ARRET', 'which consent_normalize takes for it');
+SELECT is(eightms.consent_normalize(NULL), NULL, 'NULL reads as NULL');
+
 SELECT * FROM finish();
 ROLLBACK;
