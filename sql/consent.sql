@@ -221,17 +221,16 @@ CREATE TABLE eightms.consent_template (
 );
 SELECT pg_catalog.pg_extension_config_dump('eightms.consent_template', '');
 
-DO $rls$
-DECLARE
-	t text;
-BEGIN
-	FOREACH t IN ARRAY ARRAY['consent_review', 'consent_template'] LOOP
-		EXECUTE format('ALTER TABLE eightms.%I ENABLE ROW LEVEL SECURITY', t);
-		EXECUTE format('ALTER TABLE eightms.%I FORCE ROW LEVEL SECURITY', t);
-		EXECUTE format('CREATE POLICY tenant_isolation ON eightms.%I USING (account_id = eightms.current_account_id()) WITH CHECK (account_id = eightms.current_account_id())', t);
-	END LOOP;
-END
-$rls$;
+ALTER TABLE eightms.consent_review ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.consent_review FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.consent_review
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+ALTER TABLE eightms.consent_template ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.consent_template FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.consent_template
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
 -- Read by members; written by receive_messages (as the phone) and by the
 -- API's functions below.
 GRANT SELECT ON eightms.consent_review, eightms.consent_template TO eightms_user;

@@ -245,17 +245,36 @@ CREATE TABLE eightms.consent_event (
 );
 SELECT pg_catalog.pg_extension_config_dump('eightms.consent_event', '');
 
-DO $rls$
-DECLARE
-	t text;
-BEGIN
-	FOREACH t IN ARRAY ARRAY['phone', 'pairing_code', 'conversation', 'message', 'opt_out', 'consent_event'] LOOP
-		EXECUTE format('ALTER TABLE eightms.%I ENABLE ROW LEVEL SECURITY', t);
-		EXECUTE format('ALTER TABLE eightms.%I FORCE ROW LEVEL SECURITY', t);
-		EXECUTE format('CREATE POLICY tenant_isolation ON eightms.%I USING (account_id = eightms.current_account_id()) WITH CHECK (account_id = eightms.current_account_id())', t);
-	END LOOP;
-END
-$rls$;
+ALTER TABLE eightms.phone ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.phone FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.phone
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+ALTER TABLE eightms.pairing_code ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.pairing_code FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.pairing_code
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+ALTER TABLE eightms.conversation ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.conversation FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.conversation
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+ALTER TABLE eightms.message ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.message FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.message
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+ALTER TABLE eightms.opt_out ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.opt_out FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.opt_out
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+ALTER TABLE eightms.consent_event ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.consent_event FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.consent_event
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON eightms.conversation,
 	eightms.message, eightms.opt_out, eightms.consent_event TO eightms_user;
