@@ -24,33 +24,33 @@ MODULE_big = eightms
 OBJS = \
 	src/eightms.o \
 	src/preload.o \
-	src/claims.o \
-	src/pre_request.o \
-	src/try_uuid.o \
-	src/consent_ascii.o \
-	src/json_time.o \
-	src/message_state.o \
-	src/uuid_v7.o \
-	src/random.o \
-	src/seal_gcm.o \
-	src/secrets.o \
-	src/seal.o \
-	src/base64url.o \
-	src/jwt.o \
-	src/jwt_keys.o \
-	src/webhook_signature.o \
+	src/util/try_uuid.o \
+	src/util/uuid_v7.o \
+	src/util/base64url.o \
+	src/secrets/random.o \
+	src/secrets/seal_gcm.o \
+	src/secrets/secrets.o \
+	src/secrets/seal.o \
+	src/secrets/webhook_signature.o \
+	src/auth/claims.o \
+	src/auth/pre_request.o \
+	src/auth/jwt.o \
+	src/auth/jwt_keys.o \
+	src/gateway/json_time.o \
+	src/gateway/message_state.o \
+	src/sms/consent_ascii.o \
+	src/sms/sms_encoding.o \
+	src/sms/sms_sql.o \
+	src/phone/phone.o \
+	src/phone/tables/v9_0_35.o \
+	src/phone/phone_sql.o \
 	src/bridge/bridge_address.o \
 	src/bridge/api.o \
 	src/bridge/handoff.o \
 	src/bridge/queue.o \
 	src/bridge/recorder.o \
 	src/bridge/transfer.o \
-	src/bridge/worker.o \
-	src/phone/phone.o \
-	src/phone/tables/v9_0_35.o \
-	src/phone/phone_sql.o \
-	src/sms_encoding.o \
-	src/sms_sql.o
+	src/bridge/worker.o
 
 # The install script of the current version is generated from SQL_PARTS;
 # every released install script and every upgrade script is kept as written

@@ -98,7 +98,7 @@ COMMENT ON FUNCTION eightms.require_active_account(uuid) IS
 -- eightms.jwt_claims() read.  Then it decides which account the request
 -- acts on, refuses disabled accounts, revoked device tokens and signed-out
 -- sessions, and binds the checked account (re-issuing the claims, with SET
--- LOCAL where Citus needs it; see doc/architecture.md).  In C (src/pre_request.c)
+-- LOCAL where Citus needs it; see doc/architecture.md).  In C (src/auth/pre_request.c)
 -- for a phone's requests, most of them; a dashboard user's and an
 -- anonymous caller's go on to the function below.
 CREATE FUNCTION eightms_api.pre_request() RETURNS void

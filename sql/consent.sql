@@ -15,7 +15,7 @@
 -- every run of punctuation, symbols, emoji and spaces made one space;
 -- ASCII letters upper-cased.  Letters of other scripts stay as they are
 -- (and count as words), in NFC.  A body all in ASCII (nearly every one)
--- is read in C (src/consent_ascii.c), which gives the same text without
+-- is read in C (src/sms/consent_ascii.c), which gives the same text without
 -- the normalizations and regular expressions; any other body as below.
 -- Not STRICT, so that the planner inlines it with its coalesce; NULL
 -- still reads as NULL.

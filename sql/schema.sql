@@ -55,7 +55,7 @@ GRANT USAGE ON SCHEMA eightms TO eightms_user, eightms_phone, eightms_dba, eight
 
 -- The caller's JWT claims as the pre-request hook verified them in this
 -- transaction (with the account it chose), or {} outside such a request.
--- Never request.jwt.claims: any role may set that (src/claims.c).
+-- Never request.jwt.claims: any role may set that (src/auth/claims.c).
 CREATE FUNCTION eightms.jwt_claims() RETURNS jsonb
 LANGUAGE C STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'eightms_jwt_claims';
@@ -67,7 +67,7 @@ COMMENT ON FUNCTION eightms.jwt_claims() IS
 -- hook (eightms_api.pre_request) bound to this transaction and role after
 -- verifying the request's token and the caller's membership; NULL in any
 -- other transaction, for any other role, and whatever request.jwt.claims
--- says.  In C (src/claims.c): policies run it for every row a statement
+-- says.  In C (src/auth/claims.c): policies run it for every row a statement
 -- writes, and it keeps the binding parsed instead of parsing it each time.
 CREATE FUNCTION eightms.current_account_id() RETURNS uuid
 LANGUAGE C STABLE PARALLEL SAFE

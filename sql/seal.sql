@@ -1,6 +1,6 @@
 -- seal.sql: AES-256-GCM sealing of secrets at rest, key rotation, JWTs and
--- webhook signatures.  The C side is src/seal.c, src/jwt.c and
--- src/webhook_signature.c; keys and the JWT secret come only from the
+-- webhook signatures.  The C side is src/secrets/seal.c, src/auth/jwt.c and
+-- src/secrets/webhook_signature.c; keys and the JWT secret come only from the
 -- server's environment.
 
 CREATE FUNCTION eightms.seal(plaintext text, context text) RETURNS bytea

@@ -1,4 +1,4 @@
--- sms.sql: SMS encoding and segmentation (src/sms_encoding.c).
+-- sms.sql: SMS encoding and segmentation (src/sms/sms_encoding.c).
 
 CREATE FUNCTION eightms.sms_info(body text,
 	OUT encoding text, OUT segments integer, OUT characters integer, OUT units integer,

@@ -19,11 +19,11 @@
 #include "utils/guc.h"
 
 #include "bridge/bridge.h"
-#include "claims.h"
-#include "jwt.h"
+#include "auth/claims.h"
+#include "auth/jwt.h"
 #include "preload.h"
-#include "seal.h"
-#include "secrets.h"
+#include "secrets/seal.h"
+#include "secrets/secrets.h"
 
 PG_MODULE_MAGIC;
 

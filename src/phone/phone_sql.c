@@ -12,7 +12,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "phone/phone.h"
+#include "phone.h"
 
 #define TABLES (&phone_tables_v9_0_35)
 

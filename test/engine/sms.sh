@@ -4,5 +4,5 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 B=${ENGINE_BUILD:-$REPO/.engine-build}
 mkdir -p "$B"
-cc -O2 -Wall -Wextra -Werror -I"$REPO/src" -o "$B/sms_test" "$REPO/test/sms/sms_test.c" "$REPO/src/sms_encoding.c"
+cc -O2 -Wall -Wextra -Werror -I"$REPO/src" -o "$B/sms_test" "$REPO/test/sms/sms_test.c" "$REPO/src/sms/sms_encoding.c"
 "$B/sms_test"

@@ -1,6 +1,6 @@
 /*
  * gcm_kat.c
- *		Known-answer tests for src/seal_gcm.c: the AES-256 test cases of the
+ *		Known-answer tests for src/secrets/seal_gcm.c: the AES-256 test cases of the
  *		GCM specification (McGrew and Viega, test cases 13 to 16, as
  *		published by NIST), run through the same code the extension uses.
  *		Prints "N passed, N failed".
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "seal_gcm.h"
+#include "secrets/seal_gcm.h"
 
 typedef struct
 {

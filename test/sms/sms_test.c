@@ -1,6 +1,6 @@
 /*
  * sms_test.c
- *		Unit tests for src/sms_encoding.c: encodings, units and segment counts
+ *		Unit tests for src/sms/sms_encoding.c: encodings, units and segment counts
  *		at every boundary the GSM 03.38 and UCS-2 rules define (the cases the
  *		public segment calculators publish: 160/153 septets, 70/67 units,
  *		extension characters costing two septets, escape pairs and surrogate
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sms_encoding.h"
+#include "sms/sms_encoding.h"
 
 static int	passed,
 			failed;

@@ -1,6 +1,6 @@
 /*
  * sms_sql.c
- *		SQL functions over src/sms_encoding.c: sms_info and sms_fold.
+ *		SQL functions over src/sms/sms_encoding.c: sms_info and sms_fold.
  */
 #include "postgres.h"
 

@@ -7,7 +7,7 @@
  *
  * request.jwt.claims is an ordinary setting: any role may set it, so an API
  * role with a SQL connection could name another tenant's account in it.
- * None of these functions reads it.  The hook (src/pre_request.c) verifies
+ * None of these functions reads it.  The hook (src/auth/pre_request.c) verifies
  * the request's bearer token itself and binds what it verified, with the
  * account it chose, to the transaction and the role the request runs as,
  * in eightms.verified_claims: a setting only superusers may set (the hook
@@ -35,7 +35,7 @@
 #include "utils/uuid.h"
 
 #include "claims.h"
-#include "try_uuid.h"
+#include "util/try_uuid.h"
 
 PG_FUNCTION_INFO_V1(eightms_current_account_id);
 PG_FUNCTION_INFO_V1(eightms_jwt_claims);

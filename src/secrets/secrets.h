@@ -1,6 +1,6 @@
 /*
  * secrets.h
- *		The server's secrets (src/secrets.c): a secret's value from the key
+ *		The server's secrets (src/secrets/secrets.c): a secret's value from the key
  *		file or the environment, valid only while the library loads, or NULL
  *		and why.
  */

@@ -1,6 +1,6 @@
 /*
  * seal.h
- *		Sealing (src/seal.c), as the module entry sees it.
+ *		Sealing (src/secrets/seal.c), as the module entry sees it.
  */
 #ifndef EIGHTMS_SEAL_H
 #define EIGHTMS_SEAL_H

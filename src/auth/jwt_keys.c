@@ -4,7 +4,7 @@
  *		ES256), read from the file eightms.jwt_public_key_file names.
  *
  * Device tokens are HS256 with the secret eightms shares with PostgREST
- * (src/jwt.c); an auth provider signs its tokens with a private key of its
+ * (src/auth/jwt.c); an auth provider signs its tokens with a private key of its
  * own and publishes the public half, as PEM or as a JWKS document.  The file
  * may hold either: one or more PEM public keys (RSA, or EC on P-256), or a
  * JWKS ({"keys": [...]}, kty RSA or EC with crv P-256; keys whose "use" is
@@ -36,7 +36,7 @@
 #include "utils/jsonb.h"
 
 #include "jwt.h"
-#include "base64url.h"
+#include "util/base64url.h"
 
 #define MAX_KEYS		32
 #define MAX_KEY_FILE	(1024 * 1024)

@@ -1,6 +1,6 @@
 /*
  * jwt.h
- *		Tokens (src/jwt.c, src/jwt_keys.c): the claims of a token whose
+ *		Tokens (src/auth/jwt.c, src/auth/jwt_keys.c): the claims of a token whose
  *		signature holds (HS256, RS256, ES256), its lifetime checked apart,
  *		and the public keys of eightms.jwt_public_key_file (keys_generation
  *		changes when they do).

@@ -1,7 +1,7 @@
 /*
  * seal.c
  *		AES-256-GCM sealing of tokens and passwords, with a key ring read from
- *		the server's key file or environment (src/secrets.c).
+ *		the server's key file or environment (src/secrets/secrets.c).
  *
  * EIGHTMS_SEAL_KEYS holds "id:base64(32 bytes)" entries separated by commas
  * (or spaces); EIGHTMS_SEAL_ACTIVE_KEY names the id new seals use (default:

@@ -18,7 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "hex.h"
+#include "util/hex.h"
 
 #define STRIPE_MAX_SIGNATURES 8
 

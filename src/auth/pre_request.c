@@ -2,7 +2,7 @@
  * pre_request.c
  *		eightms_api.pre_request(), PostgREST's db-pre-request hook.  It
  *		verifies the request's bearer token itself and binds the verified
- *		claims to the transaction (src/claims.c); a phone's requests are then
+ *		claims to the transaction (src/auth/claims.c); a phone's requests are then
  *		checked here, a dashboard user's and an anonymous caller's go on to
  *		eightms.pre_request_member() (PL/pgSQL, in sql/api_tenancy.sql).
  *
@@ -42,7 +42,7 @@
 
 #include "claims.h"
 #include "jwt.h"
-#include "try_uuid.h"
+#include "util/try_uuid.h"
 
 PG_FUNCTION_INFO_V1(eightms_pre_request);
 

@@ -1,6 +1,6 @@
 /*
  * try_uuid.h
- *		Reading a uuid without raising (src/try_uuid.c).
+ *		Reading a uuid without raising (src/util/try_uuid.c).
  */
 #ifndef EIGHTMS_TRY_UUID_H
 #define EIGHTMS_TRY_UUID_H

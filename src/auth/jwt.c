@@ -3,7 +3,7 @@
  *		HS256 JSON Web Tokens, as PostgREST verifies them.
  *
  * The secret is EIGHTMS_JWT_SECRET from the key file or the server's
- * environment (src/secrets.c; the same value PostgREST is given, used as its
+ * environment (src/secrets/secrets.c; the same value PostgREST is given, used as its
  * literal bytes, at least 32 of them).  Like the seal keys, the postmaster
  * reads it once and wipes it from both; it never reaches a table, a GUC or a
  * message.
@@ -27,10 +27,10 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "base64url.h"
+#include "util/base64url.h"
 #include "jwt.h"
 #include "preload.h"
-#include "secrets.h"
+#include "secrets/secrets.h"
 
 #define JWT_MIN_SECRET	32
 #define JWT_MAX_SECRET	512
@@ -230,7 +230,7 @@ eightms_jwt_decode(PG_FUNCTION_ARGS)
  * jwt_decode() above accepts only HS256, the device tokens eightms mints.
  * A request may also carry a dashboard token from an auth provider, signed
  * with an asymmetric key: RS256 or ES256, checked against the public keys
- * of eightms.jwt_public_key_file (src/jwt_keys.c).  The token's header
+ * of eightms.jwt_public_key_file (src/auth/jwt_keys.c).  The token's header
  * names its algorithm, and each algorithm has its own key: an HS256 token
  * is checked only with the shared secret, never with a public key's bytes,
  * so a token cannot choose how it is verified.

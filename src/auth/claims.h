@@ -1,6 +1,6 @@
 /*
  * claims.h
- *		The request's verified claims (src/claims.c): what claims ->> key
+ *		The request's verified claims (src/auth/claims.c): what claims ->> key
  *		gives, and binding what the pre-request hook verified to the
  *		transaction.
  */
