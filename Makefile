@@ -15,7 +15,13 @@ SQL_PARTS = \
 	sql/bridge.sql \
 	sql/phone.sql \
 	sql/sms.sql \
-	sql/gateway.sql \
+	sql/gateway_tables.sql \
+	sql/gateway_routing.sql \
+	sql/gateway_phones.sql \
+	sql/gateway_send.sql \
+	sql/gateway_claim.sql \
+	sql/gateway_inbound.sql \
+	sql/gateway_inbox.sql \
 	sql/consent.sql \
 	sql/privileges.sql
 

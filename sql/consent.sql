@@ -2,7 +2,7 @@
 -- and the records that prove each change (doc/consent.md has the table of
 -- what counts, row by row, with the reasons).
 --
--- receive_messages (gateway.sql) hands every stored inbound body to
+-- receive_messages (gateway_inbound.sql) hands every stored inbound body to
 -- eightms.apply_consent; everything about keywords, confirmations, reviews
 -- and the consent history is here.
 
@@ -140,23 +140,9 @@ $$;
 
 -- ------------------------------------------------------------ records
 
--- Each change keeps what proves it: the exact text received, the form the
--- rules read, the rule that matched, and the confirmation it queued (when
--- is the existing column at).
-ALTER TABLE eightms.consent_event
-	ADD COLUMN inbound_text text,
-	ADD COLUMN normalized text,
-	ADD COLUMN rule text,
-	ADD COLUMN confirmation_id uuid;
-COMMENT ON COLUMN eightms.consent_event.inbound_text IS 'The inbound SMS that made the change, exactly as received (NULL for a change made by a member)';
-COMMENT ON COLUMN eightms.consent_event.normalized IS 'That text as the consent rules read it (eightms.consent_normalize)';
-COMMENT ON COLUMN eightms.consent_event.rule IS 'The rule of doc/consent.md that matched (stop.keyword, stop.short, start.keyword, review.member)';
-COMMENT ON COLUMN eightms.consent_event.confirmation_id IS 'The confirmation queued for this change (eightms.message), one per change';
--- A history that proves something is written by eightms alone: API roles
--- may add to it through the functions below, never rewrite or delete it
--- (deleting the account still deletes it).
-REVOKE INSERT, UPDATE, DELETE ON eightms.consent_event FROM eightms_user;
-REVOKE UPDATE ON eightms.consent_event FROM eightms_phone;
+-- The consent history itself, eightms.consent_event with the columns that
+-- prove each change, is defined with the gateway's tables
+-- (sql/gateway_tables.sql).
 
 -- Replies whose intent is unclear: a keyword in a longer message, or a
 -- negated one.  Nothing is revoked; a member looks, may send one
@@ -184,7 +170,7 @@ SELECT pg_catalog.pg_extension_config_dump('eightms.consent_review', '');
 COMMENT ON TABLE eightms.consent_review IS
 	'Inbound replies that mention an opt-out keyword without clearly revoking consent, for a member to review';
 -- A review belongs to its conversation and goes with it, as its messages
--- do (gateway.sql): no foreign key, so that TRUNCATE of the conversations
+-- do (gateway_tables.sql): no foreign key, so that TRUNCATE of the conversations
 -- still needs no CASCADE; as the owner, as a cascade is.
 CREATE FUNCTION eightms.delete_conversation_reviews() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER

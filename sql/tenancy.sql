@@ -34,6 +34,10 @@ CREATE TABLE eightms.account (
 		CONSTRAINT account_status_check CHECK (status IN ('active', 'suspended', 'disabled')),
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	updated_at		timestamptz NOT NULL DEFAULT now(),
+	-- An account option: fold typographic look-alikes to GSM-7 before
+	-- sending, so one curly quote does not turn a message into UCS-2
+	-- (sql/gateway_send.sql).  Last: 0.1.0 added it after the table.
+	fold_lookalikes	boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (account_id)
 );
 COMMENT ON TABLE eightms.account IS 'A business account: its profile and status';

@@ -15,7 +15,7 @@
 
 /*
  * E8O01: the recipient has opted out of the account's messages
- * (sql/gateway.sql, eightms.queue_message, under send_message and
+ * (sql/gateway_send.sql, eightms.queue_message, under send_message and
  * send_messages)
  */
 #define ERRCODE_EIGHTMS_OPTED_OUT		MAKE_SQLSTATE('E','8','O','0','1')

@@ -6,7 +6,7 @@
  * The rule: direction is 'out' or 'in'; status is one of queued, claimed,
  * sent, delivered, failed, expired, canceled, received; pending is true
  * exactly while the message is queued or claimed, and NULL otherwise (the
- * queue indexes look at pending, see sql/gateway.sql).
+ * queue indexes look at pending, see sql/gateway_tables.sql).
  *
  * Why C: PostgreSQL rebuilds a table's check expressions from their stored
  * text for every statement that writes the table (stringToNode, then the

@@ -1,0 +1,447 @@
+-- gateway_send.sql: the outbound queue: conversations, opt-outs, queueing
+-- and sending messages, canceling them, and the account's sending option.
+
+-- Find or create the conversation with a number.
+CREATE FUNCTION eightms.conversation_for(acct uuid, number text, phone uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	c uuid;
+BEGIN
+	INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
+	VALUES (acct, number, phone)
+	ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id)
+	RETURNING cv.conversation_id INTO c;
+	RETURN c;
+END
+$$;
+
+-- The consent lock.  A send and a change of consent to the same number
+-- serialise on the number's conversation row: receive_messages takes it
+-- before it records a STOP (or START) and cancels what waits for the
+-- number; a send takes it (creating the conversation if need be) before it
+-- reads eightms.opt_out, in a statement of its own and so with a snapshot
+-- taken after the lock was granted.  Whichever comes second sees the
+-- other: a send after a STOP is refused, a STOP after a send cancels what
+-- the send queued.  Batches take the locks in number order (those that
+-- exist with a phone first), as receive_messages does.  Anything else that
+-- queues to a number (campaign fan-out) must do the same: lock its
+-- conversations, then ask eightms.opted_out.  What slips past (a number the
+-- account put on its opt-out list by hand) is caught by the claim, which
+-- never hands out a message queued before its number opted out.
+CREATE FUNCTION eightms.opted_out(acct uuid, numbers text[]) RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN ARRAY(SELECT o.number FROM eightms.opt_out o
+				  WHERE o.account_id = acct AND o.number = ANY (numbers COLLATE "C"));
+END
+$$;
+COMMENT ON FUNCTION eightms.opted_out(uuid, text[]) IS
+	'The numbers of the list that have opted out; ask it only while holding their conversations'' row locks (the consent lock)';
+
+-- Why an outbound body cannot be sent, or NULL: 1 to 1,600 characters of
+-- what will be sent, after folding look-alikes when the account does.
+CREATE FUNCTION eightms.body_error(body text, folded boolean) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN body IS NULL OR length(body) NOT BETWEEN 1 AND 1600 THEN
+		CASE WHEN folded THEN 'a message body must be 1 to 1600 characters once look-alikes are folded'
+			 ELSE 'a message body must be 1 to 1600 characters' END END
+$$;
+
+-- Why send_at cannot be used, or NULL: a finite time, not so far in the
+-- past that the message would expire before it is sent.
+CREATE FUNCTION eightms.send_at_error(send_at timestamptz, ttl interval) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN NOT isfinite(send_at) THEN 'send_at must be a date and time, not ' || send_at::text
+				WHEN send_at + ttl < now() THEN 'send_at is further in the past than a message lives' END
+$$;
+
+-- Queue one outbound message (internal; send_message and send_messages).
+CREATE FUNCTION eightms.queue_message(acct uuid, to_number text, body text, phone uuid,
+									  idem text, send_at timestamptz)
+RETURNS eightms.message
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	e164 text;
+	info record;
+	m eightms.message;
+	conv uuid;
+	conv_phone uuid;
+	fold boolean;
+	ttl interval := current_setting('eightms.message_ttl')::interval;
+	err text;
+BEGIN
+	IF to_number IS NULL OR btrim(to_number) = '' THEN
+		RAISE EXCEPTION 'a recipient number is required' USING ERRCODE = '22023',
+			HINT = 'Write it with its country code (+44 ...) or as dialled in the account''s default region.';
+	END IF;
+	IF length(idem) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'an idempotency key must be 1 to 200 characters' USING ERRCODE = '22023';
+	END IF;
+	err := eightms.send_at_error(send_at, ttl);
+	IF err IS NOT NULL THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
+			HINT = 'Pass a time with its offset (2026-11-29T10:00:00-05:00); a message lives eightms.message_ttl from its send_at.';
+	END IF;
+	IF idem IS NOT NULL THEN
+		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
+		IF FOUND THEN
+			RETURN m;
+		END IF;
+	END IF;
+	-- The bounds hold for what will be sent: folding turns an ellipsis into
+	-- three characters and drops zero-width spaces.
+	fold := body IS NOT NULL AND (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct);
+	IF fold THEN
+		body := eightms.sms_fold(body);
+	END IF;
+	err := eightms.body_error(body, fold);
+	IF err IS NOT NULL AND fold THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
+			HINT = 'The account folds typographic look-alikes to GSM-7 (set_message_options): an ellipsis counts three characters, zero-width spaces none.';
+	ELSIF err IS NOT NULL THEN
+		RAISE EXCEPTION '%', err USING ERRCODE = '22023';
+	END IF;
+	-- The account's region, read here with a cached plan (e164 with a NULL
+	-- region would look it up again, unplanned, for every message).
+	e164 := eightms.e164(to_number, (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct), true);
+	IF phone IS NOT NULL AND NOT EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct
+										 AND p.phone_id = phone AND p.unpaired_at IS NULL) THEN
+		RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
+	END IF;
+	-- A conversation keeps its phone, so replies thread on the handset;
+	-- a new one (or one without a phone) gets the healthiest phone.
+	-- The row is locked (updated) before the message refers to it: with no
+	-- foreign key, that is what keeps a concurrent delete_conversation from
+	-- leaving this message without its conversation.  It is also the
+	-- consent lock (above): the opt-out list is read after it.
+	UPDATE eightms.conversation c SET last_message_at = now()
+	 WHERE c.account_id = acct AND c.peer_number = e164
+	RETURNING c.conversation_id, c.phone_id INTO conv, conv_phone;
+	IF conv IS NULL OR conv_phone IS NULL THEN
+		conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
+		UPDATE eightms.conversation c SET last_message_at = now()
+		 WHERE c.account_id = acct AND c.conversation_id = conv
+		RETURNING c.phone_id INTO conv_phone;
+	END IF;
+	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
+		RAISE EXCEPTION 'the recipient has opted out of messages from this account'
+			USING ERRCODE = 'E8O01',
+				  HINT = 'The recipient must text START to opt back in; nothing was queued.';
+	END IF;
+	info := eightms.sms_info(body);
+	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
+									  encoding, segments, status, pending, idempotency_key, send_at, expires_at)
+	VALUES (acct, conv, 'out', coalesce(phone, conv_phone), e164, body, info.encoding, info.segments,
+			'queued', true, idem, coalesce(send_at, now()),
+			coalesce(send_at, now()) + ttl)
+	ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+	RETURNING * INTO m;
+	IF m.message_id IS NULL THEN
+		SELECT * INTO m FROM eightms.message x WHERE x.account_id = acct AND x.idempotency_key = idem;
+		RETURN m;
+	END IF;
+	-- Realtime: ids only, never content or numbers.
+	PERFORM pg_notify('eightms_outbound', json_build_object('account_id', acct, 'phone_id', m.phone_id,
+															'message_ids', json_build_array(m.message_id))::text);
+	RETURN m;
+END
+$$;
+
+CREATE VIEW eightms_api.messages WITH (security_invoker = true) AS
+	SELECT account_id, message_id, conversation_id, direction, phone_id, peer_number, body, encoding,
+		   segments, status, idempotency_key, attempts, send_at, expires_at, error, created_at,
+		   claimed_at, sent_at, delivered_at, failed_at, canceled_at, received_at
+	  FROM eightms.message;
+GRANT SELECT ON eightms_api.messages TO eightms_user;
+
+CREATE FUNCTION eightms_api.send_message(to_number text, body text, phone_id uuid DEFAULT NULL,
+										 idempotency_key text DEFAULT NULL, send_at timestamptz DEFAULT NULL)
+RETURNS eightms_api.messages
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m eightms.message;
+	r eightms_api.messages;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	m := eightms.queue_message(eightms.current_account_id(), to_number, body, phone_id, idempotency_key, send_at);
+	SELECT * INTO r FROM eightms_api.messages v WHERE v.account_id = m.account_id AND v.message_id = m.message_id;
+	RETURN r;
+END
+$$;
+
+-- Why send_messages cannot take an item x, or NULL: an object whose
+-- values are strings (or null), as the API says; a number or an object
+-- would otherwise be queued as its JSON text.  SQL without a SET clause,
+-- so the planner inlines it.
+CREATE FUNCTION eightms.outbound_item_error(x jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN jsonb_typeof(x) IS DISTINCT FROM 'object' THEN 'an item must be a JSON object'
+		WHEN jsonb_typeof(x -> 'to') NOT IN ('string', 'null') THEN 'to must be a string: the recipient''s number'
+		WHEN jsonb_typeof(x -> 'body') NOT IN ('string', 'null') THEN 'body must be a string'
+		WHEN jsonb_typeof(x -> 'idempotency_key') NOT IN ('string', 'null') THEN 'idempotency_key must be a string'
+		WHEN jsonb_typeof(x -> 'phone_id') NOT IN ('string', 'null') THEN 'phone_id must be a string: a phone''s id'
+		WHEN jsonb_typeof(x -> 'send_at') NOT IN ('string', 'null') THEN 'send_at must be a string: a time with its offset' END
+$$;
+
+-- A batch: each item queued or refused on its own, in one transaction.
+-- The items that plainly go through (a valid number, not opted out, a fit
+-- body, no idempotency key seen before) are queued by one statement; the
+-- rest, and the whole batch should that statement fail, go one by one
+-- through queue_message, which gives each refusal its own error.  That
+-- statement reads the opt-out list before it holds the conversations
+-- (the consent lock, above): once it holds them, the list is read again,
+-- and should a number have opted out meanwhile the statement is undone
+-- and the batch goes one by one.
+CREATE FUNCTION eightms_api.send_messages(messages jsonb)
+RETURNS TABLE (item integer, message_id uuid, status text, error_code text, error text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	acct uuid;
+	region text;
+	fold boolean;
+	ttl interval := current_setting('eightms.message_ttl')::interval;
+	ids uuid[];
+	numbers text[];
+	want integer;
+	got integer;
+	x jsonb;
+	m eightms.message;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 10000 THEN
+		RAISE EXCEPTION 'messages must be a JSON array of at most 10000 items' USING ERRCODE = '22023';
+	END IF;
+	SELECT a.default_region, a.fold_lookalikes INTO region, fold FROM eightms.account a WHERE a.account_id = acct;
+	BEGIN
+		WITH items AS (
+			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to,
+				   CASE WHEN fold THEN eightms.sms_fold(t.x ->> 'body') ELSE t.x ->> 'body' END AS body,
+				   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
+				   (t.x ->> 'send_at')::timestamptz AS send_at, eightms.outbound_item_error(t.x) AS item_error
+			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
+		norm AS (
+			SELECT items.*, eightms.try_e164(items.raw_to, region, true) COLLATE "C" AS e164,
+				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
+			  FROM items),
+		fast AS MATERIALIZED (
+			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id, n.body
+			  FROM norm n
+			 WHERE n.item_error IS NULL AND n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+			   AND (n.send_at IS NULL OR eightms.send_at_error(n.send_at, ttl) IS NULL)
+			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
+			   AND (n.phone IS NULL
+					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
+								AND p.unpaired_at IS NULL))
+			   AND (n.idem IS NULL
+					OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200
+						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
+										 AND o.idempotency_key = n.idem)))),
+		-- One row per number, from its first item, in number order (the
+		-- lock order every batch shares).
+		peers AS (
+			SELECT DISTINCT ON (f.e164) f.e164, f.ord, f.phone FROM fast f ORDER BY f.e164, f.ord),
+		-- Conversations that exist and have a phone (nearly all) are
+		-- updated by one scan of the number index, which takes their locks
+		-- in number order: half the work of an upsert, which locks each row
+		-- before it updates it.
+		conv_old AS (
+			UPDATE eightms.conversation cv SET last_message_at = now()
+			 WHERE cv.account_id = acct AND cv.peer_number = ANY (ARRAY(SELECT pr.e164 FROM peers pr))
+			   AND cv.phone_id IS NOT NULL
+			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		-- The other numbers (new conversations, and ones without a phone)
+		-- are spread over the healthy phones as pick_phone would, shortest
+		-- queue first, unless the item names its phone.
+		unrouted AS (
+			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
+			  FROM peers pr
+			 WHERE pr.phone IS NULL AND pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)),
+		slots AS (
+			SELECT h.phone_id,
+				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
+			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
+				   generate_series(1, (SELECT count(*) FROM unrouted)) g
+			 -- Counting queues only when some conversation needs a phone.
+			 WHERE EXISTS (SELECT FROM unrouted)),
+		-- The rest are created (or, created meanwhile or without a phone,
+		-- taken over), in number order too.
+		conv_new AS (
+			INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
+			SELECT acct, pr.e164, coalesce(pr.phone, s.phone_id), now()
+			  FROM peers pr
+			  LEFT JOIN unrouted u ON u.e164 = pr.e164
+			  LEFT JOIN slots s ON s.k = u.k
+			 WHERE pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)
+			 ORDER BY pr.e164
+			ON CONFLICT (account_id, peer_number) DO UPDATE
+				SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
+			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
+		conv AS (
+			SELECT * FROM conv_old UNION ALL SELECT * FROM conv_new),
+		ins AS (
+			INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
+											  peer_number, body, encoding, segments, status, pending, idempotency_key,
+											  send_at, expires_at)
+			SELECT acct, f.message_id, c.conversation_id, 'out', coalesce(f.phone, c.phone_id), f.e164, f.body,
+				   i.encoding, i.segments, 'queued', true, f.idem, coalesce(f.send_at, now()),
+				   coalesce(f.send_at, now()) + ttl
+			  FROM fast f
+			  JOIN conv c ON c.peer_number = f.e164
+			 CROSS JOIN LATERAL eightms.sms_info(f.body) i
+			 ORDER BY f.ord
+			-- No ON CONFLICT: it would make every row a speculative insertion
+			-- (a lock and a second WAL record each, about 1% of a lifecycle).
+			-- A key another transaction took meanwhile raises unique_violation
+			-- instead, and the batch goes one by one below, where that item
+			-- gets the message already queued under its key.
+			RETURNING x.message_id, x.phone_id),
+		-- Realtime: ids only, never content or numbers; one notification
+		-- per phone and hundred messages (a payload holds 8000 bytes).
+		chunks AS (
+			SELECT ins.phone_id, ins.message_id,
+				   (row_number() OVER (PARTITION BY ins.phone_id) - 1) / 100 AS chunk
+			  FROM ins),
+		notified AS (
+			SELECT sum(g.n) AS n,
+				   count(pg_notify('eightms_outbound',
+								   json_build_object('account_id', acct, 'phone_id', g.phone_id,
+													 'message_ids', g.ids)::text)) AS notes
+			  FROM (SELECT ch.phone_id, json_agg(ch.message_id) AS ids, count(*) AS n
+					  FROM chunks ch GROUP BY ch.phone_id, ch.chunk) g)
+		SELECT (SELECT count(*) FROM fast), (SELECT coalesce(n, 0) FROM notified),
+			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord),
+			   (SELECT array_agg(pr.e164) FROM peers pr)
+		  INTO want, got, ids, numbers;
+		IF got <> want THEN
+			-- Cannot happen (every row of fast is inserted or the statement
+			-- fails); should it, the slow path below settles each item.
+			RAISE EXCEPTION USING ERRCODE = 'T8R01';
+		END IF;
+		-- The opt-out list again, now that the conversations are held: a
+		-- STOP that committed while this statement waited for one of them.
+		IF cardinality(numbers) > 0 AND cardinality(eightms.opted_out(acct, numbers)) > 0 THEN
+			RAISE EXCEPTION USING ERRCODE = 'T8R01';
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		ids := NULL;
+	END;
+	IF ids IS NOT NULL AND array_position(ids, NULL) IS NULL THEN
+		RETURN QUERY SELECT u.ord::integer, u.id, 'queued'::text, NULL::text, NULL::text
+					   FROM unnest(ids) WITH ORDINALITY AS u(id, ord);
+		RETURN;
+	END IF;
+	FOR i IN 1 .. jsonb_array_length(messages) LOOP
+		item := i;
+		IF ids[i] IS NOT NULL THEN
+			message_id := ids[i];
+			status := 'queued';
+			error_code := NULL;
+			error := NULL;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		x := messages -> (i - 1);
+		BEGIN
+			error := eightms.outbound_item_error(x);
+			IF error IS NOT NULL THEN
+				RAISE EXCEPTION '%', error USING ERRCODE = '22023';
+			END IF;
+			m := eightms.queue_message(acct, x ->> 'to', x ->> 'body', (x ->> 'phone_id')::uuid,
+									   x ->> 'idempotency_key', (x ->> 'send_at')::timestamptz);
+			message_id := m.message_id;
+			status := m.status;
+			error_code := NULL;
+			error := NULL;
+		EXCEPTION WHEN OTHERS THEN
+			message_id := NULL;
+			status := 'refused';
+			GET STACKED DIAGNOSTICS error_code = RETURNED_SQLSTATE, error = MESSAGE_TEXT;
+		END;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+-- Cancel queued messages (a scheduled campaign stopped, a batch sent by
+-- mistake).  Only what is still queued: a claimed message is in a phone's
+-- hands and may be on its way, so it is left to its report, and the answer
+-- says so.  Each id is answered: canceled, or the status it has (NULL for
+-- no message of this account).
+CREATE FUNCTION eightms_api.cancel_messages(message_ids uuid[])
+RETURNS TABLE (message_id uuid, canceled boolean, status text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	gone uuid[];
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	IF message_ids IS NULL OR cardinality(message_ids) > 10000 THEN
+		RAISE EXCEPTION 'message_ids must be an array of at most 10000 message ids' USING ERRCODE = '22023',
+			HINT = 'Cancel a larger batch in several calls.';
+	END IF;
+	WITH c AS (
+		UPDATE eightms.message m
+		   SET status = 'canceled', pending = NULL, canceled_at = now(),
+			   error = 'canceled by ' || left(eightms.current_user_id(), 255)
+		 WHERE m.account_id = acct AND m.message_id = ANY (message_ids)
+		   AND m.direction = 'out' AND m.status = 'queued'
+		RETURNING m.message_id)
+	SELECT coalesce(array_agg(c.message_id), '{}') INTO gone FROM c;
+	-- A statement of its own: what a claim took meanwhile (the update
+	-- waited for it and then left it) reads as claimed here.
+	RETURN QUERY
+	SELECT i.id, i.id = ANY (gone), CASE WHEN i.id = ANY (gone) THEN 'canceled' ELSE m.status END
+	  FROM (SELECT DISTINCT ON (u.id) u.id, u.ord FROM unnest(message_ids) WITH ORDINALITY AS u(id, ord)
+			 WHERE u.id IS NOT NULL ORDER BY u.id, u.ord) i
+	  LEFT JOIN eightms.message m ON m.account_id = acct AND m.message_id = i.id AND m.direction = 'out'
+	 ORDER BY i.ord;
+END
+$$;
+COMMENT ON FUNCTION eightms_api.cancel_messages(uuid[]) IS
+	'Cancel queued outbound messages; answers each id with canceled and its status (claimed ones are left to the phone)';
+
+CREATE FUNCTION eightms_api.set_message_options(fold_lookalikes boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	IF fold_lookalikes IS NULL THEN
+		RAISE EXCEPTION 'fold_lookalikes must be true or false' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.account a SET fold_lookalikes = set_message_options.fold_lookalikes
+	 WHERE a.account_id = eightms.current_account_id();
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION eightms_api.send_message(text, text, uuid, text, timestamptz),
+	eightms_api.send_messages(jsonb), eightms_api.cancel_messages(uuid[]), eightms_api.set_message_options(boolean)
+TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms.conversation_for(uuid, text, uuid),
+	eightms.queue_message(uuid, text, text, uuid, text, timestamptz),
+	eightms.opted_out(uuid, text[]), eightms.body_error(text, boolean),
+	eightms.send_at_error(timestamptz, interval), eightms.outbound_item_error(jsonb)
+TO eightms_user, eightms_phone, eightms_dba;
