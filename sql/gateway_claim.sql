@@ -1,14 +1,14 @@
 -- gateway_claim.sql: the phone's loop: reading what phones write, moving
 -- work off phones that are gone, expiry, claims and delivery reports.
 
--- The uuid a text spells, or NULL (src/try_uuid.c).
+-- The uuid a text spells, or NULL (src/util/try_uuid.c).
 CREATE FUNCTION eightms.try_uuid(text) RETURNS uuid
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'eightms_try_uuid';
 GRANT EXECUTE ON FUNCTION eightms.try_uuid(text) TO eightms_user, eightms_phone, eightms_dba, eightms_worker;
 
 -- Whether a batch of reports names each message once, with ids try_uuid
--- reads (src/try_uuid.c): what report_messages asks before its one-pass path.
+-- reads (src/util/try_uuid.c): what report_messages asks before its one-pass path.
 CREATE FUNCTION eightms.ids_are_distinct(reports jsonb) RETURNS boolean
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'eightms_ids_are_distinct';
@@ -17,7 +17,7 @@ COMMENT ON FUNCTION eightms.ids_are_distinct(jsonb) IS
 GRANT EXECUTE ON FUNCTION eightms.ids_are_distinct(jsonb) TO eightms_phone;
 
 -- The time a phone wrote (a report's "at", an inbound message's
--- "received_at"), or NULL when it cannot be read (src/json_time.c): a JSON
+-- "received_at"), or NULL when it cannot be read (src/gateway/json_time.c): a JSON
 -- number of milliseconds since 1970, or a string timestamptz reads (ISO
 -- 8601 without a subtransaction).  Never an error, so that one bad time
 -- does not fail, and keep failing, a phone's whole batch.  STABLE: a time

@@ -8,7 +8,7 @@ AS $$ SELECT nullif(eightms.jwt_claims() ->> 'phone_id', '')::uuid $$;
 
 -- The calling phone, or an error ('this call is for paired phones'): the
 -- phone_id claim as current_phone_id() reads it, with an account in the
--- claims too.  In C (src/claims.c), from the claims current_account_id()
+-- claims too.  In C (src/auth/claims.c), from the claims current_account_id()
 -- keeps parsed: every API call of a phone starts with it.
 CREATE FUNCTION eightms.require_phone() RETURNS uuid
 LANGUAGE C STABLE

@@ -23,7 +23,7 @@
 -- every account and batch, and planning a batch statement afresh on each
 -- call cost more than running it.
 
--- Message ids: time-ordered UUIDs (src/uuid_v7.c), cheaper to make than
+-- Message ids: time-ordered UUIDs (src/util/uuid_v7.c), cheaper to make than
 -- gen_random_uuid() and appended at the right of the primary key.
 CREATE FUNCTION eightms.uuid_v7() RETURNS uuid
 LANGUAGE C VOLATILE PARALLEL SAFE
@@ -115,7 +115,7 @@ CREATE INDEX conversation_recent_idx ON eightms.conversation (account_id, active
 ALTER TABLE eightms.conversation SET (fillfactor = 80);
 SELECT pg_catalog.pg_extension_config_dump('eightms.conversation', '');
 
--- The rule every row version of eightms.message keeps (src/message_state.c).
+-- The rule every row version of eightms.message keeps (src/gateway/message_state.c).
 CREATE FUNCTION eightms.message_state_ok(direction text, status text, pending boolean) RETURNS boolean
 LANGUAGE C IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'eightms_message_state_ok';
