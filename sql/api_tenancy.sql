@@ -28,26 +28,14 @@ GRANT SELECT ON eightms_api.members, eightms_api.invitations TO eightms_user;
 
 -- The request acts on an account (the caller must already have been
 -- checked as its member): bind it to the verified claims that
--- eightms.current_account_id() reads, and re-issue request.jwt.claims with
--- it for anything that reads the setting.  Where Citus propagates SET
--- LOCAL to its workers (citus.propagate_set_commands = 'local') the claims
--- go out as SET LOCAL, which it sees and set_config is not (see
--- doc/architecture.md, "Shape for scale"); elsewhere set_config does the
--- same without EXECUTE, which parses and plans the statement each time.
--- No SET clause: every caller pins search_path, and every name here is
--- qualified.
+-- eightms.current_account_id() reads (binding also relays them to Citus
+-- nodes: src/auth/claims.c), and re-issue request.jwt.claims with it for
+-- anything that reads the setting.  No SET clause: every caller pins
+-- search_path, and every name here is qualified.
 CREATE FUNCTION eightms.act_on_account(acct uuid, member_role text) RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 AS $$
-DECLARE
-	claims jsonb := eightms.bind_account(acct, member_role);
-BEGIN
-	IF pg_catalog.current_setting('citus.propagate_set_commands', true) OPERATOR(pg_catalog.=) 'local' THEN
-		EXECUTE pg_catalog.format('SET LOCAL request.jwt.claims = %L', claims::text);
-	ELSE
-		PERFORM pg_catalog.set_config('request.jwt.claims', claims::text, true);
-	END IF;
-END
+	SELECT pg_catalog.set_config('request.jwt.claims', eightms.bind_account(acct, member_role)::text, true);
 $$;
 
 -- The one refusal of an account that is not active (suspended or

@@ -2486,3 +2486,13 @@ BEGIN
 	RETURN now();
 END
 $$;
+
+-- ==== claims relayed to Citus nodes
+-- Binding the verified claims now also relays them, under a MAC, to the
+-- Citus nodes a transaction works on (src/auth/claims.c), so the account
+-- is no longer re-issued with SET LOCAL here.
+CREATE OR REPLACE FUNCTION eightms.act_on_account(acct uuid, member_role text) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+	SELECT pg_catalog.set_config('request.jwt.claims', eightms.bind_account(acct, member_role)::text, true);
+$$;

@@ -18,6 +18,20 @@
  * plain variable because parallel workers receive the leader's settings,
  * and policies run there too.
  *
+ * On Citus, the shards a request touches live on other nodes, whose
+ * backends never run the hook: the policies there need the binding too.
+ * Citus forwards a transaction's SET LOCAL commands to the nodes it works
+ * on (citus.propagate_set_commands = 'local'), as the role the request
+ * runs as, which may not set eightms.verified_claims.  So where Citus does
+ * that, binding also issues SET LOCAL eightms.relayed_claims: the binding
+ * with the role's name and the time, under an HMAC with the JWT secret
+ * (every node reads the same key file).  A node with Citus loaded and no
+ * binding of its own trusts a relay whose MAC holds, whose role is the
+ * role it runs as, and which is at most RELAY_MAX_AGE old; any role may
+ * set the setting, but none can make a relay without the secret, and a
+ * relay says no more than the hook verified for that role.  Without Citus
+ * a relay binds nothing.
+ *
  * Row-level security evaluates the policy for every row a statement writes
  * (WITH CHECK), so the binding is parsed once per assignment (the assign
  * hook counts them; looking the setting up by name on every call cost more
@@ -25,6 +39,9 @@
  */
 #include "postgres.h"
 
+#include <openssl/crypto.h>
+
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -32,9 +49,12 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "claims.h"
+#include "jwt.h"
+#include "util/hex.h"
 #include "util/try_uuid.h"
 
 PG_FUNCTION_INFO_V1(eightms_current_account_id);
@@ -43,10 +63,33 @@ PG_FUNCTION_INFO_V1(eightms_require_phone);
 PG_FUNCTION_INFO_V1(eightms_bind_account);
 
 #define BINDING_GUC "eightms.verified_claims"
+#define RELAY_GUC "eightms.relayed_claims"
+
+/*
+ * How long a relay is trusted after the hook made it: requests take
+ * seconds, and a relay outlives its transaction only as a copied value.
+ */
+#define RELAY_MAX_AGE_SECS 300
 
 /* eightms.verified_claims: "<lxid> <role oid> <account uuid or -> <claims>". */
 static char *verified_claims = NULL;
 static uint64 assignments = 0;
+
+/*
+ * eightms.relayed_claims: "v1 <hex mac> <unix time> <role name> <account
+ * uuid or -> <claims>", the MAC over what follows it.
+ */
+static char *relayed_claims = NULL;
+static uint64 relay_assignments = 0;
+
+/* The relay last checked: trusted or not, for this transaction and role. */
+static struct
+{
+	uint64		assignments;
+	LocalTransactionId lxid;
+	Oid			role;
+	bool		trusted;
+}			relay_checked;
 
 /* The binding as last parsed, in TopMemoryContext. */
 static struct
@@ -67,6 +110,12 @@ count_assignment(const char *newval, void *extra)
 	assignments++;
 }
 
+static void
+count_relay_assignment(const char *newval, void *extra)
+{
+	relay_assignments++;
+}
+
 void
 eightms_claims_init(void)
 {
@@ -79,6 +128,31 @@ eightms_claims_init(void)
 							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_NO_RESET_ALL
 							   | GUC_DISALLOW_IN_FILE | GUC_SUPERUSER_ONLY,
 							   NULL, count_assignment, NULL);
+	DefineCustomStringVariable(RELAY_GUC,
+							   "The verified claims as the pre-request hook relays them to Citus nodes.",
+							   "Set by the hook where Citus forwards SET LOCAL; trusted only with Citus loaded and a valid MAC.",
+							   &relayed_claims,
+							   "",
+							   PGC_USERSET,
+							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_NO_RESET_ALL
+							   | GUC_DISALLOW_IN_FILE,
+							   NULL, count_relay_assignment, NULL);
+}
+
+/* Citus is loaded and forwards SET LOCAL to the nodes a transaction uses. */
+static bool
+citus_forwards_set_local(void)
+{
+	const char *v = GetConfigOption("citus.propagate_set_commands", true, false);
+
+	return v != NULL && strcmp(v, "local") == 0;
+}
+
+/* Citus is loaded in this server. */
+static bool
+citus_loaded(void)
+{
+	return GetConfigOption("citus.propagate_set_commands", true, false) != NULL;
 }
 
 /*
@@ -181,13 +255,114 @@ parse_binding(void)
 	bound.assignments = assignments;
 }
 
-/* The binding, when it was made in this transaction for the current role. */
+/*
+ * A relay (see the top of the file) made for the role this backend runs as,
+ * checked and, when trusted, kept as this transaction's binding.
+ */
+static bool
+trust_relay(void)
+{
+	const char *s = relayed_claims;
+	LocalTransactionId lxid = request_lxid();
+	Oid			role = GetOuterUserId();
+	uint8		mac[32];
+	uint8		given[32];
+	char	   *end;
+	long		made;
+	long		now;
+	const char *role_name;
+	size_t		role_len;
+	pg_uuid_t	account;
+	bool		has_account = false;
+
+	if (relay_checked.assignments == relay_assignments && relay_checked.lxid == lxid
+		&& relay_checked.role == role)
+		return relay_checked.trusted;
+	relay_checked.assignments = relay_assignments;
+	relay_checked.lxid = lxid;
+	relay_checked.role = role;
+	relay_checked.trusted = false;
+
+	if (s == NULL || strncmp(s, "v1 ", 3) != 0 || strlen(s) < 3 + 64 + 1 || s[3 + 64] != ' ')
+		return false;
+	for (int i = 0; i < 32; i++)
+	{
+		int			hi = eightms_hex_value(s[3 + 2 * i]);
+		int			lo = eightms_hex_value(s[4 + 2 * i]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		given[i] = (uint8) (hi << 4 | lo);
+	}
+	s += 3 + 64 + 1;
+	eightms_relay_mac(s, strlen(s), mac);
+	if (CRYPTO_memcmp(mac, given, sizeof(mac)) != 0)
+		return false;
+	made = strtol(s, &end, 10);
+	now = (long) (GetCurrentTimestamp() / USECS_PER_SEC
+				  + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
+	if (*end != ' ' || made > now + 60 || now - made > RELAY_MAX_AGE_SECS)
+		return false;
+	role_name = GetUserNameFromId(role, false);
+	role_len = strlen(role_name);
+	s = end + 1;
+	if (strncmp(s, role_name, role_len) != 0 || s[role_len] != ' ')
+		return false;
+	s += role_len + 1;
+	if (s[0] == '-' && s[1] == ' ')
+		s += 2;
+	else if (strlen(s) > 37 && s[36] == ' ' && eightms_parse_uuid(s, 36, &account))
+	{
+		has_account = true;
+		s += 37;
+	}
+	else
+		return false;
+	keep_binding(lxid, role, has_account ? &account : NULL,
+				 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s))));
+	bound.assignments = assignments;
+	relay_checked.trusted = true;
+	return true;
+}
+
+/*
+ * The binding, when it was made in this transaction for the current role,
+ * by the hook here or (with Citus) relayed from the node that ran it.
+ */
 static bool
 have_binding(void)
 {
 	if (bound.assignments != assignments)
 		parse_binding();
-	return bound.valid && bound.lxid == request_lxid() && bound.role == GetOuterUserId();
+	if (bound.valid && bound.lxid == request_lxid() && bound.role == GetOuterUserId())
+		return true;
+	return relayed_claims != NULL && relayed_claims[0] != '\0' && citus_loaded() && trust_relay();
+}
+
+/*
+ * Where Citus forwards SET LOCAL, relay the binding just made to the nodes
+ * this transaction works on (see the top of the file).
+ */
+static void
+relay_binding(const char *claims_text, const char *acct)
+{
+	long		now = (long) (GetCurrentTimestamp() / USECS_PER_SEC
+							  + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
+	char	   *payload = psprintf("%ld %s %s %s", now,
+								   GetUserNameFromId(GetOuterUserId(), false), acct, claims_text);
+	uint8		mac[32];
+	char		hex[65];
+	char	   *value;
+
+	eightms_relay_mac(payload, strlen(payload), mac);
+	hex[hex_encode((const char *) mac, sizeof(mac), hex)] = '\0';
+	value = psprintf("v1 %s %s", hex, payload);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("SET LOCAL " RELAY_GUC " = %s", quote_literal_cstr(value)),
+					false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not relay the verified claims");
+	SPI_finish();
 }
 
 /*
@@ -209,6 +384,8 @@ eightms_bind_claims(Jsonb *claims, const char *claims_text, const pg_uuid_t *acc
 	/* Parsing it back would give what we have. */
 	keep_binding(lxid, role, account, claims);
 	bound.assignments = assignments;
+	if (citus_forwards_set_local())
+		relay_binding(claims_text, acct);
 }
 
 Datum

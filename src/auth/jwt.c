@@ -121,6 +121,26 @@ hmac_sha256(const char *data, size_t len, uint8 *mac)
 				 errmsg("HMAC-SHA256 failed")));
 }
 
+/*
+ * The MAC of a claims relay (src/auth/claims.c): HMAC-SHA256 with the JWT
+ * secret over a label and the relay's text.  The label holds a newline,
+ * which no token's signing input (base64url, a dot) can, so a relay's MAC
+ * is never a token's signature and no token's signature a relay's MAC.
+ */
+void
+eightms_relay_mac(const char *data, size_t len, uint8 *mac)
+{
+	static const char label[] = "eightms claims relay v1\n";
+	char	   *buf;
+
+	require_secret();
+	buf = palloc(sizeof(label) - 1 + len);
+	memcpy(buf, label, sizeof(label) - 1);
+	memcpy(buf + sizeof(label) - 1, data, len);
+	hmac_sha256(buf, sizeof(label) - 1 + len, mac);
+	pfree(buf);
+}
+
 PG_FUNCTION_INFO_V1(eightms_jwt_encode);
 PG_FUNCTION_INFO_V1(eightms_jwt_decode);
 

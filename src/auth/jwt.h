@@ -16,6 +16,7 @@ extern void eightms_jwt_check_lifetime(float8 exp, float8 nbf);
 extern bool eightms_jwt_public_key_verify(bool rsa, const char *data, size_t len,
 										  const uint8 *sig, int siglen);
 extern uint64 eightms_jwt_keys_generation(void);
+extern void eightms_relay_mac(const char *data, size_t len, uint8 *mac);
 
 /* Reads EIGHTMS_JWT_SECRET (after eightms_secrets_init). */
 extern void eightms_jwt_init(void);

@@ -92,26 +92,12 @@ call_member_hook(void)
 }
 
 /*
- * Where Citus sends SET LOCAL to its workers (citus.propagate_set_commands
- * = 'local'), the claims are issued again as SET LOCAL, which it sees and
- * set_config is not (doc/architecture.md, "Shape for scale").  Elsewhere they already are what they
- * should be.
- */
-static bool
-citus_propagates_set_local(void)
-{
-	const char *v = GetConfigOption("citus.propagate_set_commands", true, false);
-
-	return v != NULL && strcmp(v, "local") == 0;
-}
-
-/*
  * A device token: its account must be active, and its token version the
  * phone's current one (unpairing or pairing the device again bumps it, so
  * older tokens stop working at once).
  */
 static void
-check_device(Jsonb *claims, const char *claims_text, pg_uuid_t *acct_out)
+check_device(Jsonb *claims, pg_uuid_t *acct_out)
 {
 	char	   *acct_text = eightms_claim_text(claims, "account_id");
 	char	   *phone = eightms_claim_text(claims, "phone_id");
@@ -173,9 +159,6 @@ check_device(Jsonb *claims, const char *claims_text, pg_uuid_t *acct_out)
 		active = status_text != NULL && strcmp(status_text, "active") == 0;
 		current = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull)) && !isnull;
 	}
-	if (active && current && citus_propagates_set_local())
-		SPI_execute(psprintf("SET LOCAL request.jwt.claims = %s", quote_literal_cstr(claims_text)),
-					false, 0);
 	SPI_finish();
 
 	/*
@@ -469,7 +452,7 @@ eightms_pre_request(PG_FUNCTION_ARGS)
 	{
 		pg_uuid_t	acct;
 
-		check_device(claims, claims_text, &acct);
+		check_device(claims, &acct);
 		eightms_bind_claims(claims, claims_text, &acct);
 	}
 	else
