@@ -41,6 +41,13 @@ SELECT is(pg_temp.b_rows(format('SELECT count(*) FROM %s', t)), 0::bigint,
 					'eightms.message', 'eightms.conversation', 'eightms_api.profile', 'eightms_api.members',
 					'eightms_api.invitations', 'eightms_api.phones', 'eightms_api.messages',
 					'eightms_api.conversations']) t;
+-- Nor does a relay of claims set by hand, well-formed but for its MAC
+-- (on a single server no relay binds at all; on Citus only one the hook
+-- made with the server's secret does).
+SELECT set_config('eightms.relayed_claims', format('v1 %s %s eightms_user %s %s', repeat('0', 64),
+	extract(epoch FROM now())::bigint, :'b_acct', jsonb_build_object('role', 'eightms_user', 'sub', 'bob')), true);
+SELECT is(eightms.current_account_id(), NULL, 'a relay set by hand names no account');
+SELECT is(pg_temp.b_rows('SELECT count(*) FROM eightms.message'), 0::bigint, 'and sees no message');
 -- An account and its members are written only through the API's
 -- functions: the statements themselves are refused.
 SELECT throws_ok($$UPDATE eightms.account SET company_name = 'Pwned'$$, '42501', NULL,
