@@ -23,6 +23,7 @@ SQL_PARTS = \
 	sql/gateway_inbound.sql \
 	sql/gateway_inbox.sql \
 	sql/consent.sql \
+	sql/privacy.sql \
 	sql/privileges.sql
 
 MODULE_big = eightms

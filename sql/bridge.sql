@@ -362,10 +362,6 @@ BEGIN
 END
 $$;
 
-INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
-	('eightms-purge-http-requests', '23 3 * * *', 'SELECT eightms.http_purge()',
-	 'delete bridge requests finished more than 7 days ago');
-
 GRANT EXECUTE ON FUNCTION
 	eightms.http_enqueue(text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean),
 	eightms.http_check_headers(jsonb, text), eightms.bridge_wake_at_commit(),

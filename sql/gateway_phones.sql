@@ -74,8 +74,8 @@ BEGIN
 	UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
 	 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL
 	RETURNING o.* INTO prev;
-	INSERT INTO eightms.phone (account_id, device_id, name, app_version)
-	VALUES (pc.account_id, pair_phone.device_id, pair_phone.name, pair_phone.app_version)
+	INSERT INTO eightms.phone (account_id, device_id, name)
+	VALUES (pc.account_id, pair_phone.device_id, pair_phone.name)
 	RETURNING * INTO p;
 	-- It is the same handset: its conversations (so that replies keep
 	-- threading on it) and the messages waiting for it or in its hands move
@@ -129,7 +129,6 @@ BEGIN
 		battery_pct = heartbeat.battery_pct,
 		network = coalesce(lower(heartbeat.network), 'unknown'),
 		charging = heartbeat.charging,
-		app_version = coalesce(heartbeat.app_version, p.app_version),
 		gateway_password = CASE WHEN heartbeat.gateway_password IS NULL THEN p.gateway_password
 			ELSE eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password') END
 	 WHERE p.account_id = acct AND p.phone_id = me;
@@ -199,7 +198,7 @@ $$;
 -- Phones with their online status (last heartbeat within eightms.online_window).
 CREATE VIEW eightms_api.phones WITH (security_invoker = true) AS
 	SELECT p.account_id, p.phone_id, p.device_id, p.name, p.paired_at, p.unpaired_at,
-		   p.last_heartbeat_at, p.battery_pct, p.charging, p.network, p.app_version,
+		   p.last_heartbeat_at, p.battery_pct, p.charging, p.network, NULL::text AS app_version,
 		   p.rate_limit, p.rate_window, p.rate_unit,
 		   (p.unpaired_at IS NULL AND p.last_heartbeat_at > now()
 			- coalesce(current_setting('eightms.online_window', true), '5min')::interval) AS online

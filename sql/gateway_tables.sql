@@ -44,11 +44,12 @@ CREATE TABLE eightms.phone (
 	last_heartbeat_at	timestamptz,
 	battery_pct			integer
 		CONSTRAINT phone_battery_check CHECK (battery_pct BETWEEN 0 AND 100),
+	-- charging is part of the battery state: routing sends to a phone low
+	-- on battery while it charges (healthy_phones).  The app's version is
+	-- not kept (issue 21): pair_phone and heartbeat accept and ignore it.
 	charging			boolean,
 	network				text
 		CONSTRAINT phone_network_check CHECK (network IN ('wifi', '5g', '4g', '3g', '2g', 'none', 'unknown')),
-	app_version			text
-		CONSTRAINT phone_app_version_check CHECK (length(app_version) <= 50),
 	gateway_password	bytea,
 	-- Pacing: Android's own default is 30 SMS per 30 minutes; NULL turns
 	-- pacing off (a phone whose limit was lifted with adb).
@@ -304,7 +305,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON eightms.conversation,
 GRANT SELECT, DELETE ON eightms.phone, eightms.pairing_code TO eightms_user;
 GRANT UPDATE (rate_limit, rate_window, rate_unit) ON eightms.phone TO eightms_user;
 GRANT SELECT ON eightms.phone TO eightms_phone;
-GRANT UPDATE (last_heartbeat_at, battery_pct, charging, network, app_version, gateway_password, recent_claims)
+GRANT UPDATE (last_heartbeat_at, battery_pct, charging, network, gateway_password, recent_claims)
 	ON eightms.phone TO eightms_phone;
 GRANT DELETE ON eightms.opt_out TO eightms_phone;
 GRANT SELECT, INSERT, UPDATE ON eightms.conversation, eightms.message, eightms.opt_out

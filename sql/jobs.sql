@@ -33,16 +33,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eightms.purge_cron_history(interval) IS
-	'Delete pg_cron run history older than keep; scheduled daily by eightms.schedule_jobs()';
+	'Delete pg_cron run history older than keep, unlogged; eightms.run_purges() (rule cron_history) does it on schedule';
 
-INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
-	('eightms-purge-cron-history', '17 3 * * *', 'SELECT eightms.purge_cron_history()',
-	 'delete pg_cron run history older than 7 days');
-
--- Tenancy's job, registered here: tenancy.sql comes before this registry.
-INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
-	('eightms-purge-session-revocations', '29 3 * * *', 'SELECT eightms.purge_session_revocations()',
-	 'delete session revocations and sign-outs everywhere older than 30 days');
+-- Retention (this purge, the session revocations', the bridge's) is
+-- scheduled as one job, eightms-run-purges, in privacy.sql: each rule in
+-- bounded batches, each run logged.
 
 -- What pg_cron runs for a job: its command while the extension exists in
 -- the job's database, and once it is gone (DROP EXTENSION eightms, which

@@ -161,8 +161,8 @@ $$;
 -- A revocation refuses tokens issued before it; once they have all expired
 -- it refuses nothing.  keep must be at least the longest lifetime the auth
 -- provider gives a dashboard JWT (exp - iat); 30 days covers the usual
--- providers' maximums.  Run daily by eightms-purge-session-revocations
--- (registered in jobs.sql, after the registry exists); not granted to
+-- providers' maximums.  Run by eightms.run_purges() (rule session_revocation,
+-- privacy.sql), which logs it; this one is not granted to
 -- eightms_dba, since purging early would bring signed-out sessions back.
 CREATE FUNCTION eightms.purge_session_revocations(keep interval DEFAULT '30 days') RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -180,7 +180,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eightms.purge_session_revocations(interval) IS
-	'Delete session and sign-out-everywhere revocations older than keep (30 days); scheduled daily';
+	'Delete session and sign-out-everywhere revocations older than keep (30 days), unlogged; eightms.run_purges() does it on schedule';
 
 -- Row-level security: one policy per table, the same comparison everywhere.
 ALTER TABLE eightms.account ENABLE ROW LEVEL SECURITY;

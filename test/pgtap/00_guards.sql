@@ -31,8 +31,10 @@ SELECT ok(c.oid = ANY (e.extconfig),
 		  format('%s is marked for pg_dump (pg_extension_config_dump)', c.oid::regclass))
   FROM pg_class c, pg_extension e
  WHERE e.extname = 'eightms' AND c.relnamespace = 'eightms'::regnamespace AND c.relkind IN ('r', 'p', 'S')
-   AND c.oid NOT IN ('eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass);
-SELECT ok(NOT ('eightms.scheduled_job'::regclass = ANY (e.extconfig) OR 'eightms.sealed_column'::regclass = ANY (e.extconfig)),
+   AND c.oid NOT IN ('eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass,
+					 'eightms.retention_rule'::regclass, 'eightms.data_column'::regclass);
+SELECT ok(NOT ('eightms.scheduled_job'::regclass = ANY (e.extconfig) OR 'eightms.sealed_column'::regclass = ANY (e.extconfig)
+			   OR 'eightms.retention_rule'::regclass = ANY (e.extconfig) OR 'eightms.data_column'::regclass = ANY (e.extconfig)),
 		  'the registries CREATE EXTENSION fills are not dumped, so a restore does not double them')
   FROM pg_extension e WHERE e.extname = 'eightms';
 

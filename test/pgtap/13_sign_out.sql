@@ -202,8 +202,10 @@ SELECT is((SELECT count(*) FROM eightms.session_revocation WHERE session_hash = 
 SELECT is((SELECT count(*) FROM eightms.user_revocation), 1::bigint, 'the recent sign-out everywhere stays');
 SELECT is(pg_temp.request('so-alice', :'b', pg_temp.tok('s3')), (SELECT refused FROM expected),
 		  'and still refuses what it refused');
-SELECT is((SELECT command FROM eightms.scheduled_job WHERE job_name = 'eightms-purge-session-revocations'),
-		  'SELECT eightms.purge_session_revocations()', 'the purge is a registered daily job');
+SELECT is((SELECT command FROM eightms.scheduled_job WHERE job_name = 'eightms-run-purges')
+		  || ' ' || eightms.retention_keep('session_revocation') || ' ' || eightms.retention_keep('user_revocation'),
+		  'SELECT count(*) FROM eightms.run_purges() 30 days 30 days',
+		  'the purge is a registered job: run_purges keeps revocations 30 days');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -11,14 +11,14 @@ SELECT is((SELECT count(*) FROM cron.job WHERE jobname LIKE 'eightms-%'),
 SELECT set_eq('SELECT jobid FROM eightms.schedule_jobs()',
 			  'SELECT jobid FROM cron.job WHERE jobname LIKE ''eightms-%''',
 			  'running schedule_jobs again keeps the same jobs (no duplicates)');
-SELECT is((SELECT database FROM cron.job WHERE jobname = 'eightms-purge-cron-history'), current_database()::text,
+SELECT is((SELECT database FROM cron.job WHERE jobname = 'eightms-run-purges'), current_database()::text,
 		  'jobs run in the eightms database');
 
 -- A job dropped from the registry is unscheduled; a changed one updated.
-DELETE FROM eightms.scheduled_job WHERE job_name = 'eightms-purge-cron-history';
+DELETE FROM eightms.scheduled_job WHERE job_name = 'eightms-run-purges';
 INSERT INTO eightms.scheduled_job VALUES ('eightms-test-job', '5 4 * * *', 'SELECT 1', 'test');
 SELECT eightms.schedule_jobs();
-SELECT is((SELECT count(*) FROM cron.job WHERE jobname = 'eightms-purge-cron-history'), 0::bigint,
+SELECT is((SELECT count(*) FROM cron.job WHERE jobname = 'eightms-run-purges'), 0::bigint,
 		  'a job removed from the registry is unscheduled');
 SELECT is((SELECT schedule FROM cron.job WHERE jobname = 'eightms-test-job'), '5 4 * * *',
 		  'a newly registered job is scheduled');
