@@ -87,6 +87,17 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- On Citus the jobs run on the coordinator only: each works on every
+	-- account through the distributed tables, so the same job on a worker
+	-- node would do its work once more (doc/scale-out.md).
+	IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+		IF (SELECT g.groupid FROM pg_dist_local_group g) <> 0 THEN
+			RAISE EXCEPTION 'this node is a Citus worker: eightms''s jobs run on the coordinator'
+				USING ERRCODE = '55000',
+					  HINT = 'Call eightms.schedule_jobs() on the coordinator.';
+		END IF;
+	END IF;
+
 	-- pg_cron runs a job over a libpq connection to cron.host as the job's
 	-- user unless it uses background workers; where that connection needs a
 	-- password it has none, and every run fails ("connection failed") with

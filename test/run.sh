@@ -19,9 +19,11 @@
 #   extra      bash harnesses in test/extra.d
 #   tap        TAP tests on PostgreSQL::Test::Cluster (make installcheck-tap)
 #   engine     the engines outside the server (make engine-check)
+#   citus      the pgTAP suites again on a Citus coordinator and two
+#              workers, distributed (test/citus.sh)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_TIERS=(regress pgtap isolation extra tap engine)
+ALL_TIERS=(regress pgtap isolation extra tap engine citus)
 TIERS=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -47,9 +49,14 @@ SECRETS=$T/secrets.env
 ensure_packages
 build_extension
 
+# Citus goes into the system tree before it is copied (test/citus.sh).
+source "$REPO/test/citus.sh"
+wants citus && citus_prepare
+
 say "preparing a private PostgreSQL installation in $ROOT"
 if [ -d "$T" ]; then
 	[ -s "$DATA/postmaster.pid" ] && PGCTL=$ROOT$PGBIN/pg_ctl stop_cluster "$DATA"
+	PGCTL=$ROOT$PGBIN/pg_ctl citus_stop
 	rm -rf "$T"
 fi
 copy_postgres "$ROOT"
@@ -64,7 +71,7 @@ init_test_cluster "$DATA" "$PORT" "$SOCK" "$DB"
 CLEANUP_PIDS=()
 cleanup() {
 	for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	[ "${EIGHTMS_TEST_KEEP:-0}" = 1 ] || stop_cluster "$DATA"
+	[ "${EIGHTMS_TEST_KEEP:-0}" = 1 ] || { stop_cluster "$DATA"; citus_stop; }
 }
 trap cleanup EXIT
 say "starting the test cluster on port $PORT"
@@ -163,15 +170,22 @@ if wants pgtap || wants extra; then
 		source "$hook"
 	done
 fi
-if wants pgtap; then
-	mapfile -t SUITES < <(cd "$REPO/test/pgtap" && ls *.sql | sort)
-	say "pg_prove: ${#SUITES[@]} suites"
+# The pgTAP suites with pg_prove against the server at socket $2, port $3,
+# counted into tier $1; the rest of the arguments are suites left out.
+prove_pgtap() {
+	local tier=$1 host=$2 port=$3 suites out rc
+	shift 3
+	mapfile -t suites < <(cd "$REPO/test/pgtap" && ls *.sql | sort | grep -vxF -f <(printf '%s\n' "$@" ""))
+	say "$tier: pg_prove: ${#suites[@]} suites"
 	set +e
-	out=$(cd "$REPO/test/pgtap" && pg_prove --verbose --host "$SOCK" --port "$PORT" \
-		--username postgres --dbname "$DB" "${SUITES[@]}" 2>&1)
+	out=$(cd "$REPO/test/pgtap" && pg_prove --verbose --host "$host" --port "$port" \
+		--username postgres --dbname "$DB" "${suites[@]}" 2>&1)
 	rc=$?
 	set -e
-	add_tap_counts pgtap "$out" "$rc"
+	add_tap_counts "$tier" "$out" "$rc"
+}
+if wants pgtap; then
+	prove_pgtap pgtap "$SOCK" "$PORT"
 fi
 
 # ---- isolation tester: races between sessions ----------------------------
@@ -259,16 +273,25 @@ if wants engine; then
 	add_harness_counts engine "$out" "$rc"
 fi
 
+# ---- the Citus tier: the pgTAP suites on a distributed cluster -------------
+if wants citus; then
+	citus_tier
+fi
+
 for tier in "${ALL_TIERS[@]}"; do
+	[ "$tier" = citus ] && [ -n "$CITUS_SKIP" ] && continue
 	wants "$tier" && echo "# $tier: ${TIER_PASSED[$tier]:-0} passed, ${TIER_FAILED[$tier]:-0} failed"
 done
 
 # A backend that crashed (the crash tests' own kill -9 aside) fails the run.
-if grep -E 'was terminated by signal' "$LOG" | grep -qv 'signal 9: Killed'; then
-	echo "the server log shows a crashed process:" >&2
-	grep -E 'was terminated by signal' "$LOG" >&2
-	failed=$((failed + 1))
-fi
+for log in "$LOG" "$CT"/*.log; do
+	[ -f "$log" ] || continue
+	if grep -E 'was terminated by signal' "$log" | grep -qv 'signal 9: Killed'; then
+		echo "the server log $log shows a crashed process:" >&2
+		grep -E 'was terminated by signal' "$log" >&2
+		failed=$((failed + 1))
+	fi
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

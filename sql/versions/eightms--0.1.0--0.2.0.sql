@@ -3084,3 +3084,191 @@ REVOKE ALL ON FUNCTION eightms.account_status_since(), eightms.retention_keep(te
 	eightms.uuid_v7_floor(timestamptz), eightms.purge_rule(text, interval, integer, boolean),
 	eightms.run_purges(boolean, integer, text[]), eightms_api.set_message_retention(interval) FROM PUBLIC;
 REVOKE ALL ON eightms.retention_rule, eightms.retention_setting, eightms.data_column, eightms.purge_log FROM PUBLIC;
+
+-- ==== Citus: eightms.distribute(), and scheduled jobs on the coordinator only
+-- (doc/scale-out.md).
+CREATE FUNCTION eightms.distribution_plan()
+RETURNS TABLE (table_name regclass, placement text, step integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH RECURSIVE t AS (
+		SELECT c.oid AS relid,
+			   CASE WHEN c.oid IN ('eightms.session_revocation'::regclass, 'eightms.user_revocation'::regclass)
+						THEN 'reference'
+					WHEN c.oid IN ('eightms.http_request'::regclass, 'eightms.http_attempt'::regclass,
+								   'eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass)
+						THEN 'local'
+					WHEN EXISTS (SELECT FROM pg_attribute a
+								  WHERE a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped)
+						THEN 'distributed'
+			   END AS placement
+		  FROM pg_class c
+		 WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind IN ('r', 'p')
+	),
+	-- Parents first: account, the colocation group's own, then each table
+	-- after every table its foreign keys name.
+	depth (relid, d) AS (
+		SELECT t.relid, 0 FROM t
+		UNION ALL
+		SELECT k.conrelid, depth.d + 1
+		  FROM depth JOIN pg_constraint k ON k.confrelid = depth.relid AND k.contype = 'f'
+		 WHERE k.conrelid <> k.confrelid AND depth.d < 16
+	)
+	SELECT t.relid::regclass, coalesce(t.placement, 'unclassified'),
+		   (row_number() OVER (ORDER BY t.relid <> 'eightms.account'::regclass, max(depth.d),
+									  t.relid::regclass::text))::integer
+	  FROM t JOIN depth USING (relid)
+	 GROUP BY t.relid, t.placement
+	 ORDER BY 3
+$$;
+COMMENT ON FUNCTION eightms.distribution_plan() IS
+	'Where eightms.distribute() puts each table of the extension on Citus (distributed by account_id, reference, or local to the coordinator), parents first';
+
+-- Run by a superuser on the coordinator, any number of times: each table not
+-- placed yet is placed, the others are left as they are.
+CREATE FUNCTION eightms.distribute()
+RETURNS TABLE (table_name regclass, placement text, action text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p record;
+	done boolean;
+	moved regclass[] := '{}';
+	replication_role text := current_setting('session_replication_role');
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'eightms.distribute() must be run by a superuser'
+			USING ERRCODE = '42501';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = '55000',
+				  HINT = 'Put citus first in shared_preload_libraries, restart, CREATE EXTENSION citus, add the workers, then call eightms.distribute() again.';
+	END IF;
+	IF (SELECT g.groupid FROM pg_dist_local_group g) <> 0 THEN
+		RAISE EXCEPTION 'this node is a Citus worker'
+			USING ERRCODE = '55000',
+				  HINT = 'Call eightms.distribute() on the coordinator.';
+	END IF;
+	IF EXISTS (SELECT FROM eightms.distribution_plan() d WHERE d.placement = 'unclassified') THEN
+		RAISE EXCEPTION 'eightms.distribution_plan() has no placement for table %',
+			(SELECT d.table_name FROM eightms.distribution_plan() d WHERE d.placement = 'unclassified' LIMIT 1)
+			USING ERRCODE = '55000',
+				  HINT = 'A table of the extension needs a placement in eightms.distribution_plan(); see doc/scale-out.md.';
+	END IF;
+
+	-- The conversation triggers run on the shards (doc/scale-out.md).
+	PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+	-- Tables linked by foreign keys, distributed in one transaction: one
+	-- connection per node, so each sees the rows the previous one moved.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+
+	FOR p IN SELECT * FROM eightms.distribution_plan() d ORDER BY d.step LOOP
+		table_name := p.table_name;
+		placement := p.placement;
+		done := EXISTS (SELECT FROM pg_dist_partition dp WHERE dp.logicalrelid = p.table_name);
+		IF p.placement = 'local' THEN
+			action := CASE WHEN done THEN 'left as Citus placed it' ELSE 'kept on the coordinator' END;
+		ELSIF done THEN
+			action := 'already ' || p.placement;
+		ELSIF p.placement = 'reference' THEN
+			PERFORM create_reference_table(p.table_name);
+			moved := moved || p.table_name;
+			action := 'made a reference table';
+		ELSIF p.table_name = 'eightms.account'::regclass THEN
+			PERFORM create_distributed_table(p.table_name, 'account_id', colocate_with => 'none');
+			moved := moved || p.table_name;
+			action := 'distributed by account_id';
+		ELSE
+			PERFORM create_distributed_table(p.table_name, 'account_id', colocate_with => 'eightms.account');
+			moved := moved || p.table_name;
+			action := 'distributed by account_id, colocated with eightms.account';
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+
+	-- Citus copies the rows a table had into its shards and leaves the
+	-- originals behind in the coordinator's table, where nothing reads them.
+	-- Without triggers: conversation's TRUNCATE trigger would empty the
+	-- distributed message table, every account's messages.
+	PERFORM set_config('session_replication_role', 'replica', true);
+	FOR p IN SELECT m.rel FROM unnest(moved) WITH ORDINALITY AS m(rel, i) ORDER BY m.i DESC LOOP
+		PERFORM truncate_local_data_after_distributing_table(p.rel);
+	END LOOP;
+	PERFORM set_config('session_replication_role', replication_role, true);
+END
+$$;
+COMMENT ON FUNCTION eightms.distribute() IS
+	'On a Citus coordinator, as a superuser: distribute the tenant tables by account_id in one colocation group, make the global ones reference tables, keep the bridge''s and the registries on the coordinator; idempotent';
+REVOKE ALL ON FUNCTION eightms.distribution_plan(), eightms.distribute() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION eightms.schedule_jobs()
+RETURNS TABLE (job_name text, schedule text, jobid bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cron_db text := current_setting('cron.database_name', true);
+	j record;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+		IF cron_db IS NULL THEN
+			RAISE EXCEPTION 'pg_cron is not loaded in this server'
+				USING ERRCODE = '55000',
+					  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name = '''
+							 || current_database() || ''', restart, then CREATE EXTENSION pg_cron here.';
+		ELSIF cron_db <> current_database() THEN
+			RAISE EXCEPTION 'pg_cron lives in database "%", not in "%"', cron_db, current_database()
+				USING ERRCODE = '55000',
+					  HINT = 'Set cron.database_name = ''' || current_database()
+							 || ''' and restart, or in database ' || quote_ident(cron_db)
+							 || ' run cron.schedule_in_database() for each row of eightms.scheduled_job with database '''
+							 || current_database() || '''.';
+		ELSE
+			RAISE EXCEPTION 'the pg_cron extension is not created in this database'
+				USING ERRCODE = '55000',
+					  HINT = 'Run CREATE EXTENSION pg_cron; then call eightms.schedule_jobs() again.';
+		END IF;
+	END IF;
+
+	-- On Citus the jobs run on the coordinator only: each works on every
+	-- account through the distributed tables, so the same job on a worker
+	-- node would do its work once more (doc/scale-out.md).
+	IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+		IF (SELECT g.groupid FROM pg_dist_local_group g) <> 0 THEN
+			RAISE EXCEPTION 'this node is a Citus worker: eightms''s jobs run on the coordinator'
+				USING ERRCODE = '55000',
+					  HINT = 'Call eightms.schedule_jobs() on the coordinator.';
+		END IF;
+	END IF;
+
+	-- pg_cron runs a job over a libpq connection to cron.host as the job's
+	-- user unless it uses background workers; where that connection needs a
+	-- password it has none, and every run fails ("connection failed") with
+	-- nothing said at scheduling time.
+	IF coalesce(current_setting('cron.use_background_workers', true), 'off') <> 'on' THEN
+		RAISE WARNING 'pg_cron will run these jobs over a connection to "%" as "%"',
+			coalesce(current_setting('cron.host', true), 'localhost'), current_user
+			USING HINT = 'Set cron.use_background_workers = on and restart, or let that connection log in without a '
+						 'prompt (pg_hba.conf, ~/.pgpass of the server''s user); eightms.job_status() shows each '
+						 'job''s last run.';
+	END IF;
+
+	FOR j IN SELECT s.job_name, s.schedule, s.command FROM eightms.scheduled_job s ORDER BY s.job_name LOOP
+		job_name := j.job_name;
+		schedule := j.schedule;
+		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid
+			USING j.job_name, j.schedule, eightms.cron_command(j.job_name, j.command);
+		RETURN NEXT;
+	END LOOP;
+
+	EXECUTE $q$
+		SELECT count(cron.unschedule(c.jobid))
+		  FROM cron.job c
+		 WHERE c.jobname LIKE 'eightms-%'
+		   AND c.jobname NOT IN (SELECT s.job_name FROM eightms.scheduled_job s)
+	$q$;
+END
+$$;

@@ -120,6 +120,7 @@ extern void bridge_begin_tx(const char *activity);
 extern void bridge_end_tx(void);
 extern void bridge_wait_for_schema(const char *who);
 extern bool bridge_take_worker_lock(void);
+extern bool bridge_node_is_citus_worker(void);
 extern long bridge_ms_until_next_due(void);
 extern ArrayType *bridge_make_array(Datum *values, bool *nulls, int n, Oid elemtype);
 extern void bridge_spi_exec(const char *sql, int nargs, Oid *types, Datum *values,

@@ -229,6 +229,34 @@ bridge_take_worker_lock(void)
 }
 
 
+/*
+ * Whether this node is a worker of a Citus cluster, in the caller's
+ * transaction.  On Citus the coordinator's bridge sends the queue: every
+ * node runs a bridge worker (the same shared_preload_libraries), and a
+ * queue every node could see, made a reference table say, would be sent
+ * once per node.  A node that has the citus extension in the bridge
+ * database and a group other than 0 (the coordinator's) is a worker; a
+ * node not added to a cluster yet is in group 0 and sends its own queue.
+ */
+bool
+bridge_node_is_citus_worker(void)
+{
+	bool		worker = false;
+	bool		isnull;
+
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'", true, 1) != SPI_OK_SELECT
+		|| SPI_processed == 0)
+		return false;
+	if (SPI_execute("SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group", true, 1) == SPI_OK_SELECT
+		&& SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		worker = !isnull && DatumGetBool(d);
+	}
+	return worker;
+}
+
 ArrayType *
 bridge_make_array(Datum *values, bool *nulls, int n, Oid elemtype)
 {

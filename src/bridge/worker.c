@@ -38,7 +38,33 @@ static struct
 	TimestampTz next_due;		/* when the claim looks again */
 	bool		claim_was_full;
 	bool		inflight_changed;	/* the published list is out of date */
+	bool		citus_worker;	/* a Citus worker node: claims nothing */
+	TimestampTz next_node_check;	/* when to ask again */
 }			W;
+
+/*
+ * Whether this node is a Citus worker, asked again every 10 seconds (a node
+ * is added to a cluster, or removed from one, while the server runs).  A
+ * worker node's bridge claims nothing: it finishes what it holds and stays
+ * idle, whatever its settings say (doc/scale-out.md).
+ */
+static void
+check_node(TimestampTz now)
+{
+	bool		worker;
+
+	if (now < W.next_node_check)
+		return;
+	bridge_begin_tx("eightms bridge: checking the node's place in a Citus cluster");
+	worker = bridge_node_is_citus_worker();
+	bridge_end_tx();
+	if (worker != W.citus_worker)
+		ereport(LOG,
+				(errmsg(worker ? "eightms bridge: this node is a Citus worker; the coordinator's bridge sends the queue, this one stays idle"
+						: "eightms bridge: this node is not a Citus worker; sending the queue")));
+	W.citus_worker = worker;
+	W.next_node_check = TimestampTzPlusMilliseconds(now, 10000);
+}
 
 /*
  * The ids of the requests this worker holds, which the table still shows
@@ -170,8 +196,9 @@ eightms_bridge_main(Datum arg)
 		bridge_handoff_flush();
 
 		now = GetCurrentTimestamp();
+		check_node(now);
 		room = bridge_settings.max_concurrency - bridge_transfers_running();
-		do_claim = (woken || W.claim_was_full || now >= W.next_due)
+		do_claim = !W.citus_worker && (woken || W.claim_was_full || now >= W.next_due)
 			&& (room >= batch || (bridge_transfers_running() == 0 && room > 0));
 		do_record = W.pending != NIL
 			&& (list_length(W.pending) >= batch || bridge_transfers_running() == 0 || do_claim
@@ -232,6 +259,13 @@ eightms_bridge_main(Datum arg)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10L,
 							 PG_WAIT_EXTENSION);
 			W.next_due = 0;
+		}
+		else if (W.pending == NIL && W.citus_worker)
+		{
+			/* Nothing to claim here: wake for the next check. */
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Max(1, (W.next_node_check - GetCurrentTimestamp()) / 1000),
+							 PG_WAIT_EXTENSION);
 		}
 		else if (W.pending == NIL)
 		{

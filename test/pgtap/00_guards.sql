@@ -21,6 +21,18 @@ SELECT ok(coalesce(obj_description(c.oid, 'pg_class'), '') LIKE 'global:%',
  WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind IN ('r', 'p')
    AND c.oid NOT IN (SELECT relid FROM tenant_tables);
 
+-- Every table has a place on Citus (sql/distribute.sql): a table added
+-- later must be given one, or eightms.distribute() refuses.
+SELECT ok(d.placement IN ('distributed', 'reference', 'local'),
+		  format('%s has a placement in eightms.distribution_plan()', d.table_name))
+  FROM eightms.distribution_plan() d;
+SELECT is((SELECT d.table_name FROM eightms.distribution_plan() d ORDER BY d.step LIMIT 1),
+		  'eightms.account'::regclass, 'eightms.account is distributed first: every tenant table refers to it');
+SELECT CASE WHEN EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+			THEN skip('Citus is installed: test/citus/bridge_once.sh checks eightms.distribute() on a cluster')
+			ELSE throws_ok('SELECT * FROM eightms.distribute()', '55000', 'Citus is not installed in this database',
+						   'eightms.distribute() without Citus refuses with 55000') END;
+
 SELECT ok(c.relrowsecurity AND c.relforcerowsecurity,
 		  format('%s has row-level security enabled and forced', t.rel))
   FROM tenant_tables t JOIN pg_class c ON c.oid = t.relid;
