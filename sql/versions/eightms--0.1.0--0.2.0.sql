@@ -3213,6 +3213,17 @@ DECLARE
 	cron_db text := current_setting('cron.database_name', true);
 	j record;
 BEGIN
+	-- On Citus the jobs run on the coordinator only: each works on every
+	-- account through the distributed tables, so the same job on a worker
+	-- node would do its work once more (doc/scale-out.md).
+	IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+		IF (SELECT g.groupid FROM pg_dist_local_group g) <> 0 THEN
+			RAISE EXCEPTION 'this node is a Citus worker: eightms''s jobs run on the coordinator'
+				USING ERRCODE = '55000',
+					  HINT = 'Call eightms.schedule_jobs() on the coordinator.';
+		END IF;
+	END IF;
+
 	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
 		IF cron_db IS NULL THEN
 			RAISE EXCEPTION 'pg_cron is not loaded in this server'
@@ -3230,17 +3241,6 @@ BEGIN
 			RAISE EXCEPTION 'the pg_cron extension is not created in this database'
 				USING ERRCODE = '55000',
 					  HINT = 'Run CREATE EXTENSION pg_cron; then call eightms.schedule_jobs() again.';
-		END IF;
-	END IF;
-
-	-- On Citus the jobs run on the coordinator only: each works on every
-	-- account through the distributed tables, so the same job on a worker
-	-- node would do its work once more (doc/scale-out.md).
-	IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-		IF (SELECT g.groupid FROM pg_dist_local_group g) <> 0 THEN
-			RAISE EXCEPTION 'this node is a Citus worker: eightms''s jobs run on the coordinator'
-				USING ERRCODE = '55000',
-					  HINT = 'Call eightms.schedule_jobs() on the coordinator.';
 		END IF;
 	END IF;
 

@@ -3,7 +3,7 @@
 # every request enqueued is sent once, by the coordinator's bridge: each
 # node runs a bridge worker with the same settings, and a worker node's
 # stays idle.  Also what eightms.distribute() did, and that it refuses where
-# it must.  Run by the tier with EIGHTMS_CITUS_DIR and EIGHTMS_CITUS_PORT
+# it must, and that eightms's jobs are scheduled on the coordinator only.  Run by the tier with EIGHTMS_CITUS_DIR and EIGHTMS_CITUS_PORT
 # (the coordinator; the workers on the next two ports) and the stand-in
 # peer's EIGHTMS_TEST_PEER and EIGHTMS_TEST_PEER_LOG.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -63,6 +63,11 @@ check "eightms.distribute() as a role that is not superuser refuses with 42501" 
 		-c 'CREATE ROLE citus_not_super' -c 'SET ROLE citus_not_super' -c '\\set VERBOSITY verbose' \
 		-c 'SELECT eightms.distribute()' 2>&1 | grep -q 42501"
 q "$CPORT" -c "DROP ROLE IF EXISTS citus_not_super" >/dev/null 2>&1
+
+# ---- the jobs: scheduled on the coordinator, refused on a worker ------------
+check "eightms.schedule_jobs() on a worker refuses: the jobs run on the coordinator" \
+	bash -c "command psql -X -q -At -h '$CT/run' -p $W1 -U postgres -d '$DB' \
+		-c 'SELECT * FROM eightms.schedule_jobs()' 2>&1 | grep -q 'this node is a Citus worker'"
 
 # ---- the bridge: the coordinator's sends, the workers' stay idle ------------
 for port in "$W1" "$W2"; do
