@@ -72,10 +72,10 @@ check "eightms.schedule_jobs() on a worker refuses: the jobs run on the coordina
 # ---- the bridge: the coordinator's sends, the workers' stay idle ------------
 for port in "$W1" "$W2"; do
 	check "the bridge on the worker at port $port says it stays idle" \
-		wait_for 60 grep -q 'this node is a Citus worker' "$CT/$([ "$port" = "$W1" ] && echo worker1 || echo worker2).log"
+		wait_for 60 grep -q 'eightms bridge: this node is a Citus worker' "$CT/$([ "$port" = "$W1" ] && echo worker1 || echo worker2).log"
 done
 check "the coordinator's bridge does not call itself a worker" \
-	bash -c "! grep -q 'this node is a Citus worker' '$CT/coordinator.log'"
+	bash -c "! grep -q 'eightms bridge: this node is a Citus worker' '$CT/coordinator.log'"
 
 # A request in a worker's own queue: that bridge must not send it.
 q "$W1" -c "SELECT eightms.http_enqueue('POST', '$PEER/echo', idempotency_key => 'citus-once-worker')" >/dev/null
