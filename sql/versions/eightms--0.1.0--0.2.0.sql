@@ -3097,7 +3097,9 @@ AS $$
 			   CASE WHEN c.oid IN ('eightms.session_revocation'::regclass, 'eightms.user_revocation'::regclass)
 						THEN 'reference'
 					WHEN c.oid IN ('eightms.http_request'::regclass, 'eightms.http_attempt'::regclass,
-								   'eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass)
+								   'eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass,
+								   'eightms.data_column'::regclass, 'eightms.retention_rule'::regclass,
+								   'eightms.retention_setting'::regclass, 'eightms.purge_log'::regclass)
 						THEN 'local'
 					WHEN EXISTS (SELECT FROM pg_attribute a
 								  WHERE a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped)
