@@ -5,8 +5,9 @@
 # suite's key file; the workers added to the coordinator; eightms created
 # there (Citus creates it on the workers) and distributed with
 # eightms.distribute(); then the same pgTAP suites as the pgtap tier,
-# through the PostgREST contract, against the coordinator, and the bridge's
-# exactly-once check (test/citus/bridge_once.sh).
+# through the PostgREST contract, against the coordinator, and what only a
+# cluster shows: the pgTAP files (test/citus/*.sql) and harnesses
+# (test/citus/*.sh, e.g. the bridge's exactly-once check) of test/citus.
 #
 #   EIGHTMS_CITUS_PORT  the coordinator's port (default: the suite's + 1);
 #                       the workers take the next two
@@ -149,11 +150,28 @@ citus_tier() {
 
 	prove_pgtap citus "$CT/run" "$CPORT" "${CITUS_EXCLUDED[@]%%:*}"
 
-	say "citus: bridge_once.sh"
-	set +e
-	out=$(EIGHTMS_CITUS_DIR=$CT EIGHTMS_CITUS_PORT=$CPORT bash "$REPO/test/citus/bridge_once.sh" 2>&1)
-	rc=$?
-	set -e
-	printf '%s\n' "$out"
-	add_harness_counts citus "$out" "$rc"
+	# What only a cluster shows: pgTAP files and harnesses of test/citus.
+	local f
+	local -a own=()
+	for f in "$REPO"/test/citus/*.sql; do
+		[ -e "$f" ] && own+=("$f")
+	done
+	if [ ${#own[@]} -gt 0 ]; then
+		say "citus: pg_prove: ${#own[@]} cluster suites"
+		set +e
+		out=$(pg_prove --verbose --host "$CT/run" --port "$CPORT" -U postgres -d "$DB" "${own[@]}" 2>&1)
+		rc=$?
+		set -e
+		add_tap_counts citus "$out" "$rc"
+	fi
+	for f in "$REPO"/test/citus/*.sh; do
+		[ -e "$f" ] || continue
+		say "citus: $(basename "$f")"
+		set +e
+		out=$(EIGHTMS_CITUS_DIR=$CT EIGHTMS_CITUS_PORT=$CPORT bash "$f" 2>&1)
+		rc=$?
+		set -e
+		printf '%s\n' "$out"
+		add_harness_counts citus "$out" "$rc"
+	done
 }
