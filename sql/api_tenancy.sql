@@ -94,6 +94,29 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'eightms_pre_request';
 
+-- The account of a user who belongs to exactly one, and their role there;
+-- NULLs otherwise.  By user, so on Citus every shard of member is asked
+-- (the X-Eightms-Account header, or an account_id claim, makes a request
+-- single-shard).  Not under its caller's force_generic_plan: Citus cannot
+-- plan a multi-shard statement with parameters generically, and left to
+-- choose, the plan cache keeps a generic plan on one server and a custom
+-- one on Citus.
+CREATE FUNCTION eightms.sole_membership(uid text, OUT account_id uuid, OUT role text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
+AS $$
+BEGIN
+	SELECT min(m.account_id::text)::uuid, min(m.role)
+	  INTO sole_membership.account_id, sole_membership.role
+	  FROM eightms.member m
+	 WHERE m.user_id = uid
+	HAVING count(*) = 1;
+END
+$$;
+COMMENT ON FUNCTION eightms.sole_membership(text) IS
+	'The pre-request hook''s choice when none is made: the user''s account and role if they belong to exactly one';
+
 -- The pre-request hook for dashboard users and anonymous callers.  Only the
 -- hook calls it, as its owner and under its pinned search_path: no
 -- search_path of its own, and no grant.  Generic plans: its lookups are
@@ -115,8 +138,7 @@ DECLARE
 	sid			text;
 	shash		bytea;
 	iat			timestamptz;
-	revoked		boolean;
-	sseen		timestamptz;
+	revoked		boolean := false;
 BEGIN
 	IF api_role = 'eightms_user' THEN
 		IF uid IS NULL THEN
@@ -137,8 +159,11 @@ BEGIN
 					USING ERRCODE = '22P02',
 						  HINT = 'X-Eightms-Account must be one of the ids eightms_api.my_accounts() returns.';
 			END IF;
-			SELECT m.role, a.status INTO mrole, astatus
-			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			-- One table per statement, each by key: Citus plans such a
+			-- statement under a generic plan (a join of two distributed
+			-- tables with parameters it cannot), and on one server it is
+			-- the same two index lookups.
+			SELECT m.role INTO mrole FROM eightms.member m
 			 WHERE m.account_id = acct AND m.user_id = uid;
 			IF NOT FOUND THEN
 				RAISE EXCEPTION 'not a member of account %', acct
@@ -147,14 +172,11 @@ BEGIN
 			END IF;
 		ELSE
 			-- No choice made: a user with exactly one account acts on it.
-			SELECT min(m.account_id::text)::uuid, min(m.role), min(a.status)
-			  INTO acct, mrole, astatus
-			  FROM eightms.member m JOIN eightms.account a USING (account_id)
-			 WHERE m.user_id = uid
-			HAVING count(*) = 1;
+			SELECT s.account_id, s.role INTO acct, mrole FROM eightms.sole_membership(uid) s;
 		END IF;
 
 		IF acct IS NOT NULL THEN
+			SELECT a.status INTO astatus FROM eightms.account a WHERE a.account_id = acct;
 			PERFORM eightms.refuse_inactive_account(acct, astatus);
 		END IF;
 
@@ -166,14 +188,15 @@ BEGIN
 		sid := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
 		IF sid IS NOT NULL THEN
 			shash := eightms.token_hash(sid);
+			PERFORM FROM eightms.session_revocation r WHERE r.session_hash = shash;
+			revoked := FOUND;
 		END IF;
-		iat := eightms.jwt_issued_at(claims);
-		SELECT EXISTS (SELECT FROM eightms.session_revocation r WHERE r.session_hash = shash)
-			   OR EXISTS (SELECT FROM eightms.user_revocation u
-						   WHERE u.user_id = uid AND (iat IS NULL OR iat <= u.signed_out_at)),
-			   (SELECT s.last_seen_at FROM eightms.session s
-				 WHERE s.account_id = acct AND s.session_hash = shash)
-		  INTO revoked, sseen;
+		IF NOT revoked THEN
+			iat := eightms.jwt_issued_at(claims);
+			PERFORM FROM eightms.user_revocation u
+			 WHERE u.user_id = uid AND (iat IS NULL OR iat <= u.signed_out_at);
+			revoked := FOUND;
+		END IF;
 		IF revoked THEN
 			RAISE EXCEPTION 'this session has been signed out'
 				USING ERRCODE = '28000',
@@ -184,15 +207,7 @@ BEGIN
 		-- transaction can.
 		IF acct IS NOT NULL AND shash IS NOT NULL
 		   AND current_setting('transaction_read_only') = 'off' THEN
-			IF sseen IS NULL THEN
-				INSERT INTO eightms.session (account_id, session_hash, user_id)
-				VALUES (acct, shash, uid)
-				ON CONFLICT DO NOTHING;
-			ELSIF sseen < now() - interval '1 minute' THEN
-				UPDATE eightms.session s SET last_seen_at = now()
-				 WHERE s.account_id = acct AND s.session_hash = shash
-				   AND s.last_seen_at < now() - interval '1 minute';
-			END IF;
+			PERFORM eightms.record_session(acct, shash, uid);
 		END IF;
 
 		PERFORM eightms.act_on_account(acct, mrole);
@@ -203,6 +218,34 @@ BEGIN
 	END IF;
 END
 $$;
+-- The hook records that a session acts on the account (first and last
+-- seen, the latter at most once a minute).  As the hook's owner, and
+-- nothing but the hook calls it.  Generic plans: lookups by key.
+CREATE FUNCTION eightms.record_session(acct uuid, shash bytea, uid text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	seen timestamptz;
+	t timestamptz := now();
+BEGIN
+	SELECT s.last_seen_at INTO seen FROM eightms.session s
+	 WHERE s.account_id = acct AND s.session_hash = shash;
+	IF NOT FOUND THEN
+		INSERT INTO eightms.session (account_id, session_hash, user_id, created_at, last_seen_at)
+		VALUES (acct, shash, uid, t, t)
+		ON CONFLICT DO NOTHING;
+	ELSIF seen < t - interval '1 minute' THEN
+		UPDATE eightms.session s SET last_seen_at = t
+		 WHERE s.account_id = acct AND s.session_hash = shash
+		   AND s.last_seen_at < t - interval '1 minute';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION eightms.record_session(uuid, bytea, text) IS
+	'The pre-request hook''s record of a session acting on an account: first seen, and last seen at most once a minute';
+
 COMMENT ON FUNCTION eightms_api.pre_request() IS
 	'PostgREST db-pre-request: verifies the bearer token and binds its claims to the transaction, picks and checks the account (X-Eightms-Account header), refuses disabled accounts, revoked device tokens and signed-out sessions';
 GRANT EXECUTE ON FUNCTION eightms_api.pre_request() TO eightms_anon, eightms_user, eightms_phone;

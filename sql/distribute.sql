@@ -13,7 +13,9 @@
 --                sends (a copy on every node would be sent by every node),
 --                and the registries the install script fills and only
 --                coordinator-side functions read (scheduled_job for pg_cron,
---                which runs there; sealed_column for rotate_seals).
+--                which runs there; sealed_column for rotate_seals), and the
+--                sessions the pre-request hook records as its owner before
+--                the request's own role reads the account's shards.
 -- A table added later without a placement here makes distribute() refuse,
 -- and the catalog guard (test/pgtap/00_guards.sql) fail.
 
@@ -29,7 +31,8 @@ AS $$
 					WHEN c.oid IN ('eightms.http_request'::regclass, 'eightms.http_attempt'::regclass,
 								   'eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass,
 								   'eightms.data_column'::regclass, 'eightms.retention_rule'::regclass,
-								   'eightms.retention_setting'::regclass, 'eightms.purge_log'::regclass)
+								   'eightms.retention_setting'::regclass, 'eightms.purge_log'::regclass,
+								   'eightms.session'::regclass)
 						THEN 'local'
 					WHEN EXISTS (SELECT FROM pg_attribute a
 								  WHERE a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped)

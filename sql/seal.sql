@@ -57,6 +57,46 @@ COMMENT ON TABLE eightms.sealed_column IS
 -- call; call again until remaining is 0.  Each call commits with the
 -- caller's transaction, so a run can stop and resume at any point, and rows
 -- locked by others are skipped and picked up by a later call.
+-- Re-seal one column of one table: at most batch_size values sealed under
+-- another key than active_id.  In named steps, each a statement of one
+-- table, so that it runs the same on one server and on Citus (where a
+-- lock taken without the distribution column, a join by ctid or a
+-- VOLATILE function inside an UPDATE are refused): the candidates are read
+-- without a lock, each value is sealed again here, and written back by the
+-- row's primary key only if it is still the value read, so a row written
+-- meanwhile is left for the next call.  Returns how many moved.
+CREATE FUNCTION eightms.reseal_column(tbl regclass, col name, context_sql text, active_id integer,
+									  batch_size integer)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keys text;
+	r record;
+	sealed bytea;
+	n bigint := 0;
+	k bigint;
+BEGIN
+	SELECT string_agg(format('t.%1$I = ($3).%1$I', a.attname), ' AND ' ORDER BY x.i) INTO keys
+	  FROM pg_index ix, unnest(ix.indkey) WITH ORDINALITY x(attnum, i), pg_attribute a
+	 WHERE ix.indrelid = tbl AND ix.indisprimary AND a.attrelid = tbl AND a.attnum = x.attnum;
+	FOR r IN EXECUTE format('SELECT t AS tup, t.%2$I AS old, %3$s AS context FROM %1$s t'
+							' WHERE t.%2$I IS NOT NULL AND eightms.sealed_key_id(t.%2$I) <> $1 LIMIT $2',
+							tbl, col, context_sql)
+			 USING active_id, batch_size LOOP
+		sealed := eightms.reseal(r.old, r.context);
+		EXECUTE format('UPDATE %1$s t SET %2$I = $1 WHERE %3$s AND t.%2$I = $2', tbl, col, keys)
+			USING sealed, r.old, r.tup;
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eightms.reseal_column(regclass, name, text, integer, integer) IS
+	'rotate_seals()''s step: re-seal at most batch_size values of one column under the active key, row by row by primary key';
+
 CREATE FUNCTION eightms.rotate_seals(batch_size integer DEFAULT 1000)
 RETURNS TABLE (table_name regclass, column_name name, moved bigint, remaining bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -77,12 +117,7 @@ BEGIN
 	FOR c IN SELECT s.table_name, s.column_name, s.context_sql FROM eightms.sealed_column s ORDER BY 1, 2 LOOP
 		table_name := c.table_name;
 		column_name := c.column_name;
-		EXECUTE format(
-			'WITH todo AS (SELECT ctid FROM %1$s WHERE %2$I IS NOT NULL AND eightms.sealed_key_id(%2$I) <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED)'
-			' , done AS (UPDATE %1$s t SET %2$I = eightms.reseal(t.%2$I, %3$s) FROM todo WHERE t.ctid = todo.ctid RETURNING 1)'
-			' SELECT count(*) FROM done',
-			c.table_name, c.column_name, c.context_sql)
-		INTO moved USING active_id, batch_size;
+		moved := eightms.reseal_column(c.table_name, c.column_name, c.context_sql, active_id, batch_size);
 		EXECUTE format('SELECT count(*) FROM %1$s WHERE %2$I IS NOT NULL AND eightms.sealed_key_id(%2$I) <> $1',
 					   c.table_name, c.column_name)
 		INTO remaining USING active_id;

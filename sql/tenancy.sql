@@ -99,6 +99,14 @@ SELECT pg_catalog.pg_extension_config_dump('eightms.invitation', '');
 -- first and last seen there.  The raw id is never stored.  Whether a session
 -- is signed out is not here but in eightms.session_revocation, which no
 -- membership or account owns.
+--
+-- Written only by the pre-request hook (eightms.record_session), as the
+-- hook's owner, and then read by the request's own role: on Citus the
+-- table stays on the coordinator (sql/distribute.sql), since a shard the
+-- owner wrote may not be read by another role in the same transaction.
+-- So no foreign key to member (Citus has none from a local table to a
+-- distributed one): a member's sessions go with the member by the trigger
+-- below, and eightms.forget_sessions() for what deletes on the shards.
 CREATE TABLE eightms.session (
 	account_id		uuid NOT NULL,
 	session_hash	bytea NOT NULL
@@ -106,13 +114,45 @@ CREATE TABLE eightms.session (
 	user_id			text NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	last_seen_at	timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (account_id, session_hash),
-	FOREIGN KEY (account_id, user_id) REFERENCES eightms.member (account_id, user_id) ON DELETE CASCADE
+	PRIMARY KEY (account_id, session_hash)
 );
 CREATE INDEX session_user_idx ON eightms.session (account_id, user_id);
 COMMENT ON TABLE eightms.session IS
 	'Sign-in sessions seen acting on the account (first and last seen), keyed by SHA-256 of the JWT session id; never the raw id';
 SELECT pg_catalog.pg_extension_config_dump('eightms.session', '');
+
+-- Forget the sessions of a member (uid), or of every member of an account
+-- (uid NULL): what the foreign key's cascade did.  For the deletions
+-- that run on Citus shards, where member's trigger cannot reach the
+-- coordinator's sessions (delete_account, the account purges).
+CREATE FUNCTION eightms.forget_sessions(acct uuid, uid text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM eightms.session s
+	 WHERE s.account_id = acct AND (uid IS NULL OR s.user_id = uid);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eightms.forget_sessions(uuid, text) IS
+	'Delete the recorded sessions of a member (or of every member of the account, uid NULL)';
+
+-- A member's sessions go with the member (removed, or with the account).
+CREATE FUNCTION eightms.member_forget_sessions() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.forget_sessions(OLD.account_id, OLD.user_id);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER member_forget_sessions AFTER DELETE ON eightms.member
+	FOR EACH ROW EXECUTE FUNCTION eightms.member_forget_sessions();
 
 -- Sign-out belongs to the session and to the user, not to an account: a
 -- signed-out session is refused in every account and with none selected,

@@ -260,8 +260,7 @@ DECLARE
 	sid			text;
 	shash		bytea;
 	iat			timestamptz;
-	revoked		boolean;
-	sseen		timestamptz;
+	revoked		boolean := false;
 BEGIN
 	IF api_role = 'eightms_user' THEN
 		IF uid IS NULL THEN
@@ -282,8 +281,11 @@ BEGIN
 					USING ERRCODE = '22P02',
 						  HINT = 'X-Eightms-Account must be one of the ids eightms_api.my_accounts() returns.';
 			END IF;
-			SELECT m.role, a.status INTO mrole, astatus
-			  FROM eightms.member m JOIN eightms.account a USING (account_id)
+			-- One table per statement, each by key: Citus plans such a
+			-- statement under a generic plan (a join of two distributed
+			-- tables with parameters it cannot), and on one server it is
+			-- the same two index lookups.
+			SELECT m.role INTO mrole FROM eightms.member m
 			 WHERE m.account_id = acct AND m.user_id = uid;
 			IF NOT FOUND THEN
 				RAISE EXCEPTION 'not a member of account %', acct
@@ -292,14 +294,11 @@ BEGIN
 			END IF;
 		ELSE
 			-- No choice made: a user with exactly one account acts on it.
-			SELECT min(m.account_id::text)::uuid, min(m.role), min(a.status)
-			  INTO acct, mrole, astatus
-			  FROM eightms.member m JOIN eightms.account a USING (account_id)
-			 WHERE m.user_id = uid
-			HAVING count(*) = 1;
+			SELECT s.account_id, s.role INTO acct, mrole FROM eightms.sole_membership(uid) s;
 		END IF;
 
 		IF acct IS NOT NULL THEN
+			SELECT a.status INTO astatus FROM eightms.account a WHERE a.account_id = acct;
 			PERFORM eightms.refuse_inactive_account(acct, astatus);
 		END IF;
 
@@ -311,14 +310,15 @@ BEGIN
 		sid := coalesce(nullif(claims ->> 'session_id', ''), nullif(claims ->> 'sid', ''));
 		IF sid IS NOT NULL THEN
 			shash := eightms.token_hash(sid);
+			PERFORM FROM eightms.session_revocation r WHERE r.session_hash = shash;
+			revoked := FOUND;
 		END IF;
-		iat := eightms.jwt_issued_at(claims);
-		SELECT EXISTS (SELECT FROM eightms.session_revocation r WHERE r.session_hash = shash)
-			   OR EXISTS (SELECT FROM eightms.user_revocation u
-						   WHERE u.user_id = uid AND (iat IS NULL OR iat <= u.signed_out_at)),
-			   (SELECT s.last_seen_at FROM eightms.session s
-				 WHERE s.account_id = acct AND s.session_hash = shash)
-		  INTO revoked, sseen;
+		IF NOT revoked THEN
+			iat := eightms.jwt_issued_at(claims);
+			PERFORM FROM eightms.user_revocation u
+			 WHERE u.user_id = uid AND (iat IS NULL OR iat <= u.signed_out_at);
+			revoked := FOUND;
+		END IF;
 		IF revoked THEN
 			RAISE EXCEPTION 'this session has been signed out'
 				USING ERRCODE = '28000',
@@ -329,15 +329,7 @@ BEGIN
 		-- transaction can.
 		IF acct IS NOT NULL AND shash IS NOT NULL
 		   AND current_setting('transaction_read_only') = 'off' THEN
-			IF sseen IS NULL THEN
-				INSERT INTO eightms.session (account_id, session_hash, user_id)
-				VALUES (acct, shash, uid)
-				ON CONFLICT DO NOTHING;
-			ELSIF sseen < now() - interval '1 minute' THEN
-				UPDATE eightms.session s SET last_seen_at = now()
-				 WHERE s.account_id = acct AND s.session_hash = shash
-				   AND s.last_seen_at < now() - interval '1 minute';
-			END IF;
+			PERFORM eightms.record_session(acct, shash, uid);
 		END IF;
 
 		PERFORM eightms.act_on_account(acct, mrole);
@@ -3087,7 +3079,7 @@ REVOKE ALL ON eightms.retention_rule, eightms.retention_setting, eightms.data_co
 
 -- ==== Citus: eightms.distribute(), and scheduled jobs on the coordinator only
 -- (doc/scale-out.md).
-CREATE FUNCTION eightms.distribution_plan()
+CREATE OR REPLACE FUNCTION eightms.distribution_plan()
 RETURNS TABLE (table_name regclass, placement text, step integer)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -3099,7 +3091,8 @@ AS $$
 					WHEN c.oid IN ('eightms.http_request'::regclass, 'eightms.http_attempt'::regclass,
 								   'eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass,
 								   'eightms.data_column'::regclass, 'eightms.retention_rule'::regclass,
-								   'eightms.retention_setting'::regclass, 'eightms.purge_log'::regclass)
+								   'eightms.retention_setting'::regclass, 'eightms.purge_log'::regclass,
+								   'eightms.session'::regclass)
 						THEN 'local'
 					WHEN EXISTS (SELECT FROM pg_attribute a
 								  WHERE a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped)
@@ -3274,3 +3267,146 @@ BEGIN
 	$q$;
 END
 $$;
+
+-- ==== Citus: sessions, the hook's lookups, rotate_seals
+-- The hook records sessions as its owner and the request's role then reads
+-- the account's shards: on Citus the session table stays on the
+-- coordinator, which allows no foreign key to the distributed member; a
+-- member's sessions go with it by a trigger (and forget_sessions()).
+ALTER TABLE eightms.session DROP CONSTRAINT session_account_id_user_id_fkey;
+CREATE FUNCTION eightms.forget_sessions(acct uuid, uid text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM eightms.session s
+	 WHERE s.account_id = acct AND (uid IS NULL OR s.user_id = uid);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eightms.forget_sessions(uuid, text) IS
+	'Delete the recorded sessions of a member (or of every member of the account, uid NULL)';
+
+CREATE FUNCTION eightms.member_forget_sessions() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.forget_sessions(OLD.account_id, OLD.user_id);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER member_forget_sessions AFTER DELETE ON eightms.member
+	FOR EACH ROW EXECUTE FUNCTION eightms.member_forget_sessions();
+
+CREATE FUNCTION eightms.sole_membership(uid text, OUT account_id uuid, OUT role text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
+AS $$
+BEGIN
+	SELECT min(m.account_id::text)::uuid, min(m.role)
+	  INTO sole_membership.account_id, sole_membership.role
+	  FROM eightms.member m
+	 WHERE m.user_id = uid
+	HAVING count(*) = 1;
+END
+$$;
+COMMENT ON FUNCTION eightms.sole_membership(text) IS
+	'The pre-request hook''s choice when none is made: the user''s account and role if they belong to exactly one';
+
+CREATE FUNCTION eightms.record_session(acct uuid, shash bytea, uid text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	seen timestamptz;
+	t timestamptz := now();
+BEGIN
+	SELECT s.last_seen_at INTO seen FROM eightms.session s
+	 WHERE s.account_id = acct AND s.session_hash = shash;
+	IF NOT FOUND THEN
+		INSERT INTO eightms.session (account_id, session_hash, user_id, created_at, last_seen_at)
+		VALUES (acct, shash, uid, t, t)
+		ON CONFLICT DO NOTHING;
+	ELSIF seen < t - interval '1 minute' THEN
+		UPDATE eightms.session s SET last_seen_at = t
+		 WHERE s.account_id = acct AND s.session_hash = shash
+		   AND s.last_seen_at < t - interval '1 minute';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION eightms.record_session(uuid, bytea, text) IS
+	'The pre-request hook''s record of a session acting on an account: first seen, and last seen at most once a minute';
+
+CREATE FUNCTION eightms.reseal_column(tbl regclass, col name, context_sql text, active_id integer,
+									  batch_size integer)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keys text;
+	r record;
+	sealed bytea;
+	n bigint := 0;
+	k bigint;
+BEGIN
+	SELECT string_agg(format('t.%1$I = ($3).%1$I', a.attname), ' AND ' ORDER BY x.i) INTO keys
+	  FROM pg_index ix, unnest(ix.indkey) WITH ORDINALITY x(attnum, i), pg_attribute a
+	 WHERE ix.indrelid = tbl AND ix.indisprimary AND a.attrelid = tbl AND a.attnum = x.attnum;
+	FOR r IN EXECUTE format('SELECT t AS tup, t.%2$I AS old, %3$s AS context FROM %1$s t'
+							' WHERE t.%2$I IS NOT NULL AND eightms.sealed_key_id(t.%2$I) <> $1 LIMIT $2',
+							tbl, col, context_sql)
+			 USING active_id, batch_size LOOP
+		sealed := eightms.reseal(r.old, r.context);
+		EXECUTE format('UPDATE %1$s t SET %2$I = $1 WHERE %3$s AND t.%2$I = $2', tbl, col, keys)
+			USING sealed, r.old, r.tup;
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eightms.reseal_column(regclass, name, text, integer, integer) IS
+	'rotate_seals()''s step: re-seal at most batch_size values of one column under the active key, row by row by primary key';
+
+CREATE OR REPLACE FUNCTION eightms.rotate_seals(batch_size integer DEFAULT 1000)
+RETURNS TABLE (table_name regclass, column_name name, moved bigint, remaining bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c record;
+	active_id integer;
+BEGIN
+	SELECT s.key_id INTO active_id FROM eightms.seal_status() s WHERE s.active;
+	IF active_id IS NULL THEN
+		-- Raises the key ring error with its hint.
+		PERFORM eightms.seal('', 'rotate');
+	END IF;
+	IF batch_size IS NULL OR batch_size < 1 THEN
+		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = '22023';
+	END IF;
+	FOR c IN SELECT s.table_name, s.column_name, s.context_sql FROM eightms.sealed_column s ORDER BY 1, 2 LOOP
+		table_name := c.table_name;
+		column_name := c.column_name;
+		moved := eightms.reseal_column(c.table_name, c.column_name, c.context_sql, active_id, batch_size);
+		EXECUTE format('SELECT count(*) FROM %1$s WHERE %2$I IS NOT NULL AND eightms.sealed_key_id(%2$I) <> $1',
+					   c.table_name, c.column_name)
+		INTO remaining USING active_id;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION eightms.rotate_seals(integer) IS
+	'Re-seal registered columns under the active key, batch_size values per column per call; returns moved and remaining';
+COMMENT ON FUNCTION eightms.rotate_seals(integer) IS
+	'Re-seal registered columns under the active key, batch_size values per column per call; returns moved and remaining';
+REVOKE ALL ON FUNCTION eightms.forget_sessions(uuid, text), eightms.member_forget_sessions(),
+	eightms.sole_membership(text), eightms.record_session(uuid, bytea, text),
+	eightms.reseal_column(regclass, name, text, integer, integer) FROM PUBLIC;
