@@ -166,6 +166,12 @@ SELECT is(pg_temp.request('so-dave', :'c', pg_temp.tok('d1')), 'accepted', 'sess
 SELECT is(pg_temp.sign_out('so-dave', :'c', pg_temp.tok('d1')), '1', 'so-dave signs out d1');
 SELECT pgrst.as_user('so-bob', :'c');
 SELECT lives_ok($$SELECT eightms_api.remove_member('so-dave')$$, 'so-bob removes so-dave');
+-- The session table has no foreign key to member (on Citus it stays on the
+-- coordinator): a member's recorded sessions go with the member all the same.
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.session WHERE account_id = :'c' AND user_id = 'so-dave'), 0::bigint,
+		  'removing a member forgets the sessions recorded for them');
+SELECT pgrst.as_user('so-bob', :'c');
 SELECT token AS dave_token2 FROM eightms_api.invite_member('so-dave@example.test') \gset
 SELECT is(pg_temp.request('so-dave', NULL, pg_temp.tok('d2', -1), format('SELECT eightms_api.accept_invitation(%L)', :'dave_token2')),
 		  'accepted', 'so-dave joins account C again with a new session');
@@ -176,6 +182,9 @@ SELECT is(pg_temp.request('so-dave', :'c', pg_temp.tok('d2', -1)), 'accepted', '
 -- Deleting the account does not revive them either.
 SELECT pgrst.as_user('so-bob', :'c', NULL, pg_temp.tok('bob-1'));
 SELECT lives_ok($$SELECT eightms_api.delete_account('Charlie')$$, 'so-bob deletes account C');
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM eightms.session WHERE account_id = :'c'), 0::bigint,
+		  'deleting an account forgets the sessions recorded in it');
 SELECT is(pg_temp.request('so-dave', NULL, pg_temp.tok('d1'), 'SELECT * FROM eightms_api.my_accounts()'),
 		  (SELECT refused FROM expected), 'd1 stays signed out after its account is gone');
 SELECT pgrst.reset();
