@@ -474,9 +474,14 @@ DECLARE
 	email	text := eightms.require_verified_email();
 	inv		eightms.invitation;
 	result	eightms_api.profile;
+	h		bytea := eightms.token_hash(coalesce(accept_invitation.token, ''));
+	acct	uuid;
 BEGIN
+	-- The token names its account: found without a lock (on Citus, a read
+	-- of every shard, which may not lock), then locked on the account's.
+	SELECT i.account_id INTO acct FROM eightms.invitation i WHERE i.token_hash = h;
 	SELECT * INTO inv FROM eightms.invitation i
-	 WHERE i.token_hash = eightms.token_hash(coalesce(accept_invitation.token, ''))
+	 WHERE i.account_id = acct AND i.token_hash = h
 	 FOR UPDATE;
 	-- One message for unknown, used, revoked and expired tokens alike, so
 	-- the answer tells a guesser nothing.

@@ -124,6 +124,25 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 
+	-- Citus reaches the workers as the role a statement runs as, so the API
+	-- roles must log in there (only there: on the coordinator PostgREST
+	-- logs in as its authenticator), on every worker, the ones added since
+	-- the last call too; the change stays on each worker.
+	IF EXISTS (SELECT FROM pg_dist_node n WHERE n.groupid <> 0 AND n.noderole = 'primary') THEN
+		IF NOT (SELECT bool_and(w.success) FROM run_command_on_workers(
+					'SET LOCAL citus.enable_alter_role_propagation = off; '
+					'ALTER ROLE eightms_anon LOGIN; ALTER ROLE eightms_user LOGIN; ALTER ROLE eightms_phone LOGIN; '
+					'ALTER ROLE eightms_dba LOGIN; ALTER ROLE eightms_worker LOGIN') w) THEN
+			RAISE EXCEPTION 'could not let the API roles log in on every worker'
+				USING ERRCODE = '55000',
+					  HINT = 'SELECT * FROM run_command_on_workers(''SELECT 1'') shows which worker is unreachable; call eightms.distribute() again once it is.';
+		END IF;
+		table_name := NULL;
+		placement := NULL;
+		action := 'the API roles may log in on the workers';
+		RETURN NEXT;
+	END IF;
+
 	-- Citus copies the rows a table had into its shards and leaves the
 	-- originals behind in the coordinator's table, where nothing reads them.
 	-- Without triggers: conversation's TRUNCATE trigger would empty the

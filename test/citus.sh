@@ -105,12 +105,8 @@ citus_cluster() {
 		-c "SELECT citus_add_node('127.0.0.1', $(citus_port 2))"
 	citus_psql 0 -d "$DB" -c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pgtap" \
 		-c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION pgcrypto"
-	# Citus opens connections to the workers as the caller's role.
-	for i in 1 2; do
-		citus_psql "$i" -d "$DB" -c "ALTER ROLE eightms_anon LOGIN" -c "ALTER ROLE eightms_user LOGIN" \
-			-c "ALTER ROLE eightms_phone LOGIN" -c "ALTER ROLE eightms_dba LOGIN" \
-			-c "ALTER ROLE eightms_worker LOGIN"
-	done
+	# distribute() also lets the API roles log in on the workers, which
+	# Citus connects to as the caller's role.
 	citus_psql 0 -d "$DB" -c "SELECT * FROM eightms.distribute()"
 	citus_psql 0 -d "$DB" -f "$REPO/test/helpers.sql"
 }

@@ -47,9 +47,14 @@ DECLARE
 	email	text := eightms.require_verified_email();
 	inv		eightms.invitation;
 	result	eightms_api.profile;
+	h		bytea := eightms.token_hash(coalesce(accept_invitation.token, ''));
+	acct	uuid;
 BEGIN
+	-- The token names its account: found without a lock (on Citus, a read
+	-- of every shard, which may not lock), then locked on the account's.
+	SELECT i.account_id INTO acct FROM eightms.invitation i WHERE i.token_hash = h;
 	SELECT * INTO inv FROM eightms.invitation i
-	 WHERE i.token_hash = eightms.token_hash(coalesce(accept_invitation.token, ''))
+	 WHERE i.account_id = acct AND i.token_hash = h
 	 FOR UPDATE;
 	-- One message for unknown, used, revoked and expired tokens alike, so
 	-- the answer tells a guesser nothing.
@@ -2903,35 +2908,40 @@ AS $$
 DECLARE
 	tbl text;
 	cand text;
-	act text := 'DELETE FROM %s t WHERE t.ctid = ANY (ARRAY(SELECT v.ctid FROM v)) RETURNING t.*';
+	act text := 'DELETE FROM %s t WHERE %s RETURNING t.*';
 	also text := '';
+	place text;
+	acct uuid;
+	n bigint;
+	o timestamptz;
+	w timestamptz;
 BEGIN
 	rows_removed := 0;
 	CASE rule
 	WHEN 'invitation' THEN
 		tbl := 'eightms.invitation';
-		cand := 'SELECT t.ctid, least(t.accepted_at, t.revoked_at, t.expires_at) AS ts FROM eightms.invitation t
-				  WHERE least(t.accepted_at, t.revoked_at, t.expires_at) < $1';
+		cand := 'SELECT t.ctid, t.account_id AS acct, least(t.accepted_at, t.revoked_at, t.expires_at) AS ts FROM eightms.invitation t
+				  WHERE least(t.accepted_at, t.revoked_at, t.expires_at) < $1 /*acct*/';
 	WHEN 'pairing_code' THEN
 		tbl := 'eightms.pairing_code';
-		cand := 'SELECT t.ctid, least(t.used_at, t.expires_at) AS ts FROM eightms.pairing_code t
-				  WHERE least(t.used_at, t.expires_at) < $1';
+		cand := 'SELECT t.ctid, t.account_id AS acct, least(t.used_at, t.expires_at) AS ts FROM eightms.pairing_code t
+				  WHERE least(t.used_at, t.expires_at) < $1 /*acct*/';
 	WHEN 'session' THEN
 		tbl := 'eightms.session';
 		cand := 'SELECT t.ctid, t.last_seen_at AS ts FROM eightms.session t WHERE t.last_seen_at < $1';
 	WHEN 'session_revocation' THEN
 		tbl := 'eightms.session_revocation';
-		cand := 'SELECT t.ctid, t.revoked_at AS ts FROM eightms.session_revocation t WHERE t.revoked_at < $1';
+		cand := 'SELECT t.session_hash AS k, t.revoked_at AS ts FROM eightms.session_revocation t WHERE t.revoked_at < $1';
 	WHEN 'user_revocation' THEN
 		tbl := 'eightms.user_revocation';
-		cand := 'SELECT t.ctid, t.signed_out_at AS ts FROM eightms.user_revocation t WHERE t.signed_out_at < $1';
+		cand := 'SELECT t.user_id AS k, t.signed_out_at AS ts FROM eightms.user_revocation t WHERE t.signed_out_at < $1';
 	WHEN 'phone_telemetry' THEN
 		tbl := 'eightms.phone';
-		cand := 'SELECT t.ctid, t.unpaired_at AS ts FROM eightms.phone t WHERE t.unpaired_at < $1
+		cand := 'SELECT t.ctid, t.account_id AS acct, t.unpaired_at AS ts FROM eightms.phone t WHERE t.unpaired_at < $1 /*acct*/
 				  AND (t.last_heartbeat_at, t.battery_pct, t.charging, t.network, t.gateway_password) IS DISTINCT FROM
 					  (NULL::timestamptz, NULL::integer, NULL::boolean, NULL::text, NULL::bytea)';
 		act := 'UPDATE %s t SET last_heartbeat_at = NULL, battery_pct = NULL, charging = NULL, network = NULL,
-				gateway_password = NULL WHERE t.ctid = ANY (ARRAY(SELECT v.ctid FROM v)) RETURNING t.*';
+				gateway_password = NULL WHERE %s RETURNING t.*';
 	WHEN 'http_request' THEN
 		tbl := 'eightms.http_request';
 		cand := 'SELECT t.ctid, t.finished_at AS ts FROM eightms.http_request t
@@ -2945,11 +2955,11 @@ BEGIN
 		cand := 'SELECT t.ctid, t.end_time AS ts FROM cron.job_run_details t WHERE t.end_time < $1';
 	WHEN 'consent_event' THEN
 		tbl := 'eightms.consent_event';
-		cand := 'SELECT t.ctid, t.at AS ts FROM eightms.consent_event t WHERE t.at < $1';
+		cand := 'SELECT t.ctid, t.account_id AS acct, t.at AS ts FROM eightms.consent_event t WHERE t.at < $1 /*acct*/';
 	WHEN 'suspended_account', 'disabled_account' THEN
 		tbl := 'eightms.account';
-		cand := format('SELECT t.ctid, t.status_since AS ts FROM eightms.account t WHERE t.status = %L
-						 AND t.status_since < $1', split_part(rule, '_', 1));
+		cand := format('SELECT t.ctid, t.account_id AS acct, t.status_since AS ts FROM eightms.account t WHERE t.status = %L
+						 AND t.status_since < $1 /*acct*/', split_part(rule, '_', 1));
 		-- An account goes with everything it holds: one at a time.
 		batch_size := least(batch_size, 1);
 	WHEN 'purge_log' THEN
@@ -2958,14 +2968,14 @@ BEGIN
 	WHEN 'message_body' THEN
 		-- Per account: its own retention, capped by the platform's keep.
 		tbl := 'eightms.message';
-		cand := 'SELECT t.ctid, t.created_at AS ts
+		cand := 'SELECT t.ctid, t.account_id AS acct, t.created_at AS ts
 				   FROM eightms.account a
 				   JOIN eightms.message t ON t.account_id = a.account_id
 					AND t.message_id < eightms.uuid_v7_floor(now() - least(a.message_retention, $2))
 				  WHERE coalesce(a.message_retention, $2) IS NOT NULL
 					AND t.created_at < now() - least(a.message_retention, $2)
-					AND t.pending IS NULL AND t.body <> ''''';
-		act := 'UPDATE %s t SET body = '''' WHERE t.ctid = ANY (ARRAY(SELECT v.ctid FROM v)) RETURNING t.*';
+					AND t.pending IS NULL AND t.body <> '''' /*acct*/';
+		act := 'UPDATE %s t SET body = '''' WHERE %s RETURNING t.*';
 	ELSE
 		-- account_lifetime and extension: nothing goes by age.
 		RETURN;
@@ -2977,10 +2987,44 @@ BEGIN
 	IF dry_run THEN
 		EXECUTE format('SELECT count(*), min(v.ts), max(v.ts) FROM (%s) v', cand)
 			INTO rows_removed, oldest, newest USING now() - keep, keep;
+		RETURN;
+	END IF;
+
+	-- Where the table lives on Citus decides how its rows are named (the
+	-- same statements on one server): a table distributed by account_id
+	-- goes an account at a time, each statement on one account's shard,
+	-- where a row's ctid means something; a reference table by key, in key
+	-- order, so that every copy removes the same rows; a table of the
+	-- coordinator's own, and pg_cron's history, by ctid.
+	SELECT p.placement INTO place FROM eightms.distribution_plan() p WHERE p.table_name = tbl::regclass;
+	IF place = 'distributed' THEN
+		-- The accounts of the first batch_size candidates, then each
+		-- account's own, locked there; what remains waits for the next call.
+		FOR acct IN EXECUTE format('SELECT DISTINCT v.acct FROM (%s LIMIT %s) v', replace(cand, '/*acct*/', ''), batch_size)
+				USING now() - keep, keep LOOP
+			EXECUTE format('WITH v AS MATERIALIZED (%s LIMIT %s FOR UPDATE OF t SKIP LOCKED), g AS (%s)
+							SELECT (SELECT count(*) FROM g), min(v.ts), max(v.ts) FROM v',
+						   replace(cand, '/*acct*/', 'AND t.account_id = $3'), batch_size - rows_removed,
+						   format(act, tbl, 't.account_id = $3 AND t.ctid = ANY (ARRAY(SELECT v.ctid FROM v))'))
+				INTO n, o, w USING now() - keep, keep, acct;
+			IF n > 0 AND tbl = 'eightms.account' THEN
+				-- Its sessions are the coordinator's (eightms.session).
+				PERFORM eightms.forget_sessions(acct);
+			END IF;
+			rows_removed := rows_removed + n;
+			oldest := least(oldest, o);
+			newest := greatest(newest, w);
+			EXIT WHEN rows_removed >= batch_size;
+		END LOOP;
+	ELSIF place = 'reference' THEN
+		EXECUTE format('WITH v AS MATERIALIZED (%s ORDER BY 1 LIMIT %s), g AS (DELETE FROM %s t WHERE %s IN (SELECT v.k FROM v) RETURNING 1)
+						SELECT (SELECT count(*) FROM g), min(v.ts), max(v.ts) FROM v',
+					   cand, batch_size, tbl, CASE tbl WHEN 'eightms.session_revocation' THEN 't.session_hash' ELSE 't.user_id' END)
+			INTO rows_removed, oldest, newest USING now() - keep, keep;
 	ELSE
 		EXECUTE format('WITH v AS MATERIALIZED (%s LIMIT %s FOR UPDATE OF t SKIP LOCKED), g AS (%s)%s
 						SELECT (SELECT count(*) FROM g), min(v.ts), max(v.ts) FROM v',
-					   cand, batch_size, format(act, tbl), also)
+					   cand, batch_size, format(act, tbl, 't.ctid = ANY (ARRAY(SELECT v.ctid FROM v))'), also)
 			INTO rows_removed, oldest, newest USING now() - keep, keep;
 	END IF;
 END
@@ -3183,6 +3227,25 @@ BEGIN
 		END IF;
 		RETURN NEXT;
 	END LOOP;
+
+	-- Citus reaches the workers as the role a statement runs as, so the API
+	-- roles must log in there (only there: on the coordinator PostgREST
+	-- logs in as its authenticator), on every worker, the ones added since
+	-- the last call too; the change stays on each worker.
+	IF EXISTS (SELECT FROM pg_dist_node n WHERE n.groupid <> 0 AND n.noderole = 'primary') THEN
+		IF NOT (SELECT bool_and(w.success) FROM run_command_on_workers(
+					'SET LOCAL citus.enable_alter_role_propagation = off; '
+					'ALTER ROLE eightms_anon LOGIN; ALTER ROLE eightms_user LOGIN; ALTER ROLE eightms_phone LOGIN; '
+					'ALTER ROLE eightms_dba LOGIN; ALTER ROLE eightms_worker LOGIN') w) THEN
+			RAISE EXCEPTION 'could not let the API roles log in on every worker'
+				USING ERRCODE = '55000',
+					  HINT = 'SELECT * FROM run_command_on_workers(''SELECT 1'') shows which worker is unreachable; call eightms.distribute() again once it is.';
+		END IF;
+		table_name := NULL;
+		placement := NULL;
+		action := 'the API roles may log in on the workers';
+		RETURN NEXT;
+	END IF;
 
 	-- Citus copies the rows a table had into its shards and leaves the
 	-- originals behind in the coordinator's table, where nothing reads them.
