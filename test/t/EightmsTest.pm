@@ -48,13 +48,13 @@ sub write_secrets
 # A node named $name with eightms (and the libraries of %opts{preload},
 # default 'eightms') preloaded, serving database %opts{database} with the
 # bridge, reading the key file %opts{secrets} (one with a fresh key ring
-# and JWT secret when not given; none when it is '').  Initialised, not
-# started.
+# and JWT secret when not given; none when it is ''), initialised with the
+# options of %opts{init} too (allows_streaming for a primary).  Not started.
 sub eightms_node
 {
 	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
+	$node->init(%{ $opts{init} // {} }, extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
 	my $db = $opts{database} // 'eightms_tap';
 	my $preload = $opts{preload} // 'eightms';
 	my $secrets = $opts{secrets};
