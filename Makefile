@@ -24,6 +24,7 @@ SQL_PARTS = \
 	sql/gateway_inbox.sql \
 	sql/consent.sql \
 	sql/privacy.sql \
+	sql/dsar.sql \
 	sql/distribute.sql \
 	sql/privileges.sql
 

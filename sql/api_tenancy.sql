@@ -629,9 +629,11 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION eightms_api.sign_out(boolean) TO eightms_user;
 
--- The owner deletes the account and everything it holds: every tenant
--- table's foreign keys lead to eightms.account with ON DELETE CASCADE.  The
--- company name must be typed back, as a guard against a stray call.
+-- The owner deletes the account and everything it holds
+-- (eightms.purge_account: the bridge's requests and the messages
+-- explicitly, every other tenant table by its foreign key to
+-- eightms.account, ON DELETE CASCADE).  The company name must be typed
+-- back, as a guard against a stray call.
 CREATE FUNCTION eightms_api.delete_account(confirm_company_name text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
@@ -640,6 +642,7 @@ AS $$
 DECLARE
 	acct uuid;
 	name text;
+	grace interval;
 BEGIN
 	PERFORM eightms.require_member_role('owner');
 	acct := eightms.current_account_id();
@@ -649,7 +652,20 @@ BEGIN
 			USING ERRCODE = '22023',
 				  HINT = 'Pass the account''s company name exactly as get_profile() shows it.';
 	END IF;
-	DELETE FROM eightms.account a WHERE a.account_id = acct;
+	-- Logged as a data-subject erasure of the account (sql/dsar.sql).  With
+	-- no grace period (rule account_deletion, 0 by default) everything goes
+	-- now; with one, the account's pending work is cancelled now, the
+	-- account is disabled (the hook refuses it), and
+	-- eightms.run_account_deletions() removes it when the grace is over.
+	grace := coalesce(eightms.retention_keep('account_deletion'), interval '0');
+	IF grace <= interval '0' THEN
+		PERFORM eightms.dsar_answer('erase', 'account', NULL, acct, NULL, eightms.current_user_id());
+		RETURN;
+	END IF;
+	PERFORM eightms.cancel_account_work(acct);
+	UPDATE eightms.account a SET status = 'disabled', updated_at = now() WHERE a.account_id = acct;
+	UPDATE eightms.dsar_request d SET not_before = now() + grace
+	 WHERE d.request_id = eightms.dsar_log('erase', 'account', NULL, acct, NULL, eightms.current_user_id());
 END
 $$;
 GRANT EXECUTE ON FUNCTION eightms_api.delete_account(text) TO eightms_user;

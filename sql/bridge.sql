@@ -67,6 +67,11 @@ CREATE TABLE eightms.http_request (
 	-- URL it sends, computed by the same parser: a separate column could
 	-- disagree.  Last, where the upgrade from 0.1.0 leaves it.
 	host				text GENERATED ALWAYS AS (eightms.http_url_host(url)) STORED,
+	-- The account whose request this is (the one the pre-request hook
+	-- verified for the enqueuer), NULL only for the platform's own calls:
+	-- deleting the account removes its requests, and its export holds them.
+	-- Last, where the upgrade leaves it.
+	account_id			uuid,
 	CONSTRAINT http_request_idempotency_key_key UNIQUE (idempotency_key)
 )
 -- Every request is updated once it has an outcome, and never HOT (the
@@ -82,6 +87,8 @@ COMMENT ON COLUMN eightms.http_request.secret_headers IS
 -- index whose key or predicate it changes, and the daily purge (the only
 -- reader a finished_at index would have) can scan the table instead.
 CREATE INDEX http_request_due_idx ON eightms.http_request (next_attempt_at, id) WHERE state = 'queued';
+-- An account's requests, for its deletion and its export.
+CREATE INDEX http_request_account_idx ON eightms.http_request (account_id) WHERE account_id IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('eightms.http_request', '');
 -- Its ids go on from where they were, or new requests would take restored ids.
 SELECT pg_catalog.pg_extension_config_dump('eightms.http_request_id_seq', '');
@@ -96,6 +103,9 @@ CREATE TABLE eightms.http_attempt (
 	duration_ms	double precision NOT NULL,
 	status		integer,
 	error		text,
+	-- The request's account (the recorder copies it), last as the upgrade
+	-- adds it.
+	account_id	uuid,
 	PRIMARY KEY (request_id, attempt)
 );
 COMMENT ON TABLE eightms.http_attempt IS 'global: every attempt the bridge made: when, how long, status or error';
@@ -152,6 +162,7 @@ $$;
 -- nothing but this function writes the queue.
 CREATE FUNCTION eightms.http_enqueue_internal(
 	enqueuer regrole,
+	account uuid,
 	method text,
 	url text,
 	headers jsonb,
@@ -241,20 +252,20 @@ BEGIN
 	new_id := nextval('eightms.http_request_id_seq'::regclass);
 	INSERT INTO eightms.http_request AS r
 		(id, method, url, headers, secret_headers, body, timeout_ms, max_attempts,
-		 follow_redirects, idempotency_key, callback, callback_context, enqueued_by)
+		 follow_redirects, idempotency_key, callback, callback_context, enqueued_by, account_id)
 	OVERRIDING SYSTEM VALUE
 	VALUES
 		(new_id, m, url, coalesce(headers, '{}'),
 		 CASE WHEN secret_headers IS NOT NULL AND secret_headers <> '{}'
 			  THEN eightms.seal(secret_headers::text, 'http_request:' || new_id || ':' || origin || ':' || ikey) END,
 		 body, (extract(epoch FROM timeout) * 1000)::integer, max_attempts,
-		 follow_redirects, ikey, cb_name, callback_context, enqueuer);
+		 follow_redirects, ikey, cb_name, callback_context, enqueuer, account);
 	PERFORM eightms.bridge_wake_at_commit();
 	RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION eightms.http_enqueue_internal(regrole, text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean) IS
-	'http_enqueue''s checks and insert, as the extension''s owner; called only by http_enqueue''s C with current_user (granted to no role)';
+COMMENT ON FUNCTION eightms.http_enqueue_internal(regrole, uuid, text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean) IS
+	'http_enqueue''s checks and insert, as the extension''s owner; called only by http_enqueue''s C with current_user and the verified account (granted to no role)';
 
 CREATE FUNCTION eightms.http_enqueue(
 	method text,

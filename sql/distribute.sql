@@ -32,7 +32,7 @@ AS $$
 								   'eightms.scheduled_job'::regclass, 'eightms.sealed_column'::regclass,
 								   'eightms.data_column'::regclass, 'eightms.retention_rule'::regclass,
 								   'eightms.retention_setting'::regclass, 'eightms.purge_log'::regclass,
-								   'eightms.session'::regclass)
+								   'eightms.session'::regclass, 'eightms.dsar_request'::regclass)
 						THEN 'local'
 					WHEN EXISTS (SELECT FROM pg_attribute a
 								  WHERE a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped)

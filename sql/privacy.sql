@@ -461,6 +461,10 @@ BEGIN
 	WHEN 'purge_log' THEN
 		tbl := 'eightms.purge_log';
 		cand := 'SELECT t.ctid, t.started_at AS ts FROM eightms.purge_log t WHERE t.started_at < $1';
+	WHEN 'dsar_request' THEN
+		-- An open request is never purged (sql/dsar.sql).
+		tbl := 'eightms.dsar_request';
+		cand := 'SELECT t.ctid, t.completed_at AS ts FROM eightms.dsar_request t WHERE t.completed_at < $1';
 	WHEN 'message_body' THEN
 		-- Per account: its own retention, capped by the platform's keep.
 		tbl := 'eightms.message';

@@ -260,7 +260,9 @@ GRANT SELECT ON eightms.account TO eightms_user, eightms_phone;
 GRANT SELECT ON eightms.member TO eightms_user;
 GRANT SELECT ON eightms.invitation TO eightms_user;
 GRANT SELECT ON eightms.session TO eightms_user;
-GRANT SELECT ON ALL TABLES IN SCHEMA eightms TO eightms_dba;
+-- eightms_dba reads none of these: a member's data reaches an operator
+-- only through the data-subject functions, which log each request
+-- (sql/dsar.sql).
 
 -- The caller's role in the current account, or NULL.
 CREATE FUNCTION eightms.current_member_role() RETURNS text

@@ -388,6 +388,19 @@ eightms_bind_claims(Jsonb *claims, const char *claims_text, const pg_uuid_t *acc
 		relay_binding(claims_text, acct);
 }
 
+/*
+ * The account of eightms.current_account_id(), for C callers: false when
+ * the current role has none bound (outside a verified request).
+ */
+bool
+eightms_bound_account(pg_uuid_t *account)
+{
+	if (!have_binding() || !bound.has_account)
+		return false;
+	*account = bound.account;
+	return true;
+}
+
 Datum
 eightms_current_account_id(PG_FUNCTION_ARGS)
 {

@@ -12,6 +12,7 @@
 
 extern char *eightms_claim_text(Jsonb *claims, const char *key);
 extern void eightms_bind_claims(Jsonb *claims, const char *claims_text, const pg_uuid_t *account);
+extern bool eightms_bound_account(pg_uuid_t *account);
 
 /* Defines eightms.verified_claims. */
 extern void eightms_claims_init(void);

@@ -46,7 +46,9 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
+#include "utils/uuid.h"
 
+#include "auth/claims.h"
 #include "bridge.h"
 #include "bridge_address.h"
 #include "bridge_internal.h"
@@ -158,6 +160,8 @@ eightms_http_origin(PG_FUNCTION_ARGS)
 }
 
 #define ENQUEUE_NARGS 11
+/* The enqueuer and the account in front of the caller's arguments. */
+#define ENQUEUE_EXTRA 2
 
 PG_FUNCTION_INFO_V1(eightms_http_enqueue);
 
@@ -168,20 +172,24 @@ PG_FUNCTION_INFO_V1(eightms_http_enqueue);
  * insert are eightms.http_enqueue_internal(), which runs as the extension's
  * owner and is granted to no role: it is called through fmgr, which checks
  * no EXECUTE privilege, so that no role can call it with another enqueuer.
+ * The account is the one the pre-request hook verified for the caller
+ * (NULL for a platform call): deleting that account cancels and removes the
+ * request, and a data-subject export of the account includes it.
  */
 Datum
 eightms_http_enqueue(PG_FUNCTION_ARGS)
 {
 	FmgrInfo   *inner_flinfo = (FmgrInfo *) fcinfo->flinfo->fn_extra;
-	LOCAL_FCINFO(inner, ENQUEUE_NARGS + 1);
+	LOCAL_FCINFO(inner, ENQUEUE_NARGS + ENQUEUE_EXTRA);
 	Datum		result;
+	pg_uuid_t  *account = palloc(sizeof(pg_uuid_t));
 
 	if (inner_flinfo == NULL)
 	{
-		Oid			argtypes[ENQUEUE_NARGS + 1] = {REGROLEOID, TEXTOID, TEXTOID, JSONBOID, BYTEAOID,
-			JSONBOID, INTERVALOID, INT4OID, TEXTOID, REGPROCEDUREOID, JSONBOID, BOOLOID};
+		Oid			argtypes[ENQUEUE_NARGS + ENQUEUE_EXTRA] = {REGROLEOID, UUIDOID, TEXTOID, TEXTOID,
+			JSONBOID, BYTEAOID, JSONBOID, INTERVALOID, INT4OID, TEXTOID, REGPROCEDUREOID, JSONBOID, BOOLOID};
 		List	   *name = list_make2(makeString("eightms"), makeString("http_enqueue_internal"));
-		Oid			fn = LookupFuncName(name, ENQUEUE_NARGS + 1, argtypes, false);
+		Oid			fn = LookupFuncName(name, ENQUEUE_NARGS + ENQUEUE_EXTRA, argtypes, false);
 
 		inner_flinfo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
 		fmgr_info_cxt(fn, inner_flinfo, fcinfo->flinfo->fn_mcxt);
@@ -189,11 +197,13 @@ eightms_http_enqueue(PG_FUNCTION_ARGS)
 	}
 	Assert(PG_NARGS() == ENQUEUE_NARGS);
 
-	InitFunctionCallInfoData(*inner, inner_flinfo, ENQUEUE_NARGS + 1, fcinfo->fncollation, NULL, NULL);
+	InitFunctionCallInfoData(*inner, inner_flinfo, ENQUEUE_NARGS + ENQUEUE_EXTRA, fcinfo->fncollation, NULL, NULL);
 	inner->args[0].value = ObjectIdGetDatum(GetUserId());
 	inner->args[0].isnull = false;
+	inner->args[1].isnull = !eightms_bound_account(account);
+	inner->args[1].value = UUIDPGetDatum(account);
 	for (int i = 0; i < ENQUEUE_NARGS; i++)
-		inner->args[i + 1] = fcinfo->args[i];
+		inner->args[i + ENQUEUE_EXTRA] = fcinfo->args[i];
 	result = FunctionCallInvoke(inner);
 	if (inner->isnull)
 		PG_RETURN_NULL();

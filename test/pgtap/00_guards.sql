@@ -4,12 +4,24 @@
 BEGIN;
 SELECT * FROM no_plan();
 
--- Tables in the private schema that carry account_id are tenant tables.
+-- Tables in the private schema that carry account_id are tenant tables,
+-- but for the documented global ones (comment "global:") that name the
+-- account a row belongs to without being the account's to read: the
+-- bridge's queue, the request log.  Those grant nothing to the API roles.
 CREATE TEMP VIEW tenant_tables AS
 	SELECT c.oid AS relid, c.oid::regclass AS rel
 	  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
 	 WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind IN ('r', 'p')
-	   AND a.attname = 'account_id' AND NOT a.attisdropped;
+	   AND a.attname = 'account_id' AND NOT a.attisdropped
+	   AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE 'global:%';
+
+SELECT ok(NOT has_table_privilege(r.rolname, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+		  AND NOT has_any_column_privilege(r.rolname, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES'),
+		  format('%s is global with an account_id: %s has no privilege on it', c.oid::regclass, r.rolname))
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped
+ CROSS JOIN (VALUES ('eightms_anon'), ('eightms_user'), ('eightms_phone')) r(rolname)
+ WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind IN ('r', 'p')
+   AND coalesce(obj_description(c.oid, 'pg_class'), '') LIKE 'global:%';
 
 SELECT cmp_ok((SELECT count(*) FROM tenant_tables), '>=', 4::bigint,
 	'the guards see the tenant tables (account, member, invitation, session at least)');

@@ -1,6 +1,6 @@
 -- Deleting an account purges everything it holds, and nothing of others.
 BEGIN;
-SELECT plan(7);
+SELECT plan(13);
 SELECT pgrst.share_tap();
 
 SELECT pgrst.as_user('olga', NULL, NULL, '{"session_id":"olga-1"}');
@@ -15,6 +15,13 @@ SELECT pgrst.as_user('olga', :'olga', NULL, '{"session_id":"olga-1"}');
 SELECT count(*) FROM eightms_api.send_messages('[{"to": "+12125550140", "body": "Frames are in"}, {"to": "+12125550141", "body": "Ready"}]');
 SELECT pgrst.as_phone(:'olga', :'olga_phone');
 SELECT count(*) FROM eightms_api.receive_messages('[{"from": "+12125550140", "body": "Thanks", "device_message_id": "o-1"}]');
+-- A bridge request queued in the account's request (http_enqueue granted
+-- for the test: no API function queues one yet).
+SELECT pgrst.reset();
+GRANT EXECUTE ON FUNCTION eightms.http_enqueue(text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean)
+	TO eightms_user;
+SELECT pgrst.as_user('olga', :'olga', NULL, '{"session_id":"olga-1"}');
+SELECT eightms.http_enqueue('POST', 'https://crm.example.test/olga', body => 'order 1') AS olga_req \gset
 SELECT pgrst.as_user('quinn');
 SELECT account_id AS quinn FROM eightms_api.create_account('Quinn Quilts') \gset
 
@@ -30,7 +37,8 @@ SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'olga'), 3::
 SELECT lives_ok('SELECT eightms_api.delete_account(''Olga Optics'')', 'the owner deletes the account');
 SELECT pgrst.reset();
 
--- Nothing of the account is left in any tenant table.
+-- Nothing of the account is left in any table the registry names with an
+-- account_id but the request log, which records the deletion.
 CREATE FUNCTION pg_temp.rows_of(acct uuid) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,18 +46,41 @@ DECLARE
 	n bigint;
 	total bigint := 0;
 BEGIN
-	FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
-			  WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind IN ('r', 'p') AND a.attname = 'account_id'
+	FOR r IN SELECT DISTINCT d.table_name FROM eightms.data_column d
+			  WHERE d.column_name = 'account_id' AND d.retention <> 'dsar_request'
 	LOOP
-		EXECUTE format('SELECT count(*) FROM %s WHERE account_id = $1', r.rel) INTO n USING acct;
+		EXECUTE format('SELECT count(*) FROM eightms.%I WHERE account_id = $1', r.table_name) INTO n USING acct;
 		total := total + n;
 	END LOOP;
 	RETURN total;
 END
 $$;
+SELECT is((SELECT count(*) FROM eightms.data_column d WHERE d.column_name = 'account_id'),
+		  (SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+			WHERE c.relnamespace = 'eightms'::regnamespace AND c.relkind IN ('r', 'p') AND a.attname = 'account_id'),
+		  'the registry names every table with an account_id');
+SELECT is((SELECT count(*) FROM eightms.http_request WHERE id = :olga_req), 0::bigint,
+		  'the account''s queued bridge request is gone with it');
+SELECT is((SELECT kind || ' ' || subject_kind || ' ' || requester_user || ' ' || (completed_at IS NOT NULL)
+			 FROM eightms.dsar_request WHERE account_id = :'olga'),
+		  'erase account olga true', 'the deletion is logged as an erasure of the account, completed');
 SELECT is(pg_temp.rows_of(:'olga'), 0::bigint, 'no row of the deleted account is left in any tenant table');
 SELECT cmp_ok(pg_temp.rows_of(:'quinn'), '>=', 2::bigint, 'the other account keeps its rows');
 SELECT throws_ok(format('SELECT pgrst.as_user(''pete'', %L, ''pete@example.test'')', :'olga'), '42501', NULL,
 				 'former members can no longer act on the deleted account');
+
+-- With a grace period (rule account_deletion), the account is disabled and
+-- its pending work cancelled at once; it goes when the grace is over.
+SELECT eightms.set_retention('account_deletion', '7 days');
+SELECT pgrst.as_user('quinn', :'quinn');
+SELECT count(*) FROM eightms_api.send_messages('[{"to": "+12125550150", "body": "Quilts"}]');
+SELECT lives_ok('SELECT eightms_api.delete_account(''Quinn Quilts'')', 'an owner deletes an account with a grace period');
+SELECT pgrst.reset();
+SELECT is((SELECT status || ' ' || (SELECT string_agg(m.status, ',') FROM eightms.message m WHERE m.account_id = :'quinn')
+			 FROM eightms.account WHERE account_id = :'quinn'),
+		  'disabled canceled', 'the account is disabled and its pending message canceled at once');
+UPDATE eightms.dsar_request SET not_before = now() - interval '1 second' WHERE account_id = :'quinn';
+SELECT eightms.run_account_deletions();
+SELECT is(pg_temp.rows_of(:'quinn'), 0::bigint, 'once the grace is over, nothing of it is left');
 SELECT * FROM finish();
 ROLLBACK;

@@ -313,7 +313,7 @@ SELECT throws_ok($$INSERT INTO eightms.http_request(method,url,idempotency_key,m
 				 '42501', NULL, 'an eightms_dba member may not insert into the queue');
 SELECT throws_ok($$UPDATE eightms.http_request SET enqueued_by = 'postgres'$$, '42501', NULL,
 				 'nor update it');
-SELECT throws_ok($$SELECT eightms.http_enqueue_internal('postgres', 'GET', 'http://127.0.0.1:1/', '{}', NULL, NULL,
+SELECT throws_ok($$SELECT eightms.http_enqueue_internal('postgres', NULL, 'GET', 'http://127.0.0.1:1/', '{}', NULL, NULL,
 				   '1 second', 1, 'esc-2', NULL, NULL, false)$$, '42501', NULL,
 				 'nor call the function behind http_enqueue with another enqueuer');
 SELECT throws_ok($$SELECT eightms.http_enqueue('GET', 'http://127.0.0.1:1/', max_attempts => 1,
