@@ -65,6 +65,8 @@ OBJS = \
 # every released install script and every upgrade script is kept as written
 # in sql/versions/ and never changed once released (see CHANGELOG.md).
 DATA_built = eightms--$(EXTVERSION).sql
+# The DBA's command for data-subject requests (doc/privacy.md), into bindir.
+SCRIPTS = bin/eightms-dsar
 DATA = $(wildcard sql/versions/eightms--*.sql)
 EXTRA_CLEAN = eightms-phone .phone-build test/regress/results test/regress/regression.diffs \
 	test/regress/regression.out test/isolation/output_iso test/tmp_check .engine-build
