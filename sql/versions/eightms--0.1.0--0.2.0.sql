@@ -543,9 +543,6 @@ BEGIN
 END
 $$;
 
--- (Its second argument, the verified account, came with the privacy
--- operations: a new signature.)
-DROP FUNCTION eightms.http_enqueue_internal(regrole, text, text, jsonb, bytea, jsonb, interval, integer, text, regprocedure, jsonb, boolean);
 CREATE FUNCTION eightms.http_enqueue_internal(
 	enqueuer regrole,
 	account uuid,
@@ -3138,7 +3135,8 @@ ALTER TABLE eightms.http_attempt ADD COLUMN account_id uuid;
 
 -- eightms_dba no longer reads the tenancy tables (sql/tenancy.sql): a
 -- member's data reaches it only through the data-subject functions.
-REVOKE SELECT ON eightms.account, eightms.member, eightms.invitation, eightms.session FROM eightms_dba;
+REVOKE SELECT ON eightms.account, eightms.member, eightms.invitation, eightms.session, eightms.session_revocation,
+	eightms.user_revocation FROM eightms_dba;
 
 -- The request log: who asked, about whom, what was done and when.  The
 -- subject is kept sealed (eightms.seal, opened only by a superuser), never
