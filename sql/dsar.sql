@@ -482,6 +482,9 @@ BEGIN
 	counts := counts || jsonb_build_object('message', n);
 	DELETE FROM eightms.account a WHERE a.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
+	-- The sessions are the coordinator's on Citus, where the member
+	-- trigger that removes them on one server runs on the shards.
+	PERFORM eightms.forget_sessions(acct);
 	RETURN counts || jsonb_build_object('account', n);
 END
 $$;

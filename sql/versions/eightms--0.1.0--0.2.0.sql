@@ -3007,14 +3007,21 @@ BEGIN
 		-- account's own, locked there; what remains waits for the next call.
 		FOR acct IN EXECUTE format('SELECT DISTINCT v.acct FROM (%s LIMIT %s) v', replace(cand, '/*acct*/', ''), batch_size)
 				USING now() - keep, keep LOOP
-			EXECUTE format('WITH v AS MATERIALIZED (%s LIMIT %s FOR UPDATE OF t SKIP LOCKED), g AS (%s)
-							SELECT (SELECT count(*) FROM g), min(v.ts), max(v.ts) FROM v',
-						   replace(cand, '/*acct*/', 'AND t.account_id = $3'), batch_size - rows_removed,
-						   format(act, tbl, 't.account_id = $3 AND t.ctid = ANY (ARRAY(SELECT v.ctid FROM v))'))
-				INTO n, o, w USING now() - keep, keep, acct;
-			IF n > 0 AND tbl = 'eightms.account' THEN
-				-- Its sessions are the coordinator's (eightms.session).
-				PERFORM eightms.forget_sessions(acct);
+			IF tbl = 'eightms.account' THEN
+				-- An account goes as delete_account removes it, with its
+				-- bridge requests and its sessions (eightms.purge_account).
+				EXECUTE format('SELECT count(*), min(v.ts), max(v.ts) FROM (%s FOR UPDATE OF t SKIP LOCKED) v',
+							   replace(cand, '/*acct*/', 'AND t.account_id = $3'))
+					INTO n, o, w USING now() - keep, keep, acct;
+				IF n > 0 THEN
+					PERFORM eightms.purge_account(acct);
+				END IF;
+			ELSE
+				EXECUTE format('WITH v AS MATERIALIZED (%s LIMIT %s FOR UPDATE OF t SKIP LOCKED), g AS (%s)
+								SELECT (SELECT count(*) FROM g), min(v.ts), max(v.ts) FROM v',
+							   replace(cand, '/*acct*/', 'AND t.account_id = $3'), batch_size - rows_removed,
+							   format(act, tbl, 't.account_id = $3 AND t.ctid = ANY (ARRAY(SELECT v.ctid FROM v))'))
+					INTO n, o, w USING now() - keep, keep, acct;
 			END IF;
 			rows_removed := rows_removed + n;
 			oldest := least(oldest, o);
@@ -3612,6 +3619,9 @@ BEGIN
 	counts := counts || jsonb_build_object('message', n);
 	DELETE FROM eightms.account a WHERE a.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
+	-- The sessions are the coordinator's on Citus, where the member
+	-- trigger that removes them on one server runs on the shards.
+	PERFORM eightms.forget_sessions(acct);
 	RETURN counts || jsonb_build_object('account', n);
 END
 $$;
