@@ -3,7 +3,7 @@
 -- request's claims: the relay the hook made, for its own account, and
 -- nothing set by hand.
 BEGIN;
-SELECT plan(8);
+SELECT plan(9);
 
 SELECT is((SELECT count(*) FROM pg_roles WHERE rolname IN ('eightms_anon', 'eightms_user', 'eightms_phone') AND rolcanlogin),
 		  0::bigint, 'the API roles cannot log in on the coordinator');
@@ -30,10 +30,13 @@ SELECT ok(current_setting('eightms.relayed_claims', true) LIKE 'v1 %', 'the hook
 SELECT is((SELECT array_agg(company_name) FROM eightms.account), ARRAY['Relay One'],
 		  'the tenant reads its own account from the shards, and no other');
 SELECT is((SELECT count(*) FROM eightms.member), 1::bigint, 'and its own members only');
--- A relay made up by the caller (any role may set the setting).
-SELECT set_config('eightms.relayed_claims', format('v1 %s %s eightms_user %s %s', repeat('0', 64),
-	extract(epoch FROM now())::bigint, 'c2000000-0000-4000-8000-000000000002',
-	jsonb_build_object('role', 'eightms_user', 'sub', 'relay-one')), true);
+-- A relay made up by the caller (any role may set the setting), sent the
+-- way Citus forwards settings to the workers: as SET LOCAL.
+SELECT format('v1 %s %s eightms_user %s %s', repeat('0', 64), extract(epoch FROM now())::bigint,
+			  'c2000000-0000-4000-8000-000000000002',
+			  jsonb_build_object('role', 'eightms_user', 'sub', 'relay-one')) AS forged \gset
+SET LOCAL eightms.relayed_claims = :'forged';
+SELECT is(current_setting('eightms.relayed_claims'), :'forged', 'the forged relay is the transaction''s setting');
 SELECT is((SELECT count(*) FROM eightms.account), 0::bigint, 'a forged relay sees no account on the shards');
 SELECT is((SELECT count(*) FROM eightms.member), 0::bigint, 'nor any member');
 SELECT * FROM finish();
