@@ -170,8 +170,9 @@ SELECT pg_catalog.pg_extension_config_dump('eightms.consent_review', '');
 COMMENT ON TABLE eightms.consent_review IS
 	'Inbound replies that mention an opt-out keyword without clearly revoking consent, for a member to review';
 -- A review belongs to its conversation and goes with it, as its messages
--- do (gateway_tables.sql): no foreign key, so that TRUNCATE of the conversations
--- still needs no CASCADE; as the owner, as a cascade is.
+-- do (gateway_tables.sql, a row trigger for the same reason): no foreign
+-- key, so that TRUNCATE of the conversations still needs no CASCADE; as
+-- the owner, as a cascade is.
 CREATE FUNCTION eightms.delete_conversation_reviews() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -180,15 +181,15 @@ BEGIN
 	IF TG_OP = 'TRUNCATE' THEN
 		TRUNCATE eightms.consent_review;
 	ELSE
-		DELETE FROM eightms.consent_review r USING gone g
-		 WHERE r.account_id = g.account_id AND r.conversation_id = g.conversation_id;
+		DELETE FROM eightms.consent_review r
+		 WHERE r.account_id = OLD.account_id AND r.conversation_id = OLD.conversation_id;
 	END IF;
 	RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION eightms.delete_conversation_reviews() FROM PUBLIC;
 CREATE TRIGGER conversation_delete_reviews AFTER DELETE ON eightms.conversation
-	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_reviews();
+	FOR EACH ROW EXECUTE FUNCTION eightms.delete_conversation_reviews();
 CREATE TRIGGER conversation_truncate_reviews AFTER TRUNCATE ON eightms.conversation
 	FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_reviews();
 

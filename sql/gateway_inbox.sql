@@ -6,9 +6,13 @@ CREATE FUNCTION eightms_api.mark_read(conversation_id uuid) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	-- The account first: a statement keyed by a value, not a call, is the
+	-- one Citus routes to the account's shard.
+	acct uuid := eightms.require_account();
 BEGIN
 	UPDATE eightms.conversation c SET unread_count = 0
-	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = mark_read.conversation_id;
+	 WHERE c.account_id = acct AND c.conversation_id = mark_read.conversation_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no conversation %', mark_read.conversation_id USING ERRCODE = 'P0002';
 	END IF;
@@ -19,10 +23,15 @@ CREATE FUNCTION eightms_api.delete_conversation(conversation_id uuid) RETURNS vo
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid;
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	-- Its messages and reviews go with it (the row triggers of
+	-- gateway_tables.sql and consent.sql).
 	DELETE FROM eightms.conversation c
-	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = delete_conversation.conversation_id;
+	 WHERE c.account_id = acct AND c.conversation_id = delete_conversation.conversation_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no conversation %', delete_conversation.conversation_id USING ERRCODE = 'P0002';
 	END IF;
@@ -34,13 +43,18 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid := eightms.require_account();
+	-- Read before the statement: Citus cannot send now() inside a CASE
+	-- to the shard.
+	at timestamptz := CASE WHEN archived THEN now() END;
 BEGIN
 	IF archived IS NULL THEN
 		RAISE EXCEPTION 'archived must be true or false' USING ERRCODE = '22023',
 			HINT = 'Pass false to bring a conversation back to the inbox.';
 	END IF;
-	UPDATE eightms.conversation c SET archived_at = CASE WHEN archived THEN now() END
-	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = archive_conversation.conversation_id;
+	UPDATE eightms.conversation c SET archived_at = at
+	 WHERE c.account_id = acct AND c.conversation_id = archive_conversation.conversation_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no conversation %', archive_conversation.conversation_id USING ERRCODE = 'P0002';
 	END IF;
@@ -49,22 +63,29 @@ $$;
 
 -- The inbox, newest first, a page at a time: pass the last row's
 -- (last_message_at, conversation_id) to get the next page (keyset
--- pagination, stable while messages arrive).
+-- pagination, stable while messages arrive).  PL/pgSQL, with the account
+-- read first: Citus plans no statement of an SQL function that has
+-- parameters, and routes this one (the conversation and its colocated
+-- messages) to the account's shards by its value.
 CREATE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
 											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
 			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid := eightms.require_account();
+BEGIN
 	-- The page first, then each row's last message: only the page's rows
 	-- look their last message up.
+	RETURN QUERY
 	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
 		   lm.body, lm.direction
 	  FROM (SELECT c.*
 			  FROM eightms.conversation c
-			 WHERE c.account_id = eightms.require_account()
-			   AND (c.archived_at IS NOT NULL) = coalesce(archived, false)
+			 WHERE c.account_id = acct
+			   AND (c.archived_at IS NOT NULL) = coalesce(list_conversations.archived, false)
 			   AND c.last_message_at IS NOT NULL
 			   AND (after_at IS NULL
 					OR (c.active_minute <= date_bin('1 minute', after_at, '2000-01-01 00:00:00+00')
@@ -76,7 +97,8 @@ AS $$
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
 						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
 						  ORDER BY coalesce(m.received_at, m.created_at) DESC, m.message_id DESC LIMIT 1) lm ON true
-	 ORDER BY c.last_message_at DESC, c.conversation_id DESC
+	 ORDER BY c.last_message_at DESC, c.conversation_id DESC;
+END
 $$;
 
 -- A conversation's messages, newest first, a page at a time: an inbound
@@ -86,14 +108,20 @@ $$;
 CREATE FUNCTION eightms_api.conversation_messages(conversation_id uuid, after_at timestamptz DEFAULT NULL,
 												  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
 RETURNS SETOF eightms_api.messages
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid := eightms.require_account();
+BEGIN
+	-- PL/pgSQL, the account read first, as list_conversations.
+	RETURN QUERY
 	SELECT v.* FROM eightms_api.messages v
-	 WHERE v.account_id = eightms.require_account() AND v.conversation_id = conversation_messages.conversation_id
+	 WHERE v.account_id = acct AND v.conversation_id = conversation_messages.conversation_id
 	   AND (after_at IS NULL OR (coalesce(v.received_at, v.created_at), v.message_id) < (after_at, after_id))
 	 ORDER BY coalesce(v.received_at, v.created_at) DESC, v.message_id DESC
-	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
+	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200);
+END
 $$;
 
 CREATE VIEW eightms_api.conversations WITH (security_invoker = true) AS

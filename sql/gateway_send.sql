@@ -36,9 +36,14 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	hit text[];
 BEGIN
-	RETURN ARRAY(SELECT o.number FROM eightms.opt_out o
-				  WHERE o.account_id = acct AND o.number = ANY (numbers COLLATE "C"));
+	-- A statement on one table keyed by the account, as Citus plans it
+	-- with parameters (an ARRAY(subquery) it cannot).
+	SELECT coalesce(array_agg(o.number), '{}') INTO hit FROM eightms.opt_out o
+	 WHERE o.account_id = acct AND o.number = ANY (numbers COLLATE "C");
+	RETURN hit;
 END
 $$;
 COMMENT ON FUNCTION eightms.opted_out(uuid, text[]) IS
@@ -64,6 +69,9 @@ AS $$
 $$;
 
 -- Queue one outbound message (internal; send_message and send_messages).
+-- Each statement reads or writes one table by the account, so that Citus
+-- routes it to the account's shards with the cached plan; the clock is
+-- read once, before them.
 CREATE FUNCTION eightms.queue_message(acct uuid, to_number text, body text, phone uuid,
 									  idem text, send_at timestamptz)
 RETURNS eightms.message
@@ -78,7 +86,10 @@ DECLARE
 	conv uuid;
 	conv_phone uuid;
 	fold boolean;
+	region text;
 	ttl interval := current_setting('eightms.message_ttl')::interval;
+	at timestamptz := now();
+	due timestamptz;
 	err text;
 BEGIN
 	IF to_number IS NULL OR btrim(to_number) = '' THEN
@@ -99,9 +110,12 @@ BEGIN
 			RETURN m;
 		END IF;
 	END IF;
+	-- The account's region is passed to e164 (with a NULL region it would
+	-- look it up again, unplanned, for every message).
+	SELECT a.fold_lookalikes, a.default_region INTO fold, region FROM eightms.account a WHERE a.account_id = acct;
 	-- The bounds hold for what will be sent: folding turns an ellipsis into
 	-- three characters and drops zero-width spaces.
-	fold := body IS NOT NULL AND (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct);
+	fold := body IS NOT NULL AND fold;
 	IF fold THEN
 		body := eightms.sms_fold(body);
 	END IF;
@@ -112,12 +126,12 @@ BEGIN
 	ELSIF err IS NOT NULL THEN
 		RAISE EXCEPTION '%', err USING ERRCODE = '22023';
 	END IF;
-	-- The account's region, read here with a cached plan (e164 with a NULL
-	-- region would look it up again, unplanned, for every message).
-	e164 := eightms.e164(to_number, (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct), true);
-	IF phone IS NOT NULL AND NOT EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct
-										 AND p.phone_id = phone AND p.unpaired_at IS NULL) THEN
-		RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
+	e164 := eightms.e164(to_number, region, true);
+	IF phone IS NOT NULL THEN
+		PERFORM FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = phone AND p.unpaired_at IS NULL;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
+		END IF;
 	END IF;
 	-- A conversation keeps its phone, so replies thread on the handset;
 	-- a new one (or one without a phone) gets the healthiest phone.
@@ -125,26 +139,27 @@ BEGIN
 	-- foreign key, that is what keeps a concurrent delete_conversation from
 	-- leaving this message without its conversation.  It is also the
 	-- consent lock (above): the opt-out list is read after it.
-	UPDATE eightms.conversation c SET last_message_at = now()
+	UPDATE eightms.conversation c SET last_message_at = at
 	 WHERE c.account_id = acct AND c.peer_number = e164
 	RETURNING c.conversation_id, c.phone_id INTO conv, conv_phone;
 	IF conv IS NULL OR conv_phone IS NULL THEN
 		conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
-		UPDATE eightms.conversation c SET last_message_at = now()
+		UPDATE eightms.conversation c SET last_message_at = at
 		 WHERE c.account_id = acct AND c.conversation_id = conv
 		RETURNING c.phone_id INTO conv_phone;
 	END IF;
-	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
+	PERFORM FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164;
+	IF FOUND THEN
 		RAISE EXCEPTION 'the recipient has opted out of messages from this account'
 			USING ERRCODE = 'E8O01',
 				  HINT = 'The recipient must text START to opt back in; nothing was queued.';
 	END IF;
 	info := eightms.sms_info(body);
+	due := coalesce(send_at, at);
 	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
 									  encoding, segments, status, pending, idempotency_key, send_at, expires_at)
 	VALUES (acct, conv, 'out', coalesce(phone, conv_phone), e164, body, info.encoding, info.segments,
-			'queued', true, idem, coalesce(send_at, now()),
-			coalesce(send_at, now()) + ttl)
+			'queued', true, idem, due, due + ttl)
 	ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING * INTO m;
 	IF m.message_id IS NULL THEN
@@ -198,15 +213,280 @@ AS $$
 		WHEN jsonb_typeof(x -> 'send_at') NOT IN ('string', 'null') THEN 'send_at must be a string: a time with its offset' END
 $$;
 
+-- The items of a batch that pass every check needing no table: a valid
+-- number, a fit body (folded when the account folds), a usable send_at,
+-- a well-formed idempotency key not used by an earlier item of the batch.
+-- A phone_id or send_at that is not a uuid or a time fails the statement
+-- (and so the batch goes one by one).  SQL without a SET clause, so that
+-- the planner inlines it.
+CREATE FUNCTION eightms.outbound_items(messages jsonb, region text, fold boolean, ttl interval)
+RETURNS TABLE (ord integer, e164 text, body text, phone uuid, idem text, send_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+	SELECT n.ord, n.e164, n.body, n.phone, n.idem, n.send_at
+	  FROM (SELECT i.*, eightms.try_e164(i.raw_to, region, true) COLLATE "C" AS e164,
+				   row_number() OVER (PARTITION BY i.idem ORDER BY i.ord) AS idem_rank
+			  FROM (SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to,
+						   CASE WHEN fold THEN eightms.sms_fold(t.x ->> 'body') ELSE t.x ->> 'body' END AS body,
+						   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
+						   (t.x ->> 'send_at')::timestamptz AS send_at, eightms.outbound_item_error(t.x) AS item_error
+					  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)) i) n
+	 WHERE n.item_error IS NULL AND n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+	   AND (n.send_at IS NULL OR eightms.send_at_error(n.send_at, ttl) IS NULL)
+	   AND (n.idem IS NULL OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200))
+	 ORDER BY n.ord
+$$;
+
+-- Of those, the ones the account's tables let through: the number not
+-- opted out, the phone named (if any) paired, the idempotency key not
+-- used before; each with the id its message will have.  One statement per
+-- table, each by the account (single-shard on Citus, with cached plans).
+-- The opt-out list is read again once the conversations are held.
+CREATE FUNCTION eightms.plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
+RETURNS TABLE (ord integer, e164 text, body text, phone uuid, idem text, send_at timestamptz, message_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	ords integer[];
+	numbers text[];
+	bodies text[];
+	phones uuid[];
+	idems text[];
+	send_ats timestamptz[];
+	opted text[];
+	paired uuid[];
+	used text[];
+BEGIN
+	SELECT array_agg(i.ord), array_agg(i.e164), array_agg(i.body), array_agg(i.phone), array_agg(i.idem),
+		   array_agg(i.send_at)
+	  INTO ords, numbers, bodies, phones, idems, send_ats
+	  FROM eightms.outbound_items(messages, region, fold, ttl) i;
+	IF ords IS NULL THEN
+		RETURN;
+	END IF;
+	opted := eightms.opted_out(acct, numbers);
+	SELECT coalesce(array_agg(p.phone_id), '{}') INTO paired FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.phone_id = ANY (phones) AND p.unpaired_at IS NULL;
+	SELECT coalesce(array_agg(o.idempotency_key), '{}') INTO used FROM eightms.message o
+	 WHERE o.account_id = acct AND o.idempotency_key = ANY (idems);
+	RETURN QUERY
+	SELECT u.ord, u.e164, u.body, u.phone, u.idem, u.send_at, eightms.uuid_v7()
+	  FROM unnest(ords, numbers, bodies, phones, idems, send_ats) AS u(ord, e164, body, phone, idem, send_at)
+	 WHERE u.e164 <> ALL (opted)
+	   AND (u.phone IS NULL OR u.phone = ANY (paired))
+	   AND (u.idem IS NULL OR u.idem <> ALL (used))
+	 ORDER BY u.ord;
+END
+$$;
+
+-- Lock the conversations with these numbers that exist and have a phone
+-- (nearly all), marking their last message: one scan of the number index,
+-- which takes the locks in number order (the order every batch shares).
+CREATE FUNCTION eightms.touch_conversations(acct uuid, numbers text[], at timestamptz)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	UPDATE eightms.conversation cv SET last_message_at = at
+	 WHERE cv.account_id = acct AND cv.peer_number = ANY (numbers COLLATE "C") AND cv.phone_id IS NOT NULL
+	RETURNING cv.conversation_id, cv.peer_number, cv.phone_id;
+END
+$$;
+
+-- Create the conversations with these numbers (or, created meanwhile or
+-- without a phone, take them over), in number order too, each with its
+-- phone.  INSERT ... SELECT: Citus plans it only with the values known,
+-- so this one statement is planned on each call (no force_generic_plan).
+CREATE FUNCTION eightms.create_conversations(acct uuid, numbers text[], phones uuid[], at timestamptz)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
+	SELECT acct, u.number, u.phone, at
+	  FROM unnest(numbers, phones) AS u(number, phone)
+	 ORDER BY u.number COLLATE "C"
+	ON CONFLICT ON CONSTRAINT conversation_peer_key DO UPDATE
+		SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
+	RETURNING cv.conversation_id, cv.peer_number, cv.phone_id;
+END
+$$;
+
+-- Hold the conversations of a batch's numbers (the consent lock, above),
+-- given one row per number in number order, with the phone and the
+-- position of its first item: those that exist with a phone are locked
+-- first; the others are spread over the healthy phones as pick_phone
+-- would, shortest queue first (unless the item names its phone), in the
+-- order of their first items, and created.
+CREATE FUNCTION eightms.hold_conversations(acct uuid, numbers text[], named uuid[], firsts integer[],
+										   at timestamptz)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	held_ids uuid[];
+	held text[];
+	held_phones uuid[];
+	new_numbers text[];
+	new_phones uuid[];
+BEGIN
+	SELECT array_agg(t.conversation_id), coalesce(array_agg(t.peer_number), '{}'), array_agg(t.phone_id)
+	  INTO held_ids, held, held_phones
+	  FROM eightms.touch_conversations(acct, numbers, at) t;
+	RETURN QUERY SELECT u.id, u.number, u.phone FROM unnest(held_ids, held, held_phones) AS u(id, number, phone);
+	IF cardinality(held) = cardinality(numbers) THEN
+		RETURN;
+	END IF;
+	WITH rest AS (
+		SELECT u.number, u.phone, u.first
+		  FROM unnest(numbers, named, firsts) AS u(number, phone, first)
+		 WHERE u.number <> ALL (held)),
+	unrouted AS (
+		SELECT r.number, row_number() OVER (ORDER BY r.first) AS k FROM rest r WHERE r.phone IS NULL),
+	slots AS (
+		SELECT h.phone_id,
+			   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
+		  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
+			   generate_series(1, (SELECT count(*) FROM unrouted)) g
+		 -- Counting queues only when some conversation needs a phone.
+		 WHERE EXISTS (SELECT FROM unrouted))
+	SELECT array_agg(r.number ORDER BY r.number), array_agg(coalesce(r.phone, s.phone_id) ORDER BY r.number)
+	  INTO new_numbers, new_phones
+	  FROM rest r
+	  LEFT JOIN unrouted un ON un.number = r.number
+	  LEFT JOIN slots s ON s.k = un.k;
+	RETURN QUERY SELECT * FROM eightms.create_conversations(acct, new_numbers, new_phones, at);
+END
+$$;
+
+-- Insert a batch's messages, in item order.  No ON CONFLICT: it would make
+-- every row a speculative insertion (a lock and a second WAL record each,
+-- about 1% of a lifecycle).  A key another transaction took meanwhile
+-- raises unique_violation instead, and the batch goes one by one, where
+-- that item gets the message already queued under its key.  INSERT ...
+-- SELECT, planned on each call as create_conversations is.
+CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], phones uuid[], numbers text[],
+										bodies text[], idems text[], send_ats timestamptz[], at timestamptz,
+										ttl interval)
+RETURNS TABLE (message_id uuid, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
+									  peer_number, body, encoding, segments, status, pending, idempotency_key,
+									  send_at, expires_at)
+	SELECT acct, u.id, u.conv, 'out', u.phone, u.number, u.body, i.encoding, i.segments, 'queued', true, u.idem,
+		   coalesce(u.send_at, at), coalesce(u.send_at, at) + ttl
+	  FROM unnest(ids, convs, phones, numbers, bodies, idems, send_ats)
+		   WITH ORDINALITY AS u(id, conv, phone, number, body, idem, send_at, ord)
+	 CROSS JOIN LATERAL eightms.sms_info(u.body) i
+	 ORDER BY u.ord
+	RETURNING x.message_id, x.phone_id;
+END
+$$;
+
+-- Realtime: ids only, never content or numbers; one notification per
+-- phone and hundred messages (a payload holds 8000 bytes).
+CREATE FUNCTION eightms.notify_outbound(acct uuid, message_ids uuid[], phone_ids uuid[]) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(pg_notify('eightms_outbound',
+						   json_build_object('account_id', acct, 'phone_id', g.phone_id, 'message_ids', g.ids)::text))
+	  FROM (SELECT c.phone_id, json_agg(c.message_id) AS ids
+			  FROM (SELECT u.phone_id, u.message_id, (row_number() OVER (PARTITION BY u.phone_id) - 1) / 100 AS chunk
+					  FROM unnest(message_ids, phone_ids) AS u(message_id, phone_id)) c
+			 GROUP BY c.phone_id, c.chunk) g
+$$;
+
+-- The fast path of send_messages: queue every item that plainly goes
+-- through, in named steps of one table each; answer each item's message
+-- id (NULL: left to the slow path).  Raises T8R01 to undo it all when
+-- what it holds is not what it read: a STOP that committed while it
+-- waited for a conversation.
+CREATE FUNCTION eightms.queue_plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
+RETURNS uuid[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	at timestamptz := now();
+	ords integer[];
+	numbers text[];
+	bodies text[];
+	phones uuid[];
+	idems text[];
+	send_ats timestamptz[];
+	ids uuid[];
+	peers text[];
+	named uuid[];
+	firsts integer[];
+	held_numbers text[];
+	held_ids uuid[];
+	held_phones uuid[];
+	convs uuid[];
+	senders uuid[];
+	sent_ids uuid[];
+	sent_phones uuid[];
+BEGIN
+	SELECT array_agg(f.ord), array_agg(f.e164), array_agg(f.body), array_agg(f.phone), array_agg(f.idem),
+		   array_agg(f.send_at), array_agg(f.message_id)
+	  INTO ords, numbers, bodies, phones, idems, send_ats, ids
+	  FROM eightms.plain_outbound(acct, messages, region, fold, ttl) f;
+	IF ords IS NULL THEN
+		RETURN array_fill(NULL::uuid, ARRAY[jsonb_array_length(messages)]);
+	END IF;
+	-- One row per number, from its first item, in number order (the lock
+	-- order every batch shares).
+	SELECT array_agg(p.e164 ORDER BY p.e164), array_agg(p.phone ORDER BY p.e164), array_agg(p.ord ORDER BY p.e164)
+	  INTO peers, named, firsts
+	  FROM (SELECT DISTINCT ON (u.e164) u.e164, u.phone, u.ord
+			  FROM unnest(numbers, phones, ords) AS u(e164, phone, ord) ORDER BY u.e164, u.ord) p;
+	SELECT array_agg(h.peer_number), array_agg(h.conversation_id), array_agg(h.phone_id)
+	  INTO held_numbers, held_ids, held_phones
+	  FROM eightms.hold_conversations(acct, peers, named, firsts, at) h;
+	SELECT array_agg(c.id ORDER BY u.ord), array_agg(coalesce(u.phone, c.phone) ORDER BY u.ord)
+	  INTO convs, senders
+	  FROM unnest(ords, numbers, phones) AS u(ord, e164, phone)
+	  JOIN unnest(held_numbers, held_ids, held_phones) AS c(number, id, phone) ON c.number = u.e164;
+	SELECT array_agg(i.message_id), array_agg(i.phone_id) INTO sent_ids, sent_phones
+	  FROM eightms.insert_outbound(acct, ids, convs, senders, numbers, bodies, idems, send_ats, at, ttl) i;
+	IF cardinality(sent_ids) IS DISTINCT FROM cardinality(ords) THEN
+		-- Cannot happen (every item is inserted or the statement fails);
+		-- should it, the slow path settles each item.
+		RAISE EXCEPTION USING ERRCODE = 'T8R01';
+	END IF;
+	-- The opt-out list again, now that the conversations are held: a STOP
+	-- that committed while this waited for one of them.
+	IF cardinality(eightms.opted_out(acct, peers)) > 0 THEN
+		RAISE EXCEPTION USING ERRCODE = 'T8R01';
+	END IF;
+	PERFORM eightms.notify_outbound(acct, sent_ids, sent_phones);
+	RETURN ARRAY(SELECT f.id
+				   FROM generate_series(1, jsonb_array_length(messages)) AS it(ord)
+				   LEFT JOIN unnest(ords, ids) AS f(ord, id) ON f.ord = it.ord
+				  ORDER BY it.ord);
+END
+$$;
+
 -- A batch: each item queued or refused on its own, in one transaction.
 -- The items that plainly go through (a valid number, not opted out, a fit
--- body, no idempotency key seen before) are queued by one statement; the
--- rest, and the whole batch should that statement fail, go one by one
--- through queue_message, which gives each refusal its own error.  That
--- statement reads the opt-out list before it holds the conversations
--- (the consent lock, above): once it holds them, the list is read again,
--- and should a number have opted out meanwhile the statement is undone
--- and the batch goes one by one.
+-- body, no idempotency key seen before) are queued together
+-- (queue_plain_outbound); the rest, and the whole batch should that fail,
+-- go one by one through queue_message, which gives each refusal its own
+-- error.
 CREATE FUNCTION eightms_api.send_messages(messages jsonb)
 RETURNS TABLE (item integer, message_id uuid, status text, error_code text, error text)
 LANGUAGE plpgsql VOLATILE
@@ -219,9 +499,6 @@ DECLARE
 	fold boolean;
 	ttl interval := current_setting('eightms.message_ttl')::interval;
 	ids uuid[];
-	numbers text[];
-	want integer;
-	got integer;
 	x jsonb;
 	m eightms.message;
 BEGIN
@@ -232,115 +509,7 @@ BEGIN
 	END IF;
 	SELECT a.default_region, a.fold_lookalikes INTO region, fold FROM eightms.account a WHERE a.account_id = acct;
 	BEGIN
-		WITH items AS (
-			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to,
-				   CASE WHEN fold THEN eightms.sms_fold(t.x ->> 'body') ELSE t.x ->> 'body' END AS body,
-				   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
-				   (t.x ->> 'send_at')::timestamptz AS send_at, eightms.outbound_item_error(t.x) AS item_error
-			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
-		norm AS (
-			SELECT items.*, eightms.try_e164(items.raw_to, region, true) COLLATE "C" AS e164,
-				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
-			  FROM items),
-		fast AS MATERIALIZED (
-			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id, n.body
-			  FROM norm n
-			 WHERE n.item_error IS NULL AND n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
-			   AND (n.send_at IS NULL OR eightms.send_at_error(n.send_at, ttl) IS NULL)
-			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
-			   AND (n.phone IS NULL
-					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
-								AND p.unpaired_at IS NULL))
-			   AND (n.idem IS NULL
-					OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200
-						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
-										 AND o.idempotency_key = n.idem)))),
-		-- One row per number, from its first item, in number order (the
-		-- lock order every batch shares).
-		peers AS (
-			SELECT DISTINCT ON (f.e164) f.e164, f.ord, f.phone FROM fast f ORDER BY f.e164, f.ord),
-		-- Conversations that exist and have a phone (nearly all) are
-		-- updated by one scan of the number index, which takes their locks
-		-- in number order: half the work of an upsert, which locks each row
-		-- before it updates it.
-		conv_old AS (
-			UPDATE eightms.conversation cv SET last_message_at = now()
-			 WHERE cv.account_id = acct AND cv.peer_number = ANY (ARRAY(SELECT pr.e164 FROM peers pr))
-			   AND cv.phone_id IS NOT NULL
-			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
-		-- The other numbers (new conversations, and ones without a phone)
-		-- are spread over the healthy phones as pick_phone would, shortest
-		-- queue first, unless the item names its phone.
-		unrouted AS (
-			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
-			  FROM peers pr
-			 WHERE pr.phone IS NULL AND pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)),
-		slots AS (
-			SELECT h.phone_id,
-				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
-			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
-				   generate_series(1, (SELECT count(*) FROM unrouted)) g
-			 -- Counting queues only when some conversation needs a phone.
-			 WHERE EXISTS (SELECT FROM unrouted)),
-		-- The rest are created (or, created meanwhile or without a phone,
-		-- taken over), in number order too.
-		conv_new AS (
-			INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
-			SELECT acct, pr.e164, coalesce(pr.phone, s.phone_id), now()
-			  FROM peers pr
-			  LEFT JOIN unrouted u ON u.e164 = pr.e164
-			  LEFT JOIN slots s ON s.k = u.k
-			 WHERE pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)
-			 ORDER BY pr.e164
-			ON CONFLICT (account_id, peer_number) DO UPDATE
-				SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
-			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
-		conv AS (
-			SELECT * FROM conv_old UNION ALL SELECT * FROM conv_new),
-		ins AS (
-			INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
-											  peer_number, body, encoding, segments, status, pending, idempotency_key,
-											  send_at, expires_at)
-			SELECT acct, f.message_id, c.conversation_id, 'out', coalesce(f.phone, c.phone_id), f.e164, f.body,
-				   i.encoding, i.segments, 'queued', true, f.idem, coalesce(f.send_at, now()),
-				   coalesce(f.send_at, now()) + ttl
-			  FROM fast f
-			  JOIN conv c ON c.peer_number = f.e164
-			 CROSS JOIN LATERAL eightms.sms_info(f.body) i
-			 ORDER BY f.ord
-			-- No ON CONFLICT: it would make every row a speculative insertion
-			-- (a lock and a second WAL record each, about 1% of a lifecycle).
-			-- A key another transaction took meanwhile raises unique_violation
-			-- instead, and the batch goes one by one below, where that item
-			-- gets the message already queued under its key.
-			RETURNING x.message_id, x.phone_id),
-		-- Realtime: ids only, never content or numbers; one notification
-		-- per phone and hundred messages (a payload holds 8000 bytes).
-		chunks AS (
-			SELECT ins.phone_id, ins.message_id,
-				   (row_number() OVER (PARTITION BY ins.phone_id) - 1) / 100 AS chunk
-			  FROM ins),
-		notified AS (
-			SELECT sum(g.n) AS n,
-				   count(pg_notify('eightms_outbound',
-								   json_build_object('account_id', acct, 'phone_id', g.phone_id,
-													 'message_ids', g.ids)::text)) AS notes
-			  FROM (SELECT ch.phone_id, json_agg(ch.message_id) AS ids, count(*) AS n
-					  FROM chunks ch GROUP BY ch.phone_id, ch.chunk) g)
-		SELECT (SELECT count(*) FROM fast), (SELECT coalesce(n, 0) FROM notified),
-			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord),
-			   (SELECT array_agg(pr.e164) FROM peers pr)
-		  INTO want, got, ids, numbers;
-		IF got <> want THEN
-			-- Cannot happen (every row of fast is inserted or the statement
-			-- fails); should it, the slow path below settles each item.
-			RAISE EXCEPTION USING ERRCODE = 'T8R01';
-		END IF;
-		-- The opt-out list again, now that the conversations are held: a
-		-- STOP that committed while this statement waited for one of them.
-		IF cardinality(numbers) > 0 AND cardinality(eightms.opted_out(acct, numbers)) > 0 THEN
-			RAISE EXCEPTION USING ERRCODE = 'T8R01';
-		END IF;
+		ids := eightms.queue_plain_outbound(acct, messages, region, fold, ttl);
 	EXCEPTION WHEN OTHERS THEN
 		ids := NULL;
 	END;
@@ -381,6 +550,22 @@ BEGIN
 END
 $$;
 
+-- Cancel what is still queued of these messages of the account, as one
+-- statement on one table (a single-shard UPDATE on Citus); the ids
+-- canceled.
+CREATE FUNCTION eightms.cancel_queued(acct uuid, ids uuid[], at timestamptz, why text) RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	UPDATE eightms.message m
+	   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
+	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
+	RETURNING m.message_id;
+END
+$$;
+
 -- Cancel queued messages (a scheduled campaign stopped, a batch sent by
 -- mistake).  Only what is still queued: a claimed message is in a phone's
 -- hands and may be on its way, so it is left to its report, and the answer
@@ -394,6 +579,8 @@ AS $$
 DECLARE
 	acct uuid;
 	gone uuid[];
+	known uuid[];
+	statuses text[];
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
 	acct := eightms.current_account_id();
@@ -401,21 +588,17 @@ BEGIN
 		RAISE EXCEPTION 'message_ids must be an array of at most 10000 message ids' USING ERRCODE = '22023',
 			HINT = 'Cancel a larger batch in several calls.';
 	END IF;
-	WITH c AS (
-		UPDATE eightms.message m
-		   SET status = 'canceled', pending = NULL, canceled_at = now(),
-			   error = 'canceled by ' || left(eightms.current_user_id(), 255)
-		 WHERE m.account_id = acct AND m.message_id = ANY (message_ids)
-		   AND m.direction = 'out' AND m.status = 'queued'
-		RETURNING m.message_id)
-	SELECT coalesce(array_agg(c.message_id), '{}') INTO gone FROM c;
+	SELECT coalesce(array_agg(c.id), '{}') INTO gone
+	  FROM eightms.cancel_queued(acct, message_ids, now(), 'canceled by ' || left(eightms.current_user_id(), 255)) c(id);
 	-- A statement of its own: what a claim took meanwhile (the update
 	-- waited for it and then left it) reads as claimed here.
+	SELECT array_agg(m.message_id), array_agg(m.status) INTO known, statuses FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'out';
 	RETURN QUERY
-	SELECT i.id, i.id = ANY (gone), CASE WHEN i.id = ANY (gone) THEN 'canceled' ELSE m.status END
+	SELECT i.id, i.id = ANY (gone), CASE WHEN i.id = ANY (gone) THEN 'canceled' ELSE k.status END
 	  FROM (SELECT DISTINCT ON (u.id) u.id, u.ord FROM unnest(message_ids) WITH ORDINALITY AS u(id, ord)
 			 WHERE u.id IS NOT NULL ORDER BY u.id, u.ord) i
-	  LEFT JOIN eightms.message m ON m.account_id = acct AND m.message_id = i.id AND m.direction = 'out'
+	  LEFT JOIN unnest(known, statuses) AS k(id, status) ON k.id = i.id
 	 ORDER BY i.ord;
 END
 $$;
@@ -445,3 +628,14 @@ GRANT EXECUTE ON FUNCTION eightms.conversation_for(uuid, text, uuid),
 	eightms.opted_out(uuid, text[]), eightms.body_error(text, boolean),
 	eightms.send_at_error(timestamptz, interval), eightms.outbound_item_error(jsonb)
 TO eightms_user, eightms_phone, eightms_dba;
+-- The steps of send_messages and cancel_messages run as their caller.
+GRANT EXECUTE ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval),
+	eightms.plain_outbound(uuid, jsonb, text, boolean, interval),
+	eightms.touch_conversations(uuid, text[], timestamptz),
+	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
+	eightms.hold_conversations(uuid, text[], uuid[], integer[], timestamptz),
+	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
+	eightms.notify_outbound(uuid, uuid[], uuid[]),
+	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
+	eightms.cancel_queued(uuid, uuid[], timestamptz, text)
+TO eightms_user;

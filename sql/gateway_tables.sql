@@ -200,23 +200,26 @@ CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHE
 CREATE INDEX message_conversation_idx ON eightms.message (conversation_id, (coalesce(received_at, created_at)), message_id);
 SELECT pg_catalog.pg_extension_config_dump('eightms.message', '');
 
--- What ON DELETE CASCADE did: a conversation's messages go with it, one
--- statement per delete (an account's deletion removes all its
--- conversations at once).  As the owner, as a cascade is: whoever may
--- delete the conversation may delete its messages.
+-- What ON DELETE CASCADE did: a conversation's messages go with it, as
+-- the owner, as a cascade is (whoever may delete the conversation may
+-- delete its messages).  A row trigger, keyed by the account: on Citus it
+-- runs on the conversation's shard and deletes from the colocated message
+-- shard on the same node (a statement trigger's transition table cannot be
+-- read there); on one server it is an index scan of
+-- message_conversation_idx per conversation deleted.
 CREATE FUNCTION eightms.delete_conversation_messages() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	DELETE FROM eightms.message m USING gone g
-	 WHERE m.account_id = g.account_id AND m.conversation_id = g.conversation_id;
+	DELETE FROM eightms.message m
+	 WHERE m.account_id = OLD.account_id AND m.conversation_id = OLD.conversation_id;
 	RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION eightms.delete_conversation_messages() FROM PUBLIC;
 CREATE TRIGGER conversation_delete_messages AFTER DELETE ON eightms.conversation
-	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_messages();
+	FOR EACH ROW EXECUTE FUNCTION eightms.delete_conversation_messages();
 -- And TRUNCATE, which a foreign key would have refused without CASCADE.
 CREATE FUNCTION eightms.truncate_conversation_messages() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER

@@ -947,8 +947,9 @@ SELECT pg_catalog.pg_extension_config_dump('eightms.consent_review', '');
 COMMENT ON TABLE eightms.consent_review IS
 	'Inbound replies that mention an opt-out keyword without clearly revoking consent, for a member to review';
 -- A review belongs to its conversation and goes with it, as its messages
--- do (gateway.sql): no foreign key, so that TRUNCATE of the conversations
--- still needs no CASCADE; as the owner, as a cascade is.
+-- do (gateway_tables.sql, a row trigger for the same reason): no foreign
+-- key, so that TRUNCATE of the conversations still needs no CASCADE; as
+-- the owner, as a cascade is.
 CREATE FUNCTION eightms.delete_conversation_reviews() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -957,15 +958,15 @@ BEGIN
 	IF TG_OP = 'TRUNCATE' THEN
 		TRUNCATE eightms.consent_review;
 	ELSE
-		DELETE FROM eightms.consent_review r USING gone g
-		 WHERE r.account_id = g.account_id AND r.conversation_id = g.conversation_id;
+		DELETE FROM eightms.consent_review r
+		 WHERE r.account_id = OLD.account_id AND r.conversation_id = OLD.conversation_id;
 	END IF;
 	RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION eightms.delete_conversation_reviews() FROM PUBLIC;
 CREATE TRIGGER conversation_delete_reviews AFTER DELETE ON eightms.conversation
-	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_reviews();
+	FOR EACH ROW EXECUTE FUNCTION eightms.delete_conversation_reviews();
 CREATE TRIGGER conversation_truncate_reviews AFTER TRUNCATE ON eightms.conversation
 	FOR EACH STATEMENT EXECUTE FUNCTION eightms.delete_conversation_reviews();
 
@@ -1451,14 +1452,19 @@ CREATE UNIQUE INDEX message_device_message_key ON eightms.message (account_id, d
 DROP INDEX eightms.message_conversation_idx;
 CREATE INDEX message_conversation_idx ON eightms.message (conversation_id, (coalesce(received_at, created_at)), message_id);
 
-CREATE FUNCTION eightms.opted_out(acct uuid, numbers text[]) RETURNS text[]
+CREATE OR REPLACE FUNCTION eightms.opted_out(acct uuid, numbers text[]) RETURNS text[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	hit text[];
 BEGIN
-	RETURN ARRAY(SELECT o.number FROM eightms.opt_out o
-				  WHERE o.account_id = acct AND o.number = ANY (numbers COLLATE "C"));
+	-- A statement on one table keyed by the account, as Citus plans it
+	-- with parameters (an ARRAY(subquery) it cannot).
+	SELECT coalesce(array_agg(o.number), '{}') INTO hit FROM eightms.opt_out o
+	 WHERE o.account_id = acct AND o.number = ANY (numbers COLLATE "C");
+	RETURN hit;
 END
 $$;
 
@@ -1551,7 +1557,10 @@ DECLARE
 	conv uuid;
 	conv_phone uuid;
 	fold boolean;
+	region text;
 	ttl interval := current_setting('eightms.message_ttl')::interval;
+	at timestamptz := now();
+	due timestamptz;
 	err text;
 BEGIN
 	IF to_number IS NULL OR btrim(to_number) = '' THEN
@@ -1572,9 +1581,12 @@ BEGIN
 			RETURN m;
 		END IF;
 	END IF;
+	-- The account's region is passed to e164 (with a NULL region it would
+	-- look it up again, unplanned, for every message).
+	SELECT a.fold_lookalikes, a.default_region INTO fold, region FROM eightms.account a WHERE a.account_id = acct;
 	-- The bounds hold for what will be sent: folding turns an ellipsis into
 	-- three characters and drops zero-width spaces.
-	fold := body IS NOT NULL AND (SELECT a.fold_lookalikes FROM eightms.account a WHERE a.account_id = acct);
+	fold := body IS NOT NULL AND fold;
 	IF fold THEN
 		body := eightms.sms_fold(body);
 	END IF;
@@ -1585,12 +1597,12 @@ BEGIN
 	ELSIF err IS NOT NULL THEN
 		RAISE EXCEPTION '%', err USING ERRCODE = '22023';
 	END IF;
-	-- The account's region, read here with a cached plan (e164 with a NULL
-	-- region would look it up again, unplanned, for every message).
-	e164 := eightms.e164(to_number, (SELECT a.default_region FROM eightms.account a WHERE a.account_id = acct), true);
-	IF phone IS NOT NULL AND NOT EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct
-										 AND p.phone_id = phone AND p.unpaired_at IS NULL) THEN
-		RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
+	e164 := eightms.e164(to_number, region, true);
+	IF phone IS NOT NULL THEN
+		PERFORM FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = phone AND p.unpaired_at IS NULL;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'no paired phone %', phone USING ERRCODE = 'P0002';
+		END IF;
 	END IF;
 	-- A conversation keeps its phone, so replies thread on the handset;
 	-- a new one (or one without a phone) gets the healthiest phone.
@@ -1598,26 +1610,27 @@ BEGIN
 	-- foreign key, that is what keeps a concurrent delete_conversation from
 	-- leaving this message without its conversation.  It is also the
 	-- consent lock (above): the opt-out list is read after it.
-	UPDATE eightms.conversation c SET last_message_at = now()
+	UPDATE eightms.conversation c SET last_message_at = at
 	 WHERE c.account_id = acct AND c.peer_number = e164
 	RETURNING c.conversation_id, c.phone_id INTO conv, conv_phone;
 	IF conv IS NULL OR conv_phone IS NULL THEN
 		conv := eightms.conversation_for(acct, e164, coalesce(phone, eightms.pick_phone(acct)));
-		UPDATE eightms.conversation c SET last_message_at = now()
+		UPDATE eightms.conversation c SET last_message_at = at
 		 WHERE c.account_id = acct AND c.conversation_id = conv
 		RETURNING c.phone_id INTO conv_phone;
 	END IF;
-	IF EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164) THEN
+	PERFORM FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = e164;
+	IF FOUND THEN
 		RAISE EXCEPTION 'the recipient has opted out of messages from this account'
 			USING ERRCODE = 'E8O01',
 				  HINT = 'The recipient must text START to opt back in; nothing was queued.';
 	END IF;
 	info := eightms.sms_info(body);
+	due := coalesce(send_at, at);
 	INSERT INTO eightms.message AS x (account_id, conversation_id, direction, phone_id, peer_number, body,
 									  encoding, segments, status, pending, idempotency_key, send_at, expires_at)
 	VALUES (acct, conv, 'out', coalesce(phone, conv_phone), e164, body, info.encoding, info.segments,
-			'queued', true, idem, coalesce(send_at, now()),
-			coalesce(send_at, now()) + ttl)
+			'queued', true, idem, due, due + ttl)
 	ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING * INTO m;
 	IF m.message_id IS NULL THEN
@@ -1643,9 +1656,6 @@ DECLARE
 	fold boolean;
 	ttl interval := current_setting('eightms.message_ttl')::interval;
 	ids uuid[];
-	numbers text[];
-	want integer;
-	got integer;
 	x jsonb;
 	m eightms.message;
 BEGIN
@@ -1656,115 +1666,7 @@ BEGIN
 	END IF;
 	SELECT a.default_region, a.fold_lookalikes INTO region, fold FROM eightms.account a WHERE a.account_id = acct;
 	BEGIN
-		WITH items AS (
-			SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to,
-				   CASE WHEN fold THEN eightms.sms_fold(t.x ->> 'body') ELSE t.x ->> 'body' END AS body,
-				   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
-				   (t.x ->> 'send_at')::timestamptz AS send_at, eightms.outbound_item_error(t.x) AS item_error
-			  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)),
-		norm AS (
-			SELECT items.*, eightms.try_e164(items.raw_to, region, true) COLLATE "C" AS e164,
-				   row_number() OVER (PARTITION BY items.idem ORDER BY items.ord) AS idem_rank
-			  FROM items),
-		fast AS MATERIALIZED (
-			SELECT n.ord, n.e164, n.phone, n.idem, n.send_at, eightms.uuid_v7() AS message_id, n.body
-			  FROM norm n
-			 WHERE n.item_error IS NULL AND n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
-			   AND (n.send_at IS NULL OR eightms.send_at_error(n.send_at, ttl) IS NULL)
-			   AND NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = n.e164)
-			   AND (n.phone IS NULL
-					OR EXISTS (SELECT FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = n.phone
-								AND p.unpaired_at IS NULL))
-			   AND (n.idem IS NULL
-					OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200
-						AND NOT EXISTS (SELECT FROM eightms.message o WHERE o.account_id = acct
-										 AND o.idempotency_key = n.idem)))),
-		-- One row per number, from its first item, in number order (the
-		-- lock order every batch shares).
-		peers AS (
-			SELECT DISTINCT ON (f.e164) f.e164, f.ord, f.phone FROM fast f ORDER BY f.e164, f.ord),
-		-- Conversations that exist and have a phone (nearly all) are
-		-- updated by one scan of the number index, which takes their locks
-		-- in number order: half the work of an upsert, which locks each row
-		-- before it updates it.
-		conv_old AS (
-			UPDATE eightms.conversation cv SET last_message_at = now()
-			 WHERE cv.account_id = acct AND cv.peer_number = ANY (ARRAY(SELECT pr.e164 FROM peers pr))
-			   AND cv.phone_id IS NOT NULL
-			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
-		-- The other numbers (new conversations, and ones without a phone)
-		-- are spread over the healthy phones as pick_phone would, shortest
-		-- queue first, unless the item names its phone.
-		unrouted AS (
-			SELECT pr.e164, row_number() OVER (ORDER BY pr.ord) AS k
-			  FROM peers pr
-			 WHERE pr.phone IS NULL AND pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)),
-		slots AS (
-			SELECT h.phone_id,
-				   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
-			  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
-				   generate_series(1, (SELECT count(*) FROM unrouted)) g
-			 -- Counting queues only when some conversation needs a phone.
-			 WHERE EXISTS (SELECT FROM unrouted)),
-		-- The rest are created (or, created meanwhile or without a phone,
-		-- taken over), in number order too.
-		conv_new AS (
-			INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
-			SELECT acct, pr.e164, coalesce(pr.phone, s.phone_id), now()
-			  FROM peers pr
-			  LEFT JOIN unrouted u ON u.e164 = pr.e164
-			  LEFT JOIN slots s ON s.k = u.k
-			 WHERE pr.e164 NOT IN (SELECT o.peer_number FROM conv_old o)
-			 ORDER BY pr.e164
-			ON CONFLICT (account_id, peer_number) DO UPDATE
-				SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
-			RETURNING cv.conversation_id, cv.peer_number, cv.phone_id),
-		conv AS (
-			SELECT * FROM conv_old UNION ALL SELECT * FROM conv_new),
-		ins AS (
-			INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
-											  peer_number, body, encoding, segments, status, pending, idempotency_key,
-											  send_at, expires_at)
-			SELECT acct, f.message_id, c.conversation_id, 'out', coalesce(f.phone, c.phone_id), f.e164, f.body,
-				   i.encoding, i.segments, 'queued', true, f.idem, coalesce(f.send_at, now()),
-				   coalesce(f.send_at, now()) + ttl
-			  FROM fast f
-			  JOIN conv c ON c.peer_number = f.e164
-			 CROSS JOIN LATERAL eightms.sms_info(f.body) i
-			 ORDER BY f.ord
-			-- No ON CONFLICT: it would make every row a speculative insertion
-			-- (a lock and a second WAL record each, about 1% of a lifecycle).
-			-- A key another transaction took meanwhile raises unique_violation
-			-- instead, and the batch goes one by one below, where that item
-			-- gets the message already queued under its key.
-			RETURNING x.message_id, x.phone_id),
-		-- Realtime: ids only, never content or numbers; one notification
-		-- per phone and hundred messages (a payload holds 8000 bytes).
-		chunks AS (
-			SELECT ins.phone_id, ins.message_id,
-				   (row_number() OVER (PARTITION BY ins.phone_id) - 1) / 100 AS chunk
-			  FROM ins),
-		notified AS (
-			SELECT sum(g.n) AS n,
-				   count(pg_notify('eightms_outbound',
-								   json_build_object('account_id', acct, 'phone_id', g.phone_id,
-													 'message_ids', g.ids)::text)) AS notes
-			  FROM (SELECT ch.phone_id, json_agg(ch.message_id) AS ids, count(*) AS n
-					  FROM chunks ch GROUP BY ch.phone_id, ch.chunk) g)
-		SELECT (SELECT count(*) FROM fast), (SELECT coalesce(n, 0) FROM notified),
-			   (SELECT array_agg(f.message_id ORDER BY it.ord) FROM items it LEFT JOIN fast f ON f.ord = it.ord),
-			   (SELECT array_agg(pr.e164) FROM peers pr)
-		  INTO want, got, ids, numbers;
-		IF got <> want THEN
-			-- Cannot happen (every row of fast is inserted or the statement
-			-- fails); should it, the slow path below settles each item.
-			RAISE EXCEPTION USING ERRCODE = 'T8R01';
-		END IF;
-		-- The opt-out list again, now that the conversations are held: a
-		-- STOP that committed while this statement waited for one of them.
-		IF cardinality(numbers) > 0 AND cardinality(eightms.opted_out(acct, numbers)) > 0 THEN
-			RAISE EXCEPTION USING ERRCODE = 'T8R01';
-		END IF;
+		ids := eightms.queue_plain_outbound(acct, messages, region, fold, ttl);
 	EXCEPTION WHEN OTHERS THEN
 		ids := NULL;
 	END;
@@ -2254,34 +2156,33 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid := eightms.require_account();
+	-- Read before the statement: Citus cannot send now() inside a CASE
+	-- to the shard.
+	at timestamptz := CASE WHEN archived THEN now() END;
 BEGIN
 	IF archived IS NULL THEN
 		RAISE EXCEPTION 'archived must be true or false' USING ERRCODE = '22023',
 			HINT = 'Pass false to bring a conversation back to the inbox.';
 	END IF;
-	UPDATE eightms.conversation c SET archived_at = CASE WHEN archived THEN now() END
-	 WHERE c.account_id = eightms.require_account() AND c.conversation_id = archive_conversation.conversation_id;
+	UPDATE eightms.conversation c SET archived_at = at
+	 WHERE c.account_id = acct AND c.conversation_id = archive_conversation.conversation_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no conversation %', archive_conversation.conversation_id USING ERRCODE = 'P0002';
 	END IF;
 END
 $$;
-
-CREATE OR REPLACE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
-											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
-RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
-			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
+BEGIN
 	-- The page first, then each row's last message: only the page's rows
 	-- look their last message up.
+	RETURN QUERY
 	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
 		   lm.body, lm.direction
 	  FROM (SELECT c.*
 			  FROM eightms.conversation c
-			 WHERE c.account_id = eightms.require_account()
-			   AND (c.archived_at IS NOT NULL) = coalesce(archived, false)
+			 WHERE c.account_id = acct
+			   AND (c.archived_at IS NOT NULL) = coalesce(list_conversations.archived, false)
 			   AND c.last_message_at IS NOT NULL
 			   AND (after_at IS NULL
 					OR (c.active_minute <= date_bin('1 minute', after_at, '2000-01-01 00:00:00+00')
@@ -2293,20 +2194,27 @@ AS $$
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
 						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
 						  ORDER BY coalesce(m.received_at, m.created_at) DESC, m.message_id DESC LIMIT 1) lm ON true
-	 ORDER BY c.last_message_at DESC, c.conversation_id DESC
+	 ORDER BY c.last_message_at DESC, c.conversation_id DESC;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION eightms_api.conversation_messages(conversation_id uuid, after_at timestamptz DEFAULT NULL,
 												  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
 RETURNS SETOF eightms_api.messages
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid := eightms.require_account();
+BEGIN
+	-- PL/pgSQL, the account read first, as list_conversations.
+	RETURN QUERY
 	SELECT v.* FROM eightms_api.messages v
-	 WHERE v.account_id = eightms.require_account() AND v.conversation_id = conversation_messages.conversation_id
+	 WHERE v.account_id = acct AND v.conversation_id = conversation_messages.conversation_id
 	   AND (after_at IS NULL OR (coalesce(v.received_at, v.created_at), v.message_id) < (after_at, after_id))
 	 ORDER BY coalesce(v.received_at, v.created_at) DESC, v.message_id DESC
-	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)
+	 LIMIT least(greatest(coalesce(page_size, 50), 1), 200);
+END
 $$;
 
 -- ==== no personal data in errors
@@ -4130,3 +4038,379 @@ COMMENT ON FUNCTION eightms.rotate_seals(integer) IS
 REVOKE ALL ON FUNCTION eightms.forget_sessions(uuid, text), eightms.member_forget_sessions(),
 	eightms.sole_membership(text), eightms.record_session(uuid, bytea, text),
 	eightms.reseal_column(regclass, name, text, integer, integer) FROM PUBLIC;
+
+-- ==== Citus: the dashboard's send, inbox and consent
+-- Issue 20: every statement of the dashboard's send, cancel and inbox is
+-- one Citus routes to the account's shards: send_messages in named steps of
+-- one table each (no join of two tables under a cached plan), the clock
+-- read before the statements that use it, PL/pgSQL instead of SQL
+-- functions with parameters, the account read before the statement that
+-- filters by it; a conversation's messages and reviews deleted by row
+-- triggers (a transition table cannot be read on a Citus shard).
+
+CREATE OR REPLACE FUNCTION eightms.delete_conversation_messages() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM eightms.message m
+	 WHERE m.account_id = OLD.account_id AND m.conversation_id = OLD.conversation_id;
+	RETURN NULL;
+END
+$$;
+
+DROP TRIGGER conversation_delete_messages ON eightms.conversation;
+CREATE TRIGGER conversation_delete_messages AFTER DELETE ON eightms.conversation
+	FOR EACH ROW EXECUTE FUNCTION eightms.delete_conversation_messages();
+
+CREATE FUNCTION eightms.outbound_items(messages jsonb, region text, fold boolean, ttl interval)
+RETURNS TABLE (ord integer, e164 text, body text, phone uuid, idem text, send_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+	SELECT n.ord, n.e164, n.body, n.phone, n.idem, n.send_at
+	  FROM (SELECT i.*, eightms.try_e164(i.raw_to, region, true) COLLATE "C" AS e164,
+				   row_number() OVER (PARTITION BY i.idem ORDER BY i.ord) AS idem_rank
+			  FROM (SELECT t.ord::integer AS ord, t.x ->> 'to' AS raw_to,
+						   CASE WHEN fold THEN eightms.sms_fold(t.x ->> 'body') ELSE t.x ->> 'body' END AS body,
+						   (t.x ->> 'phone_id')::uuid AS phone, t.x ->> 'idempotency_key' AS idem,
+						   (t.x ->> 'send_at')::timestamptz AS send_at, eightms.outbound_item_error(t.x) AS item_error
+					  FROM jsonb_array_elements(messages) WITH ORDINALITY AS t(x, ord)) i) n
+	 WHERE n.item_error IS NULL AND n.e164 IS NOT NULL AND length(n.body) BETWEEN 1 AND 1600
+	   AND (n.send_at IS NULL OR eightms.send_at_error(n.send_at, ttl) IS NULL)
+	   AND (n.idem IS NULL OR (n.idem_rank = 1 AND length(n.idem) BETWEEN 1 AND 200))
+	 ORDER BY n.ord
+$$;
+
+CREATE FUNCTION eightms.plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
+RETURNS TABLE (ord integer, e164 text, body text, phone uuid, idem text, send_at timestamptz, message_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	ords integer[];
+	numbers text[];
+	bodies text[];
+	phones uuid[];
+	idems text[];
+	send_ats timestamptz[];
+	opted text[];
+	paired uuid[];
+	used text[];
+BEGIN
+	SELECT array_agg(i.ord), array_agg(i.e164), array_agg(i.body), array_agg(i.phone), array_agg(i.idem),
+		   array_agg(i.send_at)
+	  INTO ords, numbers, bodies, phones, idems, send_ats
+	  FROM eightms.outbound_items(messages, region, fold, ttl) i;
+	IF ords IS NULL THEN
+		RETURN;
+	END IF;
+	opted := eightms.opted_out(acct, numbers);
+	SELECT coalesce(array_agg(p.phone_id), '{}') INTO paired FROM eightms.phone p
+	 WHERE p.account_id = acct AND p.phone_id = ANY (phones) AND p.unpaired_at IS NULL;
+	SELECT coalesce(array_agg(o.idempotency_key), '{}') INTO used FROM eightms.message o
+	 WHERE o.account_id = acct AND o.idempotency_key = ANY (idems);
+	RETURN QUERY
+	SELECT u.ord, u.e164, u.body, u.phone, u.idem, u.send_at, eightms.uuid_v7()
+	  FROM unnest(ords, numbers, bodies, phones, idems, send_ats) AS u(ord, e164, body, phone, idem, send_at)
+	 WHERE u.e164 <> ALL (opted)
+	   AND (u.phone IS NULL OR u.phone = ANY (paired))
+	   AND (u.idem IS NULL OR u.idem <> ALL (used))
+	 ORDER BY u.ord;
+END
+$$;
+
+CREATE FUNCTION eightms.touch_conversations(acct uuid, numbers text[], at timestamptz)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	UPDATE eightms.conversation cv SET last_message_at = at
+	 WHERE cv.account_id = acct AND cv.peer_number = ANY (numbers COLLATE "C") AND cv.phone_id IS NOT NULL
+	RETURNING cv.conversation_id, cv.peer_number, cv.phone_id;
+END
+$$;
+
+CREATE FUNCTION eightms.create_conversations(acct uuid, numbers text[], phones uuid[], at timestamptz)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, last_message_at)
+	SELECT acct, u.number, u.phone, at
+	  FROM unnest(numbers, phones) AS u(number, phone)
+	 ORDER BY u.number COLLATE "C"
+	ON CONFLICT ON CONSTRAINT conversation_peer_key DO UPDATE
+		SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), last_message_at = EXCLUDED.last_message_at
+	RETURNING cv.conversation_id, cv.peer_number, cv.phone_id;
+END
+$$;
+
+CREATE FUNCTION eightms.hold_conversations(acct uuid, numbers text[], named uuid[], firsts integer[],
+										   at timestamptz)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	held_ids uuid[];
+	held text[];
+	held_phones uuid[];
+	new_numbers text[];
+	new_phones uuid[];
+BEGIN
+	SELECT array_agg(t.conversation_id), coalesce(array_agg(t.peer_number), '{}'), array_agg(t.phone_id)
+	  INTO held_ids, held, held_phones
+	  FROM eightms.touch_conversations(acct, numbers, at) t;
+	RETURN QUERY SELECT u.id, u.number, u.phone FROM unnest(held_ids, held, held_phones) AS u(id, number, phone);
+	IF cardinality(held) = cardinality(numbers) THEN
+		RETURN;
+	END IF;
+	WITH rest AS (
+		SELECT u.number, u.phone, u.first
+		  FROM unnest(numbers, named, firsts) AS u(number, phone, first)
+		 WHERE u.number <> ALL (held)),
+	unrouted AS (
+		SELECT r.number, row_number() OVER (ORDER BY r.first) AS k FROM rest r WHERE r.phone IS NULL),
+	slots AS (
+		SELECT h.phone_id,
+			   row_number() OVER (ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id) AS k
+		  FROM eightms.healthy_phones(acct, current_setting('eightms.routing_queue_cap')::integer) h,
+			   generate_series(1, (SELECT count(*) FROM unrouted)) g
+		 -- Counting queues only when some conversation needs a phone.
+		 WHERE EXISTS (SELECT FROM unrouted))
+	SELECT array_agg(r.number ORDER BY r.number), array_agg(coalesce(r.phone, s.phone_id) ORDER BY r.number)
+	  INTO new_numbers, new_phones
+	  FROM rest r
+	  LEFT JOIN unrouted un ON un.number = r.number
+	  LEFT JOIN slots s ON s.k = un.k;
+	RETURN QUERY SELECT * FROM eightms.create_conversations(acct, new_numbers, new_phones, at);
+END
+$$;
+
+CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], phones uuid[], numbers text[],
+										bodies text[], idems text[], send_ats timestamptz[], at timestamptz,
+										ttl interval)
+RETURNS TABLE (message_id uuid, phone_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
+									  peer_number, body, encoding, segments, status, pending, idempotency_key,
+									  send_at, expires_at)
+	SELECT acct, u.id, u.conv, 'out', u.phone, u.number, u.body, i.encoding, i.segments, 'queued', true, u.idem,
+		   coalesce(u.send_at, at), coalesce(u.send_at, at) + ttl
+	  FROM unnest(ids, convs, phones, numbers, bodies, idems, send_ats)
+		   WITH ORDINALITY AS u(id, conv, phone, number, body, idem, send_at, ord)
+	 CROSS JOIN LATERAL eightms.sms_info(u.body) i
+	 ORDER BY u.ord
+	RETURNING x.message_id, x.phone_id;
+END
+$$;
+
+CREATE FUNCTION eightms.notify_outbound(acct uuid, message_ids uuid[], phone_ids uuid[]) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(pg_notify('eightms_outbound',
+						   json_build_object('account_id', acct, 'phone_id', g.phone_id, 'message_ids', g.ids)::text))
+	  FROM (SELECT c.phone_id, json_agg(c.message_id) AS ids
+			  FROM (SELECT u.phone_id, u.message_id, (row_number() OVER (PARTITION BY u.phone_id) - 1) / 100 AS chunk
+					  FROM unnest(message_ids, phone_ids) AS u(message_id, phone_id)) c
+			 GROUP BY c.phone_id, c.chunk) g
+$$;
+
+CREATE FUNCTION eightms.queue_plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
+RETURNS uuid[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	at timestamptz := now();
+	ords integer[];
+	numbers text[];
+	bodies text[];
+	phones uuid[];
+	idems text[];
+	send_ats timestamptz[];
+	ids uuid[];
+	peers text[];
+	named uuid[];
+	firsts integer[];
+	held_numbers text[];
+	held_ids uuid[];
+	held_phones uuid[];
+	convs uuid[];
+	senders uuid[];
+	sent_ids uuid[];
+	sent_phones uuid[];
+BEGIN
+	SELECT array_agg(f.ord), array_agg(f.e164), array_agg(f.body), array_agg(f.phone), array_agg(f.idem),
+		   array_agg(f.send_at), array_agg(f.message_id)
+	  INTO ords, numbers, bodies, phones, idems, send_ats, ids
+	  FROM eightms.plain_outbound(acct, messages, region, fold, ttl) f;
+	IF ords IS NULL THEN
+		RETURN array_fill(NULL::uuid, ARRAY[jsonb_array_length(messages)]);
+	END IF;
+	-- One row per number, from its first item, in number order (the lock
+	-- order every batch shares).
+	SELECT array_agg(p.e164 ORDER BY p.e164), array_agg(p.phone ORDER BY p.e164), array_agg(p.ord ORDER BY p.e164)
+	  INTO peers, named, firsts
+	  FROM (SELECT DISTINCT ON (u.e164) u.e164, u.phone, u.ord
+			  FROM unnest(numbers, phones, ords) AS u(e164, phone, ord) ORDER BY u.e164, u.ord) p;
+	SELECT array_agg(h.peer_number), array_agg(h.conversation_id), array_agg(h.phone_id)
+	  INTO held_numbers, held_ids, held_phones
+	  FROM eightms.hold_conversations(acct, peers, named, firsts, at) h;
+	SELECT array_agg(c.id ORDER BY u.ord), array_agg(coalesce(u.phone, c.phone) ORDER BY u.ord)
+	  INTO convs, senders
+	  FROM unnest(ords, numbers, phones) AS u(ord, e164, phone)
+	  JOIN unnest(held_numbers, held_ids, held_phones) AS c(number, id, phone) ON c.number = u.e164;
+	SELECT array_agg(i.message_id), array_agg(i.phone_id) INTO sent_ids, sent_phones
+	  FROM eightms.insert_outbound(acct, ids, convs, senders, numbers, bodies, idems, send_ats, at, ttl) i;
+	IF cardinality(sent_ids) IS DISTINCT FROM cardinality(ords) THEN
+		-- Cannot happen (every item is inserted or the statement fails);
+		-- should it, the slow path settles each item.
+		RAISE EXCEPTION USING ERRCODE = 'T8R01';
+	END IF;
+	-- The opt-out list again, now that the conversations are held: a STOP
+	-- that committed while this waited for one of them.
+	IF cardinality(eightms.opted_out(acct, peers)) > 0 THEN
+		RAISE EXCEPTION USING ERRCODE = 'T8R01';
+	END IF;
+	PERFORM eightms.notify_outbound(acct, sent_ids, sent_phones);
+	RETURN ARRAY(SELECT f.id
+				   FROM generate_series(1, jsonb_array_length(messages)) AS it(ord)
+				   LEFT JOIN unnest(ords, ids) AS f(ord, id) ON f.ord = it.ord
+				  ORDER BY it.ord);
+END
+$$;
+
+CREATE FUNCTION eightms.cancel_queued(acct uuid, ids uuid[], at timestamptz, why text) RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	UPDATE eightms.message m
+	   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
+	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
+	RETURNING m.message_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.cancel_messages(message_ids uuid[])
+RETURNS TABLE (message_id uuid, canceled boolean, status text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	gone uuid[];
+	known uuid[];
+	statuses text[];
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	IF message_ids IS NULL OR cardinality(message_ids) > 10000 THEN
+		RAISE EXCEPTION 'message_ids must be an array of at most 10000 message ids' USING ERRCODE = '22023',
+			HINT = 'Cancel a larger batch in several calls.';
+	END IF;
+	SELECT coalesce(array_agg(c.id), '{}') INTO gone
+	  FROM eightms.cancel_queued(acct, message_ids, now(), 'canceled by ' || left(eightms.current_user_id(), 255)) c(id);
+	-- A statement of its own: what a claim took meanwhile (the update
+	-- waited for it and then left it) reads as claimed here.
+	SELECT array_agg(m.message_id), array_agg(m.status) INTO known, statuses FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'out';
+	RETURN QUERY
+	SELECT i.id, i.id = ANY (gone), CASE WHEN i.id = ANY (gone) THEN 'canceled' ELSE k.status END
+	  FROM (SELECT DISTINCT ON (u.id) u.id, u.ord FROM unnest(message_ids) WITH ORDINALITY AS u(id, ord)
+			 WHERE u.id IS NOT NULL ORDER BY u.id, u.ord) i
+	  LEFT JOIN unnest(known, statuses) AS k(id, status) ON k.id = i.id
+	 ORDER BY i.ord;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.mark_read(conversation_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	-- The account first: a statement keyed by a value, not a call, is the
+	-- one Citus routes to the account's shard.
+	acct uuid := eightms.require_account();
+BEGIN
+	UPDATE eightms.conversation c SET unread_count = 0
+	 WHERE c.account_id = acct AND c.conversation_id = mark_read.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', mark_read.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION eightms_api.delete_conversation(conversation_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	-- Its messages and reviews go with it (the row triggers of
+	-- gateway_tables.sql and consent.sql).
+	DELETE FROM eightms.conversation c
+	 WHERE c.account_id = acct AND c.conversation_id = delete_conversation.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', delete_conversation.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eightms_api.delete_conversation(conversation_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	-- Its messages and reviews go with it (the row triggers of
+	-- gateway_tables.sql and consent.sql).
+	DELETE FROM eightms.conversation c
+	 WHERE c.account_id = acct AND c.conversation_id = delete_conversation.conversation_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no conversation %', delete_conversation.conversation_id USING ERRCODE = 'P0002';
+	END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval),
+	eightms.plain_outbound(uuid, jsonb, text, boolean, interval),
+	eightms.touch_conversations(uuid, text[], timestamptz),
+	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
+	eightms.hold_conversations(uuid, text[], uuid[], integer[], timestamptz),
+	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
+	eightms.notify_outbound(uuid, uuid[], uuid[]),
+	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
+	eightms.cancel_queued(uuid, uuid[], timestamptz, text) FROM PUBLIC;
+-- The steps of send_messages and cancel_messages run as their caller.
+GRANT EXECUTE ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval),
+	eightms.plain_outbound(uuid, jsonb, text, boolean, interval),
+	eightms.touch_conversations(uuid, text[], timestamptz),
+	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
+	eightms.hold_conversations(uuid, text[], uuid[], integer[], timestamptz),
+	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
+	eightms.notify_outbound(uuid, uuid[], uuid[]),
+	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
+	eightms.cancel_queued(uuid, uuid[], timestamptz, text)
+TO eightms_user;
