@@ -301,11 +301,13 @@ $$;
 -- Create the conversations with these numbers (or, created meanwhile or
 -- without a phone, take them over), in number order too, each with its
 -- phone.  INSERT ... SELECT: Citus plans it only with the values known,
--- so this one statement is planned on each call (no force_generic_plan).
+-- so this one statement is planned on each call (force_custom_plan: the
+-- callers' force_generic_plan would otherwise hold here too).
 CREATE FUNCTION eightms.create_conversations(acct uuid, numbers text[], phones uuid[], at timestamptz)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
 	RETURN QUERY
@@ -380,6 +382,7 @@ CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], pho
 RETURNS TABLE (message_id uuid, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
 	RETURN QUERY

@@ -2191,8 +2191,10 @@ BEGIN
 			 -- the minutes, and only the rows within a minute are sorted.
 			 ORDER BY c.active_minute DESC, c.last_message_at DESC, c.conversation_id DESC
 			 LIMIT least(greatest(coalesce(page_size, 50), 1), 200)) c
+	  -- The account by its value here too: Citus routes the whole statement
+	  -- to one shard only when each table names it.
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
-						  WHERE m.account_id = c.account_id AND m.conversation_id = c.conversation_id
+						  WHERE m.account_id = acct AND m.conversation_id = c.conversation_id
 						  ORDER BY coalesce(m.received_at, m.created_at) DESC, m.message_id DESC LIMIT 1) lm ON true
 	 ORDER BY c.last_message_at DESC, c.conversation_id DESC;
 END
@@ -4138,6 +4140,7 @@ CREATE FUNCTION eightms.create_conversations(acct uuid, numbers text[], phones u
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
 	RETURN QUERY
@@ -4200,6 +4203,7 @@ CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], pho
 RETURNS TABLE (message_id uuid, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
 	RETURN QUERY

@@ -112,6 +112,19 @@ SELECT is((SELECT phone_id FROM eightms_api.send_message('+1 312 555 0297', 'und
 SELECT pgrst.reset();
 DELETE FROM eightms.conversation WHERE account_id = :'acct' AND peer_number IN ('+13125550296', '+13125550297', '+13125550298');
 
+-- The batch step itself: a batch answers the same through the one-by-one
+-- path, so only a direct call shows that the plain items go together (a
+-- statement that always failed would otherwise go unnoticed).
+SELECT pgrst.as_user('bella', :'acct');
+SELECT is(eightms.queue_plain_outbound(:'acct', '[{"to": "+1 312 555 0281", "body": "new"},
+		  {"to": "12", "body": "left to the slow path"}, {"to": "+1 312 555 0102", "body": "known"}]',
+		  'US', false, '1 day') IS NOT NULL, true, 'the batch step queues a batch itself');
+SELECT is((SELECT count(*) FROM eightms_api.messages WHERE peer_number IN ('+13125550281', '+13125550102')
+			  AND body IN ('new', 'known')), 2::bigint, 'a new number and a known one, the invalid one left');
+SELECT pgrst.reset();
+DELETE FROM eightms.conversation WHERE account_id = :'acct' AND peer_number = '+13125550281';
+DELETE FROM eightms.message WHERE account_id = :'acct' AND body = 'known';
+
 -- ------------------------------------------------------------ report_messages
 
 SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000002');
