@@ -2173,6 +2173,16 @@ BEGIN
 	END IF;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
+											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
+RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
+			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid := eightms.require_account();
 BEGIN
 	-- The page first, then each row's last message: only the page's rows
 	-- look their last message up.
@@ -4356,25 +4366,6 @@ BEGIN
 	 WHERE c.account_id = acct AND c.conversation_id = mark_read.conversation_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no conversation %', mark_read.conversation_id USING ERRCODE = 'P0002';
-	END IF;
-END
-$$;
-
-CREATE FUNCTION eightms_api.delete_conversation(conversation_id uuid) RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	acct uuid;
-BEGIN
-	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
-	acct := eightms.current_account_id();
-	-- Its messages and reviews go with it (the row triggers of
-	-- gateway_tables.sql and consent.sql).
-	DELETE FROM eightms.conversation c
-	 WHERE c.account_id = acct AND c.conversation_id = delete_conversation.conversation_id;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'no conversation %', delete_conversation.conversation_id USING ERRCODE = 'P0002';
 	END IF;
 END
 $$;
