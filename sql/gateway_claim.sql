@@ -42,14 +42,18 @@ AS $$
 				ELSE any_unpaired OR unpaired_at > since END
 $$;
 
--- Queued work of phones that went offline moves to the healthiest phone
--- online: run by a claim for its account when one of its phones is gone.  The scheduled job (every
--- minute, no account) also expires messages past their expiry and puts
--- leases that ran out back in the queue (attempts + 1), or fails them
--- after the last attempt.  A claim does both for what it picks: it never
--- hands out an expired message, and a phone takes back its own run-out
--- leases itself.
-CREATE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
+-- Each function below keeps every statement on one table with
+-- account_id = <one value>: Citus routes such a statement to the account's
+-- shard even under a generic plan (doc/scale-out.md); joins, EXISTS
+-- subqueries, UPDATE ... FROM and INSERT ... SELECT on the tenant tables are
+-- done as named steps instead, reading into arrays and variables first.
+-- The values of now() and seal() are read into variables before the
+-- statement that writes them.
+
+-- A scheduled job's step for one account: messages past their expiry are
+-- expired, and leases that ran out go back in the queue (attempts + 1), or
+-- fail after the last attempt.
+CREATE FUNCTION eightms.expire_account_messages(acct uuid) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -58,72 +62,101 @@ DECLARE
 	n integer;
 	k integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	t_now timestamptz := now();
+BEGIN
+	UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+		error = 'not sent before it expired'
+	 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
+		error = format('the phone did not report within its lease %s times', m.attempts + 1),
+		attempts = m.attempts + 1, lease_expires_at = NULL
+	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
+	   AND m.attempts + 1 >= max_attempts;
+	GET DIAGNOSTICS k = ROW_COUNT;
+	n := n + k;
+	UPDATE eightms.message m SET status = 'queued', pending = true, failed_at = NULL, error = NULL,
+		attempts = m.attempts + 1, lease_expires_at = NULL
+	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now;
+	GET DIAGNOSTICS k = ROW_COUNT;
+	RETURN n + k;
+END
+$$;
+
+-- Queued work of an account's phones that went offline (or were unpaired:
+-- see phone_gone) moves to its healthiest phones online.  Found from the
+-- phones, so that a claim does not walk the account's queue.  Spread as
+-- send_messages spreads new conversations: the i-th message (in send
+-- order) to the i-th free slot, shortest queue first, so that the queues
+-- even out; the phones and their queues are read once, not once per
+-- message.  With no healthy phone a message is left to any phone
+-- (unassigned), as pick_phone would.
+CREATE FUNCTION eightms.move_offline_queues(acct uuid, any_unpaired boolean) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer := 0;
+	k integer;
 	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
-	-- One account (a claim) or all (the scheduled job); an array keeps
-	-- both on the account_id indexes.  Set below: as an initializer with
-	-- its subquery, it ran as a query in every claim (about 4% of a claim
-	-- that finds nothing).
-	accts uuid[];
 	offline uuid[];
-	a uuid;
 	moving uuid[];
 	targets uuid[];
+	t record;
 BEGIN
-	n := 0;
-	IF acct IS NULL THEN
-		accts := ARRAY(SELECT a.account_id FROM eightms.account a);
-		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
-			error = 'not sent before it expired'
-		 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
-		GET DIAGNOSTICS n = ROW_COUNT;
-		UPDATE eightms.message m SET
-			status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
-			pending = CASE WHEN m.attempts + 1 >= max_attempts THEN NULL ELSE true END,
-			failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
-			error = CASE WHEN m.attempts + 1 >= max_attempts
-						 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
-			attempts = m.attempts + 1,
-			lease_expires_at = NULL
-		 WHERE m.account_id = ANY (accts) AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < now();
+	SELECT array_agg(p.phone_id) INTO offline FROM eightms.phone p
+	 WHERE p.account_id = acct
+	   AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at, window_start, any_unpaired);
+	IF offline IS NULL THEN
+		RETURN 0;
+	END IF;
+	SELECT array_agg(m.message_id ORDER BY m.send_at, m.message_id) INTO moving FROM eightms.message m
+	 WHERE m.account_id = acct AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
+	IF moving IS NULL THEN
+		RETURN 0;
+	END IF;
+	targets := ARRAY(SELECT h.phone_id
+					   FROM eightms.healthy_phones(acct) h, generate_series(1, cardinality(moving)) g
+					  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
+					  LIMIT cardinality(moving));
+	-- One write per target phone.  Without targets, unnest pads them with
+	-- NULL: unassigned.
+	FOR t IN SELECT u.phone, array_agg(u.id) AS ids FROM unnest(moving, targets) AS u(id, phone) GROUP BY u.phone LOOP
+		UPDATE eightms.message m SET phone_id = t.phone
+		 WHERE m.account_id = acct AND m.message_id = ANY (t.ids)
+		   -- Again on the row as updated: a claim may have taken it meanwhile.
+		   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
 		GET DIAGNOSTICS k = ROW_COUNT;
 		n := n + k;
-	ELSE
-		accts := ARRAY[acct];
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- A claim for its account (acct) moves the queued work of its phones that
+-- are gone: unpairing moves a phone's work away itself (unpair_phone,
+-- pair_phone), so a claim looks only at phones unpaired within the online
+-- window, for what a send racing the unpairing queued.  The scheduled job
+-- (every minute, no account) does so for every account, each in turn, with
+-- phones unpaired at any time, and first expires and requeues
+-- (expire_account_messages).  A claim does the latter for what it picks:
+-- it never hands out an expired message, and a phone takes back its own
+-- run-out leases itself.
+CREATE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer := 0;
+	a uuid;
+BEGIN
+	IF acct IS NOT NULL THEN
+		RETURN eightms.move_offline_queues(acct, false);
 	END IF;
-	-- Found from the phones, so a claim does not walk the account's queue.
-	-- Unpairing moves a phone's work away itself (unpair_phone, pair_phone):
-	-- a claim looks only at phones unpaired within the online window, for
-	-- what a send racing the unpairing queued; the scheduled job at all.
-	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
-					  WHERE p.account_id = ANY (accts)
-						AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at, window_start, acct IS NULL));
-	IF cardinality(offline) > 0 THEN
-		-- Spread over the account's healthy phones as send_messages spreads
-		-- new conversations: the i-th message (in send order) to the i-th
-		-- free slot, shortest queue first, so that the queues even out.
-		-- The phones and their queues are read once per account, not once
-		-- per message; with no healthy phone a message is left to any
-		-- phone (unassigned), as pick_phone would.
-		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p
-				  WHERE p.account_id = ANY (accts) AND p.phone_id = ANY (offline) LOOP
-			moving := ARRAY(SELECT m.message_id FROM eightms.message m
-							 WHERE m.account_id = a AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued'
-							 ORDER BY m.send_at, m.message_id);
-			CONTINUE WHEN cardinality(moving) = 0;
-			targets := ARRAY(SELECT h.phone_id
-							   FROM eightms.healthy_phones(a) h, generate_series(1, cardinality(moving)) g
-							  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
-							  LIMIT cardinality(moving));
-			-- Without targets, unnest pads them with NULL: unassigned.
-			UPDATE eightms.message m SET phone_id = t.phone
-			  FROM unnest(moving, targets) AS t(id, phone)
-			 WHERE m.account_id = a AND m.message_id = t.id
-			   -- Again on the row as updated: a claim may have taken it meanwhile.
-			   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
-			GET DIAGNOSTICS k = ROW_COUNT;
-			n := n + k;
-		END LOOP;
-	END IF;
+	FOR a IN SELECT x.account_id FROM eightms.account x LOOP
+		n := n + eightms.expire_account_messages(a) + eightms.move_offline_queues(a, true);
+	END LOOP;
 	RETURN n;
 END
 $$;
@@ -131,6 +164,152 @@ $$;
 INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
 	('eightms-expire-messages', '* * * * *', 'SELECT eightms.expire_messages()',
 	 'requeue messages whose lease ran out, fail them after the last attempt, expire old ones');
+
+-- Claiming, step 1: due messages of one queue, locked in send_at order,
+-- at most lim, with what their fate is decided from: the phone's own queue
+-- (own, with its own claims whose lease ran out: it takes them back), or
+-- the messages no phone was chosen for; each straight off its index
+-- (message_queue_idx, message_unassigned_idx).  Locked rows others hold
+-- are skipped.  Each row's ctid is kept so that the claim's update finds it
+-- without the primary key: the rows are locked, so it cannot move meanwhile.
+CREATE FUNCTION eightms.lock_due_messages(acct uuid, me uuid, own boolean, lim integer, t_now timestamptz)
+RETURNS TABLE (message_id uuid, tid tid, segments integer, conversation_id uuid, peer_number text,
+			   created_at timestamptz, expires_at timestamptz, status text, attempts integer)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	IF own THEN
+		RETURN QUERY
+		SELECT m.message_id, m.ctid, m.segments, m.conversation_id, m.peer_number, m.created_at, m.expires_at,
+			   m.status, m.attempts
+		  FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= t_now
+		   AND (m.status = 'queued' OR m.lease_expires_at < t_now)
+		 ORDER BY m.send_at
+		 LIMIT lim
+		   FOR UPDATE SKIP LOCKED;
+	ELSE
+		RETURN QUERY
+		SELECT m.message_id, m.ctid, m.segments, m.conversation_id, m.peer_number, m.created_at, m.expires_at,
+			   m.status, m.attempts
+		  FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= t_now
+		 ORDER BY m.send_at
+		 LIMIT lim
+		   FOR UPDATE SKIP LOCKED;
+	END IF;
+END
+$$;
+
+-- Claiming, step 2: what becomes of each message locked (in the order of
+-- the arrays): what expired while queued is not sent; what was queued
+-- before its number opted out is canceled (a STOP cancels what waits for
+-- the number itself: this is for a number the account put on its opt-out
+-- list, or a send that did not take the consent lock; the STOP
+-- confirmation, queued with the opt-out, and help replies after it go
+-- out); a lease that ran out on the last allowed attempt fails the
+-- message; the rest is claimed (a run-out lease as a new attempt).  The
+-- opt-outs are read after the rows are locked, in a statement of their
+-- own: a snapshot no older than the lock's.
+CREATE FUNCTION eightms.claim_fates(acct uuid, peers text[], created timestamptz[], expires timestamptz[],
+									statuses text[], attempts integer[], t_now timestamptz)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	opted text[];
+	opted_at timestamptz[];
+BEGIN
+	SELECT array_agg(o.number), array_agg(o.opted_out_at) INTO opted, opted_at
+	  FROM eightms.opt_out o
+	 WHERE o.account_id = acct AND o.number = ANY (peers);
+	RETURN ARRAY(
+		SELECT CASE WHEN u.expires_at < t_now THEN 'expired'
+					WHEN opted IS NOT NULL
+						 AND EXISTS (SELECT FROM unnest(opted, opted_at) AS o(number, at)
+									  WHERE o.number = u.peer AND o.at > u.created_at)
+					THEN 'canceled'
+					WHEN u.status = 'claimed' AND u.attempts + 1 >= max_attempts THEN 'failed'
+					ELSE 'claimed' END
+		  FROM unnest(peers, created, expires, statuses, attempts) WITH ORDINALITY
+			   AS u(peer, created_at, expires_at, status, attempts, i)
+		 ORDER BY u.i);
+END
+$$;
+
+-- Claiming, step 3: each message locked takes its fate, one write per
+-- fate; returns the messages claimed, as claim_messages answers them.
+CREATE FUNCTION eightms.settle_claims(acct uuid, me uuid, ids uuid[], tids tid[], fates text[], t_now timestamptz)
+RETURNS TABLE (message_id uuid, to_number text, body text, encoding text, segments integer,
+			   attempt integer, lease_expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	lease_end timestamptz := t_now + current_setting('eightms.message_lease')::interval;
+	f text;
+	f_ids uuid[];
+	f_tids tid[];
+BEGIN
+	FOR f, f_ids, f_tids IN
+		SELECT u.fate, array_agg(u.id), array_agg(u.tid) FROM unnest(ids, tids, fates) AS u(id, tid, fate) GROUP BY u.fate
+	LOOP
+		IF f = 'claimed' THEN
+			RETURN QUERY
+			UPDATE eightms.message m SET status = 'claimed', pending = true,
+				attempts = CASE WHEN m.status = 'claimed' THEN m.attempts + 1 ELSE m.attempts END,
+				phone_id = me, claimed_at = t_now, lease_expires_at = lease_end
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+			RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
+		ELSIF f = 'expired' THEN
+			UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+				error = 'not sent before it expired'
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+		ELSIF f = 'canceled' THEN
+			UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
+				error = 'recipient opted out', canceled_at = t_now
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+		ELSE
+			UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
+				error = format('the phone did not report within its lease %s times', m.attempts + 1),
+				failed_at = t_now, attempts = m.attempts + 1
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- Claiming, step 4: conversations whose messages no phone was chosen for
+-- (none was online) get the phone that sends them, so that their next
+-- message and the replies thread on that handset.  A conversation locked
+-- meanwhile is left: a send or a reply holding it gives it a phone itself,
+-- and waiting for it while the claim holds message rows could deadlock
+-- with a STOP, which takes the conversation first.
+CREATE FUNCTION eightms.give_conversations_phone(acct uuid, me uuid, convs uuid[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	locked uuid[] := '{}';
+	c uuid;
+BEGIN
+	FOR c IN SELECT c2.conversation_id FROM eightms.conversation c2
+			  WHERE c2.account_id = acct AND c2.phone_id IS NULL AND c2.conversation_id = ANY (convs)
+			  ORDER BY c2.peer_number
+				FOR NO KEY UPDATE SKIP LOCKED LOOP
+		locked := locked || c;
+	END LOOP;
+	UPDATE eightms.conversation x SET phone_id = me
+	 WHERE x.account_id = acct AND x.conversation_id = ANY (locked);
+END
+$$;
 
 CREATE FUNCTION eightms_api.claim_messages(max integer DEFAULT 10)
 RETURNS TABLE (message_id uuid, to_number text, body text, encoding text, segments integer,
@@ -142,57 +321,62 @@ AS $$
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
+	t_now timestamptz := now();
 	lim integer;
 	by_segments boolean := false;
+	win interval;
 	budget integer;
 	recent timestamptz[];
 	picked uuid[];
 	tids tid[];
-	fates text[];
 	segs integer[];
 	convs uuid[];
+	peers text[];
+	created timestamptz[];
+	expires timestamptz[];
+	statuses text[];
+	tries integer[];
+	fates text[];
 	keep integer;
 	n integer;
-	-- Set once there is something to claim.
-	max_attempts integer;
-	lease interval;
-	gone boolean;
-	due boolean;
 BEGIN
-	-- One statement asks what a claim usually finds: whether a phone of the
-	-- account is gone, whose work then moves first (expire_messages), and
-	-- whether either queue the picks below read has anything due (what
-	-- they would find, before they decide each message's fate).  With
-	-- nothing due, as for an idle phone's every poll, the claim is over
-	-- without the pacing lock and the picks.
-	SELECT EXISTS (SELECT FROM eightms.phone p
-					WHERE p.account_id = acct
-					  AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at,
-											 now() - current_setting('eightms.online_window')::interval, false)),
-		   EXISTS (SELECT FROM eightms.message m
-					WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
-					  AND (m.status = 'queued' OR m.lease_expires_at < now()))
-		   OR EXISTS (SELECT FROM eightms.message m
-					   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now())
-	  INTO gone, due;
-	IF gone THEN
+	-- What a claim usually finds first: whether a phone of the account is
+	-- gone, whose work then moves first (expire_messages), and whether
+	-- either queue the picks below read has anything due.  With nothing
+	-- due, as for an idle phone's every poll, the claim is over without the
+	-- pacing lock and the picks.
+	PERFORM FROM eightms.phone p
+	 WHERE p.account_id = acct
+	   AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at,
+							  t_now - current_setting('eightms.online_window')::interval, false)
+	 LIMIT 1;
+	IF FOUND THEN
 		PERFORM eightms.expire_messages(acct);
-	ELSIF NOT due THEN
-		RETURN;
+	ELSE
+		PERFORM FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= t_now
+		   AND (m.status = 'queued' OR m.lease_expires_at < t_now)
+		 LIMIT 1;
+		IF NOT FOUND THEN
+			PERFORM FROM eightms.message m
+			 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= t_now
+			 LIMIT 1;
+			IF NOT FOUND THEN
+				RETURN;
+			END IF;
+		END IF;
 	END IF;
-	max_attempts := current_setting('eightms.message_max_attempts')::integer;
-	lease := current_setting('eightms.message_lease')::interval;
 	max := least(greatest(coalesce(max, 10), 0), 100);
 	-- Pacing: this phone's claims within its window, kept on its row; the
 	-- row lock makes two concurrent claims of one phone count each other.
 	-- A phone without a limit (no row here) is neither read twice nor locked.
-	SELECT p.rate_limit, p.rate_unit = 'segments',
-		   ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
-	  INTO lim, by_segments, recent
+	SELECT p.rate_limit, p.rate_unit = 'segments', p.rate_window, p.recent_claims
+	  INTO lim, by_segments, win, recent
 	  FROM eightms.phone p
 	 WHERE p.account_id = acct AND p.phone_id = me AND p.rate_limit IS NOT NULL
 	   FOR NO KEY UPDATE;
 	IF lim IS NOT NULL THEN
+		recent := ARRAY(SELECT t FROM unnest(recent) t WHERE t > t_now - win);
 		-- One entry in recent per message, or per segment, claimed.
 		budget := greatest(lim - cardinality(recent), 0);
 		max := least(max, budget);
@@ -200,55 +384,29 @@ BEGIN
 	IF max = 0 THEN
 		RETURN;
 	END IF;
-	-- This phone's own queue first (with its own claims whose lease ran
-	-- out: it takes them back), then messages no phone was chosen for; each
-	-- in send_at order straight off message_queue_idx.  What becomes of
-	-- each is decided as it is locked: what expired while queued is not
-	-- sent; what was queued before its number opted out is canceled (a
-	-- STOP cancels what waits for the number itself: this is for a number
-	-- the account put on its opt-out list, or a send that did not take the
-	-- consent lock; the STOP confirmation, queued with the opt-out, and
-	-- help replies after it go out); a lease that ran out on the last
-	-- allowed attempt fails the message; the rest is claimed (a run-out
-	-- lease as a new attempt).
-	-- Each row's ctid is kept so that the update below finds it without
-	-- the primary key: the rows are locked, so it cannot move meanwhile.
-	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}'),
-		   coalesce(array_agg(s.segments), '{}')
-	  INTO picked, tids, fates, segs
-	  FROM (SELECT m.message_id, m.ctid, m.segments,
-				   CASE WHEN m.expires_at < now() THEN 'expired'
-						WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
-									  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
-						THEN 'canceled'
-						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
-						ELSE 'claimed' END AS fate
-			  FROM eightms.message m
-			 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
-			   AND (m.status = 'queued' OR m.lease_expires_at < now())
-			 ORDER BY m.send_at
-			 LIMIT max
-			   FOR UPDATE SKIP LOCKED) s;
+	-- This phone's own queue first, then messages no phone was chosen for,
+	-- whose conversations are kept (step 4), after a NULL for each of this
+	-- phone's own messages.
+	SELECT coalesce(array_agg(q.message_id), '{}'), coalesce(array_agg(q.tid), '{}'),
+		   coalesce(array_agg(q.segments), '{}'), coalesce(array_agg(q.peer_number), '{}'),
+		   coalesce(array_agg(q.created_at), '{}'), coalesce(array_agg(q.expires_at), '{}'),
+		   coalesce(array_agg(q.status), '{}'), coalesce(array_agg(q.attempts), '{}')
+	  INTO picked, tids, segs, peers, created, expires, statuses, tries
+	  FROM eightms.lock_due_messages(acct, me, true, max, t_now) q;
 	IF cardinality(picked) < max THEN
-		-- Their conversations are kept (below), after a NULL for each of
-		-- this phone's own messages.
 		convs := array_fill(NULL::uuid, ARRAY[cardinality(picked)]);
-		SELECT picked || coalesce(array_agg(s.message_id), '{}'), tids || coalesce(array_agg(s.ctid), '{}'),
-			   fates || coalesce(array_agg(s.fate), '{}'), segs || coalesce(array_agg(s.segments), '{}'),
-			   convs || coalesce(array_agg(s.conversation_id), '{}')
-		  INTO picked, tids, fates, segs, convs
-		  FROM (SELECT m.message_id, m.ctid, m.segments, m.conversation_id,
-					   CASE WHEN m.expires_at < now() THEN 'expired'
-							WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
-										  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
-							THEN 'canceled'
-							ELSE 'claimed' END AS fate
-				  FROM eightms.message m
-				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
-				 ORDER BY m.send_at
-				 LIMIT max - cardinality(picked)
-				   FOR UPDATE SKIP LOCKED) s;
+		SELECT picked || coalesce(array_agg(q.message_id), '{}'), tids || coalesce(array_agg(q.tid), '{}'),
+			   segs || coalesce(array_agg(q.segments), '{}'), peers || coalesce(array_agg(q.peer_number), '{}'),
+			   created || coalesce(array_agg(q.created_at), '{}'), expires || coalesce(array_agg(q.expires_at), '{}'),
+			   statuses || coalesce(array_agg(q.status), '{}'), tries || coalesce(array_agg(q.attempts), '{}'),
+			   convs || coalesce(array_agg(q.conversation_id), '{}')
+		  INTO picked, tids, segs, peers, created, expires, statuses, tries, convs
+		  FROM eightms.lock_due_messages(acct, me, false, max - cardinality(picked), t_now) q;
 	END IF;
+	IF cardinality(picked) = 0 THEN
+		RETURN;
+	END IF;
+	fates := eightms.claim_fates(acct, peers, created, expires, statuses, tries, t_now);
 	-- Paced by segments: the messages, in order, whose segments fit what is
 	-- left of the window (what expires or fails here costs none).  The rest
 	-- stay queued; their row locks go with this transaction.
@@ -271,52 +429,18 @@ BEGIN
 	IF cardinality(picked) = 0 THEN
 		RETURN;
 	END IF;
-	RETURN QUERY
-	WITH settled AS (
-		UPDATE eightms.message m SET
-			status = f.fate,
-			pending = CASE WHEN f.fate = 'claimed' THEN true END,
-			error = CASE f.fate WHEN 'expired' THEN 'not sent before it expired'
-								WHEN 'failed' THEN format('the phone did not report within its lease %s times',
-														  m.attempts + 1)
-								WHEN 'canceled' THEN 'recipient opted out'
-								ELSE m.error END,
-			failed_at = CASE WHEN f.fate = 'failed' THEN now() ELSE m.failed_at END,
-			canceled_at = CASE WHEN f.fate = 'canceled' THEN now() ELSE m.canceled_at END,
-			attempts = CASE WHEN m.status = 'claimed' AND f.fate NOT IN ('expired', 'canceled') THEN m.attempts + 1
-							ELSE m.attempts END,
-			phone_id = CASE WHEN f.fate = 'claimed' THEN me ELSE m.phone_id END,
-			claimed_at = CASE WHEN f.fate = 'claimed' THEN now() ELSE m.claimed_at END,
-			lease_expires_at = CASE WHEN f.fate = 'claimed' THEN now() + lease END
-		  FROM unnest(picked, tids, fates) AS f(id, tid, fate)
-		 WHERE m.ctid = f.tid AND m.account_id = acct AND m.message_id = f.id
-		RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1 AS attempt,
-				  m.lease_expires_at, m.status)
-	SELECT c.message_id, c.peer_number, c.body, c.encoding, c.segments, c.attempt, c.lease_expires_at
-	  FROM settled c
-	 WHERE c.status = 'claimed';
+	RETURN QUERY SELECT * FROM eightms.settle_claims(acct, me, picked, tids, fates, t_now);
 	GET DIAGNOSTICS n = ROW_COUNT;
-	-- A conversation whose messages no phone was chosen for (none was
-	-- online) gets the phone that sends them, so that its next message and
-	-- the replies thread on that handset.  A conversation locked meanwhile
-	-- is left: a send or a reply holding it gives it a phone itself, and
-	-- waiting for it while this claim holds message rows could deadlock
-	-- with a STOP, which takes the conversation first.
 	IF convs[cardinality(convs)] IS NOT NULL THEN
-		UPDATE eightms.conversation c SET phone_id = me
-		  FROM (SELECT c2.ctid FROM eightms.conversation c2
-				 WHERE c2.account_id = acct AND c2.phone_id IS NULL
-				   AND c2.conversation_id IN (SELECT u.conv FROM unnest(convs, fates) AS u(conv, fate)
-											   WHERE u.fate = 'claimed')
-				 ORDER BY c2.peer_number
-				   FOR NO KEY UPDATE SKIP LOCKED) l
-		 WHERE c.ctid = l.ctid AND c.account_id = acct;
+		PERFORM eightms.give_conversations_phone(acct, me,
+			ARRAY(SELECT u.conv FROM unnest(convs, fates) AS u(conv, fate) WHERE u.fate = 'claimed'));
 	END IF;
 	IF lim IS NOT NULL AND n > 0 THEN
 		IF by_segments THEN
 			n := (SELECT sum(u.s) FROM unnest(segs, fates) AS u(s, f) WHERE u.f = 'claimed');
 		END IF;
-		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
+		recent := recent || array_fill(t_now, ARRAY[n]);
+		UPDATE eightms.phone p SET recent_claims = recent
 		 WHERE p.account_id = acct AND p.phone_id = me;
 	END IF;
 END
@@ -352,86 +476,53 @@ AS $$
 	SELECT left(format('sent by the phone after it was %s (%s)', status, coalesce(error, status)), 500)
 $$;
 
--- A batch of reports is folded per message in one statement: the state
--- before each report is what the reports ahead of it in the batch left, so
--- the answer is the same as applying them one by one, and each message is
--- written once however many reports it has.
-CREATE FUNCTION eightms_api.report_messages(reports jsonb)
-RETURNS TABLE (message_id uuid, status text, accepted boolean, note text)
+-- Reporting, the usual batch's step: the reports of one status (st) move
+-- their messages, each checked against the row as the update finds it, with
+-- no locking pass first; ids, ats and errs are the reports' (each id once).
+-- Returns the messages moved.
+CREATE FUNCTION eightms.apply_reports(acct uuid, me uuid, st text, ids uuid[], ats timestamptz[], errs text[])
+RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
-DECLARE
-	me uuid := eightms.require_phone();
-	acct uuid := eightms.current_account_id();
 BEGIN
-	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
-		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
-	END IF;
-	-- The usual batch names each message once: then each report is checked
-	-- against the row as the update finds it, with no locking pass first.
-	IF eightms.ids_are_distinct(reports) THEN
-		RETURN QUERY
-		WITH rep AS (
-			SELECT t.ord, eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
-				   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
-			  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
-		moved AS (
-			UPDATE eightms.message x SET
-				status = rep.st,
-				pending = NULL,
-				lease_expires_at = NULL,
-				sent_at = CASE WHEN rep.st IN ('sent', 'delivered') THEN coalesce(x.sent_at, rep.at) ELSE x.sent_at END,
-				delivered_at = CASE WHEN rep.st = 'delivered' THEN rep.at ELSE x.delivered_at END,
-				failed_at = CASE WHEN rep.st = 'failed' THEN rep.at ELSE x.failed_at END,
-				error = CASE WHEN rep.st = 'failed' THEN left(coalesce(rep.err, 'failed on the phone'), 500)
-							 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
-							 ELSE x.error END,
-				attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-			  FROM rep
-			 WHERE x.account_id = acct AND x.message_id = rep.id AND x.direction = 'out' AND x.phone_id = me
-			   AND rep.st IN ('sent', 'delivered', 'failed')
-			   AND ((x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
-					 AND (rep.st = 'failed' OR eightms.status_rank(rep.st) > eightms.status_rank(x.status)))
-					OR (rep.st IN ('sent', 'delivered')
-						AND eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error)))
-			RETURNING x.message_id),
-		-- What did not move: late, repeated, malformed or not this phone's.
-		still AS (
-			SELECT m.message_id, m.status FROM eightms.message m
-			 WHERE m.account_id = acct AND m.direction = 'out' AND m.phone_id = me
-			   AND m.message_id IN (SELECT rep.id FROM rep WHERE rep.id NOT IN (SELECT moved.message_id FROM moved)))
-		SELECT rep.id, rep.st,
-			   (moved.message_id IS NOT NULL OR still.message_id IS NOT NULL)
-			   AND coalesce(rep.st IN ('sent', 'delivered', 'failed'), false),
-			   CASE WHEN moved.message_id IS NOT NULL THEN NULL
-					WHEN still.message_id IS NULL THEN 'no such message for this phone'
-					WHEN rep.st IS NULL OR rep.st NOT IN ('sent', 'delivered', 'failed')
-					THEN 'status must be sent, delivered or failed'
-					ELSE 'already ' || still.status END
-		  FROM rep
-		  LEFT JOIN moved ON moved.message_id = rep.id
-		  LEFT JOIN still ON still.message_id = rep.id
-		 ORDER BY rep.ord;
-		RETURN;
-	END IF;
 	RETURN QUERY
+	UPDATE eightms.message x SET
+		status = st,
+		pending = NULL,
+		lease_expires_at = NULL,
+		sent_at = CASE WHEN st IN ('sent', 'delivered') THEN coalesce(x.sent_at, ats[array_position(ids, x.message_id)])
+					   ELSE x.sent_at END,
+		delivered_at = CASE WHEN st = 'delivered' THEN ats[array_position(ids, x.message_id)] ELSE x.delivered_at END,
+		failed_at = CASE WHEN st = 'failed' THEN ats[array_position(ids, x.message_id)] ELSE x.failed_at END,
+		error = CASE WHEN st = 'failed' THEN left(coalesce(errs[array_position(ids, x.message_id)], 'failed on the phone'), 500)
+					 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
+					 ELSE x.error END,
+		attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+	 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
+	   AND ((x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
+			 AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(x.status)))
+			OR (st IN ('sent', 'delivered') AND eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error)))
+	RETURNING x.message_id;
+END
+$$;
+
+-- Reporting, a batch that names a message more than once: what each
+-- report does, given the reports (in batch order) and the state of the
+-- phone's messages they name (cur_*, locked).  The state before each report
+-- is what the reports ahead of it in the batch left, so the answer is the
+-- same as applying them one by one.
+CREATE FUNCTION eightms.report_steps(ids uuid[], sts text[], errs text[], ats timestamptz[],
+									 cur_ids uuid[], cur_statuses text[], cur_given_up boolean[])
+RETURNS TABLE (ord bigint, id uuid, st text, err text, at timestamptz, was text, mine boolean, moves boolean)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
 	WITH rep AS (
-		SELECT t.ord,
-			   -- A malformed id names no message.
-			   eightms.try_uuid(t.x ->> 'id') AS id,
-			   t.x ->> 'status' AS st,
-			   t.x ->> 'error' AS err,
-			   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
-		  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
+		SELECT * FROM unnest(ids, sts, errs, ats) WITH ORDINALITY AS r(id, st, err, at, ord)),
 	cur AS (
-		SELECT m.message_id, m.status, eightms.given_up(m.status, m.claimed_at, m.sent_at, m.error) AS given_up
-		  FROM eightms.message m
-		 WHERE m.account_id = acct AND m.message_id IN (SELECT rep.id FROM rep)
-		   AND m.direction = 'out' AND m.phone_id = me
-		 ORDER BY m.message_id
-		   FOR NO KEY UPDATE),
+		SELECT * FROM unnest(cur_ids, cur_statuses, cur_given_up) AS c(message_id, status, given_up)),
 	-- What the valid reports ahead of each one in the batch did.
 	ahead AS (
 		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine, coalesce(cur.given_up, false) AS given_up,
@@ -449,53 +540,137 @@ BEGIN
 					WHEN final_ahead IS NOT NULL THEN final_ahead
 					WHEN sent_ahead THEN 'sent'
 					ELSE s0 END AS was
-		  FROM ahead),
-	step AS (
-		SELECT before.*,
-			   mine AND st IN ('sent', 'delivered', 'failed')
-			   AND ((was NOT IN ('delivered', 'failed', 'expired', 'canceled')
-					 AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(was)))
-					OR (given_up AND was = s0 AND st IN ('sent', 'delivered'))) AS moves
-		  FROM before),
-	final AS (
+		  FROM ahead)
+	SELECT before.ord, before.id, before.st, before.err, before.at, before.was, before.mine,
+		   before.mine AND before.st IN ('sent', 'delivered', 'failed')
+		   AND ((before.was NOT IN ('delivered', 'failed', 'expired', 'canceled')
+				 AND (before.st = 'failed' OR eightms.status_rank(before.st) > eightms.status_rank(before.was)))
+				OR (before.given_up AND before.was = before.s0 AND before.st IN ('sent', 'delivered')))
+	  FROM before
+	 ORDER BY before.ord
+$$;
+
+-- A batch of reports: each message is written once however many reports
+-- it has, and the answer is the same as applying the reports one by one.
+CREATE FUNCTION eightms_api.report_messages(reports jsonb)
+RETURNS TABLE (message_id uuid, status text, accepted boolean, note text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	me uuid := eightms.require_phone();
+	acct uuid := eightms.current_account_id();
+	t_now timestamptz := now();
+	ids uuid[];
+	sts text[];
+	errs text[];
+	ats timestamptz[];
+	moved uuid[] := '{}';
+	s text;
+	still_ids uuid[];
+	still_statuses text[];
+	cur_given_up boolean[];
+	f record;
+BEGIN
+	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
+		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
+	END IF;
+	-- The reports, in batch order; a malformed id names no message.
+	SELECT coalesce(array_agg(eightms.try_uuid(t.x ->> 'id')), '{}'), coalesce(array_agg(t.x ->> 'status'), '{}'),
+		   coalesce(array_agg(t.x ->> 'error'), '{}'),
+		   coalesce(array_agg(least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now)), '{}')
+	  INTO ids, sts, errs, ats
+	  FROM jsonb_array_elements(reports) AS t(x);
+	IF eightms.ids_are_distinct(reports) THEN
+		-- The usual batch names each message once: one write per status.
+		FOREACH s IN ARRAY ARRAY['sent', 'delivered', 'failed'] LOOP
+			CONTINUE WHEN NOT s = ANY (sts);
+			moved := moved || ARRAY(
+				SELECT eightms.apply_reports(acct, me, s, array_agg(r.id), array_agg(r.at), array_agg(r.err))
+				  FROM unnest(ids, sts, errs, ats) AS r(id, st, err, at)
+				 WHERE r.st = s);
+		END LOOP;
+		-- What did not move: late, repeated, malformed or not this phone's.
+		still_ids := ARRAY(SELECT u FROM unnest(ids) u EXCEPT SELECT u FROM unnest(moved) u);
+		IF cardinality(still_ids) > 0 THEN
+			SELECT array_agg(m.message_id), array_agg(m.status) INTO still_ids, still_statuses
+			  FROM eightms.message m
+			 WHERE m.account_id = acct AND m.direction = 'out' AND m.phone_id = me AND m.message_id = ANY (still_ids);
+		ELSE
+			still_ids := NULL;
+		END IF;
+		RETURN QUERY
+		SELECT r.id, r.st,
+			   (r.id = ANY (moved) OR still.status IS NOT NULL) AND coalesce(r.st IN ('sent', 'delivered', 'failed'), false),
+			   CASE WHEN r.id = ANY (moved) THEN NULL
+					WHEN still.status IS NULL THEN 'no such message for this phone'
+					WHEN r.st IS NULL OR r.st NOT IN ('sent', 'delivered', 'failed')
+					THEN 'status must be sent, delivered or failed'
+					ELSE 'already ' || still.status END
+		  FROM unnest(ids, sts) WITH ORDINALITY AS r(id, st, ord)
+		  LEFT JOIN unnest(still_ids, still_statuses) AS still(id, status) ON still.id = r.id
+		 ORDER BY r.ord;
+		RETURN;
+	END IF;
+	-- A message named more than once: the phone's messages named are
+	-- locked, then read, and each report is folded in (report_steps).
+	PERFORM FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.phone_id = me
+	 ORDER BY m.message_id
+	   FOR NO KEY UPDATE;
+	SELECT array_agg(m.message_id), array_agg(m.status),
+		   array_agg(eightms.given_up(m.status, m.claimed_at, m.sent_at, m.error))
+	  INTO still_ids, still_statuses, cur_given_up
+	  FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.phone_id = me;
+	FOR f IN
 		SELECT step.id,
 			   (array_agg(step.st ORDER BY step.ord DESC))[1] AS st,
 			   (array_agg(step.at ORDER BY step.ord) FILTER (WHERE step.st IN ('sent', 'delivered')))[1] AS sent_at,
 			   max(step.at) FILTER (WHERE step.st = 'delivered') AS delivered_at,
 			   max(step.at) FILTER (WHERE step.st = 'failed') AS failed_at,
 			   max(left(coalesce(step.err, 'failed on the phone'), 500)) FILTER (WHERE step.st = 'failed') AS error
-		  FROM step
+		  FROM eightms.report_steps(ids, sts, errs, ats, still_ids, still_statuses, cur_given_up) step
 		 WHERE step.moves
-		 GROUP BY step.id),
-	written AS (
+		 GROUP BY step.id
+	LOOP
 		UPDATE eightms.message x SET
-			status = final.st,
+			status = f.st,
 			pending = NULL,
 			lease_expires_at = NULL,
-			sent_at = coalesce(x.sent_at, final.sent_at),
-			delivered_at = coalesce(final.delivered_at, x.delivered_at),
-			failed_at = coalesce(final.failed_at, x.failed_at),
-			error = CASE WHEN final.error IS NOT NULL THEN final.error
+			sent_at = coalesce(x.sent_at, f.sent_at),
+			delivered_at = coalesce(f.delivered_at, x.delivered_at),
+			failed_at = coalesce(f.failed_at, x.failed_at),
+			error = CASE WHEN f.error IS NOT NULL THEN f.error
 						 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-		  FROM final
-		 WHERE x.account_id = acct AND x.message_id = final.id
-		RETURNING 1)
+		 WHERE x.account_id = acct AND x.message_id = f.id;
+	END LOOP;
+	RETURN QUERY
 	SELECT step.id, step.st,
 		   step.mine AND coalesce(step.st IN ('sent', 'delivered', 'failed'), false),
 		   CASE WHEN NOT step.mine THEN 'no such message for this phone'
 				WHEN step.st IS NULL OR step.st NOT IN ('sent', 'delivered', 'failed')
 				THEN 'status must be sent, delivered or failed'
 				WHEN NOT step.moves THEN 'already ' || step.was END
-	  FROM step
+	  FROM eightms.report_steps(ids, sts, errs, ats, still_ids, still_statuses, cur_given_up) step
 	 ORDER BY step.ord;
 END
 $$;
 
 GRANT EXECUTE ON FUNCTION eightms_api.claim_messages(integer), eightms_api.report_messages(jsonb)
 TO eightms_phone;
-GRANT EXECUTE ON FUNCTION eightms.expire_messages(uuid), eightms.status_rank(text),
+GRANT EXECUTE ON FUNCTION eightms.lock_due_messages(uuid, uuid, boolean, integer, timestamptz),
+	eightms.claim_fates(uuid, text[], timestamptz[], timestamptz[], text[], integer[], timestamptz),
+	eightms.settle_claims(uuid, uuid, uuid[], tid[], text[], timestamptz),
+	eightms.give_conversations_phone(uuid, uuid, uuid[]),
+	eightms.apply_reports(uuid, uuid, text, uuid[], timestamptz[], text[]),
+	eightms.report_steps(uuid[], text[], text[], timestamptz[], uuid[], text[], boolean[])
+TO eightms_phone;
+GRANT EXECUTE ON FUNCTION eightms.expire_messages(uuid), eightms.expire_account_messages(uuid),
+	eightms.move_offline_queues(uuid, boolean), eightms.status_rank(text),
 	eightms.given_up(text, timestamptz, timestamptz, text), eightms.sent_regardless(text, text),
 	eightms.phone_gone(timestamptz, timestamptz, timestamptz, boolean)
 TO eightms_user, eightms_phone, eightms_dba;

@@ -7,15 +7,21 @@
 -- message's id, which the consent change it confirms keeps.
 CREATE FUNCTION eightms.queue_reply(acct uuid, conv uuid, phone uuid, number text, body text)
 RETURNS uuid
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	i record;
+	mid uuid;
+BEGIN
+	i := eightms.sms_info(body);
 	INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
 								 encoding, segments, status, pending, expires_at)
-	SELECT acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued', true,
-		   now() + current_setting('eightms.message_ttl')::interval
-	  FROM eightms.sms_info(body) i
-	RETURNING message_id
+	VALUES (acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued', true,
+			now() + current_setting('eightms.message_ttl')::interval)
+	RETURNING message_id INTO mid;
+	RETURN mid;
+END
 $$;
 
 -- Why receive_messages cannot store an inbound item x (whose
@@ -37,57 +43,135 @@ AS $$
 		WHEN length(x ->> 'body') > 39015 THEN 'body must be at most 39015 characters' END
 $$;
 
+-- Receiving, a batch's first step: the conversations the batch will write
+-- are taken first, in the order send_messages takes them: those that exist
+-- with a phone, locked in number order, then the rest, created (or locked)
+-- in number order.  Taken one by one in the batch's order, a batch from two
+-- senders and a send to both, or another phone's messages from both, could
+-- each hold one and wait for the other, and the deadlock aborts one.  Only
+-- the senders of items receive_messages will store, so that no
+-- conversation is left empty by an item in error or a message stored
+-- before.  The upsert writes nothing: every conflicting row is locked all
+-- the same, and each message is then counted in one write, as for a
+-- single one.
+CREATE FUNCTION eightms.lock_senders(acct uuid, me uuid, dev text, region text, messages jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	stored text[];
+	peers text[];
+	with_phone text[];
+	peer text;
+BEGIN
+	SELECT array_agg(d.device_message_id) INTO stored FROM eightms.message d
+	 WHERE d.account_id = acct AND d.device_id = dev
+	   AND d.device_message_id = ANY (ARRAY(SELECT m ->> 'device_message_id' FROM jsonb_array_elements(messages) m));
+	peers := ARRAY(
+		SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false), left(btrim(m ->> 'from'), 32)) COLLATE "C"
+		  FROM jsonb_array_elements(messages) m
+		 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
+		   AND NOT coalesce(m ->> 'device_message_id' = ANY (stored), false));
+	SELECT array_agg(c.peer_number) INTO with_phone FROM eightms.conversation c
+	 WHERE c.account_id = acct AND c.peer_number = ANY (peers) AND c.phone_id IS NOT NULL;
+	FOR peer IN
+		SELECT u.peer FROM unnest(peers) AS u(peer)
+		 ORDER BY coalesce(u.peer = ANY (with_phone), false) DESC, u.peer COLLATE "C"
+	LOOP
+		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
+		VALUES (acct, peer, me)
+		ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = cv.phone_id WHERE false;
+	END LOOP;
+END
+$$;
+
+-- Receiving, one item's step: the message stored (or found stored: a
+-- duplicate), its conversation counting it, and what its body does to
+-- consent.  x is an item inbound_error passed.
+CREATE FUNCTION eightms.receive_one(acct uuid, me uuid, dev text, region text, x jsonb,
+									OUT message_id uuid, OUT duplicate boolean, OUT consent text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	dmid text := x ->> 'device_message_id';
+	body text := coalesce(x ->> 'body', '');
+	sender text;
+	heard timestamptz;
+	conv uuid;
+	mid uuid;
+	i record;
+BEGIN
+	SELECT m.message_id INTO mid FROM eightms.message m
+	 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = dmid;
+	IF FOUND THEN
+		message_id := mid; duplicate := true;
+		RETURN;
+	END IF;
+	-- Short codes and alphanumeric senders are kept as given.
+	sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
+	-- When the phone received it, never later than its arrival: a message
+	-- uploaded late takes its place in the inbox, and a phone whose clock
+	-- runs ahead cannot pin one on top.
+	heard := least(coalesce(eightms.json_time(x -> 'received_at'), now()), now());
+	-- The conversation, found or created, counts the message at once: one
+	-- write of its row (and its lock, held until commit) rather than an
+	-- upsert and then an update.  A new message brings an archived
+	-- conversation back to the inbox.
+	INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
+	VALUES (acct, sender, me, 1, heard)
+	ON CONFLICT (account_id, peer_number) DO UPDATE
+		SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
+			last_message_at = greatest(cv.last_message_at, EXCLUDED.last_message_at), archived_at = NULL
+	RETURNING cv.conversation_id INTO conv;
+	i := eightms.sms_info(body);
+	INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
+									  encoding, segments, status, device_message_id, received_at, device_id)
+	VALUES (acct, conv, 'in', me, sender, body, i.encoding, i.segments, 'received', dmid, heard, dev)
+	ON CONFLICT (account_id, device_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
+	RETURNING m.message_id INTO mid;
+	IF mid IS NULL THEN
+		-- Stored meanwhile by a concurrent call (the check above missed
+		-- it): not counted twice.  The conversation row is locked by the
+		-- upsert, so nothing came between.
+		UPDATE eightms.conversation c SET unread_count = c.unread_count - 1
+		 WHERE c.account_id = acct AND c.conversation_id = conv;
+		duplicate := true;
+		SELECT m.message_id INTO message_id FROM eightms.message m
+		 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = dmid;
+		RETURN;
+	END IF;
+	message_id := mid; duplicate := false;
+	-- STOP, START, HELP and unclear replies (sql/consent.sql).
+	consent := eightms.apply_consent(acct, conv, me, sender, mid, x ->> 'body');
+	PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
+END
+$$;
+
 CREATE FUNCTION eightms_api.receive_messages(messages jsonb)
 RETURNS TABLE (device_message_id text, message_id uuid, duplicate boolean, consent text, error text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
--- The conflict target names columns that are also output parameters.
-#variable_conflict use_column
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
 	x jsonb;
-	sender text;
-	conv uuid;
-	mid uuid;
 	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
 	dev text;
-	heard timestamptz;
 BEGIN
-	-- The account's region and the handset, read together.
-	SELECT a.default_region, p.device_id INTO region, dev
-	  FROM eightms.account a
-	  LEFT JOIN eightms.phone p ON p.account_id = a.account_id AND p.phone_id = me
-	 WHERE a.account_id = acct;
+	SELECT a.default_region INTO region FROM eightms.account a WHERE a.account_id = acct;
+	SELECT p.device_id INTO dev FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me;
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
 	END IF;
-	-- The conversations the batch will write are taken first, in the order
-	-- send_messages takes them: those that exist with a phone, locked in
-	-- number order, then the rest, created (or locked) in number order.
-	-- Taken one by one in the batch's order, a batch from two senders and a
-	-- send to both, or another phone's messages from both, could each hold
-	-- one and wait for the other, and the deadlock aborts one.  Only the
-	-- senders of items the loop will store, so that no conversation is
-	-- left empty by an item in error or a message stored before.  The
-	-- WHERE writes nothing: every conflicting row is locked all the same,
-	-- and the loop counts each message in one write, as for a single one.
 	IF jsonb_array_length(messages) > 1 THEN
-		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
-		SELECT acct, s.peer, me
-		  FROM (SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false),
-										 left(btrim(m ->> 'from'), 32)) COLLATE "C" AS peer
-				  FROM jsonb_array_elements(messages) m
-				 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
-				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.device_id = dev
-									AND d.device_message_id = m ->> 'device_message_id')) s
-		 ORDER BY EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = acct
-						   AND c.peer_number = s.peer AND c.phone_id IS NOT NULL) DESC, s.peer
-		ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = cv.phone_id WHERE false;
+		PERFORM eightms.lock_senders(acct, me, dev, region, messages);
 	END IF;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
@@ -98,63 +182,17 @@ BEGIN
 		-- it would fail the whole batch, and the phone would send the same
 		-- batch again and again while the other messages in it wait.
 		error := eightms.inbound_error(x, device_message_id);
-		IF error IS NOT NULL THEN
-			RETURN NEXT;
-			CONTINUE;
+		IF error IS NULL THEN
+			SELECT r.message_id, r.duplicate, r.consent INTO message_id, duplicate, consent
+			  FROM eightms.receive_one(acct, me, dev, region, x) r;
 		END IF;
-		SELECT m.message_id INTO mid FROM eightms.message m
-		 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
-		IF FOUND THEN
-			message_id := mid; duplicate := true;
-			RETURN NEXT;
-			CONTINUE;
-		END IF;
-		-- Short codes and alphanumeric senders are kept as given.
-		sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
-		-- When the phone received it, never later than its arrival: a
-		-- message uploaded late takes its place in the inbox, and a phone
-		-- whose clock runs ahead cannot pin one on top.
-		heard := least(coalesce(eightms.json_time(x -> 'received_at'), now()), now());
-		-- The conversation, found or created, counts the message at once: one
-		-- write of its row (and its lock, held until commit) rather than an
-		-- upsert and then an update.  A new message brings an archived
-		-- conversation back to the inbox.
-		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
-		VALUES (acct, sender, me, 1, heard)
-		ON CONFLICT (account_id, peer_number) DO UPDATE
-			SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
-				last_message_at = greatest(cv.last_message_at, EXCLUDED.last_message_at), archived_at = NULL
-		RETURNING cv.conversation_id INTO conv;
-		INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
-										  encoding, segments, status, device_message_id, received_at, device_id)
-		SELECT acct, conv, 'in', me, sender, coalesce(x ->> 'body', ''), i.encoding, i.segments, 'received',
-			   receive_messages.device_message_id, heard, dev
-		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
-		ON CONFLICT (account_id, device_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
-		RETURNING m.message_id INTO mid;
-		IF mid IS NULL THEN
-			-- Stored meanwhile by a concurrent call (the check above missed
-			-- it): not counted twice.  The conversation row is locked by the
-			-- upsert, so nothing came between.
-			UPDATE eightms.conversation c SET unread_count = c.unread_count - 1
-			 WHERE c.account_id = acct AND c.conversation_id = conv;
-			duplicate := true;
-			SELECT m.message_id INTO message_id FROM eightms.message m
-			 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
-			RETURN NEXT;
-			CONTINUE;
-		END IF;
-		message_id := mid; duplicate := false;
-
-		-- STOP, START, HELP and unclear replies (sql/consent.sql).
-		consent := eightms.apply_consent(acct, conv, me, sender, mid, x ->> 'body');
-		PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
 		RETURN NEXT;
 	END LOOP;
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION eightms_api.receive_messages(jsonb), eightms.inbound_error(jsonb, text)
+GRANT EXECUTE ON FUNCTION eightms_api.receive_messages(jsonb), eightms.inbound_error(jsonb, text),
+	eightms.lock_senders(uuid, uuid, text, text, jsonb), eightms.receive_one(uuid, uuid, text, text, jsonb)
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.queue_reply(uuid, uuid, uuid, text, text)
 TO eightms_user, eightms_phone, eightms_dba;

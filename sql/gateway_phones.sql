@@ -45,12 +45,20 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	h bytea := eightms.token_hash(upper(btrim(coalesce(pair_phone.code, ''))));
+	acct uuid;
+	t_now timestamptz := now();
 	pc eightms.pairing_code;
 	p eightms.phone;
 	prev eightms.phone;
+	convs uuid[];
 BEGIN
+	-- The code's account first, without a lock (on Citus a read of every
+	-- shard by the hash's index: codes are made with no account in the
+	-- phone's hands), then the code locked by its key, on one shard.
+	SELECT c.account_id INTO acct FROM eightms.pairing_code c WHERE c.code_hash = h;
 	SELECT * INTO pc FROM eightms.pairing_code c
-	 WHERE c.code_hash = eightms.token_hash(upper(btrim(coalesce(pair_phone.code, ''))))
+	 WHERE c.account_id = acct AND c.code_hash = h
 	 FOR UPDATE;
 	IF NOT FOUND OR pc.used_at IS NOT NULL OR pc.expires_at < now() THEN
 		RAISE EXCEPTION 'pairing code is invalid or has expired'
@@ -71,7 +79,7 @@ BEGIN
 	-- Pairing the same device again replaces its earlier pairing (at most
 	-- one: the device index is unique among paired phones), whose pacing
 	-- it keeps: the owner's setting, and the claims Android still counts.
-	UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
+	UPDATE eightms.phone o SET unpaired_at = t_now, token_version = o.token_version + 1
 	 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL
 	RETURNING o.* INTO prev;
 	INSERT INTO eightms.phone (account_id, device_id, name)
@@ -84,13 +92,13 @@ BEGIN
 		UPDATE eightms.phone n SET rate_limit = prev.rate_limit, rate_window = prev.rate_window,
 			   rate_unit = prev.rate_unit, recent_claims = prev.recent_claims
 		 WHERE n.account_id = p.account_id AND n.phone_id = p.phone_id;
+		convs := ARRAY(SELECT eightms.lock_phone_conversations(pc.account_id, prev.phone_id));
 		UPDATE eightms.conversation c SET phone_id = p.phone_id
-		  FROM eightms.lock_phone_conversations(pc.account_id, prev.phone_id) l(id)
-		 WHERE c.account_id = pc.account_id AND c.conversation_id = l.id;
+		 WHERE c.account_id = pc.account_id AND c.conversation_id = ANY (convs);
 		UPDATE eightms.message m SET phone_id = p.phone_id
 		 WHERE m.account_id = pc.account_id AND m.phone_id = prev.phone_id AND m.pending;
 	END IF;
-	UPDATE eightms.pairing_code c SET used_at = now(), phone_id = p.phone_id
+	UPDATE eightms.pairing_code c SET used_at = t_now, phone_id = p.phone_id
 	 WHERE c.account_id = pc.account_id AND c.code_hash = pc.code_hash;
 	RETURN QUERY SELECT p.phone_id, p.account_id,
 		eightms.jwt_sign(jsonb_build_object('role', 'eightms_phone', 'account_id', p.account_id,
@@ -110,6 +118,8 @@ AS $$
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
+	t_now timestamptz := now();
+	sealed bytea;
 BEGIN
 	IF battery_pct IS NOT NULL AND battery_pct NOT BETWEEN 0 AND 100 THEN
 		RAISE EXCEPTION 'battery_pct must be between 0 and 100' USING ERRCODE = '22023';
@@ -124,15 +134,19 @@ BEGIN
 	IF length(gateway_password) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'a gateway password must be 1 to 200 characters' USING ERRCODE = '22023';
 	END IF;
+	-- Sealed before the update, which then writes a value (a VOLATILE
+	-- function inside it is refused on Citus's shards).
+	IF heartbeat.gateway_password IS NOT NULL THEN
+		sealed := eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password');
+	END IF;
 	UPDATE eightms.phone p SET
-		last_heartbeat_at = now(),
+		last_heartbeat_at = t_now,
 		battery_pct = heartbeat.battery_pct,
 		network = coalesce(lower(heartbeat.network), 'unknown'),
 		charging = heartbeat.charging,
-		gateway_password = CASE WHEN heartbeat.gateway_password IS NULL THEN p.gateway_password
-			ELSE eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password') END
+		gateway_password = coalesce(sealed, p.gateway_password)
 	 WHERE p.account_id = acct AND p.phone_id = me;
-	RETURN now();
+	RETURN t_now;
 END
 $$;
 
@@ -142,6 +156,8 @@ CREATE FUNCTION eightms_api.unpair_phone(phone_id uuid) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	convs uuid[];
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin');
 	UPDATE eightms.phone p SET unpaired_at = now(), token_version = p.token_version + 1
@@ -158,9 +174,9 @@ BEGIN
 	-- makes a new phone), and a conversation without a phone gets the
 	-- healthiest one with its next message, instead of queuing it on this
 	-- one for the next claim to move.
+	convs := ARRAY(SELECT eightms.lock_phone_conversations(eightms.current_account_id(), unpair_phone.phone_id));
 	UPDATE eightms.conversation c SET phone_id = NULL
-	  FROM eightms.lock_phone_conversations(eightms.current_account_id(), unpair_phone.phone_id) l(id)
-	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = l.id;
+	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = ANY (convs);
 END
 $$;
 

@@ -18,19 +18,28 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	since timestamptz := now() - current_setting('eightms.online_window')::interval;
+	min_battery integer := current_setting('eightms.min_battery_pct')::integer;
+	n bigint;
 BEGIN
-	RETURN QUERY
-	SELECT p.phone_id,
-		   (SELECT count(*) FROM (SELECT FROM eightms.message m
-								   WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.pending
-								   LIMIT count_cap) q),
-		   p.battery_pct
-	  FROM eightms.phone p
-	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
-	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
-	   AND (p.charging OR coalesce(p.battery_pct, 0) > current_setting('eightms.min_battery_pct')::integer)
-	   -- A phone that reports no network cannot send what it is given.
-	   AND p.network IS DISTINCT FROM 'none';
+	-- The phones, then each one's queue: one table a statement, so that
+	-- Citus sends each to the account's shard (doc/scale-out.md).
+	FOR phone_id, battery_pct IN
+		SELECT p.phone_id, p.battery_pct
+		  FROM eightms.phone p
+		 WHERE p.account_id = acct AND p.unpaired_at IS NULL AND p.last_heartbeat_at > since
+		   AND (p.charging OR coalesce(p.battery_pct, 0) > min_battery)
+		   -- A phone that reports no network cannot send what it is given.
+		   AND p.network IS DISTINCT FROM 'none'
+	LOOP
+		PERFORM FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id = healthy_phones.phone_id AND m.pending
+		 LIMIT count_cap;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		queue_length := n;
+		RETURN NEXT;
+	END LOOP;
 END
 $$;
 

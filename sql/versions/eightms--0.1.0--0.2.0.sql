@@ -92,12 +92,20 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	h bytea := eightms.token_hash(upper(btrim(coalesce(pair_phone.code, ''))));
+	acct uuid;
+	t_now timestamptz := now();
 	pc eightms.pairing_code;
 	p eightms.phone;
 	prev eightms.phone;
+	convs uuid[];
 BEGIN
+	-- The code's account first, without a lock (on Citus a read of every
+	-- shard by the hash's index: codes are made with no account in the
+	-- phone's hands), then the code locked by its key, on one shard.
+	SELECT c.account_id INTO acct FROM eightms.pairing_code c WHERE c.code_hash = h;
 	SELECT * INTO pc FROM eightms.pairing_code c
-	 WHERE c.code_hash = eightms.token_hash(upper(btrim(coalesce(pair_phone.code, ''))))
+	 WHERE c.account_id = acct AND c.code_hash = h
 	 FOR UPDATE;
 	IF NOT FOUND OR pc.used_at IS NOT NULL OR pc.expires_at < now() THEN
 		RAISE EXCEPTION 'pairing code is invalid or has expired'
@@ -118,7 +126,7 @@ BEGIN
 	-- Pairing the same device again replaces its earlier pairing (at most
 	-- one: the device index is unique among paired phones), whose pacing
 	-- it keeps: the owner's setting, and the claims Android still counts.
-	UPDATE eightms.phone o SET unpaired_at = now(), token_version = o.token_version + 1
+	UPDATE eightms.phone o SET unpaired_at = t_now, token_version = o.token_version + 1
 	 WHERE o.account_id = pc.account_id AND o.device_id = pair_phone.device_id AND o.unpaired_at IS NULL
 	RETURNING o.* INTO prev;
 	INSERT INTO eightms.phone (account_id, device_id, name)
@@ -131,13 +139,13 @@ BEGIN
 		UPDATE eightms.phone n SET rate_limit = prev.rate_limit, rate_window = prev.rate_window,
 			   rate_unit = prev.rate_unit, recent_claims = prev.recent_claims
 		 WHERE n.account_id = p.account_id AND n.phone_id = p.phone_id;
+		convs := ARRAY(SELECT eightms.lock_phone_conversations(pc.account_id, prev.phone_id));
 		UPDATE eightms.conversation c SET phone_id = p.phone_id
-		  FROM eightms.lock_phone_conversations(pc.account_id, prev.phone_id) l(id)
-		 WHERE c.account_id = pc.account_id AND c.conversation_id = l.id;
+		 WHERE c.account_id = pc.account_id AND c.conversation_id = ANY (convs);
 		UPDATE eightms.message m SET phone_id = p.phone_id
 		 WHERE m.account_id = pc.account_id AND m.phone_id = prev.phone_id AND m.pending;
 	END IF;
-	UPDATE eightms.pairing_code c SET used_at = now(), phone_id = p.phone_id
+	UPDATE eightms.pairing_code c SET used_at = t_now, phone_id = p.phone_id
 	 WHERE c.account_id = pc.account_id AND c.code_hash = pc.code_hash;
 	RETURN QUERY SELECT p.phone_id, p.account_id,
 		eightms.jwt_sign(jsonb_build_object('role', 'eightms_phone', 'account_id', p.account_id,
@@ -755,17 +763,23 @@ DROP FUNCTION eightms.queue_reply(uuid, uuid, uuid, text, text);
 -- reply of sql/consent.sql), on the phone the message came in on; it is
 -- queued even to an opted-out number, so its callers decide.  Returns the
 -- message's id, which the consent change it confirms keeps.
-CREATE FUNCTION eightms.queue_reply(acct uuid, conv uuid, phone uuid, number text, body text)
+CREATE OR REPLACE FUNCTION eightms.queue_reply(acct uuid, conv uuid, phone uuid, number text, body text)
 RETURNS uuid
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	i record;
+	mid uuid;
+BEGIN
+	i := eightms.sms_info(body);
 	INSERT INTO eightms.message (account_id, conversation_id, direction, phone_id, peer_number, body,
 								 encoding, segments, status, pending, expires_at)
-	SELECT acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued', true,
-		   now() + current_setting('eightms.message_ttl')::interval
-	  FROM eightms.sms_info(body) i
-	RETURNING message_id
+	VALUES (acct, conv, 'out', phone, number, body, i.encoding, i.segments, 'queued', true,
+			now() + current_setting('eightms.message_ttl')::interval)
+	RETURNING message_id INTO mid;
+	RETURN mid;
+END
 $$;
 GRANT EXECUTE ON FUNCTION eightms.queue_reply(uuid, uuid, uuid, text, text) TO eightms_user, eightms_phone, eightms_dba;
 
@@ -1527,19 +1541,28 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	since timestamptz := now() - current_setting('eightms.online_window')::interval;
+	min_battery integer := current_setting('eightms.min_battery_pct')::integer;
+	n bigint;
 BEGIN
-	RETURN QUERY
-	SELECT p.phone_id,
-		   (SELECT count(*) FROM (SELECT FROM eightms.message m
-								   WHERE m.account_id = acct AND m.phone_id = p.phone_id AND m.pending
-								   LIMIT count_cap) q),
-		   p.battery_pct
-	  FROM eightms.phone p
-	 WHERE p.account_id = acct AND p.unpaired_at IS NULL
-	   AND p.last_heartbeat_at > now() - current_setting('eightms.online_window')::interval
-	   AND (p.charging OR coalesce(p.battery_pct, 0) > current_setting('eightms.min_battery_pct')::integer)
-	   -- A phone that reports no network cannot send what it is given.
-	   AND p.network IS DISTINCT FROM 'none';
+	-- The phones, then each one's queue: one table a statement, so that
+	-- Citus sends each to the account's shard (doc/scale-out.md).
+	FOR phone_id, battery_pct IN
+		SELECT p.phone_id, p.battery_pct
+		  FROM eightms.phone p
+		 WHERE p.account_id = acct AND p.unpaired_at IS NULL AND p.last_heartbeat_at > since
+		   AND (p.charging OR coalesce(p.battery_pct, 0) > min_battery)
+		   -- A phone that reports no network cannot send what it is given.
+		   AND p.network IS DISTINCT FROM 'none'
+	LOOP
+		PERFORM FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id = healthy_phones.phone_id AND m.pending
+		 LIMIT count_cap;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		queue_length := n;
+		RETURN NEXT;
+	END LOOP;
 END
 $$;
 
@@ -1717,57 +1740,62 @@ AS $$
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
+	t_now timestamptz := now();
 	lim integer;
 	by_segments boolean := false;
+	win interval;
 	budget integer;
 	recent timestamptz[];
 	picked uuid[];
 	tids tid[];
-	fates text[];
 	segs integer[];
 	convs uuid[];
+	peers text[];
+	created timestamptz[];
+	expires timestamptz[];
+	statuses text[];
+	tries integer[];
+	fates text[];
 	keep integer;
 	n integer;
-	-- Set once there is something to claim.
-	max_attempts integer;
-	lease interval;
-	gone boolean;
-	due boolean;
 BEGIN
-	-- One statement asks what a claim usually finds: whether a phone of the
-	-- account is gone, whose work then moves first (expire_messages), and
-	-- whether either queue the picks below read has anything due (what
-	-- they would find, before they decide each message's fate).  With
-	-- nothing due, as for an idle phone's every poll, the claim is over
-	-- without the pacing lock and the picks.
-	SELECT EXISTS (SELECT FROM eightms.phone p
-					WHERE p.account_id = acct
-					  AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at,
-											 now() - current_setting('eightms.online_window')::interval, false)),
-		   EXISTS (SELECT FROM eightms.message m
-					WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
-					  AND (m.status = 'queued' OR m.lease_expires_at < now()))
-		   OR EXISTS (SELECT FROM eightms.message m
-					   WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now())
-	  INTO gone, due;
-	IF gone THEN
+	-- What a claim usually finds first: whether a phone of the account is
+	-- gone, whose work then moves first (expire_messages), and whether
+	-- either queue the picks below read has anything due.  With nothing
+	-- due, as for an idle phone's every poll, the claim is over without the
+	-- pacing lock and the picks.
+	PERFORM FROM eightms.phone p
+	 WHERE p.account_id = acct
+	   AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at,
+							  t_now - current_setting('eightms.online_window')::interval, false)
+	 LIMIT 1;
+	IF FOUND THEN
 		PERFORM eightms.expire_messages(acct);
-	ELSIF NOT due THEN
-		RETURN;
+	ELSE
+		PERFORM FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= t_now
+		   AND (m.status = 'queued' OR m.lease_expires_at < t_now)
+		 LIMIT 1;
+		IF NOT FOUND THEN
+			PERFORM FROM eightms.message m
+			 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= t_now
+			 LIMIT 1;
+			IF NOT FOUND THEN
+				RETURN;
+			END IF;
+		END IF;
 	END IF;
-	max_attempts := current_setting('eightms.message_max_attempts')::integer;
-	lease := current_setting('eightms.message_lease')::interval;
 	max := least(greatest(coalesce(max, 10), 0), 100);
 	-- Pacing: this phone's claims within its window, kept on its row; the
 	-- row lock makes two concurrent claims of one phone count each other.
 	-- A phone without a limit (no row here) is neither read twice nor locked.
-	SELECT p.rate_limit, p.rate_unit = 'segments',
-		   ARRAY(SELECT t FROM unnest(p.recent_claims) t WHERE t > now() - p.rate_window)
-	  INTO lim, by_segments, recent
+	SELECT p.rate_limit, p.rate_unit = 'segments', p.rate_window, p.recent_claims
+	  INTO lim, by_segments, win, recent
 	  FROM eightms.phone p
 	 WHERE p.account_id = acct AND p.phone_id = me AND p.rate_limit IS NOT NULL
 	   FOR NO KEY UPDATE;
 	IF lim IS NOT NULL THEN
+		recent := ARRAY(SELECT t FROM unnest(recent) t WHERE t > t_now - win);
 		-- One entry in recent per message, or per segment, claimed.
 		budget := greatest(lim - cardinality(recent), 0);
 		max := least(max, budget);
@@ -1775,55 +1803,29 @@ BEGIN
 	IF max = 0 THEN
 		RETURN;
 	END IF;
-	-- This phone's own queue first (with its own claims whose lease ran
-	-- out: it takes them back), then messages no phone was chosen for; each
-	-- in send_at order straight off message_queue_idx.  What becomes of
-	-- each is decided as it is locked: what expired while queued is not
-	-- sent; what was queued before its number opted out is canceled (a
-	-- STOP cancels what waits for the number itself: this is for a number
-	-- the account put on its opt-out list, or a send that did not take the
-	-- consent lock; the STOP confirmation, queued with the opt-out, and
-	-- help replies after it go out); a lease that ran out on the last
-	-- allowed attempt fails the message; the rest is claimed (a run-out
-	-- lease as a new attempt).
-	-- Each row's ctid is kept so that the update below finds it without
-	-- the primary key: the rows are locked, so it cannot move meanwhile.
-	SELECT coalesce(array_agg(s.message_id), '{}'), coalesce(array_agg(s.ctid), '{}'), coalesce(array_agg(s.fate), '{}'),
-		   coalesce(array_agg(s.segments), '{}')
-	  INTO picked, tids, fates, segs
-	  FROM (SELECT m.message_id, m.ctid, m.segments,
-				   CASE WHEN m.expires_at < now() THEN 'expired'
-						WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
-									  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
-						THEN 'canceled'
-						WHEN m.status = 'claimed' AND m.attempts + 1 >= max_attempts THEN 'failed'
-						ELSE 'claimed' END AS fate
-			  FROM eightms.message m
-			 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= now()
-			   AND (m.status = 'queued' OR m.lease_expires_at < now())
-			 ORDER BY m.send_at
-			 LIMIT max
-			   FOR UPDATE SKIP LOCKED) s;
+	-- This phone's own queue first, then messages no phone was chosen for,
+	-- whose conversations are kept (step 4), after a NULL for each of this
+	-- phone's own messages.
+	SELECT coalesce(array_agg(q.message_id), '{}'), coalesce(array_agg(q.tid), '{}'),
+		   coalesce(array_agg(q.segments), '{}'), coalesce(array_agg(q.peer_number), '{}'),
+		   coalesce(array_agg(q.created_at), '{}'), coalesce(array_agg(q.expires_at), '{}'),
+		   coalesce(array_agg(q.status), '{}'), coalesce(array_agg(q.attempts), '{}')
+	  INTO picked, tids, segs, peers, created, expires, statuses, tries
+	  FROM eightms.lock_due_messages(acct, me, true, max, t_now) q;
 	IF cardinality(picked) < max THEN
-		-- Their conversations are kept (below), after a NULL for each of
-		-- this phone's own messages.
 		convs := array_fill(NULL::uuid, ARRAY[cardinality(picked)]);
-		SELECT picked || coalesce(array_agg(s.message_id), '{}'), tids || coalesce(array_agg(s.ctid), '{}'),
-			   fates || coalesce(array_agg(s.fate), '{}'), segs || coalesce(array_agg(s.segments), '{}'),
-			   convs || coalesce(array_agg(s.conversation_id), '{}')
-		  INTO picked, tids, fates, segs, convs
-		  FROM (SELECT m.message_id, m.ctid, m.segments, m.conversation_id,
-					   CASE WHEN m.expires_at < now() THEN 'expired'
-							WHEN EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct
-										  AND o.number = m.peer_number AND o.opted_out_at > m.created_at)
-							THEN 'canceled'
-							ELSE 'claimed' END AS fate
-				  FROM eightms.message m
-				 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= now()
-				 ORDER BY m.send_at
-				 LIMIT max - cardinality(picked)
-				   FOR UPDATE SKIP LOCKED) s;
+		SELECT picked || coalesce(array_agg(q.message_id), '{}'), tids || coalesce(array_agg(q.tid), '{}'),
+			   segs || coalesce(array_agg(q.segments), '{}'), peers || coalesce(array_agg(q.peer_number), '{}'),
+			   created || coalesce(array_agg(q.created_at), '{}'), expires || coalesce(array_agg(q.expires_at), '{}'),
+			   statuses || coalesce(array_agg(q.status), '{}'), tries || coalesce(array_agg(q.attempts), '{}'),
+			   convs || coalesce(array_agg(q.conversation_id), '{}')
+		  INTO picked, tids, segs, peers, created, expires, statuses, tries, convs
+		  FROM eightms.lock_due_messages(acct, me, false, max - cardinality(picked), t_now) q;
 	END IF;
+	IF cardinality(picked) = 0 THEN
+		RETURN;
+	END IF;
+	fates := eightms.claim_fates(acct, peers, created, expires, statuses, tries, t_now);
 	-- Paced by segments: the messages, in order, whose segments fit what is
 	-- left of the window (what expires or fails here costs none).  The rest
 	-- stay queued; their row locks go with this transaction.
@@ -1846,52 +1848,18 @@ BEGIN
 	IF cardinality(picked) = 0 THEN
 		RETURN;
 	END IF;
-	RETURN QUERY
-	WITH settled AS (
-		UPDATE eightms.message m SET
-			status = f.fate,
-			pending = CASE WHEN f.fate = 'claimed' THEN true END,
-			error = CASE f.fate WHEN 'expired' THEN 'not sent before it expired'
-								WHEN 'failed' THEN format('the phone did not report within its lease %s times',
-														  m.attempts + 1)
-								WHEN 'canceled' THEN 'recipient opted out'
-								ELSE m.error END,
-			failed_at = CASE WHEN f.fate = 'failed' THEN now() ELSE m.failed_at END,
-			canceled_at = CASE WHEN f.fate = 'canceled' THEN now() ELSE m.canceled_at END,
-			attempts = CASE WHEN m.status = 'claimed' AND f.fate NOT IN ('expired', 'canceled') THEN m.attempts + 1
-							ELSE m.attempts END,
-			phone_id = CASE WHEN f.fate = 'claimed' THEN me ELSE m.phone_id END,
-			claimed_at = CASE WHEN f.fate = 'claimed' THEN now() ELSE m.claimed_at END,
-			lease_expires_at = CASE WHEN f.fate = 'claimed' THEN now() + lease END
-		  FROM unnest(picked, tids, fates) AS f(id, tid, fate)
-		 WHERE m.ctid = f.tid AND m.account_id = acct AND m.message_id = f.id
-		RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1 AS attempt,
-				  m.lease_expires_at, m.status)
-	SELECT c.message_id, c.peer_number, c.body, c.encoding, c.segments, c.attempt, c.lease_expires_at
-	  FROM settled c
-	 WHERE c.status = 'claimed';
+	RETURN QUERY SELECT * FROM eightms.settle_claims(acct, me, picked, tids, fates, t_now);
 	GET DIAGNOSTICS n = ROW_COUNT;
-	-- A conversation whose messages no phone was chosen for (none was
-	-- online) gets the phone that sends them, so that its next message and
-	-- the replies thread on that handset.  A conversation locked meanwhile
-	-- is left: a send or a reply holding it gives it a phone itself, and
-	-- waiting for it while this claim holds message rows could deadlock
-	-- with a STOP, which takes the conversation first.
 	IF convs[cardinality(convs)] IS NOT NULL THEN
-		UPDATE eightms.conversation c SET phone_id = me
-		  FROM (SELECT c2.ctid FROM eightms.conversation c2
-				 WHERE c2.account_id = acct AND c2.phone_id IS NULL
-				   AND c2.conversation_id IN (SELECT u.conv FROM unnest(convs, fates) AS u(conv, fate)
-											   WHERE u.fate = 'claimed')
-				 ORDER BY c2.peer_number
-				   FOR NO KEY UPDATE SKIP LOCKED) l
-		 WHERE c.ctid = l.ctid AND c.account_id = acct;
+		PERFORM eightms.give_conversations_phone(acct, me,
+			ARRAY(SELECT u.conv FROM unnest(convs, fates) AS u(conv, fate) WHERE u.fate = 'claimed'));
 	END IF;
 	IF lim IS NOT NULL AND n > 0 THEN
 		IF by_segments THEN
 			n := (SELECT sum(u.s) FROM unnest(segs, fates) AS u(s, f) WHERE u.f = 'claimed');
 		END IF;
-		UPDATE eightms.phone p SET recent_claims = recent || array_fill(now(), ARRAY[n])
+		recent := recent || array_fill(t_now, ARRAY[n]);
+		UPDATE eightms.phone p SET recent_claims = recent
 		 WHERE p.account_id = acct AND p.phone_id = me;
 	END IF;
 END
@@ -1906,130 +1874,101 @@ AS $$
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
+	t_now timestamptz := now();
+	ids uuid[];
+	sts text[];
+	errs text[];
+	ats timestamptz[];
+	moved uuid[] := '{}';
+	s text;
+	still_ids uuid[];
+	still_statuses text[];
+	cur_given_up boolean[];
+	f record;
 BEGIN
 	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
 		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
 	END IF;
-	-- The usual batch names each message once: then each report is checked
-	-- against the row as the update finds it, with no locking pass first.
+	-- The reports, in batch order; a malformed id names no message.
+	SELECT coalesce(array_agg(eightms.try_uuid(t.x ->> 'id')), '{}'), coalesce(array_agg(t.x ->> 'status'), '{}'),
+		   coalesce(array_agg(t.x ->> 'error'), '{}'),
+		   coalesce(array_agg(least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now)), '{}')
+	  INTO ids, sts, errs, ats
+	  FROM jsonb_array_elements(reports) AS t(x);
 	IF eightms.ids_are_distinct(reports) THEN
-		RETURN QUERY
-		WITH rep AS (
-			SELECT t.ord, eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
-				   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
-			  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
-		moved AS (
-			UPDATE eightms.message x SET
-				status = rep.st,
-				pending = NULL,
-				lease_expires_at = NULL,
-				sent_at = CASE WHEN rep.st IN ('sent', 'delivered') THEN coalesce(x.sent_at, rep.at) ELSE x.sent_at END,
-				delivered_at = CASE WHEN rep.st = 'delivered' THEN rep.at ELSE x.delivered_at END,
-				failed_at = CASE WHEN rep.st = 'failed' THEN rep.at ELSE x.failed_at END,
-				error = CASE WHEN rep.st = 'failed' THEN left(coalesce(rep.err, 'failed on the phone'), 500)
-							 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
-							 ELSE x.error END,
-				attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-			  FROM rep
-			 WHERE x.account_id = acct AND x.message_id = rep.id AND x.direction = 'out' AND x.phone_id = me
-			   AND rep.st IN ('sent', 'delivered', 'failed')
-			   AND ((x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
-					 AND (rep.st = 'failed' OR eightms.status_rank(rep.st) > eightms.status_rank(x.status)))
-					OR (rep.st IN ('sent', 'delivered')
-						AND eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error)))
-			RETURNING x.message_id),
+		-- The usual batch names each message once: one write per status.
+		FOREACH s IN ARRAY ARRAY['sent', 'delivered', 'failed'] LOOP
+			CONTINUE WHEN NOT s = ANY (sts);
+			moved := moved || ARRAY(
+				SELECT eightms.apply_reports(acct, me, s, array_agg(r.id), array_agg(r.at), array_agg(r.err))
+				  FROM unnest(ids, sts, errs, ats) AS r(id, st, err, at)
+				 WHERE r.st = s);
+		END LOOP;
 		-- What did not move: late, repeated, malformed or not this phone's.
-		still AS (
-			SELECT m.message_id, m.status FROM eightms.message m
-			 WHERE m.account_id = acct AND m.direction = 'out' AND m.phone_id = me
-			   AND m.message_id IN (SELECT rep.id FROM rep WHERE rep.id NOT IN (SELECT moved.message_id FROM moved)))
-		SELECT rep.id, rep.st,
-			   (moved.message_id IS NOT NULL OR still.message_id IS NOT NULL)
-			   AND coalesce(rep.st IN ('sent', 'delivered', 'failed'), false),
-			   CASE WHEN moved.message_id IS NOT NULL THEN NULL
-					WHEN still.message_id IS NULL THEN 'no such message for this phone'
-					WHEN rep.st IS NULL OR rep.st NOT IN ('sent', 'delivered', 'failed')
+		still_ids := ARRAY(SELECT u FROM unnest(ids) u EXCEPT SELECT u FROM unnest(moved) u);
+		IF cardinality(still_ids) > 0 THEN
+			SELECT array_agg(m.message_id), array_agg(m.status) INTO still_ids, still_statuses
+			  FROM eightms.message m
+			 WHERE m.account_id = acct AND m.direction = 'out' AND m.phone_id = me AND m.message_id = ANY (still_ids);
+		ELSE
+			still_ids := NULL;
+		END IF;
+		RETURN QUERY
+		SELECT r.id, r.st,
+			   (r.id = ANY (moved) OR still.status IS NOT NULL) AND coalesce(r.st IN ('sent', 'delivered', 'failed'), false),
+			   CASE WHEN r.id = ANY (moved) THEN NULL
+					WHEN still.status IS NULL THEN 'no such message for this phone'
+					WHEN r.st IS NULL OR r.st NOT IN ('sent', 'delivered', 'failed')
 					THEN 'status must be sent, delivered or failed'
 					ELSE 'already ' || still.status END
-		  FROM rep
-		  LEFT JOIN moved ON moved.message_id = rep.id
-		  LEFT JOIN still ON still.message_id = rep.id
-		 ORDER BY rep.ord;
+		  FROM unnest(ids, sts) WITH ORDINALITY AS r(id, st, ord)
+		  LEFT JOIN unnest(still_ids, still_statuses) AS still(id, status) ON still.id = r.id
+		 ORDER BY r.ord;
 		RETURN;
 	END IF;
-	RETURN QUERY
-	WITH rep AS (
-		SELECT t.ord,
-			   -- A malformed id names no message.
-			   eightms.try_uuid(t.x ->> 'id') AS id,
-			   t.x ->> 'status' AS st,
-			   t.x ->> 'error' AS err,
-			   least(coalesce(eightms.json_time(t.x -> 'at'), now()), now()) AS at
-		  FROM jsonb_array_elements(reports) WITH ORDINALITY AS t(x, ord)),
-	cur AS (
-		SELECT m.message_id, m.status, eightms.given_up(m.status, m.claimed_at, m.sent_at, m.error) AS given_up
-		  FROM eightms.message m
-		 WHERE m.account_id = acct AND m.message_id IN (SELECT rep.id FROM rep)
-		   AND m.direction = 'out' AND m.phone_id = me
-		 ORDER BY m.message_id
-		   FOR NO KEY UPDATE),
-	-- What the valid reports ahead of each one in the batch did.
-	ahead AS (
-		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine, coalesce(cur.given_up, false) AS given_up,
-			   coalesce(bool_or(rep.st = 'sent') OVER w, false) AS sent_ahead,
-			   coalesce(bool_or(rep.st = 'delivered') OVER w, false) AS delivered_ahead,
-			   (array_agg(rep.st) FILTER (WHERE rep.st IN ('delivered', 'failed')) OVER w)[1] AS final_ahead
-		  FROM rep LEFT JOIN cur ON cur.message_id = rep.id
-		WINDOW w AS (PARTITION BY rep.id ORDER BY rep.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
-	before AS (
-		SELECT ahead.*,
-			   -- A message given up stays so until a sent or delivered
-			   -- report of the phone's takes it back.
-			   CASE WHEN s0 IN ('delivered', 'failed', 'expired', 'canceled')
-						 AND NOT (given_up AND (sent_ahead OR delivered_ahead)) THEN s0
-					WHEN final_ahead IS NOT NULL THEN final_ahead
-					WHEN sent_ahead THEN 'sent'
-					ELSE s0 END AS was
-		  FROM ahead),
-	step AS (
-		SELECT before.*,
-			   mine AND st IN ('sent', 'delivered', 'failed')
-			   AND ((was NOT IN ('delivered', 'failed', 'expired', 'canceled')
-					 AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(was)))
-					OR (given_up AND was = s0 AND st IN ('sent', 'delivered'))) AS moves
-		  FROM before),
-	final AS (
+	-- A message named more than once: the phone's messages named are
+	-- locked, then read, and each report is folded in (report_steps).
+	PERFORM FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.phone_id = me
+	 ORDER BY m.message_id
+	   FOR NO KEY UPDATE;
+	SELECT array_agg(m.message_id), array_agg(m.status),
+		   array_agg(eightms.given_up(m.status, m.claimed_at, m.sent_at, m.error))
+	  INTO still_ids, still_statuses, cur_given_up
+	  FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.phone_id = me;
+	FOR f IN
 		SELECT step.id,
 			   (array_agg(step.st ORDER BY step.ord DESC))[1] AS st,
 			   (array_agg(step.at ORDER BY step.ord) FILTER (WHERE step.st IN ('sent', 'delivered')))[1] AS sent_at,
 			   max(step.at) FILTER (WHERE step.st = 'delivered') AS delivered_at,
 			   max(step.at) FILTER (WHERE step.st = 'failed') AS failed_at,
 			   max(left(coalesce(step.err, 'failed on the phone'), 500)) FILTER (WHERE step.st = 'failed') AS error
-		  FROM step
+		  FROM eightms.report_steps(ids, sts, errs, ats, still_ids, still_statuses, cur_given_up) step
 		 WHERE step.moves
-		 GROUP BY step.id),
-	written AS (
+		 GROUP BY step.id
+	LOOP
 		UPDATE eightms.message x SET
-			status = final.st,
+			status = f.st,
 			pending = NULL,
 			lease_expires_at = NULL,
-			sent_at = coalesce(x.sent_at, final.sent_at),
-			delivered_at = coalesce(final.delivered_at, x.delivered_at),
-			failed_at = coalesce(final.failed_at, x.failed_at),
-			error = CASE WHEN final.error IS NOT NULL THEN final.error
+			sent_at = coalesce(x.sent_at, f.sent_at),
+			delivered_at = coalesce(f.delivered_at, x.delivered_at),
+			failed_at = coalesce(f.failed_at, x.failed_at),
+			error = CASE WHEN f.error IS NOT NULL THEN f.error
 						 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-		  FROM final
-		 WHERE x.account_id = acct AND x.message_id = final.id
-		RETURNING 1)
+		 WHERE x.account_id = acct AND x.message_id = f.id;
+	END LOOP;
+	RETURN QUERY
 	SELECT step.id, step.st,
 		   step.mine AND coalesce(step.st IN ('sent', 'delivered', 'failed'), false),
 		   CASE WHEN NOT step.mine THEN 'no such message for this phone'
 				WHEN step.st IS NULL OR step.st NOT IN ('sent', 'delivered', 'failed')
 				THEN 'status must be sent, delivered or failed'
 				WHEN NOT step.moves THEN 'already ' || step.was END
-	  FROM step
+	  FROM eightms.report_steps(ids, sts, errs, ats, still_ids, still_statuses, cur_given_up) step
 	 ORDER BY step.ord;
 END
 $$;
@@ -2040,51 +1979,22 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
--- The conflict target names columns that are also output parameters.
-#variable_conflict use_column
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
 	x jsonb;
-	sender text;
-	conv uuid;
-	mid uuid;
 	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
 	dev text;
-	heard timestamptz;
 BEGIN
-	-- The account's region and the handset, read together.
-	SELECT a.default_region, p.device_id INTO region, dev
-	  FROM eightms.account a
-	  LEFT JOIN eightms.phone p ON p.account_id = a.account_id AND p.phone_id = me
-	 WHERE a.account_id = acct;
+	SELECT a.default_region INTO region FROM eightms.account a WHERE a.account_id = acct;
+	SELECT p.device_id INTO dev FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me;
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
 			USING ERRCODE = '22023', HINT = 'Send a longer backlog in several calls.';
 	END IF;
-	-- The conversations the batch will write are taken first, in the order
-	-- send_messages takes them: those that exist with a phone, locked in
-	-- number order, then the rest, created (or locked) in number order.
-	-- Taken one by one in the batch's order, a batch from two senders and a
-	-- send to both, or another phone's messages from both, could each hold
-	-- one and wait for the other, and the deadlock aborts one.  Only the
-	-- senders of items the loop will store, so that no conversation is
-	-- left empty by an item in error or a message stored before.  The
-	-- WHERE writes nothing: every conflicting row is locked all the same,
-	-- and the loop counts each message in one write, as for a single one.
 	IF jsonb_array_length(messages) > 1 THEN
-		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
-		SELECT acct, s.peer, me
-		  FROM (SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false),
-										 left(btrim(m ->> 'from'), 32)) COLLATE "C" AS peer
-				  FROM jsonb_array_elements(messages) m
-				 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
-				   AND NOT EXISTS (SELECT FROM eightms.message d WHERE d.account_id = acct AND d.device_id = dev
-									AND d.device_message_id = m ->> 'device_message_id')) s
-		 ORDER BY EXISTS (SELECT FROM eightms.conversation c WHERE c.account_id = acct
-						   AND c.peer_number = s.peer AND c.phone_id IS NOT NULL) DESC, s.peer
-		ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = cv.phone_id WHERE false;
+		PERFORM eightms.lock_senders(acct, me, dev, region, messages);
 	END IF;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
@@ -2095,57 +2005,10 @@ BEGIN
 		-- it would fail the whole batch, and the phone would send the same
 		-- batch again and again while the other messages in it wait.
 		error := eightms.inbound_error(x, device_message_id);
-		IF error IS NOT NULL THEN
-			RETURN NEXT;
-			CONTINUE;
+		IF error IS NULL THEN
+			SELECT r.message_id, r.duplicate, r.consent INTO message_id, duplicate, consent
+			  FROM eightms.receive_one(acct, me, dev, region, x) r;
 		END IF;
-		SELECT m.message_id INTO mid FROM eightms.message m
-		 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
-		IF FOUND THEN
-			message_id := mid; duplicate := true;
-			RETURN NEXT;
-			CONTINUE;
-		END IF;
-		-- Short codes and alphanumeric senders are kept as given.
-		sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
-		-- When the phone received it, never later than its arrival: a
-		-- message uploaded late takes its place in the inbox, and a phone
-		-- whose clock runs ahead cannot pin one on top.
-		heard := least(coalesce(eightms.json_time(x -> 'received_at'), now()), now());
-		-- The conversation, found or created, counts the message at once: one
-		-- write of its row (and its lock, held until commit) rather than an
-		-- upsert and then an update.  A new message brings an archived
-		-- conversation back to the inbox.
-		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
-		VALUES (acct, sender, me, 1, heard)
-		ON CONFLICT (account_id, peer_number) DO UPDATE
-			SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
-				last_message_at = greatest(cv.last_message_at, EXCLUDED.last_message_at), archived_at = NULL
-		RETURNING cv.conversation_id INTO conv;
-		INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
-										  encoding, segments, status, device_message_id, received_at, device_id)
-		SELECT acct, conv, 'in', me, sender, coalesce(x ->> 'body', ''), i.encoding, i.segments, 'received',
-			   receive_messages.device_message_id, heard, dev
-		  FROM eightms.sms_info(coalesce(x ->> 'body', '')) i
-		ON CONFLICT (account_id, device_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
-		RETURNING m.message_id INTO mid;
-		IF mid IS NULL THEN
-			-- Stored meanwhile by a concurrent call (the check above missed
-			-- it): not counted twice.  The conversation row is locked by the
-			-- upsert, so nothing came between.
-			UPDATE eightms.conversation c SET unread_count = c.unread_count - 1
-			 WHERE c.account_id = acct AND c.conversation_id = conv;
-			duplicate := true;
-			SELECT m.message_id INTO message_id FROM eightms.message m
-			 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = receive_messages.device_message_id;
-			RETURN NEXT;
-			CONTINUE;
-		END IF;
-		message_id := mid; duplicate := false;
-
-		-- STOP, START, HELP and unclear replies (sql/consent.sql).
-		consent := eightms.apply_consent(acct, conv, me, sender, mid, x ->> 'body');
-		PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
 		RETURN NEXT;
 	END LOOP;
 END
@@ -2291,78 +2154,17 @@ REVOKE ALL ON FUNCTION eightms.phone_gone(timestamptz, timestamptz, timestamptz,
 CREATE OR REPLACE FUNCTION eightms.expire_messages(acct uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	n integer;
-	k integer;
-	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
-	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
-	-- One account (a claim) or all (the scheduled job); an array keeps
-	-- both on the account_id indexes.  Set below: as an initializer with
-	-- its subquery, it ran as a query in every claim (about 4% of a claim
-	-- that finds nothing).
-	accts uuid[];
-	offline uuid[];
+	n integer := 0;
 	a uuid;
-	moving uuid[];
-	targets uuid[];
 BEGIN
-	n := 0;
-	IF acct IS NULL THEN
-		accts := ARRAY(SELECT a.account_id FROM eightms.account a);
-		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
-			error = 'not sent before it expired'
-		 WHERE m.account_id = ANY (accts) AND m.pending AND m.expires_at < now();
-		GET DIAGNOSTICS n = ROW_COUNT;
-		UPDATE eightms.message m SET
-			status = CASE WHEN m.attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
-			pending = CASE WHEN m.attempts + 1 >= max_attempts THEN NULL ELSE true END,
-			failed_at = CASE WHEN m.attempts + 1 >= max_attempts THEN now() END,
-			error = CASE WHEN m.attempts + 1 >= max_attempts
-						 THEN format('the phone did not report within its lease %s times', m.attempts + 1) END,
-			attempts = m.attempts + 1,
-			lease_expires_at = NULL
-		 WHERE m.account_id = ANY (accts) AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < now();
-		GET DIAGNOSTICS k = ROW_COUNT;
-		n := n + k;
-	ELSE
-		accts := ARRAY[acct];
+	IF acct IS NOT NULL THEN
+		RETURN eightms.move_offline_queues(acct, false);
 	END IF;
-	-- Found from the phones, so a claim does not walk the account's queue.
-	-- Unpairing moves a phone's work away itself (unpair_phone, pair_phone):
-	-- a claim looks only at phones unpaired within the online window, for
-	-- what a send racing the unpairing queued; the scheduled job at all.
-	offline := ARRAY(SELECT p.phone_id FROM eightms.phone p
-					  WHERE p.account_id = ANY (accts)
-						AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at, window_start, acct IS NULL));
-	IF cardinality(offline) > 0 THEN
-		-- Spread over the account's healthy phones as send_messages spreads
-		-- new conversations: the i-th message (in send order) to the i-th
-		-- free slot, shortest queue first, so that the queues even out.
-		-- The phones and their queues are read once per account, not once
-		-- per message; with no healthy phone a message is left to any
-		-- phone (unassigned), as pick_phone would.
-		FOR a IN SELECT DISTINCT p.account_id FROM eightms.phone p
-				  WHERE p.account_id = ANY (accts) AND p.phone_id = ANY (offline) LOOP
-			moving := ARRAY(SELECT m.message_id FROM eightms.message m
-							 WHERE m.account_id = a AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued'
-							 ORDER BY m.send_at, m.message_id);
-			CONTINUE WHEN cardinality(moving) = 0;
-			targets := ARRAY(SELECT h.phone_id
-							   FROM eightms.healthy_phones(a) h, generate_series(1, cardinality(moving)) g
-							  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
-							  LIMIT cardinality(moving));
-			-- Without targets, unnest pads them with NULL: unassigned.
-			UPDATE eightms.message m SET phone_id = t.phone
-			  FROM unnest(moving, targets) AS t(id, phone)
-			 WHERE m.account_id = a AND m.message_id = t.id
-			   -- Again on the row as updated: a claim may have taken it meanwhile.
-			   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
-			GET DIAGNOSTICS k = ROW_COUNT;
-			n := n + k;
-		END LOOP;
-	END IF;
+	FOR a IN SELECT x.account_id FROM eightms.account x LOOP
+		n := n + eightms.expire_account_messages(a) + eightms.move_offline_queues(a, true);
+	END LOOP;
 	RETURN n;
 END
 $$;
@@ -2378,6 +2180,8 @@ AS $$
 DECLARE
 	me uuid := eightms.require_phone();
 	acct uuid := eightms.current_account_id();
+	t_now timestamptz := now();
+	sealed bytea;
 BEGIN
 	IF battery_pct IS NOT NULL AND battery_pct NOT BETWEEN 0 AND 100 THEN
 		RAISE EXCEPTION 'battery_pct must be between 0 and 100' USING ERRCODE = '22023';
@@ -2392,15 +2196,19 @@ BEGIN
 	IF length(gateway_password) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'a gateway password must be 1 to 200 characters' USING ERRCODE = '22023';
 	END IF;
+	-- Sealed before the update, which then writes a value (a VOLATILE
+	-- function inside it is refused on Citus's shards).
+	IF heartbeat.gateway_password IS NOT NULL THEN
+		sealed := eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password');
+	END IF;
 	UPDATE eightms.phone p SET
-		last_heartbeat_at = now(),
+		last_heartbeat_at = t_now,
 		battery_pct = heartbeat.battery_pct,
 		network = coalesce(lower(heartbeat.network), 'unknown'),
 		charging = heartbeat.charging,
-		gateway_password = CASE WHEN heartbeat.gateway_password IS NULL THEN p.gateway_password
-			ELSE eightms.seal(heartbeat.gateway_password, 'phone:' || acct || ':' || me || ':gateway_password') END
+		gateway_password = coalesce(sealed, p.gateway_password)
 	 WHERE p.account_id = acct AND p.phone_id = me;
-	RETURN now();
+	RETURN t_now;
 END
 $$;
 
@@ -4409,3 +4217,473 @@ GRANT EXECUTE ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval)
 	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.cancel_queued(uuid, uuid[], timestamptz, text)
 TO eightms_user;
+
+-- ==== Citus: the phone's side of the gateway
+-- Every statement of a phone's calls (claim, report, inbound, heartbeat,
+-- pairing) and of the expiry job on one tenant table, with account_id =
+-- one value, so that Citus routes it under a generic plan; now() and
+-- seal() read before the statement; long functions in named steps.
+-- (claim_messages, report_messages, receive_messages, heartbeat,
+-- pair_phone, expire_messages, healthy_phones and queue_reply: defined
+-- again above, in place.)
+
+-- A scheduled job's step for one account: messages past their expiry are
+-- expired, and leases that ran out go back in the queue (attempts + 1), or
+-- fail after the last attempt.
+CREATE FUNCTION eightms.expire_account_messages(acct uuid) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer;
+	k integer;
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	t_now timestamptz := now();
+BEGIN
+	UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+		error = 'not sent before it expired'
+	 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
+		error = format('the phone did not report within its lease %s times', m.attempts + 1),
+		attempts = m.attempts + 1, lease_expires_at = NULL
+	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
+	   AND m.attempts + 1 >= max_attempts;
+	GET DIAGNOSTICS k = ROW_COUNT;
+	n := n + k;
+	UPDATE eightms.message m SET status = 'queued', pending = true, failed_at = NULL, error = NULL,
+		attempts = m.attempts + 1, lease_expires_at = NULL
+	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now;
+	GET DIAGNOSTICS k = ROW_COUNT;
+	RETURN n + k;
+END
+$$;
+
+-- Queued work of an account's phones that went offline (or were unpaired:
+-- see phone_gone) moves to its healthiest phones online.  Found from the
+-- phones, so that a claim does not walk the account's queue.  Spread as
+-- send_messages spreads new conversations: the i-th message (in send
+-- order) to the i-th free slot, shortest queue first, so that the queues
+-- even out; the phones and their queues are read once, not once per
+-- message.  With no healthy phone a message is left to any phone
+-- (unassigned), as pick_phone would.
+CREATE FUNCTION eightms.move_offline_queues(acct uuid, any_unpaired boolean) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer := 0;
+	k integer;
+	window_start timestamptz := now() - current_setting('eightms.online_window')::interval;
+	offline uuid[];
+	moving uuid[];
+	targets uuid[];
+	t record;
+BEGIN
+	SELECT array_agg(p.phone_id) INTO offline FROM eightms.phone p
+	 WHERE p.account_id = acct
+	   AND eightms.phone_gone(p.unpaired_at, p.last_heartbeat_at, window_start, any_unpaired);
+	IF offline IS NULL THEN
+		RETURN 0;
+	END IF;
+	SELECT array_agg(m.message_id ORDER BY m.send_at, m.message_id) INTO moving FROM eightms.message m
+	 WHERE m.account_id = acct AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
+	IF moving IS NULL THEN
+		RETURN 0;
+	END IF;
+	targets := ARRAY(SELECT h.phone_id
+					   FROM eightms.healthy_phones(acct) h, generate_series(1, cardinality(moving)) g
+					  ORDER BY h.queue_length + g, h.battery_pct DESC NULLS LAST, h.phone_id
+					  LIMIT cardinality(moving));
+	-- One write per target phone.  Without targets, unnest pads them with
+	-- NULL: unassigned.
+	FOR t IN SELECT u.phone, array_agg(u.id) AS ids FROM unnest(moving, targets) AS u(id, phone) GROUP BY u.phone LOOP
+		UPDATE eightms.message m SET phone_id = t.phone
+		 WHERE m.account_id = acct AND m.message_id = ANY (t.ids)
+		   -- Again on the row as updated: a claim may have taken it meanwhile.
+		   AND m.phone_id = ANY (offline) AND m.pending AND m.status = 'queued';
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- Claiming, step 1: due messages of one queue, locked in send_at order,
+-- at most lim, with what their fate is decided from: the phone's own queue
+-- (own, with its own claims whose lease ran out: it takes them back), or
+-- the messages no phone was chosen for; each straight off its index
+-- (message_queue_idx, message_unassigned_idx).  Locked rows others hold
+-- are skipped.  Each row's ctid is kept so that the claim's update finds it
+-- without the primary key: the rows are locked, so it cannot move meanwhile.
+CREATE FUNCTION eightms.lock_due_messages(acct uuid, me uuid, own boolean, lim integer, t_now timestamptz)
+RETURNS TABLE (message_id uuid, tid tid, segments integer, conversation_id uuid, peer_number text,
+			   created_at timestamptz, expires_at timestamptz, status text, attempts integer)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	IF own THEN
+		RETURN QUERY
+		SELECT m.message_id, m.ctid, m.segments, m.conversation_id, m.peer_number, m.created_at, m.expires_at,
+			   m.status, m.attempts
+		  FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= t_now
+		   AND (m.status = 'queued' OR m.lease_expires_at < t_now)
+		 ORDER BY m.send_at
+		 LIMIT lim
+		   FOR UPDATE SKIP LOCKED;
+	ELSE
+		RETURN QUERY
+		SELECT m.message_id, m.ctid, m.segments, m.conversation_id, m.peer_number, m.created_at, m.expires_at,
+			   m.status, m.attempts
+		  FROM eightms.message m
+		 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= t_now
+		 ORDER BY m.send_at
+		 LIMIT lim
+		   FOR UPDATE SKIP LOCKED;
+	END IF;
+END
+$$;
+
+-- Claiming, step 2: what becomes of each message locked (in the order of
+-- the arrays): what expired while queued is not sent; what was queued
+-- before its number opted out is canceled (a STOP cancels what waits for
+-- the number itself: this is for a number the account put on its opt-out
+-- list, or a send that did not take the consent lock; the STOP
+-- confirmation, queued with the opt-out, and help replies after it go
+-- out); a lease that ran out on the last allowed attempt fails the
+-- message; the rest is claimed (a run-out lease as a new attempt).  The
+-- opt-outs are read after the rows are locked, in a statement of their
+-- own: a snapshot no older than the lock's.
+CREATE FUNCTION eightms.claim_fates(acct uuid, peers text[], created timestamptz[], expires timestamptz[],
+									statuses text[], attempts integer[], t_now timestamptz)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
+	opted text[];
+	opted_at timestamptz[];
+BEGIN
+	SELECT array_agg(o.number), array_agg(o.opted_out_at) INTO opted, opted_at
+	  FROM eightms.opt_out o
+	 WHERE o.account_id = acct AND o.number = ANY (peers);
+	RETURN ARRAY(
+		SELECT CASE WHEN u.expires_at < t_now THEN 'expired'
+					WHEN opted IS NOT NULL
+						 AND EXISTS (SELECT FROM unnest(opted, opted_at) AS o(number, at)
+									  WHERE o.number = u.peer AND o.at > u.created_at)
+					THEN 'canceled'
+					WHEN u.status = 'claimed' AND u.attempts + 1 >= max_attempts THEN 'failed'
+					ELSE 'claimed' END
+		  FROM unnest(peers, created, expires, statuses, attempts) WITH ORDINALITY
+			   AS u(peer, created_at, expires_at, status, attempts, i)
+		 ORDER BY u.i);
+END
+$$;
+
+-- Claiming, step 3: each message locked takes its fate, one write per
+-- fate; returns the messages claimed, as claim_messages answers them.
+CREATE FUNCTION eightms.settle_claims(acct uuid, me uuid, ids uuid[], tids tid[], fates text[], t_now timestamptz)
+RETURNS TABLE (message_id uuid, to_number text, body text, encoding text, segments integer,
+			   attempt integer, lease_expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	lease_end timestamptz := t_now + current_setting('eightms.message_lease')::interval;
+	f text;
+	f_ids uuid[];
+	f_tids tid[];
+BEGIN
+	FOR f, f_ids, f_tids IN
+		SELECT u.fate, array_agg(u.id), array_agg(u.tid) FROM unnest(ids, tids, fates) AS u(id, tid, fate) GROUP BY u.fate
+	LOOP
+		IF f = 'claimed' THEN
+			RETURN QUERY
+			UPDATE eightms.message m SET status = 'claimed', pending = true,
+				attempts = CASE WHEN m.status = 'claimed' THEN m.attempts + 1 ELSE m.attempts END,
+				phone_id = me, claimed_at = t_now, lease_expires_at = lease_end
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+			RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
+		ELSIF f = 'expired' THEN
+			UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+				error = 'not sent before it expired'
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+		ELSIF f = 'canceled' THEN
+			UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
+				error = 'recipient opted out', canceled_at = t_now
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+		ELSE
+			UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
+				error = format('the phone did not report within its lease %s times', m.attempts + 1),
+				failed_at = t_now, attempts = m.attempts + 1
+			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- Claiming, step 4: conversations whose messages no phone was chosen for
+-- (none was online) get the phone that sends them, so that their next
+-- message and the replies thread on that handset.  A conversation locked
+-- meanwhile is left: a send or a reply holding it gives it a phone itself,
+-- and waiting for it while the claim holds message rows could deadlock
+-- with a STOP, which takes the conversation first.
+CREATE FUNCTION eightms.give_conversations_phone(acct uuid, me uuid, convs uuid[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	locked uuid[] := '{}';
+	c uuid;
+BEGIN
+	FOR c IN SELECT c2.conversation_id FROM eightms.conversation c2
+			  WHERE c2.account_id = acct AND c2.phone_id IS NULL AND c2.conversation_id = ANY (convs)
+			  ORDER BY c2.peer_number
+				FOR NO KEY UPDATE SKIP LOCKED LOOP
+		locked := locked || c;
+	END LOOP;
+	UPDATE eightms.conversation x SET phone_id = me
+	 WHERE x.account_id = acct AND x.conversation_id = ANY (locked);
+END
+$$;
+
+-- Reporting, the usual batch's step: the reports of one status (st) move
+-- their messages, each checked against the row as the update finds it, with
+-- no locking pass first; ids, ats and errs are the reports' (each id once).
+-- Returns the messages moved.
+CREATE FUNCTION eightms.apply_reports(acct uuid, me uuid, st text, ids uuid[], ats timestamptz[], errs text[])
+RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	RETURN QUERY
+	UPDATE eightms.message x SET
+		status = st,
+		pending = NULL,
+		lease_expires_at = NULL,
+		sent_at = CASE WHEN st IN ('sent', 'delivered') THEN coalesce(x.sent_at, ats[array_position(ids, x.message_id)])
+					   ELSE x.sent_at END,
+		delivered_at = CASE WHEN st = 'delivered' THEN ats[array_position(ids, x.message_id)] ELSE x.delivered_at END,
+		failed_at = CASE WHEN st = 'failed' THEN ats[array_position(ids, x.message_id)] ELSE x.failed_at END,
+		error = CASE WHEN st = 'failed' THEN left(coalesce(errs[array_position(ids, x.message_id)], 'failed on the phone'), 500)
+					 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
+					 ELSE x.error END,
+		attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+	 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
+	   AND ((x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
+			 AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(x.status)))
+			OR (st IN ('sent', 'delivered') AND eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error)))
+	RETURNING x.message_id;
+END
+$$;
+
+-- Reporting, a batch that names a message more than once: what each
+-- report does, given the reports (in batch order) and the state of the
+-- phone's messages they name (cur_*, locked).  The state before each report
+-- is what the reports ahead of it in the batch left, so the answer is the
+-- same as applying them one by one.
+CREATE FUNCTION eightms.report_steps(ids uuid[], sts text[], errs text[], ats timestamptz[],
+									 cur_ids uuid[], cur_statuses text[], cur_given_up boolean[])
+RETURNS TABLE (ord bigint, id uuid, st text, err text, at timestamptz, was text, mine boolean, moves boolean)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH rep AS (
+		SELECT * FROM unnest(ids, sts, errs, ats) WITH ORDINALITY AS r(id, st, err, at, ord)),
+	cur AS (
+		SELECT * FROM unnest(cur_ids, cur_statuses, cur_given_up) AS c(message_id, status, given_up)),
+	-- What the valid reports ahead of each one in the batch did.
+	ahead AS (
+		SELECT rep.*, cur.status AS s0, cur.message_id IS NOT NULL AS mine, coalesce(cur.given_up, false) AS given_up,
+			   coalesce(bool_or(rep.st = 'sent') OVER w, false) AS sent_ahead,
+			   coalesce(bool_or(rep.st = 'delivered') OVER w, false) AS delivered_ahead,
+			   (array_agg(rep.st) FILTER (WHERE rep.st IN ('delivered', 'failed')) OVER w)[1] AS final_ahead
+		  FROM rep LEFT JOIN cur ON cur.message_id = rep.id
+		WINDOW w AS (PARTITION BY rep.id ORDER BY rep.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
+	before AS (
+		SELECT ahead.*,
+			   -- A message given up stays so until a sent or delivered
+			   -- report of the phone's takes it back.
+			   CASE WHEN s0 IN ('delivered', 'failed', 'expired', 'canceled')
+						 AND NOT (given_up AND (sent_ahead OR delivered_ahead)) THEN s0
+					WHEN final_ahead IS NOT NULL THEN final_ahead
+					WHEN sent_ahead THEN 'sent'
+					ELSE s0 END AS was
+		  FROM ahead)
+	SELECT before.ord, before.id, before.st, before.err, before.at, before.was, before.mine,
+		   before.mine AND before.st IN ('sent', 'delivered', 'failed')
+		   AND ((before.was NOT IN ('delivered', 'failed', 'expired', 'canceled')
+				 AND (before.st = 'failed' OR eightms.status_rank(before.st) > eightms.status_rank(before.was)))
+				OR (before.given_up AND before.was = before.s0 AND before.st IN ('sent', 'delivered')))
+	  FROM before
+	 ORDER BY before.ord
+$$;
+
+-- Receiving, a batch's first step: the conversations the batch will write
+-- are taken first, in the order send_messages takes them: those that exist
+-- with a phone, locked in number order, then the rest, created (or locked)
+-- in number order.  Taken one by one in the batch's order, a batch from two
+-- senders and a send to both, or another phone's messages from both, could
+-- each hold one and wait for the other, and the deadlock aborts one.  Only
+-- the senders of items receive_messages will store, so that no
+-- conversation is left empty by an item in error or a message stored
+-- before.  The upsert writes nothing: every conflicting row is locked all
+-- the same, and each message is then counted in one write, as for a
+-- single one.
+CREATE FUNCTION eightms.lock_senders(acct uuid, me uuid, dev text, region text, messages jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	stored text[];
+	peers text[];
+	with_phone text[];
+	peer text;
+BEGIN
+	SELECT array_agg(d.device_message_id) INTO stored FROM eightms.message d
+	 WHERE d.account_id = acct AND d.device_id = dev
+	   AND d.device_message_id = ANY (ARRAY(SELECT m ->> 'device_message_id' FROM jsonb_array_elements(messages) m));
+	peers := ARRAY(
+		SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false), left(btrim(m ->> 'from'), 32)) COLLATE "C"
+		  FROM jsonb_array_elements(messages) m
+		 WHERE eightms.inbound_error(m, m ->> 'device_message_id') IS NULL
+		   AND NOT coalesce(m ->> 'device_message_id' = ANY (stored), false));
+	SELECT array_agg(c.peer_number) INTO with_phone FROM eightms.conversation c
+	 WHERE c.account_id = acct AND c.peer_number = ANY (peers) AND c.phone_id IS NOT NULL;
+	FOR peer IN
+		SELECT u.peer FROM unnest(peers) AS u(peer)
+		 ORDER BY coalesce(u.peer = ANY (with_phone), false) DESC, u.peer COLLATE "C"
+	LOOP
+		INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id)
+		VALUES (acct, peer, me)
+		ON CONFLICT (account_id, peer_number) DO UPDATE SET phone_id = cv.phone_id WHERE false;
+	END LOOP;
+END
+$$;
+
+-- Receiving, one item's step: the message stored (or found stored: a
+-- duplicate), its conversation counting it, and what its body does to
+-- consent.  x is an item inbound_error passed.
+CREATE FUNCTION eightms.receive_one(acct uuid, me uuid, dev text, region text, x jsonb,
+									OUT message_id uuid, OUT duplicate boolean, OUT consent text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	dmid text := x ->> 'device_message_id';
+	body text := coalesce(x ->> 'body', '');
+	sender text;
+	heard timestamptz;
+	conv uuid;
+	mid uuid;
+	i record;
+BEGIN
+	SELECT m.message_id INTO mid FROM eightms.message m
+	 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = dmid;
+	IF FOUND THEN
+		message_id := mid; duplicate := true;
+		RETURN;
+	END IF;
+	-- Short codes and alphanumeric senders are kept as given.
+	sender := coalesce(eightms.try_e164(x ->> 'from', region, false), left(btrim(x ->> 'from'), 32));
+	-- When the phone received it, never later than its arrival: a message
+	-- uploaded late takes its place in the inbox, and a phone whose clock
+	-- runs ahead cannot pin one on top.
+	heard := least(coalesce(eightms.json_time(x -> 'received_at'), now()), now());
+	-- The conversation, found or created, counts the message at once: one
+	-- write of its row (and its lock, held until commit) rather than an
+	-- upsert and then an update.  A new message brings an archived
+	-- conversation back to the inbox.
+	INSERT INTO eightms.conversation AS cv (account_id, peer_number, phone_id, unread_count, last_message_at)
+	VALUES (acct, sender, me, 1, heard)
+	ON CONFLICT (account_id, peer_number) DO UPDATE
+		SET phone_id = coalesce(cv.phone_id, EXCLUDED.phone_id), unread_count = cv.unread_count + 1,
+			last_message_at = greatest(cv.last_message_at, EXCLUDED.last_message_at), archived_at = NULL
+	RETURNING cv.conversation_id INTO conv;
+	i := eightms.sms_info(body);
+	INSERT INTO eightms.message AS m (account_id, conversation_id, direction, phone_id, peer_number, body,
+									  encoding, segments, status, device_message_id, received_at, device_id)
+	VALUES (acct, conv, 'in', me, sender, body, i.encoding, i.segments, 'received', dmid, heard, dev)
+	ON CONFLICT (account_id, device_id, device_message_id) WHERE device_message_id IS NOT NULL DO NOTHING
+	RETURNING m.message_id INTO mid;
+	IF mid IS NULL THEN
+		-- Stored meanwhile by a concurrent call (the check above missed
+		-- it): not counted twice.  The conversation row is locked by the
+		-- upsert, so nothing came between.
+		UPDATE eightms.conversation c SET unread_count = c.unread_count - 1
+		 WHERE c.account_id = acct AND c.conversation_id = conv;
+		duplicate := true;
+		SELECT m.message_id INTO message_id FROM eightms.message m
+		 WHERE m.account_id = acct AND m.device_id = dev AND m.device_message_id = dmid;
+		RETURN;
+	END IF;
+	message_id := mid; duplicate := false;
+	-- STOP, START, HELP and unclear replies (sql/consent.sql).
+	consent := eightms.apply_consent(acct, conv, me, sender, mid, x ->> 'body');
+	PERFORM pg_notify('eightms_inbound', json_build_object('account_id', acct, 'message_id', mid)::text);
+END
+$$;
+
+-- SECURITY DEFINER: it alone (with pair_phone) revokes device tokens;
+-- every statement names the current account.
+CREATE OR REPLACE FUNCTION eightms_api.unpair_phone(phone_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	convs uuid[];
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	UPDATE eightms.phone p SET unpaired_at = now(), token_version = p.token_version + 1
+	 WHERE p.account_id = eightms.current_account_id() AND p.phone_id = unpair_phone.phone_id
+	   AND p.unpaired_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no paired phone %', unpair_phone.phone_id USING ERRCODE = 'P0002';
+	END IF;
+	-- Its queued work goes back to the account's other phones.
+	UPDATE eightms.message m SET phone_id = NULL
+	 WHERE m.account_id = eightms.current_account_id() AND m.phone_id = unpair_phone.phone_id
+	   AND m.pending AND m.status = 'queued';
+	-- Its conversations lose it too: it will not be back (pairing again
+	-- makes a new phone), and a conversation without a phone gets the
+	-- healthiest one with its next message, instead of queuing it on this
+	-- one for the next claim to move.
+	convs := ARRAY(SELECT eightms.lock_phone_conversations(eightms.current_account_id(), unpair_phone.phone_id));
+	UPDATE eightms.conversation c SET phone_id = NULL
+	 WHERE c.account_id = eightms.current_account_id() AND c.conversation_id = ANY (convs);
+END
+$$;
+
+REVOKE ALL ON FUNCTION eightms.expire_account_messages(uuid), eightms.move_offline_queues(uuid, boolean),
+	eightms.lock_due_messages(uuid, uuid, boolean, integer, timestamptz),
+	eightms.claim_fates(uuid, text[], timestamptz[], timestamptz[], text[], integer[], timestamptz),
+	eightms.settle_claims(uuid, uuid, uuid[], tid[], text[], timestamptz),
+	eightms.give_conversations_phone(uuid, uuid, uuid[]),
+	eightms.apply_reports(uuid, uuid, text, uuid[], timestamptz[], text[]),
+	eightms.report_steps(uuid[], text[], text[], timestamptz[], uuid[], text[], boolean[]),
+	eightms.lock_senders(uuid, uuid, text, text, jsonb), eightms.receive_one(uuid, uuid, text, text, jsonb)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION eightms.lock_due_messages(uuid, uuid, boolean, integer, timestamptz),
+	eightms.claim_fates(uuid, text[], timestamptz[], timestamptz[], text[], integer[], timestamptz),
+	eightms.settle_claims(uuid, uuid, uuid[], tid[], text[], timestamptz),
+	eightms.give_conversations_phone(uuid, uuid, uuid[]),
+	eightms.apply_reports(uuid, uuid, text, uuid[], timestamptz[], text[]),
+	eightms.report_steps(uuid[], text[], text[], timestamptz[], uuid[], text[], boolean[]),
+	eightms.lock_senders(uuid, uuid, text, text, jsonb), eightms.receive_one(uuid, uuid, text, text, jsonb)
+TO eightms_phone;
+GRANT EXECUTE ON FUNCTION eightms.expire_account_messages(uuid), eightms.move_offline_queues(uuid, boolean)
+TO eightms_user, eightms_phone, eightms_dba;
