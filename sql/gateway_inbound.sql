@@ -60,6 +60,7 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
+	dmids text[] := ARRAY(SELECT m ->> 'device_message_id' FROM jsonb_array_elements(messages) m);
 	stored text[];
 	peers text[];
 	with_phone text[];
@@ -67,7 +68,7 @@ DECLARE
 BEGIN
 	SELECT array_agg(d.device_message_id) INTO stored FROM eightms.message d
 	 WHERE d.account_id = acct AND d.device_id = dev
-	   AND d.device_message_id = ANY (ARRAY(SELECT m ->> 'device_message_id' FROM jsonb_array_elements(messages) m));
+	   AND d.device_message_id = ANY (dmids);
 	peers := ARRAY(
 		SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false), left(btrim(m ->> 'from'), 32)) COLLATE "C"
 		  FROM jsonb_array_elements(messages) m

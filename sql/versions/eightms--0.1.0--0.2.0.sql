@@ -4460,7 +4460,9 @@ $$;
 -- Reporting, the usual batch's step: the reports of one status (st) move
 -- their messages, each checked against the row as the update finds it, with
 -- no locking pass first; ids, ats and errs are the reports' (each id once).
--- Returns the messages moved.
+-- Returns the messages moved.  One statement per status, each written out
+-- with its status as a literal: Citus cannot deparse a comparison of the
+-- parameter inside the shard's statement.
 CREATE FUNCTION eightms.apply_reports(acct uuid, me uuid, st text, ids uuid[], ats timestamptz[], errs text[])
 RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
@@ -4468,24 +4470,38 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
-	RETURN QUERY
-	UPDATE eightms.message x SET
-		status = st,
-		pending = NULL,
-		lease_expires_at = NULL,
-		sent_at = CASE WHEN st IN ('sent', 'delivered') THEN coalesce(x.sent_at, ats[array_position(ids, x.message_id)])
-					   ELSE x.sent_at END,
-		delivered_at = CASE WHEN st = 'delivered' THEN ats[array_position(ids, x.message_id)] ELSE x.delivered_at END,
-		failed_at = CASE WHEN st = 'failed' THEN ats[array_position(ids, x.message_id)] ELSE x.failed_at END,
-		error = CASE WHEN st = 'failed' THEN left(coalesce(errs[array_position(ids, x.message_id)], 'failed on the phone'), 500)
-					 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
-					 ELSE x.error END,
-		attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-	 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
-	   AND ((x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
-			 AND (st = 'failed' OR eightms.status_rank(st) > eightms.status_rank(x.status)))
-			OR (st IN ('sent', 'delivered') AND eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error)))
-	RETURNING x.message_id;
+	IF st = 'sent' THEN
+		RETURN QUERY
+		UPDATE eightms.message x SET status = 'sent', pending = NULL, lease_expires_at = NULL,
+			sent_at = coalesce(x.sent_at, ats[array_position(ids, x.message_id)]),
+			error = CASE WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
+						 ELSE x.error END,
+			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
+		   AND (x.status IN ('queued', 'claimed') OR eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error))
+		RETURNING x.message_id;
+	ELSIF st = 'delivered' THEN
+		RETURN QUERY
+		UPDATE eightms.message x SET status = 'delivered', pending = NULL, lease_expires_at = NULL,
+			sent_at = coalesce(x.sent_at, ats[array_position(ids, x.message_id)]),
+			delivered_at = ats[array_position(ids, x.message_id)],
+			error = CASE WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
+						 ELSE x.error END,
+			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
+		   AND (x.status IN ('queued', 'claimed', 'sent')
+				OR eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error))
+		RETURNING x.message_id;
+	ELSIF st = 'failed' THEN
+		RETURN QUERY
+		UPDATE eightms.message x SET status = 'failed', pending = NULL, lease_expires_at = NULL,
+			failed_at = ats[array_position(ids, x.message_id)],
+			error = left(coalesce(errs[array_position(ids, x.message_id)], 'failed on the phone'), 500),
+			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
+		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
+		   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
+		RETURNING x.message_id;
+	END IF;
 END
 $$;
 
@@ -4548,6 +4564,7 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
+	dmids text[] := ARRAY(SELECT m ->> 'device_message_id' FROM jsonb_array_elements(messages) m);
 	stored text[];
 	peers text[];
 	with_phone text[];
@@ -4555,7 +4572,7 @@ DECLARE
 BEGIN
 	SELECT array_agg(d.device_message_id) INTO stored FROM eightms.message d
 	 WHERE d.account_id = acct AND d.device_id = dev
-	   AND d.device_message_id = ANY (ARRAY(SELECT m ->> 'device_message_id' FROM jsonb_array_elements(messages) m));
+	   AND d.device_message_id = ANY (dmids);
 	peers := ARRAY(
 		SELECT DISTINCT coalesce(eightms.try_e164(m ->> 'from', region, false), left(btrim(m ->> 'from'), 32)) COLLATE "C"
 		  FROM jsonb_array_elements(messages) m

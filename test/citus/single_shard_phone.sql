@@ -73,7 +73,7 @@ SELECT pgrst.as_phone('5a5a5a5a-0000-4000-8000-000000000001', '5a5a5a5a-0000-400
 CREATE TEMP TABLE received AS
 SELECT r.* FROM eightms_api.receive_messages(
 	'[{"from": "+12125550001", "body": "thanks", "device_message_id": "ss-1"},
-	  {"from": "+12125550002", "body": "STOP", "device_message_id": "ss-2"},
+	  {"from": "+12125550002", "body": "see you then", "device_message_id": "ss-2"},
 	  {"from": "+12125550003", "body": "hello", "device_message_id": "ss-3"}]') r;
 SELECT pgrst.reset();
 SELECT is((SELECT count(*) FROM received WHERE message_id IS NOT NULL AND error IS NULL), 3::bigint,
