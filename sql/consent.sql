@@ -286,6 +286,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	confirmation uuid;
+	t timestamptz := now();
 BEGIN
 	IF action = 'opt_out' THEN
 		INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, change_consent.number) ON CONFLICT DO NOTHING;
@@ -295,7 +296,7 @@ BEGIN
 		-- Anything still waiting for this number is canceled at once: all
 		-- of it is in the number's conversation, whose messages one index
 		-- holds (the queue index would be read whole).
-		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = now(),
+		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
 			   error = 'recipient opted out'
 		 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
 	ELSE
@@ -340,7 +341,10 @@ BEGIN
 			RETURN 'opt_in';
 		END IF;
 	ELSIF c.kind = 'help' THEN
-		IF NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = apply_consent.number) THEN
+		-- One table, by key (no subquery: the callers' plans are generic,
+		-- which Citus plans only for statements of one table).
+		PERFORM FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = apply_consent.number;
+		IF NOT FOUND THEN
 			PERFORM eightms.queue_reply(acct, conv, phone, number, eightms.consent_text(acct, 'help'));
 		END IF;
 		RETURN 'help';
@@ -437,14 +441,17 @@ AS $$
 DECLARE
 	acct uuid;
 	filled text;
+	at timestamptz := now();
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin');
 	acct := eightms.current_account_id();
 	filled := eightms.check_consent_template(acct, set_consent_template.kind, set_consent_template.template);
-	INSERT INTO eightms.consent_template AS t (account_id, kind, template, updated_by)
-	VALUES (acct, set_consent_template.kind, btrim(set_consent_template.template), eightms.current_user_id())
+	-- The clock read before the statement: Citus refuses now() in ON
+	-- CONFLICT DO UPDATE SET.
+	INSERT INTO eightms.consent_template AS t (account_id, kind, template, updated_at, updated_by)
+	VALUES (acct, set_consent_template.kind, btrim(set_consent_template.template), at, eightms.current_user_id())
 	ON CONFLICT ON CONSTRAINT consent_template_pkey DO UPDATE
-		SET template = EXCLUDED.template, updated_at = now(), updated_by = EXCLUDED.updated_by;
+		SET template = EXCLUDED.template, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by;
 	RETURN filled;
 END
 $$;
@@ -454,12 +461,17 @@ CREATE FUNCTION eightms_api.reset_consent_template(kind text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid;
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin');
 	PERFORM eightms.check_consent_kind(kind);
+	-- The account read first: a statement names it by value, so Citus
+	-- routes it to the account's shard.
+	acct := eightms.current_account_id();
 	DELETE FROM eightms.consent_template t
-	 WHERE t.account_id = eightms.current_account_id() AND t.kind = reset_consent_template.kind;
-	RETURN eightms.consent_text(eightms.current_account_id(), kind);
+	 WHERE t.account_id = acct AND t.kind = reset_consent_template.kind;
+	RETURN eightms.consent_text(acct, kind);
 END
 $$;
 
@@ -495,10 +507,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r eightms.consent_review;
+	acct uuid;
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	-- By value: Citus locks a row only on a shard named by its key.
+	acct := eightms.current_account_id();
 	SELECT * INTO r FROM eightms.consent_review x
-	 WHERE x.account_id = eightms.current_account_id() AND x.review_id = open_consent_review.review_id FOR UPDATE;
+	 WHERE x.account_id = acct AND x.review_id = open_consent_review.review_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no consent review %', open_consent_review.review_id USING ERRCODE = 'P0002';
 	END IF;
@@ -529,7 +544,7 @@ BEGIN
 	END IF;
 	m := eightms.queue_message(acct, r.number, eightms.consent_text(acct, 'clarify'), NULL,
 							   'consent-clarification:' || r.review_id, NULL);
-	UPDATE eightms.consent_review x SET clarification_id = m.message_id, clarified_at = now()
+	UPDATE eightms.consent_review x SET clarification_id = m.message_id, clarified_at = m.created_at
 	 WHERE x.account_id = acct AND x.review_id = r.review_id;
 	RETURN m.message_id;
 END
@@ -547,6 +562,8 @@ DECLARE
 	r eightms.consent_review;
 	phone uuid;
 	body text;
+	at timestamptz := now();
+	uid text := eightms.current_user_id();
 BEGIN
 	IF opt_out IS NULL THEN
 		RAISE EXCEPTION 'opt_out must be true or false' USING ERRCODE = '22023',
@@ -562,7 +579,7 @@ BEGIN
 									   body, r.normalized, 'review.member', r.keyword);
 	END IF;
 	UPDATE eightms.consent_review x
-	   SET resolved_at = now(), resolved_by = eightms.current_user_id(),
+	   SET resolved_at = at, resolved_by = uid,
 		   resolution = CASE WHEN opt_out THEN 'opted_out' ELSE 'dismissed' END
 	 WHERE x.account_id = acct AND x.review_id = r.review_id;
 	RETURN CASE WHEN opt_out THEN 'opted_out' ELSE 'dismissed' END;

@@ -280,13 +280,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r text;
+	uid text := eightms.require_user();
+	acct uuid := eightms.require_account();
 BEGIN
-	PERFORM eightms.require_user();
-	PERFORM eightms.require_account();
-	-- current_member_role()'s query, here so that its plan is kept: a SQL
-	-- function that reads a table is parsed and planned on every call.
-	SELECT m.role INTO r FROM eightms.member m
-	 WHERE m.account_id = eightms.current_account_id() AND m.user_id = eightms.current_user_id();
+	-- current_member_role()'s query, here so that its plan is kept (a SQL
+	-- function that reads a table is parsed and planned on every call), and
+	-- with the account by value, which Citus routes to the account's shard.
+	SELECT m.role INTO r FROM eightms.member m WHERE m.account_id = acct AND m.user_id = uid;
 	IF r IS NULL OR NOT r = ANY (allowed) THEN
 		RAISE EXCEPTION 'this needs the % role in the account', array_to_string(allowed, ' or ')
 			USING ERRCODE = '42501',

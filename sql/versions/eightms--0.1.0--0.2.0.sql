@@ -1078,6 +1078,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	confirmation uuid;
+	t timestamptz := now();
 BEGIN
 	IF action = 'opt_out' THEN
 		INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, change_consent.number) ON CONFLICT DO NOTHING;
@@ -1087,7 +1088,7 @@ BEGIN
 		-- Anything still waiting for this number is canceled at once: all
 		-- of it is in the number's conversation, whose messages one index
 		-- holds (the queue index would be read whole).
-		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = now(),
+		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
 			   error = 'recipient opted out'
 		 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
 	ELSE
@@ -1132,7 +1133,10 @@ BEGIN
 			RETURN 'opt_in';
 		END IF;
 	ELSIF c.kind = 'help' THEN
-		IF NOT EXISTS (SELECT FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = apply_consent.number) THEN
+		-- One table, by key (no subquery: the callers' plans are generic,
+		-- which Citus plans only for statements of one table).
+		PERFORM FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = apply_consent.number;
+		IF NOT FOUND THEN
 			PERFORM eightms.queue_reply(acct, conv, phone, number, eightms.consent_text(acct, 'help'));
 		END IF;
 		RETURN 'help';
@@ -1229,14 +1233,17 @@ AS $$
 DECLARE
 	acct uuid;
 	filled text;
+	at timestamptz := now();
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin');
 	acct := eightms.current_account_id();
 	filled := eightms.check_consent_template(acct, set_consent_template.kind, set_consent_template.template);
-	INSERT INTO eightms.consent_template AS t (account_id, kind, template, updated_by)
-	VALUES (acct, set_consent_template.kind, btrim(set_consent_template.template), eightms.current_user_id())
+	-- The clock read before the statement: Citus refuses now() in ON
+	-- CONFLICT DO UPDATE SET.
+	INSERT INTO eightms.consent_template AS t (account_id, kind, template, updated_at, updated_by)
+	VALUES (acct, set_consent_template.kind, btrim(set_consent_template.template), at, eightms.current_user_id())
 	ON CONFLICT ON CONSTRAINT consent_template_pkey DO UPDATE
-		SET template = EXCLUDED.template, updated_at = now(), updated_by = EXCLUDED.updated_by;
+		SET template = EXCLUDED.template, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by;
 	RETURN filled;
 END
 $$;
@@ -1246,12 +1253,17 @@ CREATE FUNCTION eightms_api.reset_consent_template(kind text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	acct uuid;
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin');
 	PERFORM eightms.check_consent_kind(kind);
+	-- The account read first: a statement names it by value, so Citus
+	-- routes it to the account's shard.
+	acct := eightms.current_account_id();
 	DELETE FROM eightms.consent_template t
-	 WHERE t.account_id = eightms.current_account_id() AND t.kind = reset_consent_template.kind;
-	RETURN eightms.consent_text(eightms.current_account_id(), kind);
+	 WHERE t.account_id = acct AND t.kind = reset_consent_template.kind;
+	RETURN eightms.consent_text(acct, kind);
 END
 $$;
 
@@ -1287,10 +1299,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r eightms.consent_review;
+	acct uuid;
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	-- By value: Citus locks a row only on a shard named by its key.
+	acct := eightms.current_account_id();
 	SELECT * INTO r FROM eightms.consent_review x
-	 WHERE x.account_id = eightms.current_account_id() AND x.review_id = open_consent_review.review_id FOR UPDATE;
+	 WHERE x.account_id = acct AND x.review_id = open_consent_review.review_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no consent review %', open_consent_review.review_id USING ERRCODE = 'P0002';
 	END IF;
@@ -1321,7 +1336,7 @@ BEGIN
 	END IF;
 	m := eightms.queue_message(acct, r.number, eightms.consent_text(acct, 'clarify'), NULL,
 							   'consent-clarification:' || r.review_id, NULL);
-	UPDATE eightms.consent_review x SET clarification_id = m.message_id, clarified_at = now()
+	UPDATE eightms.consent_review x SET clarification_id = m.message_id, clarified_at = m.created_at
 	 WHERE x.account_id = acct AND x.review_id = r.review_id;
 	RETURN m.message_id;
 END
@@ -1339,6 +1354,8 @@ DECLARE
 	r eightms.consent_review;
 	phone uuid;
 	body text;
+	at timestamptz := now();
+	uid text := eightms.current_user_id();
 BEGIN
 	IF opt_out IS NULL THEN
 		RAISE EXCEPTION 'opt_out must be true or false' USING ERRCODE = '22023',
@@ -1354,7 +1371,7 @@ BEGIN
 									   body, r.normalized, 'review.member', r.keyword);
 	END IF;
 	UPDATE eightms.consent_review x
-	   SET resolved_at = now(), resolved_by = eightms.current_user_id(),
+	   SET resolved_at = at, resolved_by = uid,
 		   resolution = CASE WHEN opt_out THEN 'opted_out' ELSE 'dismissed' END
 	 WHERE x.account_id = acct AND x.review_id = r.review_id;
 	RETURN CASE WHEN opt_out THEN 'opted_out' ELSE 'dismissed' END;
@@ -4704,3 +4721,30 @@ GRANT EXECUTE ON FUNCTION eightms.lock_due_messages(uuid, uuid, boolean, integer
 TO eightms_phone;
 GRANT EXECUTE ON FUNCTION eightms.expire_account_messages(uuid), eightms.move_offline_queues(uuid, boolean)
 TO eightms_user, eightms_phone, eightms_dba;
+
+-- ==== Citus: consent and the member check name the account by value
+-- The clock and the account are read before the statements that use them,
+-- so Citus routes each to the account's shard (doc/scale-out.md).
+-- Raise unless the caller holds one of the given roles in the current account.
+CREATE OR REPLACE FUNCTION eightms.require_member_role(VARIADIC allowed text[]) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r text;
+	uid text := eightms.require_user();
+	acct uuid := eightms.require_account();
+BEGIN
+	-- current_member_role()'s query, here so that its plan is kept (a SQL
+	-- function that reads a table is parsed and planned on every call), and
+	-- with the account by value, which Citus routes to the account's shard.
+	SELECT m.role INTO r FROM eightms.member m WHERE m.account_id = acct AND m.user_id = uid;
+	IF r IS NULL OR NOT r = ANY (allowed) THEN
+		RAISE EXCEPTION 'this needs the % role in the account', array_to_string(allowed, ' or ')
+			USING ERRCODE = '42501',
+				  DETAIL = format('Your role is %s.', coalesce(r, 'none')),
+				  HINT = 'Ask an owner of the account to change your role.';
+	END IF;
+	RETURN r;
+END
+$$;
