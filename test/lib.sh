@@ -125,11 +125,14 @@ CONF
 # A private copy of the PostgreSQL installation under $1, for test clusters:
 # PostgreSQL finds its share and lib directories relative to its binaries,
 # so a copy of the tree is a complete installation of its own, which
-# `make install DESTDIR=$1` installs the extension into.
+# `make install DESTDIR=$1` installs the extension into.  With the server's
+# headers, its pg_config builds extensions too (the TAP tests build a
+# release into a copy of it: test/t/EightmsTest.pm, private_tree).
 copy_postgres() {
-	mkdir -p "$1/usr/lib/postgresql" "$1/usr/share/postgresql"
+	mkdir -p "$1/usr/lib/postgresql" "$1/usr/share/postgresql" "$1/usr/include"
 	cp -a /usr/lib/postgresql/$PGVER "$1/usr/lib/postgresql/"
 	cp -a /usr/share/postgresql/$PGVER "$1/usr/share/postgresql/"
+	cp -a /usr/include/postgresql "$1/usr/include/"
 }
 
 # init_cluster for a test cluster: the bridge serves database $4 and may
