@@ -24,7 +24,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(eightms_node write_secrets random_key new_secrets start_with_env set_secrets_file
-  log_position log_since sqlstate_of psql_verbose run_with_input private_tree install_eightms
+  log_position log_since sqlstate_of psql_verbose run_with_input b64url openssl_hmac jwt_verifies_with private_tree install_eightms
   start_peer peer_keys wait_until);
 
 # The repository's test/ directory (this file is in test/t).
@@ -137,6 +137,28 @@ sub installation
 
 # The share directory of the installation at install_path $inst.
 sub sharedir { my ($inst) = @_; return $inst =~ s{/lib/(postgresql/[0-9]+)$}{/share/$1}r; }
+
+# base64url without padding, as JWTs write it.
+sub b64url { return encode_base64($_[0], '') =~ tr{+/}{-_}r =~ s/=+$//r; }
+
+# openssl's HMAC-SHA256 of $data under $key, as raw bytes: an
+# implementation independent of eightms's.
+sub openssl_hmac
+{
+	my ($key, $data) = @_;
+	my ($rc, $out) = run_with_input($data, 'openssl', 'dgst', '-sha256', '-mac', 'HMAC', '-macopt', "key:$key", '-binary');
+	return $out;
+}
+
+# A JWT that eightms.jwt_sign makes on $node verifies with openssl under
+# the secret $secret.
+sub jwt_verifies_with
+{
+	my ($node, $db, $secret) = @_;
+	my $token = $node->safe_psql($db, q{SELECT eightms.jwt_sign('{"sub":"tap"}', '5 minutes')});
+	my ($signed, $sig) = $token =~ /^(.*)\.([^.]*)$/ or return 0;
+	return b64url(openssl_hmac($secret, $signed)) eq $sig;
+}
 
 # A private copy of the tests' installation under $dest, laid out as its
 # prefix (lib/, share/ and include/postgresql), without eightms: its own
