@@ -46,7 +46,7 @@ COMMENT ON COLUMN eightms.account.status IS 'active; suspended or disabled accou
 -- pg_dump leaves out the rows of an extension's tables unless the extension
 -- marks them: each table of account data is marked where it is created, so
 -- that a dump of the database holds what the accounts wrote
--- (doc/operations.md, "Backups and upgrades"; test/extra.d/dump_restore.sh).
+-- (doc/operations.md, "Backups and upgrades"; test/t/005_dump_restore.pl).
 -- The registries the script fills itself (scheduled_job, sealed_column) are
 -- not: CREATE EXTENSION writes them again.
 SELECT pg_catalog.pg_extension_config_dump('eightms.account', '');

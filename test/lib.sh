@@ -157,7 +157,7 @@ start_cluster() {
 }
 
 # The same with the secrets in the server's environment instead, the other
-# way eightms reads them (test/extra.d/environ.sh checks it).
+# way eightms reads them (test/t/006_environ.pl checks it in a node of its own).
 start_cluster_with_env() {
 	local data=$1 secrets=$2 log=$3
 	set_secrets_file "$data" ""

@@ -16,8 +16,11 @@
 #   regress    pg_regress: exact output of C functions (make installcheck-regress)
 #   pgtap      pgTAP suites through the PostgREST contract (pg_prove)
 #   isolation  races between sessions (make installcheck-isolation)
-#   extra      bash harnesses in test/extra.d
-#   tap        TAP tests on PostgreSQL::Test::Cluster (make installcheck-tap)
+#   extra      bash harnesses in test/extra.d, against the suite's cluster
+#   tap        TAP tests on PostgreSQL::Test::Cluster, each with servers of
+#              its own: crashes, key files and the environment, dump and
+#              restore, pg_upgrade, pg_cron, the update from the last
+#              release (make installcheck-tap)
 #   engine     the engines outside the server (make engine-check)
 #   citus      the pgTAP suites again on a Citus coordinator and two
 #              workers, distributed (test/citus.sh)
@@ -248,15 +251,19 @@ fi
 # ---- TAP tests: servers of their own -------------------------------------
 # PostgreSQL::Test::Cluster runs initdb and postgres, which refuse root: the
 # tests run as postgres, from a copy of test/ (the clone may be closed to
-# postgres), their clusters under $T/tap.
+# postgres), their clusters under $T/tap, with a copy of the clone's
+# history (EIGHTMS_GIT_DIR) for the update from the last release
+# (test/t/008_upgrade.pl; a shallow clone has too little and that test
+# says so).  Their installation is $ROOT's, this tree's build installed.
 if wants tap; then
 	say "TAP: make installcheck-tap"
 	mkdir -p "$T/tap/src"
 	cp -r "$REPO/test" "$T/tap/src/"
 	rm -rf "$T/tap/src/test/phone"
+	git clone -q --bare "$REPO" "$T/tap/eightms.git" 2>/dev/null || say "no git history for the upgrade test"
 	chown -R postgres:postgres "$T/tap"
 	set +e
-	out=$(tier_make installcheck-tap TAP_RUN="runuser -u postgres --" TAP_TESTDIR="$T/tap" \
+	out=$(EIGHTMS_GIT_DIR=$T/tap/eightms.git tier_make installcheck-tap TAP_RUN="runuser -u postgres --" TAP_TESTDIR="$T/tap" \
 		TAP_SRCDIR="$T/tap/src" PROVE_FLAGS="-I test/t --verbose" 2>&1)
 	rc=$?
 	set -e
@@ -293,6 +300,17 @@ for log in "$LOG" "$CT"/*.log; do
 		failed=$((failed + 1))
 	fi
 done
+
+# No key of the suite's key file and no JWT secret reached its server log
+# (the TAP tests check their own servers' logs).
+if grep -qF -f <(sed -n 's/^EIGHTMS_SEAL_KEYS=//p; s/^EIGHTMS_JWT_SECRET=//p' "$SECRETS" | tr ',' '\n' \
+	| sed 's/^[0-9]*://' | grep .) "$LOG"; then
+	echo "not ok - the server log holds a secret of $SECRETS" >&2
+	failed=$((failed + 1))
+else
+	echo "ok - no secret of the key file is in the suite's server log"
+	passed=$((passed + 1))
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,6 +1,6 @@
 -- eightms 0.1.0 -> 0.2.0: written by hand, section by section, as each change
 -- lands in sql/.  Run by ALTER EXTENSION eightms UPDATE; after it the catalog
--- equals a fresh install of 0.2.0 (test/extra.d/upgrade.sh checks that).
+-- equals a fresh install of 0.2.0 (test/t/008_upgrade.pl checks that).
 \echo Use "ALTER EXTENSION eightms UPDATE" to load this file. \quit
 
 -- ==== suspended accounts and writable columns

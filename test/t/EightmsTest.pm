@@ -197,20 +197,23 @@ sub install_eightms
 	my ($to) = @_;
 	my $from = installation();
 	remove_eightms($to);
-	my $script = 'cp -a "$1"/lib/eightms.so "$3"/lib/ && cp -a "$2"/extension/eightms* "$4"/extension/
-		&& { [ ! -e "$1"/lib/bitcode/eightms ] || cp -a "$1"/lib/bitcode/eightms* "$3"/lib/bitcode/; }';
+	my $script = 'cp -a "$1"/lib/eightms.so "$3"/lib/ && cp -a "$2"/extension/eightms* "$4"/extension/ &&
+		{ [ ! -e "$1"/lib/bitcode/eightms ] || cp -a "$1"/lib/bitcode/eightms* "$3"/lib/bitcode/; }';
 	return system('sh', '-c', $script, '_', $from, sharedir($from), $to, sharedir($to)) == 0;
 }
 
 # A node named $name with eightms (and the libraries of %opts{preload},
 # default 'eightms') preloaded, serving database %opts{database} with the
 # bridge, reading the key file %opts{secrets} (one with a fresh key ring
-# and JWT secret when not given; none when it is ''), initialised with the
-# options of %opts{init} too (allows_streaming for a primary).  Not started.
+# and JWT secret when not given; none when it is ''), run by the
+# installation at %opts{install_path} (default: the one on PATH),
+# initialised with the options of %opts{init} too (allows_streaming for a
+# primary).  Not started.
 sub eightms_node
 {
 	my ($name, %opts) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $node = PostgreSQL::Test::Cluster->new($name,
+		$opts{install_path} ? (install_path => $opts{install_path}) : ());
 	$node->init(%{ $opts{init} // {} }, extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
 	my $db = $opts{database} // 'eightms_tap';
 	my $preload = $opts{preload} // 'eightms';

@@ -1,7 +1,7 @@
 -- test/upgrade/catalog.sql: everything of eightms's in the current
 -- database's catalog that an upgraded database must have exactly as a
 -- fresh install has it, one line per fact, "category<TAB>fact", sorted.
--- test/extra.d/upgrade.sh runs it in both and diffs them category by
+-- test/t/008_upgrade.pl runs it in both and compares them category by
 -- category.  Nothing here depends on OIDs, data or the order objects were
 -- made in: a column's position is its rank among the table's live columns
 -- (an upgrade that drops a column leaves a hole in attnum).  Run with

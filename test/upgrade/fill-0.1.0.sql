@@ -2,7 +2,7 @@
 -- made through 0.1.0's API as its PostgREST contract drove it (the
 -- test/helpers.sql of that release, whose pgrst.* functions set
 -- request.jwt.claims by hand).  0.1.0 is frozen, and so is this script: it
--- runs against 0.1.0 only (test/extra.d/upgrade.sh).  What the checks after
+-- runs against 0.1.0 only (test/t/008_upgrade.pl).  What the checks after
 -- the upgrade need is kept in public.upgrade_fixture, outside the extension.
 -- psql variable: peer, the URL of the stand-in HTTP peer.
 \set ON_ERROR_STOP 1
