@@ -27,7 +27,8 @@
  * with the role's name and the time, under an HMAC with the JWT secret
  * (every node reads the same key file).  A node with Citus loaded and no
  * binding of its own trusts a relay whose MAC holds, whose role is the
- * role it runs as, and which is at most RELAY_MAX_AGE old; any role may
+ * role it runs as (or which reaches it as a superuser, as the statements of
+ * a SECURITY DEFINER function do), and which is at most RELAY_MAX_AGE old; any role may
  * set the setting, but none can make a relay without the secret, and a
  * relay says no more than the hook verified for that role.  Without Citus
  * a relay binds nothing.
@@ -303,12 +304,21 @@ trust_relay(void)
 				  + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
 	if (*end != ' ' || made > now + 60 || now - made > RELAY_MAX_AGE_SECS)
 		return false;
+	/*
+	 * The relay names the role the request runs as.  Citus reaches this node
+	 * as that role, or as the owner for the statements of a SECURITY DEFINER
+	 * function: a superuser, who may read every row anyway, and for whom the
+	 * request's claims are what current_account_id() must still answer.
+	 */
 	role_name = GetUserNameFromId(role, false);
 	role_len = strlen(role_name);
 	s = end + 1;
-	if (strncmp(s, role_name, role_len) != 0 || s[role_len] != ' ')
+	if (!(strncmp(s, role_name, role_len) == 0 && s[role_len] == ' ') && !superuser_arg(role))
 		return false;
-	s += role_len + 1;
+	s = strchr(s, ' ');
+	if (s == NULL)
+		return false;
+	s++;
 	if (s[0] == '-' && s[1] == ' ')
 		s += 2;
 	else if (strlen(s) > 37 && s[36] == ' ' && eightms_parse_uuid(s, 36, &account))
