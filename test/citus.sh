@@ -108,7 +108,7 @@ citus_cluster() {
 	# distribute() also lets the API roles log in on the workers, which
 	# Citus connects to as the caller's role.
 	citus_psql 0 -d "$DB" -c "SELECT * FROM eightms.distribute()"
-	citus_psql 0 -d "$DB" -f "$REPO/test/helpers.sql"
+	citus_psql 0 -d "$DB" -f "$REPO/test/helpers.sql" -f "$REPO/test/citus/requests/requests.sql"
 }
 
 # The tier: a line of its own in the summary, skipped with its reason.
@@ -144,7 +144,11 @@ citus_tier() {
 	done
 	PORT=$save_port T=$save_t PGHOST=$save_host PGPORT=$save_pgport
 
-	prove_pgtap citus "$CT/run" "$CPORT" "${CITUS_EXCLUDED[@]%%:*}"
+	# The suites as PostgREST drives them: a transaction per request
+	# (test/citus/requests/transform.py), each from the tables as installed.
+	python3 "$REPO/test/citus/requests/transform.py" "$REPO/test/pgtap" "$CT/suites"
+	prove_pgtap citus "$CT/run" "$CPORT" "$CT/suites" "${CITUS_EXCLUDED[@]%%:*}"
+	citus_psql 0 -d "$DB" -c "SELECT pgrst.clean_slate()" >/dev/null
 
 	# What only a cluster shows: pgTAP files and harnesses of test/citus.
 	local f

@@ -174,22 +174,23 @@ if wants pgtap || wants extra; then
 		source "$hook"
 	done
 fi
-# The pgTAP suites with pg_prove against the server at socket $2, port $3,
-# counted into tier $1; the rest of the arguments are suites left out.
+# The pgTAP suites of directory $4 with pg_prove against the server at
+# socket $2, port $3, counted into tier $1; the rest of the arguments are
+# suites left out.
 prove_pgtap() {
-	local tier=$1 host=$2 port=$3 suites out rc
-	shift 3
-	mapfile -t suites < <(cd "$REPO/test/pgtap" && ls *.sql | sort | grep -vxF -f <(printf '%s\n' "$@" ""))
+	local tier=$1 host=$2 port=$3 dir=$4 suites out rc
+	shift 4
+	mapfile -t suites < <(cd "$dir" && ls *.sql | sort | grep -vxF -f <(printf '%s\n' "$@" ""))
 	say "$tier: pg_prove: ${#suites[@]} suites"
 	set +e
-	out=$(cd "$REPO/test/pgtap" && pg_prove --verbose --host "$host" --port "$port" \
+	out=$(cd "$dir" && pg_prove --verbose --host "$host" --port "$port" \
 		--username postgres --dbname "$DB" "${suites[@]}" 2>&1)
 	rc=$?
 	set -e
 	add_tap_counts "$tier" "$out" "$rc"
 }
 if wants pgtap; then
-	prove_pgtap pgtap "$SOCK" "$PORT"
+	prove_pgtap pgtap "$SOCK" "$PORT" "$REPO/test/pgtap"
 fi
 
 # ---- isolation tester: races between sessions ----------------------------
