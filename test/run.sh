@@ -58,7 +58,11 @@ wants citus && citus_prepare
 
 say "preparing a private PostgreSQL installation in $ROOT"
 if [ -d "$T" ]; then
-	[ -s "$DATA/postmaster.pid" ] && PGCTL=$ROOT$PGBIN/pg_ctl stop_cluster "$DATA"
+	# Every cluster a kept run left under $T (the suite's, Citus's, the
+	# harnesses' own), before their directories go and their ports with them.
+	while IFS= read -r pidfile; do
+		PGCTL=$ROOT$PGBIN/pg_ctl stop_cluster "$(dirname "$pidfile")" || true
+	done < <(find "$T" -maxdepth 4 -name postmaster.pid -size +0 2>/dev/null)
 	PGCTL=$ROOT$PGBIN/pg_ctl citus_stop
 	rm -rf "$T"
 fi
