@@ -490,17 +490,28 @@ END
 $$;
 
 -- The account's replies as sent now, for the dashboard (any member).
+-- A lookup by key per kind rather than an outer join of the kinds with the
+-- table: Citus 13.2.2's planner crashed the backend on that join
+-- (recursive planning of an outer join with a recurring tuple).
 CREATE FUNCTION eightms_api.consent_templates()
 RETURNS TABLE (kind text, template text, is_default boolean, rendered text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT k.kind, coalesce(t.template, eightms.consent_default(k.kind)), t.template IS NULL,
-		   CASE WHEN k.kind = 'contact' THEN coalesce(t.template, eightms.consent_default(k.kind))
-				ELSE eightms.consent_text(eightms.require_account(), k.kind) END
-	  FROM unnest(ARRAY['help', 'stop', 'start', 'clarify', 'contact']) WITH ORDINALITY k(kind, ord)
-	  LEFT JOIN eightms.consent_template t ON t.account_id = eightms.require_account() AND t.kind = k.kind
-	 ORDER BY k.ord
+DECLARE
+	acct uuid := eightms.require_account();
+	k text;
+	saved text;
+BEGIN
+	FOREACH k IN ARRAY ARRAY['help', 'stop', 'start', 'clarify', 'contact'] LOOP
+		SELECT t.template INTO saved FROM eightms.consent_template t WHERE t.account_id = acct AND t.kind = k;
+		kind := k;
+		template := coalesce(saved, eightms.consent_default(k));
+		is_default := saved IS NULL;
+		rendered := CASE WHEN k = 'contact' THEN template ELSE eightms.consent_text(acct, k) END;
+		RETURN NEXT;
+	END LOOP;
+END
 $$;
 
 -- Replies waiting for a member's look (and, with resolved ones, the
