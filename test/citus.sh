@@ -87,6 +87,19 @@ citus_stop() {
 	return 0
 }
 
+# Database $1 on the three nodes (running), with Citus, the workers added
+# to the coordinator.
+citus_database() {
+	local db=$1 i
+	for i in 0 1 2; do
+		citus_psql "$i" -d postgres -c "CREATE DATABASE $db"
+		citus_psql "$i" -d "$db" -c "CREATE EXTENSION citus"
+	done
+	citus_psql 0 -d "$db" -c "SELECT citus_set_coordinator_host('127.0.0.1', $(citus_port 0))" \
+		-c "SELECT citus_add_node('127.0.0.1', $(citus_port 1))" \
+		-c "SELECT citus_add_node('127.0.0.1', $(citus_port 2))" >/dev/null
+}
+
 # Start the three nodes, add the workers, create and distribute eightms.
 citus_cluster() {
 	local i
@@ -96,13 +109,7 @@ citus_cluster() {
 		citus_init_node "$i"
 		start_cluster "$CT/${CITUS_NODES[$i]}" "$SECRETS" "$CT/${CITUS_NODES[$i]}.log"
 	done
-	for i in 0 1 2; do
-		citus_psql "$i" -d postgres -c "CREATE DATABASE $DB"
-		citus_psql "$i" -d "$DB" -c "CREATE EXTENSION citus"
-	done
-	citus_psql 0 -d "$DB" -c "SELECT citus_set_coordinator_host('127.0.0.1', $(citus_port 0))" \
-		-c "SELECT citus_add_node('127.0.0.1', $(citus_port 1))" \
-		-c "SELECT citus_add_node('127.0.0.1', $(citus_port 2))"
+	citus_database "$DB"
 	citus_psql 0 -d "$DB" -c "CREATE EXTENSION eightms CASCADE" -c "CREATE EXTENSION pgtap" \
 		-c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION pgcrypto"
 	# distribute() also lets the API roles log in on the workers, which
