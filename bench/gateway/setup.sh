@@ -4,9 +4,15 @@
 # sets DB, T, ACCT, PHONES, USER_CLAIMS, USER_HEADERS, PHONE_CLAIMS and
 # PHONE_HEADERS (one per phone: the JSON PostgREST sets, the bearer token
 # signed with the server's secret) and writes the pgbench scripts into $T.
+# gateway_setup does the same on another server (PGHOST, PGPORT) with the
+# same key file, scripts into another directory (bench/citus).
 bench_cluster
 
 q() { command psql -X -At -q -d "$DB" -c "$1"; }
+# The account, its history and the pgbench scripts, on the server PGHOST
+# and PGPORT name, the scripts into directory $1.
+gateway_setup() {
+local S=$1
 bench_account_with_phones 'Bench Co'
 # The phones stay online however long a run takes, as phones that send a
 # heartbeat every minute do: past the online window (five minutes) every
@@ -60,13 +66,13 @@ SQL
 	done
 	echo "]');"
 	echo 'COMMIT;'
-} > "$T/send.sql"
+} > "$S/send.sql"
 # A phone as the app runs: claim a batch, send it, report it sent; the
 # delivery reports for a batch come in with the next report.  Each client
 # is one phone throughout (client k is phone k % 4 + 1).  The claim's
 # result is kept as the report items the phone will send (text, as above)
 # and its ids in one row of bench_claim, to count double claims afterwards.
-cat > "$T/phone.sql" <<SQL
+cat > "$S/phone.sql" <<SQL
 \\set p :client_id % 4 + 1
 BEGIN;
 SELECT set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', (ARRAY['${PHONE_CLAIMS[0]}','${PHONE_CLAIMS[1]}','${PHONE_CLAIMS[2]}','${PHONE_CLAIMS[3]}'])[:p], true), set_config('request.headers', (ARRAY['${PHONE_HEADERS[0]}','${PHONE_HEADERS[1]}','${PHONE_HEADERS[2]}','${PHONE_HEADERS[3]}'])[:p], true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/claim_messages', true);
@@ -84,7 +90,7 @@ SELECT count(*) AS reported, ':done' AS prev FROM eightms_api.report_messages(
 	('[' || concat_ws(', ', nullif(nullif(':prev', '-'), ''), nullif(':sent', '')) || ']')::jsonb) \\gset
 COMMIT;
 SQL
-cat > "$T/inbound.sql" <<SQL
+cat > "$S/inbound.sql" <<SQL
 \\set p random(1, 4)
 \\set n random(1000, 8999)
 \\set d random(1, 1000000000000)
@@ -94,3 +100,5 @@ SELECT eightms_api.pre_request();
 SELECT count(*) FROM eightms_api.receive_messages('[{"from": "+1 212 555 :n", "body": "Thanks, see you Tuesday", "device_message_id": "bench-:client_id-:d"}]');
 COMMIT;
 SQL
+}
+gateway_setup "$T"
