@@ -481,7 +481,11 @@ $$;
 -- no locking pass first; ids, ats and errs are the reports' (each id once).
 -- Returns the messages moved.  One statement per status, each written out
 -- with its status as a literal: Citus cannot deparse a comparison of the
--- parameter inside the shard's statement.
+-- parameter inside the shard's statement.  No column is set to a bare
+-- array element either: Citus 13.2.2's deparser takes that for an
+-- assignment to an element and crashes the backend; inside coalesce with
+-- the column (NULL until this report: the status check says so) it is the
+-- same value.
 CREATE FUNCTION eightms.apply_reports(acct uuid, me uuid, st text, ids uuid[], ats timestamptz[], errs text[])
 RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
@@ -503,7 +507,7 @@ BEGIN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'delivered', pending = NULL, lease_expires_at = NULL,
 			sent_at = coalesce(x.sent_at, ats[array_position(ids, x.message_id)]),
-			delivered_at = ats[array_position(ids, x.message_id)],
+			delivered_at = coalesce(ats[array_position(ids, x.message_id)], x.delivered_at),
 			error = CASE WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
@@ -514,7 +518,7 @@ BEGIN
 	ELSIF st = 'failed' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'failed', pending = NULL, lease_expires_at = NULL,
-			failed_at = ats[array_position(ids, x.message_id)],
+			failed_at = coalesce(ats[array_position(ids, x.message_id)], x.failed_at),
 			error = left(coalesce(errs[array_position(ids, x.message_id)], 'failed on the phone'), 500),
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
