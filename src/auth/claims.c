@@ -103,6 +103,8 @@ static struct
 	pg_uuid_t	account;
 	Jsonb	   *claims;
 	char	   *phone;			/* ->> 'phone_id', unparsed, or NULL */
+	bool		relayed;		/* made from a relay ... */
+	uint64		relay_assignments;	/* ... as the relay setting was then */
 }			bound;
 
 static void
@@ -218,6 +220,7 @@ keep_binding(LocalTransactionId lxid, Oid role, const pg_uuid_t *account, Jsonb 
 	if (account != NULL)
 		bound.account = *account;
 	bound.valid = true;
+	bound.relayed = false;
 }
 
 /* Parse the setting as it is now; a value not made by the hook binds nothing. */
@@ -331,6 +334,8 @@ trust_relay(void)
 	keep_binding(lxid, role, has_account ? &account : NULL,
 				 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s))));
 	bound.assignments = assignments;
+	bound.relayed = true;
+	bound.relay_assignments = relay_assignments;
 	relay_checked.trusted = true;
 	return true;
 }
@@ -344,7 +349,9 @@ have_binding(void)
 {
 	if (bound.assignments != assignments)
 		parse_binding();
-	if (bound.valid && bound.lxid == request_lxid() && bound.role == GetOuterUserId())
+	/* A binding made from a relay holds only while the relay is unchanged. */
+	if (bound.valid && bound.lxid == request_lxid() && bound.role == GetOuterUserId()
+		&& (!bound.relayed || bound.relay_assignments == relay_assignments))
 		return true;
 	return relayed_claims != NULL && relayed_claims[0] != '\0' && citus_loaded() && trust_relay();
 }
