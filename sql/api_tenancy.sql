@@ -430,7 +430,7 @@ BEGIN
 		RAISE EXCEPTION 'invalid email address'
 			USING ERRCODE = '22023', HINT = 'Pass one address such as name@example.com, at most 320 characters.';
 	END IF;
-	IF EXISTS (SELECT FROM eightms.member m
+	IF EXISTS (SELECT 1 FROM eightms.member m
 				WHERE m.account_id = eightms.current_account_id() AND lower(m.email) = addr) THEN
 		RAISE EXCEPTION 'that address is already a member of this account'
 			USING ERRCODE = '23505', HINT = 'The members view lists who belongs to the account.';

@@ -359,7 +359,7 @@ BEGIN
 	IF acct IS NULL AND required THEN
 		RAISE EXCEPTION 'an account request names the account' USING ERRCODE = '22023';
 	END IF;
-	IF acct IS NOT NULL AND NOT EXISTS (SELECT FROM eightms.account a WHERE a.account_id = acct) THEN
+	IF acct IS NOT NULL AND NOT EXISTS (SELECT 1 FROM eightms.account a WHERE a.account_id = acct) THEN
 		RAISE EXCEPTION 'no account %', acct USING ERRCODE = '22023';
 	END IF;
 END
@@ -507,9 +507,9 @@ BEGIN
 	PERFORM eightms.dsar_check_account(account, subject_kind = 'account');
 	IF subject_kind = 'member' THEN
 		ids := eightms.dsar_identifiers('member', s, account);
-		IF EXISTS (SELECT FROM eightms.member m
+		IF EXISTS (SELECT 1 FROM eightms.member m
 					WHERE m.user_id = ANY (ids) AND m.role = 'owner' AND (account IS NULL OR m.account_id = account)
-					  AND NOT EXISTS (SELECT FROM eightms.member o
+					  AND NOT EXISTS (SELECT 1 FROM eightms.member o
 									   WHERE o.account_id = m.account_id AND o.role = 'owner' AND NOT o.user_id = ANY (ids))) THEN
 			RAISE EXCEPTION 'the member is the only owner of an account'
 				USING ERRCODE = '55000',
