@@ -581,6 +581,9 @@ BEGIN
 				  HINT = 'Make another member an owner first, or delete the account.';
 	END IF;
 	DELETE FROM eightms.member m WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
+	-- The member's sessions go too: on one server the member trigger does
+	-- it, on Citus (where sessions are the coordinator's) this call.
+	PERFORM eightms.forget_sessions(acct, remove_member.user_id);
 END
 $$;
 GRANT EXECUTE ON FUNCTION eightms_api.remove_member(text) TO eightms_user;

@@ -4777,3 +4777,39 @@ BEGIN
 	RETURN r;
 END
 $$;
+
+-- ==== Citus: a removed member's sessions, on the coordinator
+CREATE OR REPLACE FUNCTION eightms_api.remove_member(user_id text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me			text := eightms.require_user();
+	acct		uuid := eightms.require_account();
+	mine		text := eightms.current_member_role();
+	their_role	text;
+BEGIN
+	PERFORM FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner' FOR UPDATE;
+	SELECT m.role INTO their_role FROM eightms.member m
+	 WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no member % in this account', left(remove_member.user_id, 100)
+			USING ERRCODE = 'P0002';
+	END IF;
+	IF remove_member.user_id <> me AND NOT (mine = 'owner' OR (mine = 'admin' AND their_role = 'agent')) THEN
+		RAISE EXCEPTION 'you cannot remove a member with the % role', their_role
+			USING ERRCODE = '42501',
+				  HINT = 'Owners remove anyone; admins remove agents.';
+	END IF;
+	IF their_role = 'owner'
+	   AND (SELECT count(*) FROM eightms.member m WHERE m.account_id = acct AND m.role = 'owner') = 1 THEN
+		RAISE EXCEPTION 'an account must keep at least one owner'
+			USING ERRCODE = '23514',
+				  HINT = 'Make another member an owner first, or delete the account.';
+	END IF;
+	DELETE FROM eightms.member m WHERE m.account_id = acct AND m.user_id = remove_member.user_id;
+	-- The member's sessions go too: on one server the member trigger does
+	-- it, on Citus (where sessions are the coordinator's) this call.
+	PERFORM eightms.forget_sessions(acct, remove_member.user_id);
+END
+$$;
