@@ -43,15 +43,20 @@ COMMENT ON FUNCTION eightms.purge_cron_history(interval) IS
 -- the job's database, and once it is gone (DROP EXTENSION eightms, which
 -- cannot take pg_cron's rows with it), the job's unscheduling of itself, so
 -- that it does not fail at every run and fill cron.job_run_details with the
--- purge that would have trimmed it gone too.
+-- purge that would have trimmed it gone too.  A job that calls one of
+-- eightms's procedures (CALL eightms.name(...), without a semicolon or a
+-- dollar sign) has the call written into the block itself: a procedure
+-- called through EXECUTE could not commit between its rounds.
 CREATE FUNCTION eightms.cron_command(job_name text, command text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format('DO $eightms_job$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = ''eightms'') '
-				  'THEN EXECUTE %L; ELSE PERFORM cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L '
+				  'THEN %s; ELSE PERFORM cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L '
 				  'AND j.database = pg_catalog.current_database(); END IF; END $eightms_job$',
-				  command, job_name)
+				  CASE WHEN command ~ '^CALL eightms\.[a-z_]+\([^;$]*\)$' THEN command
+					   ELSE format('EXECUTE %L', command) END,
+				  job_name)
 $$;
 COMMENT ON FUNCTION eightms.cron_command(text, text) IS
 	'The command schedule_jobs() gives pg_cron for a job: the job''s command, or its own unscheduling once eightms is dropped';

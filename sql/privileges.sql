@@ -2,8 +2,8 @@
 -- grants EXECUTE on new functions to PUBLIC by default, so take that back
 -- from everything created above.  Each function was granted explicitly to
 -- the roles that may call it beside its definition.
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eightms FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eightms_api FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA eightms FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA eightms_api FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA eightms FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA eightms_api FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA eightms FROM PUBLIC;

@@ -2445,6 +2445,28 @@ COMMENT ON TABLE eightms.purge_log IS
 SELECT pg_catalog.pg_extension_config_dump('eightms.purge_log', '');
 SELECT pg_catalog.pg_extension_config_dump('eightms.purge_log_purge_id_seq', '');
 
+-- How far the message-body purge has got in each account: every message
+-- whose id is at most position is done (its body erased or empty), or was
+-- still pending, held by a writer or not yet old enough when the purge
+-- passed it, and is then named in deferred and looked at again by each
+-- run until it can go.  Without it each run would walk the account's
+-- erased messages from its first (a year of them, at a one-day retention)
+-- before it reached one to erase.  Written only by the purge.
+CREATE TABLE eightms.body_purge (
+	account_id	uuid NOT NULL PRIMARY KEY REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	position	uuid NOT NULL DEFAULT '00000000-0000-0000-0000-000000000000',
+	deferred	uuid[] NOT NULL DEFAULT '{}',
+	purged_at	timestamptz
+);
+COMMENT ON TABLE eightms.body_purge IS
+	'tenant: where the message-body purge has got to in the account (messages up to position done, except those deferred)';
+SELECT pg_catalog.pg_extension_config_dump('eightms.body_purge', '');
+ALTER TABLE eightms.body_purge ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.body_purge FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.body_purge
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+
 INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
 	('account', 'account_id', 'operational', 'account', 'account_lifetime', 'key'),
 	('account', 'company_name', 'personal', 'account', 'account_lifetime', 'the business''s name, a sole trader''s own'),
@@ -2650,7 +2672,11 @@ INSERT INTO eightms.data_column (table_name, column_name, class, subject, retent
 	('purge_log', 'oldest', 'operational', 'none', 'purge_log', 'timestamp'),
 	('purge_log', 'newest', 'operational', 'none', 'purge_log', 'timestamp'),
 	('purge_log', 'keep', 'operational', 'none', 'purge_log', 'the rule''s keep then'),
-	('purge_log', 'run_by', 'operational', 'none', 'purge_log', 'database role');
+	('purge_log', 'run_by', 'operational', 'none', 'purge_log', 'database role'),
+	('body_purge', 'account_id', 'operational', 'account', 'account_lifetime', 'key'),
+	('body_purge', 'position', 'operational', 'none', 'account_lifetime', 'a message id: how far the purge has got'),
+	('body_purge', 'deferred', 'operational', 'none', 'account_lifetime', 'message ids the purge looks at again'),
+	('body_purge', 'purged_at', 'operational', 'none', 'account_lifetime', 'timestamp');
 
 -- The lower bound of the time-ordered message ids (src/uuid_v7.c: the
 -- first 48 bits are the Unix time in milliseconds) made at or after t:
@@ -2663,16 +2689,86 @@ AS $$
 			|| '00000000000000000000')::uuid
 $$;
 
--- One rule's purge: at most batch_size rows (one statement, so every row
--- lock it takes is released at the caller's commit, and the table is never
--- locked or rewritten), or with dry_run what would go now (all of it,
--- nothing changed).  The candidates of a rule: its table's rows (ctid) and
--- the timestamp the rule counts from (ts), older than cutoff ($1), with the
--- rule's keep ($2); taken FOR UPDATE SKIP LOCKED, so rows a writer holds
--- wait for the next run.  The action deletes them, or for the telemetry and
--- body rules erases the columns and keeps the row.
+-- One account's round of the body purge: the messages it deferred, and
+-- the next n after its position older than cutoff, in id order (time
+-- order: the ids are UUIDv7); of those, the final ones with a body lose it,
+-- locked SKIP LOCKED.  What could not go yet (pending, held by a writer,
+-- younger than cutoff) is deferred, at most 1,000 messages: past that the
+-- position waits at the thousandth.  examined: the messages after the
+-- position looked at (n of them: more may follow).  Every statement names
+-- the account: one shard on Citus.
+CREATE FUNCTION eightms.erase_bodies(acct uuid, cutoff timestamptz, n integer,
+									 OUT rows_removed bigint, OUT oldest timestamptz, OUT newest timestamptz,
+									 OUT examined bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pos uuid;
+	held uuid[];
+	upto uuid;
+	hi uuid := eightms.uuid_v7_floor(cutoff);
+BEGIN
+	rows_removed := 0;
+	examined := 0;
+	SELECT b.position, b.deferred INTO pos, held FROM eightms.body_purge b WHERE b.account_id = acct;
+	IF pos IS NULL THEN
+		INSERT INTO eightms.body_purge (account_id) VALUES (acct) ON CONFLICT DO NOTHING;
+	ELSIF held = '{}' AND NOT EXISTS (SELECT 1 FROM eightms.message t
+										WHERE t.account_id = acct AND t.message_id > pos AND t.message_id < hi) THEN
+		RETURN;
+	END IF;
+	-- One purge at a time in an account: a second waits, then starts
+	-- where the first ended.
+	SELECT b.position, b.deferred INTO pos, held FROM eightms.body_purge b WHERE b.account_id = acct FOR UPDATE;
+
+	EXECUTE $q$
+		WITH c AS MATERIALIZED (
+			SELECT t.ctid, t.message_id, t.created_at, t.pending IS NULL AND t.body = '' AS done, false AS ahead
+			  FROM eightms.message t WHERE t.account_id = $1 AND t.message_id = ANY ($4)
+			UNION ALL
+			(SELECT t.ctid, t.message_id, t.created_at, t.pending IS NULL AND t.body = '', true
+			   FROM eightms.message t WHERE t.account_id = $1 AND t.message_id > $2 AND t.message_id < $5
+			  ORDER BY t.message_id LIMIT $6)),
+		v AS MATERIALIZED (
+			SELECT t.ctid, t.created_at FROM eightms.message t
+			 WHERE t.account_id = $1 AND t.ctid = ANY (ARRAY(SELECT c.ctid FROM c WHERE NOT c.done AND c.created_at < $3))
+			   AND t.pending IS NULL AND t.body <> '' AND t.created_at < $3
+			   FOR UPDATE OF t SKIP LOCKED),
+		g AS (UPDATE eightms.message t SET body = ''
+			   WHERE t.account_id = $1 AND t.ctid = ANY (ARRAY(SELECT v.ctid FROM v)) RETURNING 1)
+		SELECT (SELECT count(*) FROM g), (SELECT min(v.created_at) FROM v), (SELECT max(v.created_at) FROM v),
+			   (SELECT c.message_id FROM c WHERE c.ahead ORDER BY 1 DESC LIMIT 1), (SELECT count(*) FROM c WHERE c.ahead),
+			   ARRAY(SELECT c.message_id FROM c WHERE NOT c.done AND c.ctid NOT IN (SELECT v.ctid FROM v)
+					  ORDER BY c.message_id LIMIT 1001)
+	$q$ INTO rows_removed, oldest, newest, upto, examined, held
+		USING acct, pos, cutoff, held, hi, n;
+	IF cardinality(held) > 1000 THEN
+		upto := held[1000];
+		held := held[1:1000];
+	END IF;
+	UPDATE eightms.body_purge b SET position = coalesce(upto, b.position), deferred = held, purged_at = now()
+	 WHERE b.account_id = acct;
+END
+$$;
+COMMENT ON FUNCTION eightms.erase_bodies(uuid, timestamptz, integer) IS
+	'One account''s round of the message-body purge: from its position, at most n messages examined';
+
+-- One rule's purge: at most batch_size rows (every row lock it takes is
+-- released at the caller's commit, and the table is never locked or
+-- rewritten), or with dry_run what would go now (all of it, nothing
+-- changed).  The candidates of a rule: its table's rows (ctid, or the key
+-- of a reference table; acct, the account of a table distributed by it,
+-- with /*acct*/ where its statement adds the account) and the timestamp
+-- the rule counts from (ts), older than cutoff ($1), with the rule's keep
+-- ($2); taken FOR UPDATE SKIP LOCKED, so rows a writer holds wait for the
+-- next run.  The action deletes them, or for the telemetry rule erases
+-- the columns and keeps the row; the body rule goes its own way, account
+-- by account from where each got to (erase_bodies).  more: the batch was
+-- full, there may be more to go.
 CREATE FUNCTION eightms.purge_rule(rule text, keep interval, batch_size integer, dry_run boolean,
-								   OUT rows_removed bigint, OUT oldest timestamptz, OUT newest timestamptz)
+								   OUT rows_removed bigint, OUT oldest timestamptz, OUT newest timestamptz,
+								   OUT more boolean)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2686,8 +2782,11 @@ DECLARE
 	n bigint;
 	o timestamptz;
 	w timestamptz;
+	seen bigint := 0;
+	cut timestamptz;
 BEGIN
 	rows_removed := 0;
+	more := false;
 	CASE rule
 	WHEN 'invitation' THEN
 		tbl := 'eightms.invitation';
@@ -2749,8 +2848,7 @@ BEGIN
 					AND t.message_id < eightms.uuid_v7_floor(now() - least(a.message_retention, $2))
 				  WHERE coalesce(a.message_retention, $2) IS NOT NULL
 					AND t.created_at < now() - least(a.message_retention, $2)
-					AND t.pending IS NULL AND t.body <> '''' /*acct*/';
-		act := 'UPDATE %s t SET body = '''' WHERE %s RETURNING t.*';
+					AND t.pending IS NULL AND t.body <> ''''';
 	ELSE
 		-- account_lifetime and extension: nothing goes by age.
 		RETURN;
@@ -2762,6 +2860,26 @@ BEGIN
 	IF dry_run THEN
 		EXECUTE format('SELECT count(*), min(v.ts), max(v.ts) FROM (%s) v', cand)
 			INTO rows_removed, oldest, newest USING now() - keep, keep;
+		RETURN;
+	END IF;
+
+	IF rule = 'message_body' THEN
+		-- Account by account from where each got to (erase_bodies), the
+		-- least recently purged first, so that one account's backlog does
+		-- not keep the others waiting; batch_size: messages examined.
+		FOR acct, cut IN EXECUTE
+				'SELECT a.account_id, now() - least(a.message_retention, $1)
+				   FROM eightms.account a LEFT JOIN eightms.body_purge b ON b.account_id = a.account_id
+				  WHERE coalesce(a.message_retention, $1) IS NOT NULL
+				  ORDER BY b.purged_at NULLS FIRST, a.account_id' USING keep LOOP
+			SELECT e.rows_removed, e.oldest, e.newest, seen + e.examined INTO n, o, w, seen
+			  FROM eightms.erase_bodies(acct, cut, (batch_size - seen)::integer) e;
+			rows_removed := rows_removed + n;
+			oldest := least(oldest, o);
+			newest := greatest(newest, w);
+			EXIT WHEN seen >= batch_size;
+		END LOOP;
+		more := seen >= batch_size;
 		RETURN;
 	END IF;
 
@@ -2809,6 +2927,7 @@ BEGIN
 					   cand, batch_size, format(act, tbl, 't.ctid = ANY (ARRAY(SELECT v.ctid FROM v))'), also)
 			INTO rows_removed, oldest, newest USING now() - keep, keep;
 	END IF;
+	more := rows_removed >= batch_size;
 END
 $$;
 COMMENT ON FUNCTION eightms.purge_rule(text, interval, integer, boolean) IS
@@ -2816,8 +2935,8 @@ COMMENT ON FUNCTION eightms.purge_rule(text, interval, integer, boolean) IS
 
 -- Every rule (or those named), at most batch_size rows each; with dry_run,
 -- what would go now and nothing changed.  Each rule that removed rows
--- writes a purge_log row.  more: the batch was full, call again (the job
--- runs every five minutes; by hand, loop while any rule says more).
+-- writes a purge_log row.  more: the batch was full, call again (as the
+-- job, eightms.purge(), does; by hand, loop while any rule says more).
 -- SECURITY DEFINER: eightms_dba runs it without any write privilege of its
 -- own on the tables.
 CREATE FUNCTION eightms.run_purges(dry_run boolean DEFAULT false, batch_size integer DEFAULT 10000,
@@ -2846,10 +2965,9 @@ BEGIN
 		rule_name := r.rule_name;
 		keep := eightms.retention_keep(r.rule_name);
 		t0 := clock_timestamp();
-		SELECT p.rows_removed, p.oldest, p.newest INTO rows_removed, oldest, newest
+		SELECT p.rows_removed, p.oldest, p.newest, p.more INTO rows_removed, oldest, newest, more
 		  FROM eightms.purge_rule(r.rule_name, keep, batch_size, dry_run) p;
 		duration := clock_timestamp() - t0;
-		more := NOT dry_run AND rows_removed >= CASE WHEN r.rule_name LIKE '%\_account' THEN 1 ELSE batch_size END;
 		IF NOT dry_run AND rows_removed > 0 THEN
 			INSERT INTO eightms.purge_log (rule_name, started_at, duration, rows_removed, oldest, newest, keep)
 			VALUES (r.rule_name, t0, duration, rows_removed, oldest, newest, keep);
@@ -2862,9 +2980,51 @@ COMMENT ON FUNCTION eightms.run_purges(boolean, integer, text[]) IS
 	'Run the retention purges (every rule, or those named), at most batch_size rows each, logging each to purge_log; dry_run: report what would go';
 GRANT EXECUTE ON FUNCTION eightms.run_purges(boolean, integer, text[]) TO eightms_dba;
 
+-- The retention job: rounds of run_purges(), each committed, for the
+-- rules that still have more, until none has or the time budget is spent.
+-- After each round it rests as long as the round took, times rest: a
+-- backlog is cleared at about half a core with the default, and the
+-- sends, claims and reports beside it keep their latency (bench/privacy).
+-- Each round's row locks last that round only.  A procedure, so that it
+-- can commit between rounds; therefore neither SECURITY DEFINER nor SET
+-- options (PostgreSQL allows no transaction control in such a procedure):
+-- it runs as its caller, pg_cron's job owner or the DBA, and does all its
+-- work through run_purges(), which is SECURITY DEFINER and pins its path.
+-- Call it on its own, not inside a transaction block.
+CREATE PROCEDURE eightms.purge(budget interval DEFAULT '4 minutes', batch_size integer DEFAULT 5000,
+							   rest double precision DEFAULT 1)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	deadline timestamptz;
+	todo text[];
+	t0 timestamptz;
+BEGIN
+	IF budget IS NULL OR budget OPERATOR(pg_catalog.<=) '0'::interval THEN
+		RAISE EXCEPTION 'budget must be a positive interval' USING ERRCODE = '22023';
+	END IF;
+	IF rest IS NULL OR rest OPERATOR(pg_catalog.<) 0 OR rest OPERATOR(pg_catalog.>) 100 THEN
+		RAISE EXCEPTION 'rest must be 0 to 100 (times the round''s own duration)' USING ERRCODE = '22023';
+	END IF;
+	deadline := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) budget;
+	LOOP
+		t0 := pg_catalog.clock_timestamp();
+		SELECT pg_catalog.array_agg(r.rule_name) FILTER (WHERE r.more) INTO todo
+		  FROM eightms.run_purges(false, batch_size, todo) r;
+		COMMIT;
+		EXIT WHEN todo IS NULL OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline;
+		PERFORM pg_catalog.pg_sleep(rest OPERATOR(pg_catalog.*)
+									pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0));
+	END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE eightms.purge(interval, integer, double precision) IS
+	'The retention job: committed rounds of run_purges(batch_size) until nothing is left or budget is spent, resting rest times each round''s duration between rounds';
+GRANT EXECUTE ON PROCEDURE eightms.purge(interval, integer, double precision) TO eightms_dba;
+
 INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VALUES
-	('eightms-run-purges', '*/5 * * * *', 'SELECT count(*) FROM eightms.run_purges()',
-	 'retention: each rule of eightms.retention_rule removes up to 10,000 rows, logged in eightms.purge_log');
+	('eightms-run-purges', '*/5 * * * *', 'CALL eightms.purge()',
+	 'retention: every rule of eightms.retention_rule, in rounds of up to 5,000 rows for at most 4 minutes, logged in eightms.purge_log');
 
 -- The account's message-body retention, set by an owner: bodies older
 -- than it are erased (the messages' delivery and billing metadata stay).
@@ -2899,9 +3059,35 @@ GRANT SELECT ON eightms.retention_rule, eightms.retention_setting, eightms.data_
 GRANT EXECUTE ON FUNCTION eightms.retention_keep(text) TO eightms_dba;
 
 REVOKE ALL ON FUNCTION eightms.account_status_since(), eightms.retention_keep(text), eightms.set_retention(text, interval),
-	eightms.uuid_v7_floor(timestamptz), eightms.purge_rule(text, interval, integer, boolean),
+	eightms.uuid_v7_floor(timestamptz), eightms.erase_bodies(uuid, timestamptz, integer),
+	eightms.purge_rule(text, interval, integer, boolean),
 	eightms.run_purges(boolean, integer, text[]), eightms_api.set_message_retention(interval) FROM PUBLIC;
-REVOKE ALL ON eightms.retention_rule, eightms.retention_setting, eightms.data_column, eightms.purge_log FROM PUBLIC;
+REVOKE ALL ON PROCEDURE eightms.purge(interval, integer, double precision) FROM PUBLIC;
+REVOKE ALL ON eightms.retention_rule, eightms.retention_setting, eightms.data_column, eightms.purge_log,
+	eightms.body_purge FROM PUBLIC;
+
+-- The retention job calls a procedure that commits between its rounds,
+-- written into the job's block (sql/jobs.sql).
+-- What pg_cron runs for a job: its command while the extension exists in
+-- the job's database, and once it is gone (DROP EXTENSION eightms, which
+-- cannot take pg_cron's rows with it), the job's unscheduling of itself, so
+-- that it does not fail at every run and fill cron.job_run_details with the
+-- purge that would have trimmed it gone too.  A job that calls one of
+-- eightms's procedures (CALL eightms.name(...), without a semicolon or a
+-- dollar sign) has the call written into the block itself: a procedure
+-- called through EXECUTE could not commit between its rounds.
+CREATE OR REPLACE FUNCTION eightms.cron_command(job_name text, command text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format('DO $eightms_job$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = ''eightms'') '
+				  'THEN %s; ELSE PERFORM cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L '
+				  'AND j.database = pg_catalog.current_database(); END IF; END $eightms_job$',
+				  CASE WHEN command ~ '^CALL eightms\.[a-z_]+\([^;$]*\)$' THEN command
+					   ELSE format('EXECUTE %L', command) END,
+				  job_name)
+$$;
+
 
 -- ==== privacy: data-subject requests, account deletion that purges
 -- The bridge's requests and attempts name their account (NULL: the

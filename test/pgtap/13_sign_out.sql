@@ -213,8 +213,8 @@ SELECT is(pg_temp.request('so-alice', :'b', pg_temp.tok('s3')), (SELECT refused 
 		  'and still refuses what it refused');
 SELECT is((SELECT command FROM eightms.scheduled_job WHERE job_name = 'eightms-run-purges')
 		  || ' ' || eightms.retention_keep('session_revocation') || ' ' || eightms.retention_keep('user_revocation'),
-		  'SELECT count(*) FROM eightms.run_purges() 30 days 30 days',
-		  'the purge is a registered job: run_purges keeps revocations 30 days');
+		  'CALL eightms.purge() 30 days 30 days',
+		  'the purge is a registered job: eightms.purge() keeps revocations 30 days');
 
 SELECT * FROM finish();
 ROLLBACK;

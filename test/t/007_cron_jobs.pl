@@ -1,7 +1,8 @@
 # Scheduled work runs for real: every job eightms registers, installed by
 # eightms.schedule_jobs() and run by pg_cron's own scheduler at the next
-# minute, succeeds, and the lease-expiry job requeues a message whose lease
-# ran out without any claim doing it.  The node runs jobs in background
+# minute, succeeds, the lease-expiry job requeues a message whose lease
+# ran out without any claim doing it, and the retention job clears a
+# backlog of message bodies in rounds.  The node runs jobs in background
 # workers, as test/up.sh's cluster does: pg_cron's default of running jobs
 # over a connection to localhost, which asks for a password there, failed
 # every run ("connection failed") while every job looked scheduled.
@@ -47,6 +48,16 @@ RETURNING message_id AS msg \gset
 COMMIT;
 SELECT :'acct', :'msg';
 SQL
+
+# A backlog of 12,000 message bodies past the account's retention of a
+# day: more than one round of the retention job (eightms.purge(), rounds of
+# 5,000 committed one by one, which pg_cron must run as a CALL of its own).
+$node->safe_psql($db, "UPDATE eightms.account SET message_retention = '1 day' WHERE account_id = '$acct';
+	INSERT INTO eightms.message (account_id, message_id, conversation_id, direction, phone_id, peer_number, body, encoding,
+								 segments, status, attempts, created_at, sent_at)
+	SELECT c.account_id, eightms.uuid_v7_floor(now() - interval '3 days' + g * interval '1 ms'), c.conversation_id, 'out',
+		   c.phone_id, c.peer_number, 'old ' || g, 'gsm7', 1, 'sent', 1, now() - interval '3 days', now() - interval '3 days'
+	  FROM generate_series(1, 12000) g JOIN eightms.conversation c ON c.account_id = '$acct'");
 
 # A second node where eightms is dropped from pg_cron's database with its
 # jobs scheduled, as an operator might; set up first, so that its jobs
@@ -98,6 +109,10 @@ my @bad = grep { !/: succeeded/ } split /\n/, $runs;
 ok($runs ne '' && !@bad, "and each succeeded (@bad)");
 is(q1("SELECT status || ' ' || attempts FROM eightms.message WHERE account_id = '$acct' AND message_id = '$msg'"), 'queued 1',
 	'the lease-expiry job requeued the message whose lease ran out, as its second attempt');
+is(q1("SELECT count(*) FROM eightms.message WHERE account_id = '$acct' AND body LIKE 'old %'"), 0,
+	'the retention job erased all 12,000 bodies past the retention');
+is(q1("SELECT count(*) || ' ' || sum(rows_removed) FROM eightms.purge_log WHERE rule_name = 'message_body' AND started_at >= '$t0'"),
+	'3 12000', 'in three rounds, each logged (the job commits between them)');
 my $status = q1("BEGIN; SET LOCAL ROLE eightms_dba;
 	SELECT count(*) FROM eightms.job_status() WHERE scheduled AND active AND last_status = 'succeeded' AND last_start >= '$t0';
 	COMMIT;");
