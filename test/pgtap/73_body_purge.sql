@@ -16,15 +16,20 @@ INSERT INTO acct SELECT right(company_name, 1), account_id FROM eightms.account 
 SELECT id AS a FROM acct WHERE name = 'A' \gset
 SELECT id AS b FROM acct WHERE name = 'B' \gset
 INSERT INTO eightms.conversation (account_id, peer_number) SELECT id, '+12125550150' FROM acct;
+-- (The statement is built with its values: on Citus a parameter of a
+-- join's INSERT ... SELECT cannot be planned.)
 CREATE FUNCTION pg_temp.msgs(acct uuid, n integer, age interval, first integer, pending boolean DEFAULT false)
-RETURNS void LANGUAGE sql AS $$
-	INSERT INTO eightms.message (account_id, message_id, conversation_id, direction, peer_number, body, encoding, segments,
-								 status, pending, attempts, send_at, created_at, expires_at)
-	SELECT c.account_id, eightms.uuid_v7_floor(now() - age + (first + g) * interval '1 second'), c.conversation_id, 'out',
-		   c.peer_number, 'body ' || (first + g), 'gsm7', 1,
-		   CASE WHEN pending THEN 'queued' ELSE 'delivered' END, CASE WHEN pending THEN true END, 1,
-		   now() - age, now() - age + (first + g) * interval '1 second', now() + interval '30 days'
-	  FROM generate_series(1, n) g JOIN eightms.conversation c ON c.account_id = acct
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE format($q$
+		INSERT INTO eightms.message (account_id, message_id, conversation_id, direction, peer_number, body, encoding, segments,
+									 status, pending, attempts, send_at, created_at, expires_at)
+		SELECT c.account_id, eightms.uuid_v7_floor(now() - %2$L::interval + (%3$s + g) * interval '1 second'), c.conversation_id,
+			   'out', c.peer_number, 'body ' || (%3$s + g), 'gsm7', 1, %4$L, %5$L::boolean, 1,
+			   now() - %2$L::interval, now() - %2$L::interval + (%3$s + g) * interval '1 second', now() + interval '30 days'
+		  FROM generate_series(1, %6$s) g JOIN eightms.conversation c ON c.account_id = %1$L$q$,
+		acct, age, first, CASE WHEN pending THEN 'queued' ELSE 'delivered' END, CASE WHEN pending THEN true END, n);
+END
 $$;
 SELECT pg_temp.msgs(:'a', 10, '3 days', 0);
 SELECT pg_temp.msgs(:'a', 1, '3 days', 10, true);
