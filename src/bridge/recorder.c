@@ -89,6 +89,36 @@ record_callback_error(int64 id, const char *failure)
 }
 
 /*
+ * Whether role may execute fn, from pg_proc as a new snapshot has it rather
+ * than from the caches.  A REVOKE committed in the transaction that queued
+ * the request is visible with the request; the caches may not have taken
+ * it in yet, since a committing session sends its cache invalidations
+ * after its commit is visible, and the worker, woken at that commit, can
+ * send the request and hand its outcome over in between.
+ */
+static bool
+callback_executable(Oid fn, Oid role)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(fn)};
+	bool		isnull;
+	Datum		acl_datum;
+	Oid			owner;
+	Acl		   *acl;
+
+	if (superuser_arg(role))
+		return true;
+	bridge_spi_exec("SELECT p.proacl, p.proowner FROM pg_catalog.pg_proc p WHERE p.oid = $1",
+					1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;			/* dropped since the statement above */
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	acl_datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	acl = isnull ? acldefault(OBJECT_FUNCTION, owner) : DatumGetAclPCopy(acl_datum);
+	return aclmask(acl, role, owner, ACL_EXECUTE, ACLMASK_ANY) != 0;
+}
+
+/*
  * Why a request's callback may not run, or NULL if it may: fn is the
  * function pg_proc has under the stored names now (InvalidOid: none), role
  * the enqueuer.  It was checked at enqueue; this checks again what may have
@@ -103,7 +133,7 @@ callback_refusal(Oid fn, Oid role, const char *name)
 		return psprintf("the callback function %s(bigint, jsonb) is in a temporary schema and was not called", name);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
 		return psprintf("the role that enqueued the request no longer exists; the callback %s(bigint, jsonb) was not called", name);
-	if (pg_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
+	if (!callback_executable(fn, role))
 		return psprintf("the role that enqueued the request may not execute the callback %s(bigint, jsonb); it was not called", name);
 	return NULL;
 }
