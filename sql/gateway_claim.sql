@@ -48,7 +48,10 @@ $$;
 -- subqueries, UPDATE ... FROM and INSERT ... SELECT on the tenant tables are
 -- done as named steps instead, reading into arrays and variables first.
 -- The values of now() and seal() are read into variables before the
--- statement that writes them.
+-- statement that writes them, and what an UPDATE sets calls no function
+-- that is not immutable (an error text is built with || from a cast, not
+-- format()): Citus 13.2 cannot plan such an UPDATE under a generic plan,
+-- and with its local fast path on, crashes the coordinator planning it.
 
 -- A scheduled job's step for one account: messages past their expiry are
 -- expired, and leases that ran out go back in the queue (attempts + 1), or
@@ -69,7 +72,7 @@ BEGIN
 	 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
-		error = format('the phone did not report within its lease %s times', m.attempts + 1),
+		error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 		attempts = m.attempts + 1, lease_expires_at = NULL
 	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
 	   AND m.attempts + 1 >= max_attempts;
@@ -277,7 +280,7 @@ BEGIN
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
 		ELSE
 			UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
-				error = format('the phone did not report within its lease %s times', m.attempts + 1),
+				error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 				failed_at = t_now, attempts = m.attempts + 1
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
 		END IF;

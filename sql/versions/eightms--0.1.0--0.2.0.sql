@@ -4474,7 +4474,7 @@ BEGIN
 	 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
-		error = format('the phone did not report within its lease %s times', m.attempts + 1),
+		error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 		attempts = m.attempts + 1, lease_expires_at = NULL
 	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
 	   AND m.attempts + 1 >= max_attempts;
@@ -4651,7 +4651,7 @@ BEGIN
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
 		ELSE
 			UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
-				error = format('the phone did not report within its lease %s times', m.attempts + 1),
+				error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 				failed_at = t_now, attempts = m.attempts + 1
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
 		END IF;

@@ -9,7 +9,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import transform  # noqa: E402
 
-BOUNDARY = 'SELECT pgrst.request_done(); COMMIT; BEGIN;'
+BOUNDARY = 'SELECT pgrst.request_done(); COMMIT; SELECT pgrst.request_check(); BEGIN;'
 
 
 class Split(unittest.TestCase):
@@ -53,7 +53,8 @@ class Transform(unittest.TestCase):
         lines = transform.transform(self.SUITE).splitlines()
         ok_line = [line for line in lines if 'ok(true)' in line][0]
         self.assertIn('SET LOCAL eightms.x = 1; SELECT pgrst.replay(); '
-                      "SELECT set_config('role', 'eightms_user', true); SELECT ok(true);", ok_line)
+                      "SELECT set_config('role', 'eightms_user', true); " + transform.COORDINATOR + 'SELECT ok(true);',
+                      ok_line)
         # A request (reset) ends the suite's own context, not its settings.
         last = [line for line in lines if line.endswith('SELECT 2;')][0]
         self.assertIn('SET LOCAL eightms.x = 1; SELECT pgrst.replay(); SELECT 2;', last)
@@ -69,6 +70,30 @@ class Transform(unittest.TestCase):
         self.assertEqual(transform.kind('CREATE FUNCTION pg_temp.f() RETURNS int AS $$ $$;'), 'statement')
         self.assertEqual(transform.kind('CREATE TEMP TABLE t AS SELECT 1;'), 'statement')
         self.assertEqual(transform.kind('CREATE TABLE public.t (a int);'), 'ddl')
+
+    def test_assertions_are_evaluated_on_the_coordinator(self):
+        suite = ("BEGIN;\nSELECT plan(2);\nSELECT pgrst.as_user('a');\n"
+                 "SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = 'x'), 0::bigint);\n"
+                 "SELECT count(*) FROM eightms.message;\nALTER TABLE eightms.phone ADD COLUMN p text;\n"
+                 "SELECT * FROM finish();\nROLLBACK;\n")
+        lines = transform.transform(suite).splitlines()
+        self.assertIn('SELECT pgrst.replay(); ' + transform.COORDINATOR + 'SELECT is((SELECT', lines[4])
+        self.assertIn('SELECT pgrst.replay(); ' + transform.COORDINATOR + 'SELECT plan(2);', lines[2])
+        # Not a request, nor what prints no TAP; after a schema change too.
+        self.assertNotIn(transform.COORDINATOR, lines[3])
+        self.assertNotIn(transform.COORDINATOR, lines[5])
+        self.assertEqual(lines[7], transform.COORDINATOR + 'SELECT * FROM finish();')
+
+    def test_the_hook_is_tried_between_transactions(self):
+        # Neither in the statement's transaction (what it wrote there, the
+        # hook may not read on Citus) nor in the next (a subtransaction's
+        # SET LOCAL reaches no connection opened after it).
+        line = transform.transform(self.SUITE).splitlines()[3]
+        done, check, replay = (line.index(s) for s in ('request_done()', 'request_check()', 'replay()'))
+        self.assertLess(line.index('COMMIT;'), check)
+        self.assertLess(done, line.index('COMMIT;'))
+        self.assertLess(check, line.index('BEGIN;'))
+        self.assertLess(line.index('BEGIN;'), replay)
 
     def test_suites_without_requests_are_copied(self):
         suite = "BEGIN;\nSELECT 1;\nROLLBACK;\n"

@@ -11,13 +11,24 @@ tier (test/citus.sh) therefore runs a copy of each suite made by this
 script, where every top-level statement is a transaction of its own:
 
   * before each statement after the suite's BEGIN, the previous one
-    commits and the next begins ("SELECT pgrst.request_done(); COMMIT;
-    BEGIN;"), then the suite's own SET LOCAL settings so far are issued
+    commits, whether the hook would now refuse the request is tried in a
+    transaction of its own, and the next begins ("SELECT
+    pgrst.request_done(); COMMIT; SELECT pgrst.request_check(); BEGIN;"),
+    then the suite's own SET LOCAL settings so far are issued
     again, then the request the suite is in (the last pgrst.as_user,
     as_phone, as_anon, as_token, request or request_token, until
     pgrst.reset()) is made again with pgrst.replay(), its pre-request hook
     and all, then the suite's own role and set_config(...) statements made
     since that request: one statement, one request, as PostgREST makes it;
+  * an assertion (a SELECT of a pgTAP function) is evaluated on the
+    coordinator: pgTAP keeps its plan and counters in the session's
+    temporary tables, which a worker does not have, and Citus would send an
+    assertion whose subqueries all read one shard ("SELECT is((SELECT
+    count(*) FROM eightms.message WHERE account_id = ...), ...)") to that
+    shard's worker whole.  A WITH naming a table of the coordinator's own
+    (pgrst.coordinator) is put before it, which Citus never sends to a
+    worker: it plans the subqueries on their own and the assertion where
+    the session is;
   * the suite's final ROLLBACK becomes COMMIT;
   * from the first schema change a suite makes to a permanent object
     (CREATE, ALTER, DROP, COMMENT of anything but a pg_temp one) on, the
@@ -29,7 +40,8 @@ script, where every top-level statement is a transaction of its own:
 
 The inserted text goes on the statement's own first line, so psql's line
 numbers in errors are the original suite's.  pgrst.request_done,
-pgrst.replay and pgrst.clean_slate are in test/citus/requests/requests.sql.
+pgrst.request_check, pgrst.replay, pgrst.clean_slate and pgrst.coordinator
+are in test/citus/requests/requests.sql.
 
   transform.py SRC_DIR OUT_DIR    every *.sql of SRC_DIR into OUT_DIR
 """
@@ -130,6 +142,13 @@ def words(body):
 
 
 HELPER = re.compile(r'^SELECT (\* FROM )?PGRST\.(AS_USER|AS_PHONE|AS_ANON|AS_TOKEN|RESET|REQUEST|REQUEST_TOKEN)\(')
+# A statement that prints TAP: a SELECT of a pgTAP function.
+ASSERTION = re.compile(r'^SELECT (\* FROM )?(PLAN|NO_PLAN|FINISH|DIAG|OK|IS|ISNT|LIKE|UNLIKE|ALIKE|UNALIKE|'
+                       r'MATCHES|DOESNT_MATCH|IMATCHES|DOESNT_IMATCH|CMP_OK|PASS|FAIL|IS_EMPTY|ISNT_EMPTY|'
+                       r'RESULTS_EQ|RESULTS_NE|SET_EQ|SET_NE|SET_HAS|SET_HASNT|BAG_EQ|BAG_NE|BAG_HAS|BAG_HASNT|'
+                       r'ROW_EQ|THROWS_OK|THROWS_LIKE|THROWS_ILIKE|THROWS_MATCHING|THROWS_IMATCHING|LIVES_OK|'
+                       r'PERFORMS_OK|HAS_[A-Z_]+|HASNT_[A-Z_]+|COL_[A-Z_]+|FK_OK|IS_[A-Z_]+|ISNT_[A-Z_]+)\s*\(')
+COORDINATOR = 'WITH pgrst_coordinator AS (SELECT FROM pgrst.coordinator) '
 PERMANENT_DDL = re.compile(r'^(CREATE|ALTER|DROP|COMMENT ON) ')
 TEMP_DDL = re.compile(r'^(CREATE (OR REPLACE )?(TEMP|TEMPORARY) |CREATE (OR REPLACE )?(FUNCTION|PROCEDURE|VIEW) PG_TEMP\.)')
 
@@ -143,6 +162,8 @@ def kind(body):
         return 'rollback'
     if HELPER.match(w):
         return 'request'
+    if ASSERTION.match(w):
+        return 'assertion'
     if re.match(r'^RESET ROLE;', w):
         return 'reset-role'
     if re.match(r'^SET (LOCAL )?ROLE ', w) or re.match(r"^SELECT SET_CONFIG\(", w):
@@ -159,6 +180,11 @@ def kind(body):
 def setting_name(body):
     m = re.match(r'^(SET LOCAL|RESET) ([A-Z0-9_.]+)', words(body))
     return m.group(2) if m else None
+
+
+def on_coordinator(what, body):
+    """The statement, evaluated where the session is if it is an assertion."""
+    return COORDINATOR + body if what == 'assertion' else body
 
 
 def one_line(body):
@@ -200,13 +226,13 @@ def transform(text):
         if not tail:
             if what == 'ddl':
                 tail = True
-            prefix = ['SELECT pgrst.request_done();', 'COMMIT;', 'BEGIN;']
+            prefix = ['SELECT pgrst.request_done();', 'COMMIT;', 'SELECT pgrst.request_check();', 'BEGIN;']
             prefix += [s for _, s in settings]
             prefix.append('SELECT pgrst.replay();')
             prefix += context
-            out.append(lead + ' '.join(prefix) + ' ' + body)
+            out.append(lead + ' '.join(prefix) + ' ' + on_coordinator(what, body))
         else:
-            out.append(lead + body)
+            out.append(lead + on_coordinator(what, body))
         if what == 'request':
             context = []
         elif what == 'reset-role':
