@@ -68,7 +68,7 @@ DATA_built = eightms--$(EXTVERSION).sql
 # The DBA's command for data-subject requests (doc/privacy.md), into bindir.
 SCRIPTS = bin/eightms-dsar
 DATA = $(wildcard sql/versions/eightms--*.sql)
-EXTRA_CLEAN = eightms-phone .phone-build test/regress/results test/regress/regression.diffs \
+EXTRA_CLEAN = eightms-phone .phone-build .csv-build test/regress/results test/regress/regression.diffs \
 	test/regress/regression.out test/isolation/output_iso test/tmp_check .engine-build
 
 # The version is written once, in eightms.control; the C code gets it here.
@@ -120,6 +120,9 @@ eightms--$(EXTVERSION).sql: $(SQL_PARTS) eightms.control
 # The phone-number engine outside the server (tool, differential test,
 # fuzzer, benchmark, tables): its own fragment.
 include src/phone/phone.mk
+# The CSV reader outside the server (unit tests, the check against Python's
+# csv module, the fuzzer): its own fragment.
+include src/csv/csv.mk
 
 # The test tiers one at a time (installcheck runs the first three).  The
 # psql of the server's installation creates the isolation database.
@@ -153,7 +156,8 @@ installcheck-tap:
 
 # The engines outside the server (phone numbers: differential samples
 # against libphonenumber, the CLI, the fuzz corpus replayed under ASan and
-# UBSan, the generated tables; SMS encoding; AES-GCM known answers): each
+# UBSan, the generated tables; SMS encoding; AES-GCM known answers; the CSV
+# reader: its unit tests, Python's csv module, its fuzz corpus): each
 # harness in test/engine prints "N passed, N failed", and so does the total.
 engine-check:
 	@p=0; f=0; for t in $(srcdir)/test/engine/*.sh; do \
