@@ -156,3 +156,39 @@ END
 $$;
 COMMENT ON FUNCTION eightms.distribute() IS
 	'On a Citus coordinator, as a superuser: distribute the tenant tables by account_id in one colocation group, make the global ones reference tables, keep the bridge''s and the registries on the coordinator; idempotent';
+
+-- An upgrade script's step on an existing table (doc/developing.md, "An
+-- upgrade script section"): ALTER TABLE, CREATE INDEX, a policy, a grant
+-- on it, or a data change.  On Citus the update script runs on every node,
+-- and a statement written in it directly fails on a cluster already
+-- distributed: Citus re-sends a DDL statement's text to the workers, which
+-- inside a script is the whole script, and a worker cannot run a
+-- distributed query inside the update.  Run through here, the statement is
+-- its own text (Citus sends that one statement to the shell tables and
+-- shards), and it runs only where the table is this node's own: a single
+-- server, the coordinator, or a table Citus has not placed; a worker's copy
+-- of a distributed or reference table gets the coordinator's change from
+-- Citus instead.  Superuser only, as the update is.
+CREATE FUNCTION eightms.upgrade_step(target regclass, statement text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'eightms.upgrade_step() must be run by a superuser'
+			USING ERRCODE = '42501',
+				  HINT = 'It is for the extension''s upgrade scripts, which ALTER EXTENSION eightms UPDATE runs.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+		IF (SELECT g.groupid FROM pg_dist_local_group g) <> 0
+		   AND EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = target) THEN
+			RETURN false;
+		END IF;
+	END IF;
+	EXECUTE statement;
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION eightms.upgrade_step(regclass, text) IS
+	'For upgrade scripts, as a superuser: run one statement on an existing table (schema or data) where the table is this node''s own, skip it on a Citus worker''s copy of a distributed or reference table, which Citus updates from the coordinator; true when run';

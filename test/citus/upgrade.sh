@@ -22,29 +22,11 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 set +e
 
-CT0=${EIGHTMS_CITUS_DIR:?}
-ROOT=${EIGHTMS_TEST_ROOT:-$(dirname "$CT0")/root}
-UT=$CT0/upgrade
+UT=${EIGHTMS_CITUS_DIR:?}/upgrade
+NODE_OFFSET=40
 DB=eightms_upgrade
 PEER=${EIGHTMS_TEST_PEER:-http://127.0.0.1:9}
-pass=0
-fail=0
-# test/citus.sh's nodes (citus_init_node, citus_psql, citus_stop), here
-# under $UT on ports of their own.
-T=$(dirname "$CT0")
-PORT=$((${EIGHTMS_CITUS_PORT:?} - 1))
-source "$REPO/test/citus.sh"
-CT=$UT
-CPORT=$((EIGHTMS_CITUS_PORT + 40))
-INITDB=$UT/root$PGBIN/initdb
-PGCTL=$UT/root$PGBIN/pg_ctl
-[ "${EIGHTMS_TEST_KEEP:-0}" = 1 ] || trap citus_stop EXIT
-
-q() {
-	local i=$1
-	shift
-	citus_psql "$i" -At -d "$DB" "$@" 2>&1
-}
+source "$REPO/test/citus/upgrade-nodes.bash"
 fixture() { q 0 -c "SELECT value FROM public.upgrade_fixture WHERE key = '$1'"; }
 
 # ---- the last release, built into a private tree ---------------------------
@@ -182,14 +164,6 @@ check "the signed-out session of $old_version is a sign-out of $new_version" \
 	[ "$(q 0 -c "SELECT count(*) FROM eightms.session_revocation")" -ge 1 ]
 citus_psql 0 -d "$DB" -c "DROP SCHEMA pgrst CASCADE" -f "$REPO/test/helpers.sql" >/dev/null 2>&1
 acct=$(fixture acct) other=$(fixture other) token=$(fixture phone_token) queued=$(fixture queued)
-# One request a transaction, committed, as PostgREST makes them.
-request() {
-	q 0 -v acct="$acct" -v other="$other" -v token="$token" <<SQL
-BEGIN;
-$1
-COMMIT;
-SQL
-}
 sent=$(request "SELECT pgrst.as_user('ursula', :'acct') \\g /dev/null
 SELECT status FROM eightms_api.send_messages('[{\"to\": \"+1 212 555 0104\", \"body\": \"Sent after the update\"}]');")
 check "the account sends after the update ($sent)" [ "$sent" = queued ]
