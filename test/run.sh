@@ -49,7 +49,10 @@ SOCK=$T/run
 LOG=$T/server.log
 SECRETS=$T/secrets.env
 
-ensure_packages
+# pg_auto_failover (the monitor's extension and pg_autoctl) for the TAP
+# test of automated failover, test/t/010_auto_failover.pl; only the tests
+# need it, not test/up.sh's gateway.
+ensure_packages postgresql-$PGVER-auto-failover pg-auto-failover-cli
 build_extension
 
 # Citus goes into the system tree before it is copied (test/citus.sh).

@@ -48,96 +48,35 @@ ok($primary->poll_query_until('postgres',
 	"SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'standby'"),
 	'the standby streams from the primary, synchronously');
 
-sub workers_on
-{
-	my ($node, $n) = @_;
-	return $node->poll_query_until($db, "SELECT count(*) = $n FROM pg_stat_activity
-		WHERE backend_type IN ('eightms bridge', 'eightms bridge recorder', 'pg_cron launcher')");
-}
-ok(workers_on($primary, 3), 'the primary runs the bridge, its recorder and pg_cron\'s launcher');
+ok(workers_on($primary, $db, 3), 'the primary runs the bridge, its recorder and pg_cron\'s launcher');
 
 # The load, and a batch of slow requests still queued when the blow falls.
 my $load = start_load($primary, $db, $dir, 'sync', $acct, \@phones, $peer);
-my %want = (send => 40, claim => 20, report => 20, enqueue => 20);
-sub enough
-{
-	my ($l) = @_;
-	my %n;
-	$n{ $_->[0] }++ for @{ read_acks($l) };
-	return !grep { ($n{$_} // 0) < $want{$_} } keys %want;
-}
-ok(wait_until(sub { enough($load) }, 60), 'the clients send, claim, report and queue requests');
-# Work for the phones to claim after the failover.
-my @batch = split /\n/, $primary->safe_psql($db, "BEGIN;
-	SELECT FROM pgrst.as_user('failover-owner', '$acct');
-	SELECT message_id FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object(
-		'to', '+1 212 555 ' || (2000 + i), 'body', 'Batch ' || i)) FROM generate_series(1, 50) i));
-	COMMIT;");
-$primary->safe_psql($db, "SELECT count(eightms.http_enqueue('POST', '$peer/slow/300',
-	idempotency_key => 'sync-batch-' || i, max_attempts => 50)) FROM generate_series(1, 100) i");
-wait_until(sub { scalar keys %{ peer_keys($peer_log, 'sync-batch') } }, 30);
+ok(wait_for_load($load), 'the clients send, claim, report and queue requests');
+my @backlog = queue_backlog($primary, $db, 'sync', $acct, $peer, $peer_log);
 
 is(gateway_workers($standby, $db), 0,
 	'meanwhile on the standby no bridge, recorder or pg_cron process runs');
 
 # The crash.
 $primary->stop('immediate');
-my $peer_lines_at_crash = () = do { open my $f, '<', $peer_log; <$f> };
+my $peer_lines_at_crash = peer_lines($peer_log);
 stop_load($load);
 my $acks = read_acks($load);
-push @$acks, map { [ 'enqueue', "sync-batch-$_", '' ] } 1 .. 100;
-push @$acks, map { [ 'send', $_, '' ] } @batch;
+push @$acks, @backlog;
 
 # Before promotion: a standby whose primary is gone, with requests due.
 ok($standby->safe_psql($db, "SELECT pg_is_in_recovery() AND count(*) > 0 FROM eightms.http_request
 	WHERE state = 'queued' AND next_attempt_at <= now()") eq 't',
 	'the standby, its primary gone, has bridge requests due');
 is(gateway_workers($standby, $db), 0, 'and still runs no bridge or pg_cron process');
-my $peer_lines_before_promotion = () = do { open my $f, '<', $peer_log; <$f> };
-is($peer_lines_before_promotion, $peer_lines_at_crash, 'the peer received nothing from the standby');
+is(peer_lines($peer_log), $peer_lines_at_crash, 'the peer received nothing from the standby');
 
 my $promoted_at = $standby->safe_psql('postgres', 'SELECT now()');
 $standby->promote;
 ok($standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 'the standby is promoted');
 
-# Every acknowledged commit is there.
-my $found = check_acks($standby, $db, $acks);
-my %missing;
-$missing{ (split / /, $_)[0] }++ for grep { !$found->{$_} } keys %$found;
-for my $kind (qw(send claim report enqueue))
-{
-	my $n = grep { $_->[0] eq $kind } @$acks;
-	is($missing{$kind} // 0, 0, "every acknowledged $kind ($n) is on the promoted server, as far as acknowledged");
-}
-
-# No message handed out twice: the phones claim what is left there.
-my @after = drain_claims($standby, $db, $acct, \@phones);
-ok(@after > 0, 'the phones claim on the promoted server ('.scalar(@after).' messages)');
-my $twice = check_no_double_claim(@$acks, @after);
-is(scalar(keys %$twice), 0, 'no message was returned by two claims, before or after the failover')
-  or diag explain $twice;
-
-# The promoted server's bridge resumes the queue.
-ok(workers_on($standby, 3), 'the promoted server runs the bridge, its recorder and pg_cron\'s launcher');
-my @keys = map { $_->[1] } grep { $_->[0] eq 'enqueue' } @$acks;
-my $key_list = join ',', map { "'$_'" } @keys;
-ok($standby->poll_query_until($db, "SELECT count(*) = " . scalar(@keys) . " FROM eightms.http_request
-	WHERE idempotency_key IN ($key_list) AND state = 'done'"),
-	'every acknowledged request is done on the promoted server');
-my $got = peer_keys($peer_log, 'sync');
-is(scalar(grep { !$got->{$_} } @keys), 0, 'the peer received every acknowledged request ('.scalar(@keys).')');
-my %after_crash;
-{
-	open my $f, '<', $peer_log or die;
-	my $i = 0;
-	while (my $line = <$f>)
-	{
-		next if $i++ < $peer_lines_at_crash;
-		$after_crash{$1}++ if $line =~ /"key": "(sync-[^"]+)"/;
-	}
-}
-ok(scalar(keys %after_crash) > 0,
-	'the promoted server delivered requests queued before the failover ('.scalar(keys %after_crash).'), with the keys they were queued with');
+check_promoted($standby, $db, 'sync', $acks, $acct, \@phones, $peer_log, $peer_lines_at_crash);
 
 # A second standby of the promoted server, asynchronous, before pg_cron's
 # next minute comes.
@@ -156,7 +95,7 @@ ok($standby->poll_query_until($db, "SELECT count(*) > 0 FROM eightms.job_status(
 
 # Asynchronous: acknowledged is not enough.
 $load = start_load($standby, $db, $dir, 'async', $acct, \@phones, $peer);
-ok(wait_until(sub { enough($load) }, 60), 'under asynchronous replication the clients run again');
+ok(wait_for_load($load), 'under asynchronous replication the clients run again');
 # The standby falls behind (its WAL receiver stopped, as a slow network
 # would), the primary goes on acknowledging commits, then crashes.
 my $receiver = $standby2->safe_psql('postgres', 'SELECT pid FROM pg_stat_wal_receiver');
@@ -180,15 +119,15 @@ ok($standby2->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 't
 my ($history) = sort { $b cmp $a } glob $standby2->data_dir . '/pg_wal/*.history';
 my $received = (split /\t/, (grep { /\S/ } split /\n/, slurp_file($history))[-1])[1];
 
-$found = check_acks($standby2, $db, $acks);
+my $found = check_acks($standby2, $db, $acks);
 my @received = grep { lsn_le($_->[-1], $received) } @$acks;
 my @lost = grep { !$found->{ join ' ', @$_ } } @$acks;
 is(scalar(grep { !$found->{ join ' ', @$_ } } @received), 0,
 	'every acknowledged commit the standby had received (' . scalar(@received) . ' of ' . scalar(@$acks) . ') survives');
 ok(@lost > 0 && !(grep { lsn_le($_->[-1], $received) } @lost),
 	'acknowledged commits are lost (' . scalar(@lost) . '), only those past what the standby received');
-@after = drain_claims($standby2, $db, $acct, \@phones);
-$twice = check_no_double_claim(@$acks, @after);
+my @after = drain_claims($standby2, $db, $acct, \@phones);
+my $twice = check_no_double_claim(@$acks, @after);
 my %lost = map { join(' ', @$_) => 1 } @lost;
 is(scalar(grep { !grep { $lost{$_} } @{ $twice->{$_} } } keys %$twice), 0,
 	'a message claimed twice (' . scalar(keys %$twice) . ') is one whose first claim was lost');

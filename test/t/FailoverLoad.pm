@@ -25,7 +25,8 @@ use Time::HiRes qw(usleep);
 use EightmsTest;
 
 our @EXPORT = qw(setup_gateway start_load stop_load read_acks lsn_le
-  check_acks check_no_double_claim drain_claims gateway_workers);
+  check_acks check_no_double_claim drain_claims gateway_workers workers_on
+  wait_for_load queue_backlog peer_lines check_promoted);
 
 # The backend types of the processes that act on their own: eightms's
 # bridge and its recorder, pg_cron's launcher and its job workers.
@@ -37,13 +38,24 @@ sub gateway_workers
 		   OR backend_type LIKE 'pg_cron%'");
 }
 
+# Wait until $node runs $n of eightms's bridge, its recorder and pg_cron's
+# launcher (the backend types of the processes that act on their own).
+sub workers_on
+{
+	my ($node, $db, $n) = @_;
+	return $node->poll_query_until($db, "SELECT count(*) = $n FROM pg_stat_activity
+		WHERE backend_type IN ('eightms bridge', 'eightms bridge recorder', 'pg_cron launcher')");
+}
+
 # Create $db with eightms, pg_cron and the PostgREST contract helpers, an
 # account made through the API and two phones online; schedule eightms's
 # jobs.  Returns the account id and the two phone ids.
 sub setup_gateway
 {
 	my ($node, $db) = @_;
-	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	# (pg_auto_failover creates the database its node serves)
+	$node->safe_psql('postgres', "CREATE DATABASE $db")
+	  unless $node->safe_psql('postgres', "SELECT count(*) FROM pg_database WHERE datname = '$db'");
 	$node->safe_psql($db, "SET client_min_messages = warning; CREATE EXTENSION eightms CASCADE; CREATE EXTENSION pg_cron");
 	$node->safe_psql($db, "SET client_min_messages = warning; \\i $EightmsTest::TESTS/helpers.sql");
 	my $acct = $node->safe_psql($db, "BEGIN;
@@ -146,6 +158,93 @@ sub start_load
 		return $rows ? ("enqueue $tag-bridge-$n $lsn") : ();
 	});
 	return { stop => $stop, pids => \@pids, dir => $dir, tag => $tag };
+}
+
+# Wait until the load has had commits of each kind acknowledged: 40 sends,
+# 20 claims, 20 reports, 20 bridge requests queued.  Whether it had.
+sub wait_for_load
+{
+	my ($load) = @_;
+	my %want = (send => 40, claim => 20, report => 20, enqueue => 20);
+	return wait_until(sub {
+		my %n;
+		$n{ $_->[0] }++ for @{ read_acks($load) };
+		return !grep { ($n{$_} // 0) < $want{$_} } keys %want;
+	}, 60);
+}
+
+# Work still waiting when the primary is lost: 50 messages for the phones
+# to claim after the failover, and 100 slow bridge requests (keys
+# "$tag-batch-N") to $peer, waited for until the peer receives the first.
+# The acknowledged commits they are, as read_acks gives them.
+sub queue_backlog
+{
+	my ($node, $db, $tag, $acct, $peer, $peer_log) = @_;
+	my @batch = split /\n/, $node->safe_psql($db, "BEGIN;
+		SELECT FROM pgrst.as_user('failover-owner', '$acct');
+		SELECT message_id FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object(
+			'to', '+1 212 555 ' || (2000 + i), 'body', 'Batch ' || i)) FROM generate_series(1, 50) i));
+		COMMIT;");
+	$node->safe_psql($db, "SELECT count(eightms.http_enqueue('POST', '$peer/slow/300',
+		idempotency_key => '$tag-batch-' || i, max_attempts => 50)) FROM generate_series(1, 100) i");
+	wait_until(sub { scalar keys %{ peer_keys($peer_log, "$tag-batch") } }, 30);
+	return ((map { [ 'send', $_, '' ] } @batch), (map { [ 'enqueue', "$tag-batch-$_", '' ] } 1 .. 100));
+}
+
+# How many requests the peer logging to $log has received.
+sub peer_lines
+{
+	my ($log) = @_;
+	open my $f, '<', $log or return 0;
+	my @lines = <$f>;
+	return scalar @lines;
+}
+
+# The checks on a server promoted after its primary was lost, with a
+# synchronous standby, under the load tagged $tag: every acknowledged
+# commit of $acks is there, at least as far as acknowledged; the phones
+# claim what is left, and no message was returned by two claims, before or
+# after; the bridge and pg_cron run there and the bridge delivers every
+# acknowledged request, among them some queued before the failover (the
+# peer had received $lines_at_crash requests when the primary was lost).
+sub check_promoted
+{
+	my ($node, $db, $tag, $acks, $acct, $phones, $peer_log, $lines_at_crash) = @_;
+	my $found = check_acks($node, $db, $acks);
+	my %missing;
+	$missing{ (split / /, $_)[0] }++ for grep { !$found->{$_} } keys %$found;
+	for my $kind (qw(send claim report enqueue))
+	{
+		my $n = grep { $_->[0] eq $kind } @$acks;
+		is($missing{$kind} // 0, 0, "every acknowledged $kind ($n) is on the promoted server, as far as acknowledged");
+	}
+
+	my @after = drain_claims($node, $db, $acct, $phones);
+	ok(@after > 0, 'the phones claim on the promoted server ('.scalar(@after).' messages)');
+	my $twice = check_no_double_claim(@$acks, @after);
+	is(scalar(keys %$twice), 0, 'no message was returned by two claims, before or after the failover')
+	  or diag explain $twice;
+
+	ok(workers_on($node, $db, 3), 'the promoted server runs the bridge, its recorder and pg_cron\'s launcher');
+	my @keys = map { $_->[1] } grep { $_->[0] eq 'enqueue' } @$acks;
+	my $key_list = join ',', map { "'$_'" } @keys;
+	ok($node->poll_query_until($db, "SELECT count(*) = " . scalar(@keys) . " FROM eightms.http_request
+		WHERE idempotency_key IN ($key_list) AND state = 'done'"),
+		'every acknowledged request is done on the promoted server');
+	my $got = peer_keys($peer_log, $tag);
+	is(scalar(grep { !$got->{$_} } @keys), 0, 'the peer received every acknowledged request ('.scalar(@keys).')');
+	my %after_crash;
+	open my $f, '<', $peer_log or die "$peer_log: $!";
+	my $i = 0;
+	while (my $line = <$f>)
+	{
+		next if $i++ < $lines_at_crash;
+		$after_crash{$1}++ if $line =~ /"key": "(\Q$tag\E-[^"]+)"/;
+	}
+	close $f;
+	ok(scalar(keys %after_crash) > 0,
+		'the promoted server delivered requests queued before the failover ('.scalar(keys %after_crash).'), with the keys they were queued with');
+	return;
 }
 
 # Tell the clients to stop, and wait for them.
