@@ -226,7 +226,12 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	TRUNCATE eightms.message;
+	-- On the conversations only: on Citus the trigger also fires on each
+	-- shard, where it would empty every account's messages from each of
+	-- them at once, and the shards' truncates deadlock.
+	IF TG_RELID = 'eightms.conversation'::regclass THEN
+		TRUNCATE eightms.message;
+	END IF;
 	RETURN NULL;
 END
 $$;

@@ -16,17 +16,11 @@
 #   pg_prove --host $T/citus/run --port <coordinator> -U postgres -d eightms_test test/pgtap/50_gateway.sql
 
 # Suites left out of this tier, as "file: reason" lines, each a known
-# limitation on Citus that issue 20 still has open (doc/scale-out.md,
-# "Known limitations"); the tier prints them.  No suite is single-server by
-# nature: the catalog guards (00_guards.sql) read the coordinator's catalog,
-# which holds the extension as one server does.
+# limitation on Citus (doc/scale-out.md, "Known limitations"); the tier
+# prints them.  None now: every pgTAP suite runs on the cluster.  No suite
+# is single-server by nature: the catalog guards (00_guards.sql) read the
+# coordinator's catalog, which holds the extension as one server does.
 CITUS_EXCLUDED=(
-	"02_api_bad_input.sql: it makes each call a request of its own through psql's \\gexec, which test/citus/requests/transform.py does not split into requests yet"
-	"50_gateway.sql: an assertion lists a conversation's messages through eightms_api.conversation_messages inside a subquery that Citus sends to a shard: 'cannot execute a distributed query from a query on a shard'"
-	"51_gateway_batches.sql: an assertion joins eightms_api.messages and eightms_api.conversations without an account_id equality: 'the query contains a join that requires repartitioning'"
-	"55_consent.sql: an assertion reads eightms.consent_event in a subquery correlated with the suite's temporary table: 'direct joins between distributed and local tables are not supported'"
-	"55_gateway_review.sql: conversation_messages inside an assertion's subquery, as 50_gateway; and one assertion compares with now() across two requests"
-	"71_dsar.sql: dsar_export's check that the account exists is refused on the shards: 'permission denied for table account_<shard>'"
 )
 
 CITUS_SKIP=""

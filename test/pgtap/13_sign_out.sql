@@ -111,9 +111,15 @@ SELECT is(pg_temp.request('so-alice', :'b', pg_temp.tok('s-unseen')), (SELECT re
 		  'a session never seen, issued before the sign-out, is refused');
 SELECT is(pg_temp.request('so-alice', :'b', pg_temp.tok(NULL)), (SELECT refused FROM expected),
 		  'a token with no session id, issued before the sign-out, is refused');
-SELECT is(pg_temp.request('so-alice', :'b', pg_temp.tok(NULL, 0)), (SELECT refused FROM expected),
+-- The second of the sign-out as it was recorded (with PostgREST, as on
+-- Citus, a later request has a now() of its own, maybe a second later).
+SELECT pgrst.reset();
+SELECT floor(extract(epoch FROM signed_out_at))::bigint AS signed_out_s FROM eightms.user_revocation
+ WHERE user_id = 'so-alice' \gset
+SELECT is(pg_temp.request('so-alice', :'b', jsonb_build_object('iat', :signed_out_s)), (SELECT refused FROM expected),
 		  'a token issued in the same second as the sign-out is refused');
-SELECT is(pg_temp.request('so-alice', :'b', '{}'), (SELECT refused FROM expected),
+-- (A null iat: pgrst's signing adds the time of the request otherwise.)
+SELECT is(pg_temp.request('so-alice', :'b', '{"iat": null}'), (SELECT refused FROM expected),
 		  'a token with no iat is refused once the user signed out everywhere');
 SELECT is(pg_temp.request('so-alice', :'b', '{"iat": "2999999999"}'), (SELECT refused FROM expected),
 		  'an iat that is not a JSON number counts as none');

@@ -71,6 +71,35 @@ class Transform(unittest.TestCase):
         self.assertEqual(transform.kind('CREATE TEMP TABLE t AS SELECT 1;'), 'statement')
         self.assertEqual(transform.kind('CREATE TABLE public.t (a int);'), 'ddl')
 
+    def test_each_statement_gexec_makes_is_a_request(self):
+        suite = ("BEGIN;\nSELECT pgrst.as_user('a');\n"
+                 "SELECT format('SELECT ok(%s)', n), 'SELECT ''it''''s'''\n  FROM generate_series(1, 2) n ORDER BY n DESC\n\\gexec\n"
+                 "ROLLBACK;\n")
+        out = transform.transform(suite)
+        self.assertEqual(out.count('\n'), suite.count('\n') + 1)
+        lines = out.splitlines()
+        self.assertEqual(lines[-2], '\\gexec')
+        query = '\n'.join(lines[3:-2])
+        # psql runs what the query returns, row by row, column by column:
+        # the query generates each statement with the request's prefix.
+        self.assertTrue(query.startswith("SELECT '" + BOUNDARY + " SELECT pgrst.replay(); ' || g.value FROM"), query)
+        self.assertIn("FROM (SELECT format('SELECT ok(%s)', n)", query)
+        self.assertIn("ORDER BY n DESC) AS q) AS r", query)
+        self.assertTrue(query.endswith('ORDER BY r.n, g.col'), query)
+        # A quote in the prefix is doubled in the literal.
+        quoted = transform.each_request("SET LOCAL x = 'y';", 'SELECT 1\n\\gexec\n')
+        self.assertTrue(quoted.startswith("SELECT 'SET LOCAL x = ''y''; ' || g.value"), quoted)
+
+    def test_set_config_of_a_setting_is_carried_until_reset(self):
+        suite = ("BEGIN;\nSELECT set_config('eightms.cap', '3', true);\nSELECT pgrst.as_user('a');\n"
+                 "SELECT 1;\nRESET eightms.cap;\nSELECT 2;\n"
+                 "SELECT set_config('request.headers', '{}', true);\nSELECT 3;\nROLLBACK;\n")
+        lines = transform.transform(suite).splitlines()
+        self.assertIn("BEGIN; SELECT set_config('eightms.cap', '3', true); SELECT pgrst.replay(); SELECT 1;", lines[4])
+        self.assertIn('BEGIN; SELECT pgrst.replay(); SELECT 2;', lines[6])
+        # The request's identity is context: after the request, not before.
+        self.assertIn("SELECT pgrst.replay(); SELECT set_config('request.headers', '{}', true); SELECT 3;", lines[8])
+
     def test_assertions_are_evaluated_on_the_coordinator(self):
         suite = ("BEGIN;\nSELECT plan(2);\nSELECT pgrst.as_user('a');\n"
                  "SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = 'x'), 0::bigint);\n"

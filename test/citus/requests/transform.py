@@ -14,12 +14,16 @@ script, where every top-level statement is a transaction of its own:
     commits, whether the hook would now refuse the request is tried in a
     transaction of its own, and the next begins ("SELECT
     pgrst.request_done(); COMMIT; SELECT pgrst.request_check(); BEGIN;"),
-    then the suite's own SET LOCAL settings so far are issued
+    then the suite's own settings so far (SET LOCAL, or set_config(...)
+    of anything but the request's identity) are issued
     again, then the request the suite is in (the last pgrst.as_user,
     as_phone, as_anon, as_token, request or request_token, until
     pgrst.reset()) is made again with pgrst.replay(), its pre-request hook
-    and all, then the suite's own role and set_config(...) statements made
-    since that request: one statement, one request, as PostgREST makes it;
+    and all, then the suite's own role statements and set_config(...) of
+    the role, request.* and eightms.relayed_claims made since that
+    request: one statement, one request, as PostgREST makes it;
+  * a statement that makes psql run the statements it generates (\gexec)
+    makes each of them a request of its own, in the order they come;
   * an assertion (a SELECT of a pgTAP function) is evaluated on the
     coordinator: pgTAP keeps its plan and counters in the session's
     temporary tables, which a worker does not have, and Citus would send an
@@ -148,6 +152,11 @@ ASSERTION = re.compile(r'^SELECT (\* FROM )?(PLAN|NO_PLAN|FINISH|DIAG|OK|IS|ISNT
                        r'RESULTS_EQ|RESULTS_NE|SET_EQ|SET_NE|SET_HAS|SET_HASNT|BAG_EQ|BAG_NE|BAG_HAS|BAG_HASNT|'
                        r'ROW_EQ|THROWS_OK|THROWS_LIKE|THROWS_ILIKE|THROWS_MATCHING|THROWS_IMATCHING|LIVES_OK|'
                        r'PERFORMS_OK|HAS_[A-Z_]+|HASNT_[A-Z_]+|COL_[A-Z_]+|FK_OK|IS_[A-Z_]+|ISNT_[A-Z_]+)\s*\(')
+# set_config of a setting, by name; the request's identity (its role, its
+# claims and headers, the claims relayed to the workers) is context, any
+# other setting the suite's own configuration, as SET LOCAL.
+SET_CONFIG = re.compile(r"^SELECT SET_CONFIG\('([A-Z0-9_.]+)'")
+IDENTITY = re.compile(r'^(ROLE|REQUEST\..*|EIGHTMS\.RELAYED_CLAIMS)$')
 COORDINATOR = 'WITH pgrst_coordinator AS (SELECT FROM pgrst.coordinator) '
 PERMANENT_DDL = re.compile(r'^(CREATE|ALTER|DROP|COMMENT ON) ')
 TEMP_DDL = re.compile(r'^(CREATE (OR REPLACE )?(TEMP|TEMPORARY) |CREATE (OR REPLACE )?(FUNCTION|PROCEDURE|VIEW) PG_TEMP\.)')
@@ -166,8 +175,11 @@ def kind(body):
         return 'assertion'
     if re.match(r'^RESET ROLE;', w):
         return 'reset-role'
-    if re.match(r'^SET (LOCAL )?ROLE ', w) or re.match(r"^SELECT SET_CONFIG\(", w):
+    if re.match(r'^SET (LOCAL )?ROLE ', w):
         return 'context'
+    m = SET_CONFIG.match(w)
+    if m:
+        return 'context' if IDENTITY.match(m.group(1)) else 'setting'
     if re.match(r'^SET LOCAL ', w):
         return 'setting'
     if re.match(r'^RESET ', w):
@@ -178,13 +190,30 @@ def kind(body):
 
 
 def setting_name(body):
-    m = re.match(r'^(SET LOCAL|RESET) ([A-Z0-9_.]+)', words(body))
-    return m.group(2) if m else None
+    w = words(body)
+    m = re.match(r'^(SET LOCAL|RESET) ([A-Z0-9_.]+)', w) or SET_CONFIG.match(w)
+    return m.group(m.lastindex) if m else None
 
 
 def on_coordinator(what, body):
     """The statement, evaluated where the session is if it is an assertion."""
     return COORDINATOR + body if what == 'assertion' else body
+
+
+def each_request(prefix, body):
+    """The statement after the request's prefix; for one whose statements
+    psql runs (\\gexec), each of those after a prefix of its own instead, in
+    the order psql would run them: row by row as the query returns them
+    (numbered as they come out of its ORDER BY, which the subquery keeps as
+    it is planned on its own), then column by column."""
+    gexec = re.search(r'\\gexec\s*$', body)
+    if not gexec:
+        return prefix + ' ' + body
+    query = body[:gexec.start()].rstrip().rstrip(';')
+    quoted = "'" + (prefix + ' ').replace("'", "''") + "'"
+    return ('SELECT ' + quoted + ' || g.value FROM (SELECT row_number() OVER () AS n, q FROM (' + query + ') AS q) AS r,'
+            ' LATERAL json_each_text(row_to_json(r.q)) WITH ORDINALITY AS g(key, value, col) ORDER BY r.n, g.col\n'
+            + body[gexec.start():])
 
 
 def one_line(body):
@@ -230,7 +259,7 @@ def transform(text):
             prefix += [s for _, s in settings]
             prefix.append('SELECT pgrst.replay();')
             prefix += context
-            out.append(lead + ' '.join(prefix) + ' ' + on_coordinator(what, body))
+            out.append(lead + each_request(' '.join(prefix), on_coordinator(what, body)))
         else:
             out.append(lead + on_coordinator(what, body))
         if what == 'request':
