@@ -25,6 +25,7 @@ SQL_PARTS = \
 	sql/consent.sql \
 	sql/privacy.sql \
 	sql/dsar.sql \
+	sql/contacts.sql \
 	sql/distribute.sql \
 	sql/privileges.sql
 
