@@ -25,6 +25,7 @@ SQL_PARTS = \
 	sql/consent.sql \
 	sql/privacy.sql \
 	sql/dsar.sql \
+	sql/contacts.sql \
 	sql/distribute.sql \
 	sql/privileges.sql
 
@@ -92,7 +93,9 @@ SHLIB_LINK = -lcrypto -lcurl
 # top-level expected/ (pg_regress takes the files of its output directory
 # before those of its input directory), the results in test/regress.
 REGRESS = $(sort $(notdir $(basename $(wildcard $(srcdir)/test/regress/sql/*.sql))))
-REGRESS_OPTS = --outputdir=test/regress --load-extension=eightms
+# pg_trgm first: eightms requires it (the contacts' search), and pg_regress
+# creates each extension without CASCADE.
+REGRESS_OPTS = --outputdir=test/regress --load-extension=pg_trgm --load-extension=eightms
 # Isolation specs: races between sessions, in a database of their own
 # with the PostgREST stand-ins of test/helpers.sql (isolation-prep).
 ISOLATION = $(sort $(notdir $(basename $(wildcard $(srcdir)/test/isolation/specs/*.spec))))

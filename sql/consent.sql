@@ -626,7 +626,8 @@ $$;
 CREATE FUNCTION eightms_api.consent_history(number text DEFAULT NULL, after_at timestamptz DEFAULT NULL,
 											after_id uuid DEFAULT NULL, page_size integer DEFAULT 100)
 RETURNS TABLE (event_id uuid, peer_number text, action text, rule text, keyword text, inbound_text text,
-			   normalized text, message_id uuid, confirmation_id uuid, at timestamptz)
+			   normalized text, message_id uuid, confirmation_id uuid, at timestamptz, changed_by text,
+			   reason text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -651,7 +652,7 @@ BEGIN
 	END IF;
 	RETURN QUERY
 		SELECT e.event_id, e.number, e.action, e.rule, e.keyword, e.inbound_text, e.normalized, e.message_id,
-			   e.confirmation_id, e.at
+			   e.confirmation_id, e.at, e.changed_by, e.reason
 		  FROM eightms.consent_event e
 		 WHERE e.account_id = acct
 		   AND (who IS NULL OR e.number = who)

@@ -264,12 +264,20 @@ CREATE TABLE eightms.consent_event (
 	normalized	text,
 	rule		text,
 	confirmation_id uuid,
+	-- A change a member made by hand (sql/contacts.sql): who (the user id)
+	-- and why.  Last: 0.2.0's upgrade adds them after the four above.
+	changed_by	text,
+	reason		text,
 	PRIMARY KEY (account_id, event_id)
 );
+-- One number's history, and its last opt-out (opt_outs, consent_history).
+CREATE INDEX consent_event_number_idx ON eightms.consent_event (account_id, number, at);
 COMMENT ON COLUMN eightms.consent_event.inbound_text IS 'The inbound SMS that made the change, exactly as received (NULL for a change made by a member)';
 COMMENT ON COLUMN eightms.consent_event.normalized IS 'That text as the consent rules read it (eightms.consent_normalize)';
-COMMENT ON COLUMN eightms.consent_event.rule IS 'The rule of doc/consent.md that matched (stop.keyword, stop.short, start.keyword, review.member)';
+COMMENT ON COLUMN eightms.consent_event.rule IS 'The rule of doc/consent.md that matched (stop.keyword, stop.short, start.keyword, review.member), or member.opt_out / member.opt_in for a change made by hand';
 COMMENT ON COLUMN eightms.consent_event.confirmation_id IS 'The confirmation queued for this change (eightms.message), one per change';
+COMMENT ON COLUMN eightms.consent_event.changed_by IS 'The user id of the member who made the change by hand (add_opt_out, remove_opt_out), else NULL';
+COMMENT ON COLUMN eightms.consent_event.reason IS 'Why a member made the change by hand, as they wrote it';
 SELECT pg_catalog.pg_extension_config_dump('eightms.consent_event', '');
 
 ALTER TABLE eightms.phone ENABLE ROW LEVEL SECURITY;

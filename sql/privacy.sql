@@ -52,7 +52,7 @@ COMMENT ON TABLE eightms.retention_rule IS
 	'global: retention rules (what, how long by default, counted from when, why); filled by CREATE EXTENSION';
 
 INSERT INTO eightms.retention_rule (rule_name, covers, default_keep, counted_from, reason) VALUES
-	('account_lifetime', 'accounts, members, phones, conversations, message metadata, opt-outs, consent reviews and templates',
+	('account_lifetime', 'accounts, members, phones, conversations, message metadata, opt-outs, consent reviews and templates, contacts and their custom fields',
 	 NULL, 'the account''s deletion',
 	 'the service itself: delete_account, or the suspended_account and disabled_account rules, remove all of it'),
 	('extension', 'the extension''s own registries (jobs, sealed columns, retention rules and settings, this classification)',
@@ -350,6 +350,8 @@ INSERT INTO eightms.data_column (table_name, column_name, class, subject, retent
 	('consent_event', 'normalized', 'content', 'contact', 'consent_event', 'the reply as matched'),
 	('consent_event', 'rule', 'operational', 'contact', 'consent_event', 'the rule matched'),
 	('consent_event', 'confirmation_id', 'operational', 'contact', 'consent_event', 'the confirmation sent'),
+	('consent_event', 'changed_by', 'personal', 'member', 'consent_event', 'user id of the member who made the change by hand'),
+	('consent_event', 'reason', 'content', 'contact', 'consent_event', 'why a member made the change, as written'),
 
 	('consent_review', 'account_id', 'operational', 'account', 'account_lifetime', 'key'),
 	('consent_review', 'review_id', 'operational', 'contact', 'account_lifetime', 'key'),

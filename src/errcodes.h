@@ -20,6 +20,12 @@
  */
 #define ERRCODE_EIGHTMS_OPTED_OUT		MAKE_SQLSTATE('E','8','O','0','1')
 
+/*
+ * E8C01: delete_all_contacts was given a count other than the account's
+ * number of contacts; nothing was deleted (sql/contacts.sql)
+ */
+#define ERRCODE_EIGHTMS_COUNT_MISMATCH	MAKE_SQLSTATE('E','8','C','0','1')
+
 /* E8S01: a sealed value could not be opened (tampered, wrong context, unknown key) */
 #define ERRCODE_EIGHTMS_UNSEAL_FAILED	MAKE_SQLSTATE('E','8','S','0','1')
 

@@ -63,7 +63,8 @@ elif [ "$INSTALLED" != "$VERSION" ]; then
 	if psql -d "$DB" -Atc "SELECT path IS NOT NULL FROM pg_extension_update_paths('eightms')
 							WHERE source = '$INSTALLED' AND target = '$VERSION'" | grep -q t; then
 		say "updating eightms in database $DB from $INSTALLED to $VERSION"
-		psql -d "$DB" -c "ALTER EXTENSION eightms UPDATE"
+		# 0.2.0 requires pg_trgm, which ALTER EXTENSION does not create.
+		psql -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS pg_trgm" -c "ALTER EXTENSION eightms UPDATE"
 		echo "$BUILT_SUM" > "$LOCAL/installed-script.sha256"
 	else
 		say "note: database $DB has eightms $INSTALLED, and this tree has no upgrade script from it to $VERSION."

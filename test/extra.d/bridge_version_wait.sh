@@ -55,7 +55,7 @@ check "and has sent nothing" \
 	test "$(q "SELECT state || ' ' || attempts FROM eightms.http_request WHERE idempotency_key = 'version-wait-1'")" = "queued 0"
 check "it logged that once" test "$(grep -cF "$waiting" "$W/server.log")" = 1
 
-q "ALTER EXTENSION eightms UPDATE" >/dev/null
+q "CREATE EXTENSION IF NOT EXISTS pg_trgm; ALTER EXTENSION eightms UPDATE" >/dev/null
 sent() { [ "$(q "SELECT state FROM eightms.http_request WHERE idempotency_key = 'version-wait-1'")" = done ]; }
 check "after the update the worker starts and sends the queued request" until_ok sent
 check "and says so" grep -qF "eightms bridge: extension eightms is at version $NEW now; starting" "$W/server.log"

@@ -31,7 +31,7 @@ SQL
 )
 check "a signed-out session is recorded as 0.1.0 does ($out)" test -z "$out"
 
-out=$(q -c "ALTER EXTENSION eightms UPDATE" -c "SELECT extversion FROM pg_extension WHERE extname = 'eightms'")
+out=$(q -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_trgm" -c "ALTER EXTENSION eightms UPDATE" -c "SELECT extversion FROM pg_extension WHERE extname = 'eightms'")
 check "ALTER EXTENSION eightms UPDATE reaches 0.2.0 ($out)" test "$out" = "0.2.0"
 check "the revocation moved to eightms.session_revocation, with its time" test \
 	"$(q -c "SELECT count(*) FROM eightms.session_revocation WHERE session_hash = sha256('s-old') AND revoked_at < now() - interval '59 minutes'")" = 1

@@ -25,6 +25,8 @@ CREATE TEMP TABLE extreme (type text PRIMARY KEY, value text NOT NULL);
 INSERT INTO extreme VALUES
 	('text', $$repeat('x', 100000)$$),
 	('integer', '2147483647'),
+	('bigint', '9223372036854775807'),
+	('text[]', $$(SELECT array_agg(repeat('t', 1000)) FROM generate_series(1, 20000))$$),
 	('boolean', 'true'),
 	('uuid', 'gen_random_uuid()'),
 	('uuid[]', $$(SELECT array_agg(gen_random_uuid()) FROM generate_series(1, 20000))$$),

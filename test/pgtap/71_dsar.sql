@@ -5,7 +5,7 @@
 -- erasure the registry-driven scan finds nothing of the subject, and
 -- other subjects' rows are untouched.  The request log and its due dates.
 BEGIN;
-SELECT plan(40);
+SELECT plan(46);
 SELECT pgrst.share_tap();
 
 SELECT pgrst.as_user('dora', NULL, 'dora@example.test');
@@ -44,6 +44,19 @@ SELECT is((SELECT account_id FROM eightms.http_request WHERE idempotency_key = '
 			 AND id = eightms.http_enqueue('GET', 'https://status.example.test/', idempotency_key => 'platform-1')),
 		  NULL, 'a platform call outside a request has none');
 
+-- Contacts: the subject's (with a name, an email and a custom field), another
+-- one, and the same number in Fay's account; an opt-out Ed made by hand.
+SELECT pgrst.as_user('dora', :'acct', 'dora@example.test');
+SELECT eightms_api.set_contact_field('insurer', 'text');
+SELECT eightms_api.create_contact('{"phone": "+12125550199", "first_name": "Zoe", "email": "zoe@example.test",
+	"custom": {"insurer": "Acme"}, "tags": ["patient"]}');
+SELECT eightms_api.create_contact('{"phone": "+12125550177", "first_name": "Yan"}');
+SELECT pgrst.as_user('ed', :'acct', 'ed@example.test');
+SELECT eightms_api.add_opt_out('+12125550166', 'asked at the desk');
+SELECT pgrst.as_user('fay', :'other', 'fay@example.test');
+SELECT eightms_api.create_contact('{"phone": "+12125550199", "first_name": "Zed"}');
+SELECT pgrst.reset();
+
 -- What is held before: counts of every table, per subject, from the registry.
 CREATE TEMP TABLE before_contact AS SELECT eightms.dsar_count('contact', '+12125550199', :'acct') AS c;
 CREATE TEMP TABLE before_other AS
@@ -70,6 +83,9 @@ SELECT set_eq($$SELECT t ->> 'table' FROM ex, jsonb_array_elements(doc -> 'manif
 				 WHERE class = 'personal' AND subject = 'contact' AND table_name <> 'dsar_request'$$,
 			  'the manifest lists every table with a personal column of a contact, from the registry');
 SELECT is((SELECT jsonb_array_length(doc -> 'data' -> 'message') FROM ex), 4, 'the export holds the contact''s four messages');
+SELECT is((SELECT doc -> 'data' -> 'contact' -> 0 ->> 'first_name' FROM ex), 'Zoe',
+		  'and the contact row, with its name (not the other account''s)');
+SELECT is((SELECT doc -> 'data' -> 'contact' -> 0 -> 'custom' FROM ex), '{"insurer": "Acme"}'::jsonb, 'and its custom fields');
 SELECT is((SELECT count(*) FROM ex, jsonb_array_elements(doc -> 'data' -> 'message') m
 			WHERE m ->> 'peer_number' <> '+12125550199' OR m ->> 'account_id' <> :'acct'), 0::bigint,
 		  'and nothing of another contact or account');
@@ -92,6 +108,9 @@ SELECT throws_ok($$SELECT eightms.dsar_erase('contact', '2125550199')$$, '22023'
 CREATE TEMP TABLE er AS SELECT eightms.dsar_erase('contact', '+12125550199', :'acct') AS res;
 RESET ROLE;
 SELECT is((SELECT res -> 'erased' ->> 'message' FROM er), '4', 'the erasure removes the contact''s messages');
+SELECT is((SELECT res -> 'erased' ->> 'contact' FROM er), '1', 'and the contact row');
+SELECT is((SELECT count(*) FROM eightms.contact WHERE phone = '+12125550199'), 1::bigint,
+		  'only the other account''s contact with the number is left');
 SELECT is((SELECT res -> 'kept' FROM er), '{"opt_out": 1}'::jsonb, 'and keeps only the opt-out, so they are never texted again');
 SELECT is((SELECT count(*) FROM jsonb_each_text(eightms.dsar_count('contact', '+12125550199', :'acct')) c
 			WHERE c.value::int > 0 AND c.key <> 'opt_out'), 0::bigint,
@@ -118,6 +137,9 @@ SELECT is((SELECT doc -> 'data' -> 'invitation' -> 0 ->> 'token_hash' FROM mex),
 SELECT is((SELECT count(*) FROM jsonb_each_text(eightms.dsar_count('member', 'ed@example.test')) c
 			WHERE c.value::int > 0 AND c.key NOT IN ('session_revocation', 'user_revocation')), 0::bigint,
 		  'after the erasure nothing of the member is left');
+SELECT is((SELECT count(*) FROM eightms.consent_event WHERE number = '+12125550166' AND changed_by IS NULL
+			 AND reason = 'asked at the desk'), 1::bigint,
+		  'an opt-out the member made by hand stays, without who made it');
 SELECT is(eightms.dsar_count('member', 'fay@example.test'), (SELECT fay FROM before_other),
 		  'another member''s rows are untouched');
 SELECT is((SELECT array_agg(user_id) FROM eightms.member WHERE account_id = :'acct'), '{dora}',
@@ -130,6 +152,8 @@ SELECT pgrst.reset();
 SELECT is((SELECT doc -> 'data' -> 'http_request' -> 0 ->> 'secret_headers' FROM aex), 'sealed, present',
 		  'the account export shows the bridge request''s secret headers as sealed, present');
 SELECT is((SELECT position('crm-secret-1' IN doc::text) FROM aex), 0, 'never in clear');
+SELECT is((SELECT array[jsonb_array_length(doc -> 'data' -> 'contact'), jsonb_array_length(doc -> 'data' -> 'contact_field')] FROM aex),
+		  ARRAY[1, 1], 'the account export holds its contacts and its custom fields');
 SELECT is((SELECT count(*) FROM aex, jsonb_each(doc -> 'data') t, jsonb_array_elements(t.value) r
 			WHERE r ->> 'account_id' IS DISTINCT FROM :'acct'), 0::bigint,
 		  'every row of the account export is the account''s');

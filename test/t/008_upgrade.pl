@@ -110,7 +110,9 @@ $node->stop;
 ok(install_eightms($tree), "this tree's build installs over $old_version");
 set_secrets_file($node, $secrets);
 start_with_env($node);
-my ($urc, $uout, $uerr) = $node->psql($db, 'ALTER EXTENSION eightms UPDATE');
+# 0.2.0 requires pg_trgm (the contacts' search): the DBA creates it first
+# (doc/operations.md, "Upgrades").
+my ($urc, $uout, $uerr) = $node->psql($db, 'CREATE EXTENSION IF NOT EXISTS pg_trgm; ALTER EXTENSION eightms UPDATE');
 is($urc, 0, 'ALTER EXTENSION eightms UPDATE succeeds') or diag($uerr);
 is(val("SELECT extversion FROM pg_extension WHERE extname = 'eightms'"), $new_version, "and reports $new_version");
 
