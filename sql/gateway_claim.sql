@@ -481,8 +481,10 @@ $$;
 
 -- Reporting, the usual batch's step: the reports of one status (st) move
 -- their messages, each checked against the row as the update finds it, with
--- no locking pass first; ids, ats and errs are the reports' (each id once).
--- Returns the messages moved.  One statement per status, each written out
+-- no locking pass first; ids, ats and errs are the reports', in id order
+-- (each id once), so that a message's report is found by a binary search
+-- (width_bucket) rather than a walk of the batch.  Returns the messages
+-- moved.  One statement per status, each written out
 -- with its status as a literal: Citus cannot deparse a comparison of the
 -- parameter inside the shard's statement.  No column is set to a bare
 -- array element either: Citus 13.2.2's deparser takes that for an
@@ -499,7 +501,7 @@ BEGIN
 	IF st = 'sent' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'sent', pending = NULL, lease_expires_at = NULL,
-			sent_at = coalesce(x.sent_at, ats[array_position(ids, x.message_id)]),
+			sent_at = coalesce(x.sent_at, ats[width_bucket(x.message_id, ids)]),
 			error = CASE WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
@@ -509,8 +511,8 @@ BEGIN
 	ELSIF st = 'delivered' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'delivered', pending = NULL, lease_expires_at = NULL,
-			sent_at = coalesce(x.sent_at, ats[array_position(ids, x.message_id)]),
-			delivered_at = coalesce(ats[array_position(ids, x.message_id)], x.delivered_at),
+			sent_at = coalesce(x.sent_at, ats[width_bucket(x.message_id, ids)]),
+			delivered_at = coalesce(ats[width_bucket(x.message_id, ids)], x.delivered_at),
 			error = CASE WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
@@ -521,8 +523,8 @@ BEGIN
 	ELSIF st = 'failed' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'failed', pending = NULL, lease_expires_at = NULL,
-			failed_at = coalesce(ats[array_position(ids, x.message_id)], x.failed_at),
-			error = left(coalesce(errs[array_position(ids, x.message_id)], 'failed on the phone'), 500),
+			failed_at = coalesce(ats[width_bucket(x.message_id, ids)], x.failed_at),
+			error = left(coalesce(errs[width_bucket(x.message_id, ids)], 'failed on the phone'), 500),
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
@@ -589,8 +591,14 @@ DECLARE
 	sts text[];
 	errs text[];
 	ats timestamptz[];
+	sent_ids uuid[];
+	sent_ats timestamptz[];
+	delivered_ids uuid[];
+	delivered_ats timestamptz[];
+	failed_ids uuid[];
+	failed_ats timestamptz[];
+	failed_errs text[];
 	moved uuid[] := '{}';
-	s text;
 	still_ids uuid[];
 	still_statuses text[];
 	cur_given_up boolean[];
@@ -599,23 +607,38 @@ BEGIN
 	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
 		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
 	END IF;
-	-- The reports, in batch order; a malformed id names no message.
-	SELECT coalesce(array_agg(eightms.try_uuid(t.x ->> 'id')), '{}'), coalesce(array_agg(t.x ->> 'status'), '{}'),
-		   coalesce(array_agg(t.x ->> 'error'), '{}'),
-		   coalesce(array_agg(least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now)), '{}')
-	  INTO ids, sts, errs, ats
-	  FROM jsonb_array_elements(reports) AS t(x);
 	IF eightms.ids_are_distinct(reports) THEN
 		-- The usual batch names each message once: one write per status.
-		FOREACH s IN ARRAY ARRAY['sent', 'delivered', 'failed'] LOOP
-			CONTINUE WHEN NOT s = ANY (sts);
-			moved := moved || ARRAY(
-				SELECT eightms.apply_reports(acct, me, s, array_agg(r.id), array_agg(r.at), array_agg(r.err))
-				  FROM unnest(ids, sts, errs, ats) AS r(id, st, err, at)
-				 WHERE r.st = s);
-		END LOOP;
-		-- What did not move: late, repeated, malformed or not this phone's.
-		still_ids := ARRAY(SELECT u FROM unnest(ids) u EXCEPT SELECT u FROM unnest(moved) u);
+		-- The reports' ids and statuses in batch order, for the answer, and
+		-- each status's reports in id order (apply_reports), read at once.
+		SELECT coalesce(array_agg(r.id), '{}'), coalesce(array_agg(r.st), '{}'),
+			   array_agg(r.id ORDER BY r.id) FILTER (WHERE r.st = 'sent'),
+			   array_agg(r.at ORDER BY r.id) FILTER (WHERE r.st = 'sent'),
+			   array_agg(r.id ORDER BY r.id) FILTER (WHERE r.st = 'delivered'),
+			   array_agg(r.at ORDER BY r.id) FILTER (WHERE r.st = 'delivered'),
+			   array_agg(r.id ORDER BY r.id) FILTER (WHERE r.st = 'failed'),
+			   array_agg(r.at ORDER BY r.id) FILTER (WHERE r.st = 'failed'),
+			   array_agg(r.err ORDER BY r.id) FILTER (WHERE r.st = 'failed')
+		  INTO ids, sts, sent_ids, sent_ats, delivered_ids, delivered_ats, failed_ids, failed_ats, failed_errs
+		  FROM (SELECT eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
+					   least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now) AS at
+				  FROM jsonb_array_elements(reports) AS t(x)
+				-- Each report read once, not once for each aggregate.
+				OFFSET 0) r;
+		IF sent_ids IS NOT NULL THEN
+			moved := ARRAY(SELECT eightms.apply_reports(acct, me, 'sent', sent_ids, sent_ats, NULL));
+		END IF;
+		IF delivered_ids IS NOT NULL THEN
+			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'delivered', delivered_ids, delivered_ats, NULL));
+		END IF;
+		IF failed_ids IS NOT NULL THEN
+			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'failed', failed_ids, failed_ats, failed_errs));
+		END IF;
+		-- What did not move: late, repeated, malformed or not this phone's
+		-- (the ids are distinct: when as many moved, all did).
+		IF cardinality(moved) < cardinality(ids) THEN
+			still_ids := ARRAY(SELECT u FROM unnest(ids) u EXCEPT SELECT u FROM unnest(moved) u);
+		END IF;
 		IF cardinality(still_ids) > 0 THEN
 			SELECT array_agg(m.message_id), array_agg(m.status) INTO still_ids, still_statuses
 			  FROM eightms.message m
@@ -625,17 +648,25 @@ BEGIN
 		END IF;
 		RETURN QUERY
 		SELECT r.id, r.st,
-			   (r.id = ANY (moved) OR still.status IS NOT NULL) AND coalesce(r.st IN ('sent', 'delivered', 'failed'), false),
-			   CASE WHEN r.id = ANY (moved) THEN NULL
+			   (mv.id IS NOT NULL OR still.status IS NOT NULL) AND coalesce(r.st IN ('sent', 'delivered', 'failed'), false),
+			   CASE WHEN mv.id IS NOT NULL THEN NULL
 					WHEN still.status IS NULL THEN 'no such message for this phone'
 					WHEN r.st IS NULL OR r.st NOT IN ('sent', 'delivered', 'failed')
 					THEN 'status must be sent, delivered or failed'
 					ELSE 'already ' || still.status END
 		  FROM unnest(ids, sts) WITH ORDINALITY AS r(id, st, ord)
+		  -- Joined, not r.id = ANY (moved): that walks the batch for each report.
+		  LEFT JOIN unnest(moved) AS mv(id) ON mv.id = r.id
 		  LEFT JOIN unnest(still_ids, still_statuses) AS still(id, status) ON still.id = r.id
 		 ORDER BY r.ord;
 		RETURN;
 	END IF;
+	-- The reports, in batch order; a malformed id names no message.
+	SELECT coalesce(array_agg(eightms.try_uuid(t.x ->> 'id')), '{}'), coalesce(array_agg(t.x ->> 'status'), '{}'),
+		   coalesce(array_agg(t.x ->> 'error'), '{}'),
+		   coalesce(array_agg(least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now)), '{}')
+	  INTO ids, sts, errs, ats
+	  FROM jsonb_array_elements(reports) AS t(x);
 	-- A message named more than once: the phone's messages named are
 	-- locked, then read, and each report is folded in (report_steps).
 	PERFORM FROM eightms.message m

@@ -237,50 +237,6 @@ AS $$
 	 ORDER BY n.ord
 $$;
 
--- Of those, the ones the account's tables let through: the number not
--- opted out, the phone named (if any) paired, the idempotency key not
--- used before; each with the id its message will have.  One statement per
--- table, each by the account (single-shard on Citus, with cached plans).
--- The opt-out list is read again once the conversations are held.
-CREATE FUNCTION eightms.plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
-RETURNS TABLE (ord integer, e164 text, body text, phone uuid, idem text, send_at timestamptz, message_id uuid)
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	ords integer[];
-	numbers text[];
-	bodies text[];
-	phones uuid[];
-	idems text[];
-	send_ats timestamptz[];
-	opted text[];
-	paired uuid[];
-	used text[];
-BEGIN
-	SELECT array_agg(i.ord), array_agg(i.e164), array_agg(i.body), array_agg(i.phone), array_agg(i.idem),
-		   array_agg(i.send_at)
-	  INTO ords, numbers, bodies, phones, idems, send_ats
-	  FROM eightms.outbound_items(messages, region, fold, ttl) i;
-	IF ords IS NULL THEN
-		RETURN;
-	END IF;
-	opted := eightms.opted_out(acct, numbers);
-	SELECT coalesce(array_agg(p.phone_id), '{}') INTO paired FROM eightms.phone p
-	 WHERE p.account_id = acct AND p.phone_id = ANY (phones) AND p.unpaired_at IS NULL;
-	SELECT coalesce(array_agg(o.idempotency_key), '{}') INTO used FROM eightms.message o
-	 WHERE o.account_id = acct AND o.idempotency_key = ANY (idems);
-	RETURN QUERY
-	SELECT u.ord, u.e164, u.body, u.phone, u.idem, u.send_at, eightms.uuid_v7()
-	  FROM unnest(ords, numbers, bodies, phones, idems, send_ats) AS u(ord, e164, body, phone, idem, send_at)
-	 WHERE u.e164 <> ALL (opted)
-	   AND (u.phone IS NULL OR u.phone = ANY (paired))
-	   AND (u.idem IS NULL OR u.idem <> ALL (used))
-	 ORDER BY u.ord;
-END
-$$;
-
 -- Lock the conversations with these numbers that exist and have a phone
 -- (nearly all), marking their last message: one scan of the number index,
 -- which takes the locks in number order (the order every batch shares).
@@ -300,14 +256,16 @@ $$;
 
 -- Create the conversations with these numbers (or, created meanwhile or
 -- without a phone, take them over), in number order too, each with its
--- phone.  INSERT ... SELECT: Citus plans it only with the values known,
--- so this one statement is planned on each call (force_custom_plan: the
--- callers' force_generic_plan would otherwise hold here too).
+-- phone.  INSERT ... SELECT: Citus plans it only with the values known.
+-- plan_cache_mode = auto (the callers' force_generic_plan would otherwise
+-- hold here too): on one server the plan cache settles on the generic plan
+-- after its first calls; Citus prices a generic plan it cannot route out
+-- of reach, so there every call gets a custom plan.
 CREATE FUNCTION eightms.create_conversations(acct uuid, numbers text[], phones uuid[], at timestamptz)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = auto
 AS $$
 BEGIN
 	RETURN QUERY
@@ -321,33 +279,22 @@ BEGIN
 END
 $$;
 
--- Hold the conversations of a batch's numbers (the consent lock, above),
--- given one row per number in number order, with the phone and the
--- position of its first item: those that exist with a phone are locked
--- first; the others are spread over the healthy phones as pick_phone
--- would, shortest queue first (unless the item names its phone), in the
--- order of their first items, and created.
-CREATE FUNCTION eightms.hold_conversations(acct uuid, numbers text[], named uuid[], firsts integer[],
-										   at timestamptz)
+-- Open the conversations of a batch's numbers that touch_conversations did
+-- not hold (held: those it did), given one row per number in number order,
+-- with the phone and the position of its first item: they are spread over
+-- the healthy phones as pick_phone would, shortest queue first (unless the
+-- item names its phone), in the order of their first items, and created.
+CREATE FUNCTION eightms.open_conversations(acct uuid, numbers text[], named uuid[], firsts integer[],
+										   held text[], at timestamptz)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	held_ids uuid[];
-	held text[];
-	held_phones uuid[];
 	new_numbers text[];
 	new_phones uuid[];
 BEGIN
-	SELECT array_agg(t.conversation_id), coalesce(array_agg(t.peer_number), '{}'), array_agg(t.phone_id)
-	  INTO held_ids, held, held_phones
-	  FROM eightms.touch_conversations(acct, numbers, at) t;
-	RETURN QUERY SELECT u.id, u.number, u.phone FROM unnest(held_ids, held, held_phones) AS u(id, number, phone);
-	IF cardinality(held) = cardinality(numbers) THEN
-		RETURN;
-	END IF;
 	WITH rest AS (
 		SELECT u.number, u.phone, u.first
 		  FROM unnest(numbers, named, firsts) AS u(number, phone, first)
@@ -370,54 +317,45 @@ BEGIN
 END
 $$;
 
--- Insert a batch's messages, in item order.  No ON CONFLICT: it would make
--- every row a speculative insertion (a lock and a second WAL record each,
--- about 1% of a lifecycle).  A key another transaction took meanwhile
--- raises unique_violation instead, and the batch goes one by one, where
--- that item gets the message already queued under its key.  INSERT ...
--- SELECT, planned on each call as create_conversations is.
+-- Insert a batch's messages, in item order; their ids.  No ON
+-- CONFLICT: it would make every row a speculative insertion (a lock and a
+-- second WAL record each, about 1% of a lifecycle).  A key another
+-- transaction took meanwhile raises unique_violation instead, and the
+-- batch goes one by one, where that item gets the message already queued
+-- under its key.  INSERT ... SELECT, with plan_cache_mode = auto as
+-- create_conversations has it.  The arrays are read by subscript (one
+-- value of each a row): unnest would materialize each of them.  RETURNING
+-- is what makes Citus send the rows to the shards as INSERT statements:
+-- without it, it sends them as COPY, which row-level security refuses.
 CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], phones uuid[], numbers text[],
 										bodies text[], idems text[], send_ats timestamptz[], at timestamptz,
 										ttl interval)
-RETURNS TABLE (message_id uuid, phone_id uuid)
+RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = auto
 AS $$
 BEGIN
 	RETURN QUERY
-	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
-									  peer_number, body, encoding, segments, status, pending, idempotency_key,
-									  send_at, expires_at)
-	SELECT acct, u.id, u.conv, 'out', u.phone, u.number, u.body, i.encoding, i.segments, 'queued', true, u.idem,
-		   coalesce(u.send_at, at), coalesce(u.send_at, at) + ttl
-	  FROM unnest(ids, convs, phones, numbers, bodies, idems, send_ats)
-		   WITH ORDINALITY AS u(id, conv, phone, number, body, idem, send_at, ord)
-	 CROSS JOIN LATERAL eightms.sms_info(u.body) i
-	 ORDER BY u.ord
-	RETURNING x.message_id, x.phone_id;
+	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id, peer_number,
+									  body, encoding, segments, status, pending, idempotency_key, send_at, expires_at)
+	SELECT acct, ids[k], convs[k], 'out', phones[k], numbers[k], bodies[k], i.encoding, i.segments, 'queued', true,
+		   idems[k], coalesce(send_ats[k], at), coalesce(send_ats[k], at) + ttl
+	  FROM generate_subscripts(ids, 1) AS k
+	 CROSS JOIN LATERAL eightms.sms_info(bodies[k]) i
+	 ORDER BY k
+	RETURNING x.message_id;
 END
-$$;
-
--- Realtime: ids only, never content or numbers; one notification per
--- phone and hundred messages (a payload holds 8000 bytes).
-CREATE FUNCTION eightms.notify_outbound(acct uuid, message_ids uuid[], phone_ids uuid[]) RETURNS bigint
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT count(pg_notify('eightms_outbound',
-						   json_build_object('account_id', acct, 'phone_id', g.phone_id, 'message_ids', g.ids)::text))
-	  FROM (SELECT c.phone_id, json_agg(c.message_id) AS ids
-			  FROM (SELECT u.phone_id, u.message_id, (row_number() OVER (PARTITION BY u.phone_id) - 1) / 100 AS chunk
-					  FROM unnest(message_ids, phone_ids) AS u(message_id, phone_id)) c
-			 GROUP BY c.phone_id, c.chunk) g
 $$;
 
 -- The fast path of send_messages: queue every item that plainly goes
 -- through, in named steps of one table each; answer each item's message
 -- id (NULL: left to the slow path).  Raises T8R01 to undo it all when
 -- what it holds is not what it read: a STOP that committed while it
--- waited for a conversation.
+-- waited for a conversation.  The steps pass arrays, read once: each
+-- statement of one table keyed by the account (single-shard on Citus,
+-- with cached plans); the steps that write many rows and answer them are
+-- functions of their own (touch_conversations, open_conversations).
 CREATE FUNCTION eightms.queue_plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
 RETURNS uuid[]
 LANGUAGE plpgsql VOLATILE
@@ -433,6 +371,9 @@ DECLARE
 	idems text[];
 	send_ats timestamptz[];
 	ids uuid[];
+	opted text[];
+	paired uuid[] := '{}';
+	used text[] := '{}';
 	peers text[];
 	named uuid[];
 	firsts integer[];
@@ -441,32 +382,68 @@ DECLARE
 	held_phones uuid[];
 	convs uuid[];
 	senders uuid[];
-	sent_ids uuid[];
-	sent_phones uuid[];
 BEGIN
-	SELECT array_agg(f.ord), array_agg(f.e164), array_agg(f.body), array_agg(f.phone), array_agg(f.idem),
-		   array_agg(f.send_at), array_agg(f.message_id)
+	-- The items that pass every check needing no table, each with the id
+	-- its message will have.
+	SELECT array_agg(i.ord), array_agg(i.e164), array_agg(i.body), array_agg(i.phone), array_agg(i.idem),
+		   array_agg(i.send_at), array_agg(eightms.uuid_v7())
 	  INTO ords, numbers, bodies, phones, idems, send_ats, ids
-	  FROM eightms.plain_outbound(acct, messages, region, fold, ttl) f;
+	  FROM eightms.outbound_items(messages, region, fold, ttl) i;
 	IF ords IS NULL THEN
 		RETURN array_fill(NULL::uuid, ARRAY[jsonb_array_length(messages)]);
 	END IF;
-	-- One row per number, from its first item, in number order (the lock
-	-- order every batch shares).
-	SELECT array_agg(p.e164 ORDER BY p.e164), array_agg(p.phone ORDER BY p.e164), array_agg(p.ord ORDER BY p.e164)
+	-- Of those, the ones the account's tables let through: the number not
+	-- opted out, the phone named (if any) paired, the idempotency key not
+	-- used before.  The opt-out list is read again once the conversations
+	-- are held.
+	opted := eightms.opted_out(acct, numbers);
+	IF cardinality(array_remove(phones, NULL)) > 0 THEN
+		SELECT coalesce(array_agg(p.phone_id), '{}') INTO paired FROM eightms.phone p
+		 WHERE p.account_id = acct AND p.phone_id = ANY (phones) AND p.unpaired_at IS NULL;
+	END IF;
+	IF cardinality(array_remove(idems, NULL)) > 0 THEN
+		SELECT coalesce(array_agg(o.idempotency_key), '{}') INTO used FROM eightms.message o
+		 WHERE o.account_id = acct AND o.idempotency_key = ANY (idems);
+	END IF;
+	IF cardinality(opted) > 0 OR cardinality(array_remove(phones, NULL)) > cardinality(paired)
+	   OR cardinality(used) > 0 THEN
+		SELECT array_agg(u.ord), array_agg(u.e164), array_agg(u.body), array_agg(u.phone), array_agg(u.idem),
+			   array_agg(u.send_at), array_agg(u.id)
+		  INTO ords, numbers, bodies, phones, idems, send_ats, ids
+		  FROM unnest(ords, numbers, bodies, phones, idems, send_ats, ids)
+			   AS u(ord, e164, body, phone, idem, send_at, id)
+		 WHERE u.e164 <> ALL (opted)
+		   AND (u.phone IS NULL OR u.phone = ANY (paired))
+		   AND (u.idem IS NULL OR u.idem <> ALL (used));
+		IF ords IS NULL THEN
+			RETURN array_fill(NULL::uuid, ARRAY[jsonb_array_length(messages)]);
+		END IF;
+	END IF;
+	-- One row per number, from its first item (in number order as the
+	-- subquery reads them; the statements that lock conversations take
+	-- them in number order, the order every batch shares, whatever the
+	-- order of the array).
+	SELECT array_agg(p.e164), array_agg(p.phone), array_agg(p.ord)
 	  INTO peers, named, firsts
 	  FROM (SELECT DISTINCT ON (u.e164) u.e164, u.phone, u.ord
 			  FROM unnest(numbers, phones, ords) AS u(e164, phone, ord) ORDER BY u.e164, u.ord) p;
-	SELECT array_agg(h.peer_number), array_agg(h.conversation_id), array_agg(h.phone_id)
+	-- Hold the conversations (the consent lock): those that exist with a
+	-- phone first, then the others, opened.
+	SELECT array_agg(t.peer_number), array_agg(t.conversation_id), array_agg(t.phone_id)
 	  INTO held_numbers, held_ids, held_phones
-	  FROM eightms.hold_conversations(acct, peers, named, firsts, at) h;
+	  FROM eightms.touch_conversations(acct, peers, at) t;
+	IF coalesce(cardinality(held_numbers), 0) < cardinality(peers) THEN
+		SELECT held_numbers || array_agg(h.peer_number), held_ids || array_agg(h.conversation_id),
+			   held_phones || array_agg(h.phone_id)
+		  INTO held_numbers, held_ids, held_phones
+		  FROM eightms.open_conversations(acct, peers, named, firsts, coalesce(held_numbers, '{}'), at) h;
+	END IF;
 	SELECT array_agg(c.id ORDER BY u.ord), array_agg(coalesce(u.phone, c.phone) ORDER BY u.ord)
 	  INTO convs, senders
 	  FROM unnest(ords, numbers, phones) AS u(ord, e164, phone)
 	  JOIN unnest(held_numbers, held_ids, held_phones) AS c(number, id, phone) ON c.number = u.e164;
-	SELECT array_agg(i.message_id), array_agg(i.phone_id) INTO sent_ids, sent_phones
-	  FROM eightms.insert_outbound(acct, ids, convs, senders, numbers, bodies, idems, send_ats, at, ttl) i;
-	IF cardinality(sent_ids) IS DISTINCT FROM cardinality(ords) THEN
+	IF (SELECT count(*) FROM eightms.insert_outbound(acct, ids, convs, senders, numbers, bodies, idems, send_ats, at, ttl))
+	   IS DISTINCT FROM cardinality(ords) THEN
 		-- Cannot happen (every item is inserted or the statement fails);
 		-- should it, the slow path settles each item.
 		RAISE EXCEPTION USING ERRCODE = 'T8R01';
@@ -476,7 +453,17 @@ BEGIN
 	IF cardinality(eightms.opted_out(acct, peers)) > 0 THEN
 		RAISE EXCEPTION USING ERRCODE = 'T8R01';
 	END IF;
-	PERFORM eightms.notify_outbound(acct, sent_ids, sent_phones);
+	-- Realtime: ids only, never content or numbers; one notification per
+	-- phone and hundred messages (a payload holds 8000 bytes).
+	PERFORM count(pg_notify('eightms_outbound',
+							json_build_object('account_id', acct, 'phone_id', g.phone_id, 'message_ids', g.ids)::text))
+	   FROM (SELECT c.phone_id, json_agg(c.message_id) AS ids
+			   FROM (SELECT u.phone_id, u.message_id, (row_number() OVER (PARTITION BY u.phone_id) - 1) / 100 AS chunk
+					   FROM unnest(ids, senders) AS u(message_id, phone_id)) c
+			  GROUP BY c.phone_id, c.chunk) g;
+	IF cardinality(ords) = jsonb_array_length(messages) THEN
+		RETURN ids;
+	END IF;
 	RETURN ARRAY(SELECT f.id
 				   FROM generate_series(1, jsonb_array_length(messages)) AS it(ord)
 				   LEFT JOIN unnest(ords, ids) AS f(ord, id) ON f.ord = it.ord
@@ -633,12 +620,10 @@ GRANT EXECUTE ON FUNCTION eightms.conversation_for(uuid, text, uuid),
 TO eightms_user, eightms_phone, eightms_dba;
 -- The steps of send_messages and cancel_messages run as their caller.
 GRANT EXECUTE ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval),
-	eightms.plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.touch_conversations(uuid, text[], timestamptz),
 	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
-	eightms.hold_conversations(uuid, text[], uuid[], integer[], timestamptz),
+	eightms.open_conversations(uuid, text[], uuid[], integer[], text[], timestamptz),
 	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
-	eightms.notify_outbound(uuid, uuid[], uuid[]),
 	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.cancel_queued(uuid, uuid[], timestamptz, text)
 TO eightms_user;

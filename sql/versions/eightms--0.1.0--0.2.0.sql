@@ -1930,8 +1930,14 @@ DECLARE
 	sts text[];
 	errs text[];
 	ats timestamptz[];
+	sent_ids uuid[];
+	sent_ats timestamptz[];
+	delivered_ids uuid[];
+	delivered_ats timestamptz[];
+	failed_ids uuid[];
+	failed_ats timestamptz[];
+	failed_errs text[];
 	moved uuid[] := '{}';
-	s text;
 	still_ids uuid[];
 	still_statuses text[];
 	cur_given_up boolean[];
@@ -1940,23 +1946,38 @@ BEGIN
 	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
 		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
 	END IF;
-	-- The reports, in batch order; a malformed id names no message.
-	SELECT coalesce(array_agg(eightms.try_uuid(t.x ->> 'id')), '{}'), coalesce(array_agg(t.x ->> 'status'), '{}'),
-		   coalesce(array_agg(t.x ->> 'error'), '{}'),
-		   coalesce(array_agg(least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now)), '{}')
-	  INTO ids, sts, errs, ats
-	  FROM jsonb_array_elements(reports) AS t(x);
 	IF eightms.ids_are_distinct(reports) THEN
 		-- The usual batch names each message once: one write per status.
-		FOREACH s IN ARRAY ARRAY['sent', 'delivered', 'failed'] LOOP
-			CONTINUE WHEN NOT s = ANY (sts);
-			moved := moved || ARRAY(
-				SELECT eightms.apply_reports(acct, me, s, array_agg(r.id), array_agg(r.at), array_agg(r.err))
-				  FROM unnest(ids, sts, errs, ats) AS r(id, st, err, at)
-				 WHERE r.st = s);
-		END LOOP;
-		-- What did not move: late, repeated, malformed or not this phone's.
-		still_ids := ARRAY(SELECT u FROM unnest(ids) u EXCEPT SELECT u FROM unnest(moved) u);
+		-- The reports' ids and statuses in batch order, for the answer, and
+		-- each status's reports in id order (apply_reports), read at once.
+		SELECT coalesce(array_agg(r.id), '{}'), coalesce(array_agg(r.st), '{}'),
+			   array_agg(r.id ORDER BY r.id) FILTER (WHERE r.st = 'sent'),
+			   array_agg(r.at ORDER BY r.id) FILTER (WHERE r.st = 'sent'),
+			   array_agg(r.id ORDER BY r.id) FILTER (WHERE r.st = 'delivered'),
+			   array_agg(r.at ORDER BY r.id) FILTER (WHERE r.st = 'delivered'),
+			   array_agg(r.id ORDER BY r.id) FILTER (WHERE r.st = 'failed'),
+			   array_agg(r.at ORDER BY r.id) FILTER (WHERE r.st = 'failed'),
+			   array_agg(r.err ORDER BY r.id) FILTER (WHERE r.st = 'failed')
+		  INTO ids, sts, sent_ids, sent_ats, delivered_ids, delivered_ats, failed_ids, failed_ats, failed_errs
+		  FROM (SELECT eightms.try_uuid(t.x ->> 'id') AS id, t.x ->> 'status' AS st, t.x ->> 'error' AS err,
+					   least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now) AS at
+				  FROM jsonb_array_elements(reports) AS t(x)
+				-- Each report read once, not once for each aggregate.
+				OFFSET 0) r;
+		IF sent_ids IS NOT NULL THEN
+			moved := ARRAY(SELECT eightms.apply_reports(acct, me, 'sent', sent_ids, sent_ats, NULL));
+		END IF;
+		IF delivered_ids IS NOT NULL THEN
+			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'delivered', delivered_ids, delivered_ats, NULL));
+		END IF;
+		IF failed_ids IS NOT NULL THEN
+			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'failed', failed_ids, failed_ats, failed_errs));
+		END IF;
+		-- What did not move: late, repeated, malformed or not this phone's
+		-- (the ids are distinct: when as many moved, all did).
+		IF cardinality(moved) < cardinality(ids) THEN
+			still_ids := ARRAY(SELECT u FROM unnest(ids) u EXCEPT SELECT u FROM unnest(moved) u);
+		END IF;
 		IF cardinality(still_ids) > 0 THEN
 			SELECT array_agg(m.message_id), array_agg(m.status) INTO still_ids, still_statuses
 			  FROM eightms.message m
@@ -1966,17 +1987,25 @@ BEGIN
 		END IF;
 		RETURN QUERY
 		SELECT r.id, r.st,
-			   (r.id = ANY (moved) OR still.status IS NOT NULL) AND coalesce(r.st IN ('sent', 'delivered', 'failed'), false),
-			   CASE WHEN r.id = ANY (moved) THEN NULL
+			   (mv.id IS NOT NULL OR still.status IS NOT NULL) AND coalesce(r.st IN ('sent', 'delivered', 'failed'), false),
+			   CASE WHEN mv.id IS NOT NULL THEN NULL
 					WHEN still.status IS NULL THEN 'no such message for this phone'
 					WHEN r.st IS NULL OR r.st NOT IN ('sent', 'delivered', 'failed')
 					THEN 'status must be sent, delivered or failed'
 					ELSE 'already ' || still.status END
 		  FROM unnest(ids, sts) WITH ORDINALITY AS r(id, st, ord)
+		  -- Joined, not r.id = ANY (moved): that walks the batch for each report.
+		  LEFT JOIN unnest(moved) AS mv(id) ON mv.id = r.id
 		  LEFT JOIN unnest(still_ids, still_statuses) AS still(id, status) ON still.id = r.id
 		 ORDER BY r.ord;
 		RETURN;
 	END IF;
+	-- The reports, in batch order; a malformed id names no message.
+	SELECT coalesce(array_agg(eightms.try_uuid(t.x ->> 'id')), '{}'), coalesce(array_agg(t.x ->> 'status'), '{}'),
+		   coalesce(array_agg(t.x ->> 'error'), '{}'),
+		   coalesce(array_agg(least(coalesce(eightms.json_time(t.x -> 'at'), t_now), t_now)), '{}')
+	  INTO ids, sts, errs, ats
+	  FROM jsonb_array_elements(reports) AS t(x);
 	-- A message named more than once: the phone's messages named are
 	-- locked, then read, and each report is folded in (report_steps).
 	PERFORM FROM eightms.message m
@@ -4138,45 +4167,6 @@ AS $$
 	 ORDER BY n.ord
 $$;
 
-CREATE FUNCTION eightms.plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
-RETURNS TABLE (ord integer, e164 text, body text, phone uuid, idem text, send_at timestamptz, message_id uuid)
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	ords integer[];
-	numbers text[];
-	bodies text[];
-	phones uuid[];
-	idems text[];
-	send_ats timestamptz[];
-	opted text[];
-	paired uuid[];
-	used text[];
-BEGIN
-	SELECT array_agg(i.ord), array_agg(i.e164), array_agg(i.body), array_agg(i.phone), array_agg(i.idem),
-		   array_agg(i.send_at)
-	  INTO ords, numbers, bodies, phones, idems, send_ats
-	  FROM eightms.outbound_items(messages, region, fold, ttl) i;
-	IF ords IS NULL THEN
-		RETURN;
-	END IF;
-	opted := eightms.opted_out(acct, numbers);
-	SELECT coalesce(array_agg(p.phone_id), '{}') INTO paired FROM eightms.phone p
-	 WHERE p.account_id = acct AND p.phone_id = ANY (phones) AND p.unpaired_at IS NULL;
-	SELECT coalesce(array_agg(o.idempotency_key), '{}') INTO used FROM eightms.message o
-	 WHERE o.account_id = acct AND o.idempotency_key = ANY (idems);
-	RETURN QUERY
-	SELECT u.ord, u.e164, u.body, u.phone, u.idem, u.send_at, eightms.uuid_v7()
-	  FROM unnest(ords, numbers, bodies, phones, idems, send_ats) AS u(ord, e164, body, phone, idem, send_at)
-	 WHERE u.e164 <> ALL (opted)
-	   AND (u.phone IS NULL OR u.phone = ANY (paired))
-	   AND (u.idem IS NULL OR u.idem <> ALL (used))
-	 ORDER BY u.ord;
-END
-$$;
-
 CREATE FUNCTION eightms.touch_conversations(acct uuid, numbers text[], at timestamptz)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
@@ -4195,7 +4185,7 @@ CREATE FUNCTION eightms.create_conversations(acct uuid, numbers text[], phones u
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = auto
 AS $$
 BEGIN
 	RETURN QUERY
@@ -4209,27 +4199,17 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION eightms.hold_conversations(acct uuid, numbers text[], named uuid[], firsts integer[],
-										   at timestamptz)
+CREATE FUNCTION eightms.open_conversations(acct uuid, numbers text[], named uuid[], firsts integer[],
+										   held text[], at timestamptz)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	held_ids uuid[];
-	held text[];
-	held_phones uuid[];
 	new_numbers text[];
 	new_phones uuid[];
 BEGIN
-	SELECT array_agg(t.conversation_id), coalesce(array_agg(t.peer_number), '{}'), array_agg(t.phone_id)
-	  INTO held_ids, held, held_phones
-	  FROM eightms.touch_conversations(acct, numbers, at) t;
-	RETURN QUERY SELECT u.id, u.number, u.phone FROM unnest(held_ids, held, held_phones) AS u(id, number, phone);
-	IF cardinality(held) = cardinality(numbers) THEN
-		RETURN;
-	END IF;
 	WITH rest AS (
 		SELECT u.number, u.phone, u.first
 		  FROM unnest(numbers, named, firsts) AS u(number, phone, first)
@@ -4255,36 +4235,22 @@ $$;
 CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], phones uuid[], numbers text[],
 										bodies text[], idems text[], send_ats timestamptz[], at timestamptz,
 										ttl interval)
-RETURNS TABLE (message_id uuid, phone_id uuid)
+RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = auto
 AS $$
 BEGIN
 	RETURN QUERY
-	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id,
-									  peer_number, body, encoding, segments, status, pending, idempotency_key,
-									  send_at, expires_at)
-	SELECT acct, u.id, u.conv, 'out', u.phone, u.number, u.body, i.encoding, i.segments, 'queued', true, u.idem,
-		   coalesce(u.send_at, at), coalesce(u.send_at, at) + ttl
-	  FROM unnest(ids, convs, phones, numbers, bodies, idems, send_ats)
-		   WITH ORDINALITY AS u(id, conv, phone, number, body, idem, send_at, ord)
-	 CROSS JOIN LATERAL eightms.sms_info(u.body) i
-	 ORDER BY u.ord
-	RETURNING x.message_id, x.phone_id;
+	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id, peer_number,
+									  body, encoding, segments, status, pending, idempotency_key, send_at, expires_at)
+	SELECT acct, ids[k], convs[k], 'out', phones[k], numbers[k], bodies[k], i.encoding, i.segments, 'queued', true,
+		   idems[k], coalesce(send_ats[k], at), coalesce(send_ats[k], at) + ttl
+	  FROM generate_subscripts(ids, 1) AS k
+	 CROSS JOIN LATERAL eightms.sms_info(bodies[k]) i
+	 ORDER BY k
+	RETURNING x.message_id;
 END
-$$;
-
-CREATE FUNCTION eightms.notify_outbound(acct uuid, message_ids uuid[], phone_ids uuid[]) RETURNS bigint
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT count(pg_notify('eightms_outbound',
-						   json_build_object('account_id', acct, 'phone_id', g.phone_id, 'message_ids', g.ids)::text))
-	  FROM (SELECT c.phone_id, json_agg(c.message_id) AS ids
-			  FROM (SELECT u.phone_id, u.message_id, (row_number() OVER (PARTITION BY u.phone_id) - 1) / 100 AS chunk
-					  FROM unnest(message_ids, phone_ids) AS u(message_id, phone_id)) c
-			 GROUP BY c.phone_id, c.chunk) g
 $$;
 
 CREATE FUNCTION eightms.queue_plain_outbound(acct uuid, messages jsonb, region text, fold boolean, ttl interval)
@@ -4302,6 +4268,9 @@ DECLARE
 	idems text[];
 	send_ats timestamptz[];
 	ids uuid[];
+	opted text[];
+	paired uuid[] := '{}';
+	used text[] := '{}';
 	peers text[];
 	named uuid[];
 	firsts integer[];
@@ -4310,32 +4279,68 @@ DECLARE
 	held_phones uuid[];
 	convs uuid[];
 	senders uuid[];
-	sent_ids uuid[];
-	sent_phones uuid[];
 BEGIN
-	SELECT array_agg(f.ord), array_agg(f.e164), array_agg(f.body), array_agg(f.phone), array_agg(f.idem),
-		   array_agg(f.send_at), array_agg(f.message_id)
+	-- The items that pass every check needing no table, each with the id
+	-- its message will have.
+	SELECT array_agg(i.ord), array_agg(i.e164), array_agg(i.body), array_agg(i.phone), array_agg(i.idem),
+		   array_agg(i.send_at), array_agg(eightms.uuid_v7())
 	  INTO ords, numbers, bodies, phones, idems, send_ats, ids
-	  FROM eightms.plain_outbound(acct, messages, region, fold, ttl) f;
+	  FROM eightms.outbound_items(messages, region, fold, ttl) i;
 	IF ords IS NULL THEN
 		RETURN array_fill(NULL::uuid, ARRAY[jsonb_array_length(messages)]);
 	END IF;
-	-- One row per number, from its first item, in number order (the lock
-	-- order every batch shares).
-	SELECT array_agg(p.e164 ORDER BY p.e164), array_agg(p.phone ORDER BY p.e164), array_agg(p.ord ORDER BY p.e164)
+	-- Of those, the ones the account's tables let through: the number not
+	-- opted out, the phone named (if any) paired, the idempotency key not
+	-- used before.  The opt-out list is read again once the conversations
+	-- are held.
+	opted := eightms.opted_out(acct, numbers);
+	IF cardinality(array_remove(phones, NULL)) > 0 THEN
+		SELECT coalesce(array_agg(p.phone_id), '{}') INTO paired FROM eightms.phone p
+		 WHERE p.account_id = acct AND p.phone_id = ANY (phones) AND p.unpaired_at IS NULL;
+	END IF;
+	IF cardinality(array_remove(idems, NULL)) > 0 THEN
+		SELECT coalesce(array_agg(o.idempotency_key), '{}') INTO used FROM eightms.message o
+		 WHERE o.account_id = acct AND o.idempotency_key = ANY (idems);
+	END IF;
+	IF cardinality(opted) > 0 OR cardinality(array_remove(phones, NULL)) > cardinality(paired)
+	   OR cardinality(used) > 0 THEN
+		SELECT array_agg(u.ord), array_agg(u.e164), array_agg(u.body), array_agg(u.phone), array_agg(u.idem),
+			   array_agg(u.send_at), array_agg(u.id)
+		  INTO ords, numbers, bodies, phones, idems, send_ats, ids
+		  FROM unnest(ords, numbers, bodies, phones, idems, send_ats, ids)
+			   AS u(ord, e164, body, phone, idem, send_at, id)
+		 WHERE u.e164 <> ALL (opted)
+		   AND (u.phone IS NULL OR u.phone = ANY (paired))
+		   AND (u.idem IS NULL OR u.idem <> ALL (used));
+		IF ords IS NULL THEN
+			RETURN array_fill(NULL::uuid, ARRAY[jsonb_array_length(messages)]);
+		END IF;
+	END IF;
+	-- One row per number, from its first item (in number order as the
+	-- subquery reads them; the statements that lock conversations take
+	-- them in number order, the order every batch shares, whatever the
+	-- order of the array).
+	SELECT array_agg(p.e164), array_agg(p.phone), array_agg(p.ord)
 	  INTO peers, named, firsts
 	  FROM (SELECT DISTINCT ON (u.e164) u.e164, u.phone, u.ord
 			  FROM unnest(numbers, phones, ords) AS u(e164, phone, ord) ORDER BY u.e164, u.ord) p;
-	SELECT array_agg(h.peer_number), array_agg(h.conversation_id), array_agg(h.phone_id)
+	-- Hold the conversations (the consent lock): those that exist with a
+	-- phone first, then the others, opened.
+	SELECT array_agg(t.peer_number), array_agg(t.conversation_id), array_agg(t.phone_id)
 	  INTO held_numbers, held_ids, held_phones
-	  FROM eightms.hold_conversations(acct, peers, named, firsts, at) h;
+	  FROM eightms.touch_conversations(acct, peers, at) t;
+	IF coalesce(cardinality(held_numbers), 0) < cardinality(peers) THEN
+		SELECT held_numbers || array_agg(h.peer_number), held_ids || array_agg(h.conversation_id),
+			   held_phones || array_agg(h.phone_id)
+		  INTO held_numbers, held_ids, held_phones
+		  FROM eightms.open_conversations(acct, peers, named, firsts, coalesce(held_numbers, '{}'), at) h;
+	END IF;
 	SELECT array_agg(c.id ORDER BY u.ord), array_agg(coalesce(u.phone, c.phone) ORDER BY u.ord)
 	  INTO convs, senders
 	  FROM unnest(ords, numbers, phones) AS u(ord, e164, phone)
 	  JOIN unnest(held_numbers, held_ids, held_phones) AS c(number, id, phone) ON c.number = u.e164;
-	SELECT array_agg(i.message_id), array_agg(i.phone_id) INTO sent_ids, sent_phones
-	  FROM eightms.insert_outbound(acct, ids, convs, senders, numbers, bodies, idems, send_ats, at, ttl) i;
-	IF cardinality(sent_ids) IS DISTINCT FROM cardinality(ords) THEN
+	IF (SELECT count(*) FROM eightms.insert_outbound(acct, ids, convs, senders, numbers, bodies, idems, send_ats, at, ttl))
+	   IS DISTINCT FROM cardinality(ords) THEN
 		-- Cannot happen (every item is inserted or the statement fails);
 		-- should it, the slow path settles each item.
 		RAISE EXCEPTION USING ERRCODE = 'T8R01';
@@ -4345,7 +4350,17 @@ BEGIN
 	IF cardinality(eightms.opted_out(acct, peers)) > 0 THEN
 		RAISE EXCEPTION USING ERRCODE = 'T8R01';
 	END IF;
-	PERFORM eightms.notify_outbound(acct, sent_ids, sent_phones);
+	-- Realtime: ids only, never content or numbers; one notification per
+	-- phone and hundred messages (a payload holds 8000 bytes).
+	PERFORM count(pg_notify('eightms_outbound',
+							json_build_object('account_id', acct, 'phone_id', g.phone_id, 'message_ids', g.ids)::text))
+	   FROM (SELECT c.phone_id, json_agg(c.message_id) AS ids
+			   FROM (SELECT u.phone_id, u.message_id, (row_number() OVER (PARTITION BY u.phone_id) - 1) / 100 AS chunk
+					   FROM unnest(ids, senders) AS u(message_id, phone_id)) c
+			  GROUP BY c.phone_id, c.chunk) g;
+	IF cardinality(ords) = jsonb_array_length(messages) THEN
+		RETURN ids;
+	END IF;
 	RETURN ARRAY(SELECT f.id
 				   FROM generate_series(1, jsonb_array_length(messages)) AS it(ord)
 				   LEFT JOIN unnest(ords, ids) AS f(ord, id) ON f.ord = it.ord
@@ -4435,22 +4450,18 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval),
-	eightms.plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.touch_conversations(uuid, text[], timestamptz),
 	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
-	eightms.hold_conversations(uuid, text[], uuid[], integer[], timestamptz),
+	eightms.open_conversations(uuid, text[], uuid[], integer[], text[], timestamptz),
 	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
-	eightms.notify_outbound(uuid, uuid[], uuid[]),
 	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.cancel_queued(uuid, uuid[], timestamptz, text) FROM PUBLIC;
 -- The steps of send_messages and cancel_messages run as their caller.
 GRANT EXECUTE ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval),
-	eightms.plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.touch_conversations(uuid, text[], timestamptz),
 	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
-	eightms.hold_conversations(uuid, text[], uuid[], integer[], timestamptz),
+	eightms.open_conversations(uuid, text[], uuid[], integer[], text[], timestamptz),
 	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
-	eightms.notify_outbound(uuid, uuid[], uuid[]),
 	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.cancel_queued(uuid, uuid[], timestamptz, text)
 TO eightms_user;
@@ -4696,8 +4707,10 @@ $$;
 
 -- Reporting, the usual batch's step: the reports of one status (st) move
 -- their messages, each checked against the row as the update finds it, with
--- no locking pass first; ids, ats and errs are the reports' (each id once).
--- Returns the messages moved.  One statement per status, each written out
+-- no locking pass first; ids, ats and errs are the reports', in id order
+-- (each id once), so that a message's report is found by a binary search
+-- (width_bucket) rather than a walk of the batch.  Returns the messages
+-- moved.  One statement per status, each written out
 -- with its status as a literal: Citus cannot deparse a comparison of the
 -- parameter inside the shard's statement.  No column is set to a bare
 -- array element either: Citus 13.2.2's deparser takes that for an
@@ -4714,7 +4727,7 @@ BEGIN
 	IF st = 'sent' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'sent', pending = NULL, lease_expires_at = NULL,
-			sent_at = coalesce(x.sent_at, ats[array_position(ids, x.message_id)]),
+			sent_at = coalesce(x.sent_at, ats[width_bucket(x.message_id, ids)]),
 			error = CASE WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
@@ -4724,8 +4737,8 @@ BEGIN
 	ELSIF st = 'delivered' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'delivered', pending = NULL, lease_expires_at = NULL,
-			sent_at = coalesce(x.sent_at, ats[array_position(ids, x.message_id)]),
-			delivered_at = coalesce(ats[array_position(ids, x.message_id)], x.delivered_at),
+			sent_at = coalesce(x.sent_at, ats[width_bucket(x.message_id, ids)]),
+			delivered_at = coalesce(ats[width_bucket(x.message_id, ids)], x.delivered_at),
 			error = CASE WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
@@ -4736,8 +4749,8 @@ BEGIN
 	ELSIF st = 'failed' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'failed', pending = NULL, lease_expires_at = NULL,
-			failed_at = coalesce(ats[array_position(ids, x.message_id)], x.failed_at),
-			error = left(coalesce(errs[array_position(ids, x.message_id)], 'failed on the phone'), 500),
+			failed_at = coalesce(ats[width_bucket(x.message_id, ids)], x.failed_at),
+			error = left(coalesce(errs[width_bucket(x.message_id, ids)], 'failed on the phone'), 500),
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')

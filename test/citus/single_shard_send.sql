@@ -132,6 +132,26 @@ SELECT is(:n::bigint, 0::bigint, 'the conversation''s messages went with it (its
 SELECT count(*) AS n FROM eightms.message WHERE account_id = :'acct' \gset
 SELECT cmp_ok(:n::bigint, '>', 0::bigint, 'the other conversations keep theirs');
 
+-- ------------------------------------------------------------ past five calls
+
+-- Past the plan cache's first five calls in a session: the batch's two
+-- INSERT ... SELECT steps (plan_cache_mode = auto) are then offered a
+-- generic plan, which Citus prices out of reach; every call still queues
+-- its batch, a new conversation and a known one, on the fast path.
+BEGIN;
+SELECT pgrst.as_user('shard-sender', :'acct');
+SELECT pg_temp.mark();
+CREATE TEMP TABLE rounds AS
+SELECT k, eightms.queue_plain_outbound(:'acct',
+		  jsonb_build_array(jsonb_build_object('to', '+13125550' || (200 + k), 'body', 'round ' || k),
+							jsonb_build_object('to', '+13125550103', 'body', 'round ' || k)),
+		  'US', false, '1 day') AS ids
+  FROM generate_series(1, 8) k;
+COMMIT;
+SELECT is((SELECT count(*) FROM rounds WHERE cardinality(array_remove(ids, NULL)) = 2), 8::bigint,
+		  'eight batch steps in one session each queue both items');
+SELECT is((SELECT multi FROM pg_temp.since()), 0::bigint, 'and none runs a multi-shard statement');
+
 -- Cleanup: the accounts, and with their conversations every message.
 DELETE FROM eightms.account WHERE account_id IN (:'acct', :'other');
 SELECT count(*) AS n FROM eightms.message WHERE account_id IN (:'acct', :'other') \gset

@@ -232,6 +232,32 @@ SELECT results_eq(format($$SELECT status, attempts, sent_at IS NOT NULL, deliver
 			 ('delivered', 1, true, true, NULL), ('failed', 1, false, false, 'RESULT_ERROR_RADIO_OFF')$$,
 	'the messages end where their reports lead, each attempt counted once');
 
+-- Each report of such a batch takes its own time and error, whatever the
+-- batch's order (a status's reports are looked up by message id).
+SELECT pgrst.as_user('bella', :'acct');
+SELECT count(*) FROM eightms_api.send_messages((SELECT jsonb_agg(jsonb_build_object('to', '+1 312 555 03' || (10 + i),
+	'body', 'timed ' || i, 'phone_id', '00000000-0000-4000-8000-000000000003')) FROM generate_series(1, 6) i));
+SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-000000000003');
+CREATE TEMP TABLE timed AS
+SELECT c.message_id, row_number() OVER (ORDER BY c.message_id DESC) AS k FROM eightms_api.claim_messages(10) c;
+SELECT is((SELECT count(*) FROM timed), 6::bigint, 'the phone claims the six');
+SELECT is((SELECT count(*) FROM eightms_api.report_messages((
+		SELECT jsonb_agg(CASE WHEN t.k <= 4
+							  THEN jsonb_build_object('id', t.message_id, 'status', 'sent',
+													  'at', '2026-01-01 10:00:00+00'::timestamptz + t.k * interval '1 minute')
+							  ELSE jsonb_build_object('id', t.message_id, 'status', 'failed', 'error', 'E' || t.k,
+													  'at', '2026-01-01 11:00:00+00'::timestamptz + t.k * interval '1 minute') END
+						 ORDER BY t.k)
+		  FROM timed t)) r WHERE r.accepted AND r.note IS NULL), 6::bigint,
+	'a batch of six reports in reverse id order moves all six');
+SELECT pgrst.reset();
+SELECT is((SELECT count(*) FROM timed t JOIN eightms.message m USING (message_id)
+			WHERE CASE WHEN t.k <= 4
+					   THEN m.status = 'sent' AND m.sent_at = '2026-01-01 10:00:00+00'::timestamptz + t.k * interval '1 minute'
+					   ELSE m.status = 'failed' AND m.error = 'E' || t.k
+							AND m.failed_at = '2026-01-01 11:00:00+00'::timestamptz + t.k * interval '1 minute' END),
+		  6::bigint, 'each message has the time and error of its own report');
+
 -- Leases: a phone takes back its own claims whose lease ran out, counting
 -- the attempt; a lease that runs out on the last attempt fails the message.
 SELECT pgrst.as_user('bella', :'acct');
