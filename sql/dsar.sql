@@ -471,12 +471,16 @@ DECLARE
 	n bigint;
 BEGIN
 	counts := jsonb_build_object('account', 0);
-	DELETE FROM eightms.http_attempt x WHERE x.account_id = acct;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	counts := counts || jsonb_build_object('http_attempt', n);
+	-- The requests first: deleting one waits for the bridge's recorder if
+	-- it is recording that request's outcome, and the attempts' statement
+	-- after it then sees the attempt the recorder added (the recorder adds
+	-- none for a request already gone).
 	DELETE FROM eightms.http_request r WHERE r.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('http_request', n);
+	DELETE FROM eightms.http_attempt x WHERE x.account_id = acct;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('http_attempt', n);
 	DELETE FROM eightms.message m WHERE m.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('message', n);

@@ -35,18 +35,18 @@ PGDLLEXPORT void eightms_bridge_recorder_main(Datum arg);
 /* The record statement's plan, kept for the process's life. */
 static SPIPlanPtr record_plan = NULL;
 
+/*
+ * An attempt is recorded only for a request the UPDATE found: the UPDATE
+ * waits for a deletion of the request (an account's deletion) and skips the
+ * row once it is gone, so that no attempt outlives its request.
+ */
 static const char *record_sql =
 "WITH u AS ("
 "  SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::int[],"
 "                       $6::text[], $7::bytea[], $8::text[], $9::timestamptz[], $10::float8[])"
 "    AS u(id, state, attempt, next_at, status, headers, body, error, started, duration)),"
-" att AS ("
-"  INSERT INTO eightms.http_attempt (request_id, attempt, started_at, duration_ms, status, error, account_id)"
-"  SELECT u.id, u.attempt, u.started, u.duration, nullif(u.status, 0), u.error, q.account_id"
-"    FROM u JOIN eightms.http_request q ON q.id = u.id"
-"  ON CONFLICT (request_id, attempt) DO UPDATE SET started_at = EXCLUDED.started_at,"
-"     duration_ms = EXCLUDED.duration_ms, status = EXCLUDED.status, error = EXCLUDED.error)"
-" UPDATE eightms.http_request r SET"
+" r AS ("
+"  UPDATE eightms.http_request r SET"
 "   state = u.state, attempts = u.attempt,"
 "   next_attempt_at = coalesce(u.next_at, r.next_attempt_at),"
 "   finished_at = CASE WHEN u.state IN ('done', 'dead') THEN now() END,"
@@ -55,13 +55,21 @@ static const char *record_sql =
 "   response_body = u.body,"
 "   error = u.error"
 "  FROM u WHERE r.id = u.id"
-" RETURNING r.id, r.callback IS NOT NULL AND u.state IN ('done', 'dead'),"
+"  RETURNING r.id, r.account_id, r.callback, r.callback_context, r.enqueued_by, u.state, u.attempt,"
+"   u.started, u.duration, u.status, u.error),"
+" att AS ("
+"  INSERT INTO eightms.http_attempt (request_id, attempt, started_at, duration_ms, status, error, account_id)"
+"  SELECT r.id, r.attempt, r.started, r.duration, nullif(r.status, 0), r.error, r.account_id FROM r"
+"  ON CONFLICT (request_id, attempt) DO UPDATE SET started_at = EXCLUDED.started_at,"
+"     duration_ms = EXCLUDED.duration_ms, status = EXCLUDED.status, error = EXCLUDED.error)"
+" SELECT r.id, r.callback IS NOT NULL AND r.state IN ('done', 'dead'),"
 "   CASE WHEN r.callback IS NOT NULL THEN"
 "     (SELECT p.oid FROM pg_proc p"
 "        JOIN pg_namespace n ON n.oid = p.pronamespace"
 "       WHERE n.nspname = r.callback[1] AND p.proname = r.callback[2] AND p.pronargs = 2"
 "         AND p.proargtypes[0] = 'bigint'::regtype AND p.proargtypes[1] = 'jsonb'::regtype) END,"
-"   r.callback_context, r.enqueued_by::oid, array_to_string(r.callback, '.')";
+"   r.callback_context, r.enqueued_by::oid, array_to_string(r.callback, '.')"
+"  FROM r";
 
 /*
  * Disarm the callback's timeout.  Had it fired after the callback returned
@@ -259,7 +267,7 @@ bridge_record_results(List *results)
 	for (int c = 0; c < 10; c++)
 		args[c] = PointerGetDatum(bridge_make_array(v[c], nl[c], n, elemtypes[c]));
 	guards = bridge_plan_guards_begin(true);
-	bridge_spi_exec_plan(&record_plan, record_sql, 10, argtypes, args, SPI_OK_UPDATE_RETURNING, 0);
+	bridge_spi_exec_plan(&record_plan, record_sql, 10, argtypes, args, SPI_OK_SELECT, 0);
 	bridge_plan_guards_end(guards);
 
 	/* Keep the rows: callbacks run more SPI statements. */
