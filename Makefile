@@ -26,6 +26,7 @@ SQL_PARTS = \
 	sql/privacy.sql \
 	sql/dsar.sql \
 	sql/contacts.sql \
+	sql/campaigns.sql \
 	sql/distribute.sql \
 	sql/privileges.sql
 

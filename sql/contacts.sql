@@ -50,6 +50,10 @@ CREATE TABLE eightms.contact (
 		CONSTRAINT contact_source_check CHECK (source IN ('import', 'api', 'inbound')),
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now(),
+	-- The zone a campaign's send window is read in for this contact when
+	-- its number's region has more than one (doc/campaigns.md); NULL: the
+	-- account's.
+	time_zone	text CONSTRAINT contact_time_zone_check CHECK (eightms.is_timezone_name(time_zone)),
 	PRIMARY KEY (account_id, contact_id),
 	CONSTRAINT contact_phone_key UNIQUE (account_id, phone)
 );
@@ -109,6 +113,7 @@ INSERT INTO eightms.data_column (table_name, column_name, class, subject, retent
 	('contact', 'source', 'operational', 'contact', 'account_lifetime', 'import, api or inbound'),
 	('contact', 'created_at', 'operational', 'contact', 'account_lifetime', 'timestamp'),
 	('contact', 'updated_at', 'operational', 'contact', 'account_lifetime', 'timestamp'),
+	('contact', 'time_zone', 'personal', 'contact', 'account_lifetime', 'the zone its send windows are read in'),
 	('contact_field', 'account_id', 'operational', 'account', 'account_lifetime', 'key'),
 	('contact_field', 'name', 'operational', 'account', 'account_lifetime', 'definition'),
 	('contact_field', 'type', 'operational', 'account', 'account_lifetime', 'definition'),

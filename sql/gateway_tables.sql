@@ -175,6 +175,10 @@ CREATE TABLE eightms.message (
 	-- it uploads a message again; NULL for outbound.  Last because it came
 	-- with 0.2.0 (an upgrade appends columns).
 	device_id			text,
+	-- The campaign an outbound message was queued for (sql/campaigns.sql),
+	-- else NULL: reports and receipts find its recipient row by this and
+	-- the number.  Not indexed: no report pays for it in index entries.
+	campaign_id			uuid,
 	CONSTRAINT message_state_check CHECK (eightms.message_state_ok(direction, status, pending)),
 	PRIMARY KEY (account_id, message_id)
 );
