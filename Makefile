@@ -37,6 +37,7 @@ OBJS = \
 	src/preload.o \
 	src/util/try_uuid.o \
 	src/util/uuid_v7.o \
+	src/util/tz_name.o \
 	src/util/base64url.o \
 	src/secrets/random.o \
 	src/secrets/seal_gcm.o \

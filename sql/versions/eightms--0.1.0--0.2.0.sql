@@ -6190,3 +6190,12 @@ INSERT INTO eightms.data_column (table_name, column_name, class, subject, retent
 ALTER TABLE eightms.message ADD COLUMN campaign_id uuid;
 INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
 	('message', 'campaign_id', 'operational', 'contact', 'account_lifetime', 'the campaign it was sent for');
+
+-- ==== time zone names read once per backend (src/util/tz_name.c)
+-- The check ran pg_timezone_names, which loads every zone file, for each
+-- row written: an import of contacts with zones spent minutes in it.
+CREATE OR REPLACE FUNCTION eightms.is_timezone_name(tz text) RETURNS boolean
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_is_timezone_name';
+COMMENT ON FUNCTION eightms.is_timezone_name(text) IS
+	'Whether a text is exactly a name pg_timezone_names lists (src/util/tz_name.c reads them once per backend)';
