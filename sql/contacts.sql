@@ -898,3 +898,55 @@ GRANT EXECUTE ON FUNCTION eightms_api.create_contact(jsonb), eightms_api.update_
 	eightms_api.add_opt_out(text, text), eightms_api.remove_opt_out(text, text),
 	eightms_api.opt_outs(timestamptz, text, integer)
 TO eightms_user;
+
+-- ------------------------------------------------------------ contacts in the inbox
+
+-- An account option: a message from a number that is not a contact yet
+-- makes one (source inbound, the number alone).  Last in the table: an
+-- upgrade appends it.
+ALTER TABLE eightms.account ADD COLUMN create_contacts_from_inbound boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN eightms.account.create_contacts_from_inbound IS
+	'A message from a number that is not one of the account''s contacts makes it one (set_contact_options)';
+INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
+	('account', 'create_contacts_from_inbound', 'operational', 'account', 'account_lifetime', 'setting');
+
+-- The account's contact options (owner or admin), as set_message_options.
+CREATE FUNCTION eightms_api.set_contact_options(create_contacts_from_inbound boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	acct := eightms.current_account_id();
+	IF create_contacts_from_inbound IS NULL THEN
+		RAISE EXCEPTION 'create_contacts_from_inbound must be true or false' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.account a SET create_contacts_from_inbound = set_contact_options.create_contacts_from_inbound
+	 WHERE a.account_id = acct;
+END
+$$;
+
+-- The senders of these inbound messages of the caller's account made
+-- contacts when they are not (receive_messages, when the account's option
+-- is on): one statement for a batch, a number once however many of its
+-- messages came; short codes and alphanumeric senders are not numbers,
+-- and stay out.  SECURITY DEFINER: phones write no contact otherwise.
+CREATE FUNCTION eightms.inbound_contacts(message_ids uuid[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid := eightms.current_account_id();
+BEGIN
+	INSERT INTO eightms.contact (account_id, phone, source)
+	SELECT DISTINCT acct, m.peer_number, 'inbound' FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'in'
+	   AND m.peer_number ~ '^\+[1-9][0-9]{1,14}$'
+	ON CONFLICT ON CONSTRAINT contact_phone_key DO NOTHING;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION eightms_api.set_contact_options(boolean) TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(uuid[]) TO eightms_phone;
