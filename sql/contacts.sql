@@ -939,11 +939,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	acct uuid := eightms.current_account_id();
+	senders text[];
 BEGIN
+	-- Read, then written: two statements of one table each, which Citus
+	-- routes to the account's shard (an INSERT ... SELECT between two
+	-- distributed tables with parameters it cannot plan).
+	senders := ARRAY(SELECT DISTINCT m.peer_number FROM eightms.message m
+					  WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'in'
+						AND m.peer_number ~ '^\+[1-9][0-9]{1,14}$');
 	INSERT INTO eightms.contact (account_id, phone, source)
-	SELECT DISTINCT acct, m.peer_number, 'inbound' FROM eightms.message m
-	 WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'in'
-	   AND m.peer_number ~ '^\+[1-9][0-9]{1,14}$'
+	SELECT acct, u.phone, 'inbound' FROM unnest(senders) AS u(phone)
 	ON CONFLICT ON CONSTRAINT contact_phone_key DO NOTHING;
 END
 $$;
