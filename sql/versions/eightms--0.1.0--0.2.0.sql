@@ -6330,6 +6330,9 @@ $$;
 CREATE FUNCTION eightms.inbound_contacts(message_ids uuid[]) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Not the generic plans receive_messages asks for: Citus routes these
+-- statements by the account's value.
+SET plan_cache_mode = auto
 AS $$
 DECLARE
 	acct uuid := eightms.current_account_id();
@@ -6338,9 +6341,9 @@ BEGIN
 	-- Read, then written: two statements of one table each, which Citus
 	-- routes to the account's shard (an INSERT ... SELECT between two
 	-- distributed tables with parameters it cannot plan).
-	senders := ARRAY(SELECT DISTINCT m.peer_number FROM eightms.message m
-					  WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'in'
-						AND m.peer_number ~ '^\+[1-9][0-9]{1,14}$');
+	SELECT array_agg(DISTINCT m.peer_number) INTO senders FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'in'
+	   AND m.peer_number ~ '^\+[1-9][0-9]{1,14}$';
 	INSERT INTO eightms.contact (account_id, phone, source)
 	SELECT acct, u.phone, 'inbound' FROM unnest(senders) AS u(phone)
 	ON CONFLICT ON CONSTRAINT contact_phone_key DO NOTHING;
