@@ -928,33 +928,31 @@ BEGIN
 END
 $$;
 
--- The senders of these inbound messages of the caller's account made
--- contacts when they are not (receive_messages, when the account's option
--- is on): one statement for a batch, a number once however many of its
--- messages came; short codes and alphanumeric senders are not numbers,
--- and stay out.  SECURITY DEFINER: phones write no contact otherwise.
-CREATE FUNCTION eightms.inbound_contacts(message_ids uuid[]) RETURNS void
+-- These numbers, the senders of new inbound messages, made contacts of
+-- the caller's account when they are not (receive_messages, when the
+-- account's option is on): one statement for a batch.  Anything that is
+-- not an E.164 number (a short code, an alphanumeric sender) stays out.
+-- SECURITY DEFINER: phones write no contact otherwise; it writes only the
+-- caller's account, and only what a phone could make a conversation of.
+-- The numbers come from the caller, which read them as itself: on Citus
+-- the owner may not read the placements the phone wrote in this
+-- transaction.
+CREATE FUNCTION eightms.inbound_contacts(numbers text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
--- Not the generic plans receive_messages asks for: Citus routes these
--- statements by the account's value.
+-- Not the generic plans receive_messages asks for: Citus routes this
+-- statement by the account's value.
 SET plan_cache_mode = auto
 AS $$
 DECLARE
 	acct uuid := eightms.current_account_id();
-	senders text[];
 BEGIN
-	-- Read, then written: two statements of one table each, which Citus
-	-- routes to the account's shard (an INSERT ... SELECT between two
-	-- distributed tables with parameters it cannot plan).
-	SELECT array_agg(DISTINCT m.peer_number) INTO senders FROM eightms.message m
-	 WHERE m.account_id = acct AND m.message_id = ANY (message_ids) AND m.direction = 'in'
-	   AND m.peer_number ~ '^\+[1-9][0-9]{1,14}$';
 	INSERT INTO eightms.contact (account_id, phone, source)
-	SELECT acct, u.phone, 'inbound' FROM unnest(senders) AS u(phone)
+	SELECT DISTINCT acct, u.phone COLLATE "C", 'inbound' FROM unnest(numbers) AS u(phone)
+	 WHERE u.phone ~ '^\+[1-9][0-9]{1,14}$'
 	ON CONFLICT ON CONSTRAINT contact_phone_key DO NOTHING;
 END
 $$;
 
 GRANT EXECUTE ON FUNCTION eightms_api.set_contact_options(boolean) TO eightms_user;
-GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(uuid[]) TO eightms_phone;
+GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(text[]) TO eightms_phone;

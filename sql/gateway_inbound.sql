@@ -168,6 +168,7 @@ DECLARE
 	-- senders become contacts, made in one statement after the batch.
 	make_contacts boolean;
 	stored uuid[];
+	senders text[];
 BEGIN
 	SELECT a.default_region, a.create_contacts_from_inbound INTO region, make_contacts
 	  FROM eightms.account a WHERE a.account_id = acct;
@@ -198,7 +199,10 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 	IF stored IS NOT NULL THEN
-		PERFORM eightms.inbound_contacts(stored);
+		-- Read as the phone, which wrote them (Citus: inbound_contacts).
+		SELECT array_agg(m.peer_number) INTO senders FROM eightms.message m
+		 WHERE m.account_id = acct AND m.message_id = ANY (stored);
+		PERFORM eightms.inbound_contacts(senders);
 	END IF;
 END
 $$;
