@@ -199,10 +199,9 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 	IF stored IS NOT NULL THEN
-		-- Read as the phone, which wrote them (Citus: inbound_contacts).
 		SELECT array_agg(m.peer_number) INTO senders FROM eightms.message m
 		 WHERE m.account_id = acct AND m.message_id = ANY (stored);
-		PERFORM eightms.inbound_contacts(senders);
+		PERFORM eightms.inbound_contacts(acct, senders);
 	END IF;
 END
 $$;
