@@ -6343,7 +6343,9 @@ BEGIN
 	INSERT INTO eightms.contact (account_id, phone, source)
 	SELECT DISTINCT acct, u.phone COLLATE "C", 'inbound' FROM unnest(numbers) AS u(phone)
 	 WHERE u.phone ~ '^\+[1-9][0-9]{1,14}$'
-	ON CONFLICT ON CONSTRAINT contact_phone_key DO NOTHING;
+	-- Without a conflict target, which would need SELECT on its columns:
+	-- the number is the only key a new contact can meet.
+	ON CONFLICT DO NOTHING;
 END
 $$;
 
