@@ -932,9 +932,9 @@ $$;
 -- the account when they are not (receive_messages, when the account's
 -- option is on): one statement for a batch.  Anything that is not an
 -- E.164 number (a short code, an alphanumeric sender) stays out.  Run as
--- the phone, which may insert a contact's number and source and nothing
--- else (the grant below): on Citus, a SECURITY DEFINER writer could not
--- touch the placements the phone has written in the same transaction.
+-- the phone, which may insert its account's contacts (the grant below;
+-- never update or delete them): on Citus, a SECURITY DEFINER writer could
+-- not touch the placements the phone has written in the same transaction.
 CREATE FUNCTION eightms.inbound_contacts(acct uuid, numbers text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -954,4 +954,5 @@ $$;
 
 GRANT EXECUTE ON FUNCTION eightms_api.set_contact_options(boolean) TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(uuid, text[]) TO eightms_phone;
-GRANT INSERT (account_id, phone, source) ON eightms.contact TO eightms_phone;
+-- The whole row: Citus does not give a column's grant to the shards.
+GRANT INSERT ON eightms.contact TO eightms_phone;

@@ -72,11 +72,10 @@ SELECT is((SELECT count(*) FROM eightms_api.receive_messages('[{"from": "+121255
 SELECT pgrst.reset();
 SELECT is((SELECT count(*) FROM eightms.contact WHERE account_id = :'acct' AND phone = '+12125550114'), 1::bigint,
 		  'a single message from a new number makes its contact too');
--- A phone with SQL of its own writes a contact's number and source, no more.
+-- A phone with SQL of its own adds contacts to its account, no more.
 SELECT pgrst.as_phone(:'acct', '00000000-0000-4000-8000-0000000008d1');
-SELECT throws_ok(format($$INSERT INTO eightms.contact (account_id, phone, source, first_name) VALUES (%L, '+12125550115', 'inbound', 'X')$$, :'acct'),
-				 '42501', NULL, 'a phone cannot write a contact''s name');
-SELECT throws_ok($$UPDATE eightms.contact SET source = 'api'$$, '42501', NULL, 'nor change a contact');
+SELECT throws_ok($$UPDATE eightms.contact SET source = 'api'$$, '42501', NULL, 'a phone cannot change a contact');
+SELECT throws_ok($$DELETE FROM eightms.contact$$, '42501', NULL, 'nor delete one');
 SELECT throws_ok(format($$INSERT INTO eightms.contact (account_id, phone, source) VALUES (%L, '+12125550115', 'inbound')$$, :'gb'),
 				 '42501', NULL, 'nor add one to another account');
 SELECT pgrst.reset();
