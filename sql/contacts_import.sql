@@ -279,7 +279,7 @@ DECLARE
 	seen text[] := '{}';
 BEGIN
 	IF mapping IS NULL THEN
-		SELECT jsonb_object_agg(h, h) INTO mapping
+		SELECT coalesce(jsonb_object_agg(h, h), '{}') INTO mapping
 		  FROM unnest(header) h
 		 WHERE h IN ('phone', 'first_name', 'last_name', 'email', 'company', 'tags') OR h ~ '^custom\.';
 	END IF;
