@@ -128,7 +128,10 @@ SELECT is((SELECT i.contact_id FROM eightms_api.import_contacts_csv(E'phone\n+12
 -- ---------------------------------------------------------------- atomicity, roles, size
 SELECT eightms_api.contact_count() AS contact_count_before \gset
 SELECT pgrst.reset();
--- A trigger that fails on one number stands for an error mid-way.
+-- A trigger that fails on one number stands for an error mid-way (Citus
+-- has no triggers on distributed tables: skipped there).
+SELECT NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') AS plain \gset
+\if :plain
 CREATE FUNCTION pg_temp.boom() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF NEW.phone = '+12125550152' THEN RAISE EXCEPTION 'boom' USING ERRCODE = 'XX001'; END IF;
@@ -141,6 +144,9 @@ SELECT throws_ok($$SELECT pg_temp.res(E'phone\n+12125550151\n+12125550152\n+1212
 SELECT is(eightms_api.contact_count(), :'contact_count_before'::bigint, 'and leaves nothing: one call is atomic');
 SELECT pgrst.reset();
 DROP TRIGGER boom ON eightms.contact;
+\else
+SELECT skip('no triggers on distributed tables', 2);
+\endif
 SELECT pgrst.as_user('olga', :'acct');
 SELECT throws_ok(format('SELECT pg_temp.res(%L)', 'phone' || repeat(E'\n+12125550170', 900000)), '54000', NULL,
 				 'a file over 10 MB is refused, with the hint to use a job');
