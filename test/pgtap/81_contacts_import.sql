@@ -91,6 +91,8 @@ SELECT throws_ok($$SELECT pg_temp.res(E'phone,x\n1,2\n', '{"x": "first_name"}')$
 SELECT throws_ok($$SELECT pg_temp.res(E'phone,x\n1,2\n', '{"phone": "phone", "x": "nickname"}')$$, '22023', NULL,
 				 'a mapping to an unknown field is refused');
 SELECT throws_ok($$SELECT pg_temp.res(E'phone\n1\n', NULL, 'merge')$$, '22023', NULL, 'an unknown mode is refused');
+SELECT throws_ok($$SELECT pg_temp.res(E'Mobile,Name\n+12125550101,x\n')$$, '22023', 'mapping maps no column to phone',
+				 'no mapping and no header naming a field: the error says no column maps to phone');
 
 -- Invalid UTF-8 cannot be text; the reader below the API refuses it by line.
 SELECT pgrst.reset();
