@@ -17,10 +17,12 @@ ROWS=${BENCH_ROWS:-100000}
 ROUNDS=${BENCH_ROUNDS:-5}
 bench_cluster
 bench_account_with_phones 'Import Co'
-F=$T/contacts.csv
+# The server writes and reads the file: a directory of its own.
+mkdir -p "$T/files" && chown postgres: "$T/files"
+F=$T/files/contacts.csv
 
 # The file, written by the server (it reads it back the same way in both).
-command psql -X -q -d "$DB" -v rows="$ROWS" -v f="$F" <<'SQL'
+command psql -X -q -d "$DB" -v ON_ERROR_STOP=1 -v rows="$ROWS" -v f="$F" <<'SQL' || exit 1
 COPY (
 	SELECT CASE WHEN i % 20 = 0 THEN '555-' || (i % 100)
 				WHEN i % 5 = 1 THEN '(212) ' || (200 + i / 10000) || '-' || lpad((i % 10000)::text, 4, '0')
