@@ -6149,6 +6149,10 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 -- The statement is planned once a call: compiling it costs more than it saves.
 SET jit = off
+-- Its CTEs are estimated at a row or two whatever the file holds; a nested
+-- loop chosen on that estimate rescans the account's contacts (or a CTE)
+-- per row of a chunk, quadratic in the chunk.  Hash joins are linear.
+SET enable_nestloop = off
 AS $$
 DECLARE
 	region text;

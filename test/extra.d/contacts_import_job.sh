@@ -41,6 +41,9 @@ SQL
 # One session: start the job, then each chunk in its own transaction, the
 # backend's RssAnon read after the first and the last.
 {
+	# A plan quadratic in the chunk (a nested loop over a CTE) once took
+	# hours here: a chunk may take minutes on a loaded machine, not that.
+	echo "SET statement_timeout = '10min';"
 	echo "SELECT pg_backend_pid() AS pid \\gset"
 	echo "\\setenv BACKEND_PID :pid"
 	echo "BEGIN; SELECT pgrst.as_user('jo', '$ACCT') \\g /dev/null"
