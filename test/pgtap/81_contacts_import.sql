@@ -127,28 +127,7 @@ SELECT is((SELECT row(first_name, last_name, email, tags, custom)::text FROM eig
 SELECT is((SELECT i.contact_id FROM eightms_api.import_contacts_csv(E'phone\n+12125550140\n', NULL, 'replace') i),
 		  :'c140'::uuid, 'the result names the contact');
 
--- ---------------------------------------------------------------- atomicity, roles, size
-SELECT eightms_api.contact_count() AS contact_count_before \gset
-SELECT pgrst.reset();
--- A trigger that fails on one number stands for an error mid-way (Citus
--- has no triggers on distributed tables: skipped there).
-SELECT NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') AS plain \gset
-\if :plain
-CREATE FUNCTION pg_temp.boom() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF NEW.phone = '+12125550152' THEN RAISE EXCEPTION 'boom' USING ERRCODE = 'XX001'; END IF;
-	RETURN NEW;
-END $$;
-CREATE TRIGGER boom BEFORE INSERT ON eightms.contact FOR EACH ROW EXECUTE FUNCTION pg_temp.boom();
-SELECT pgrst.as_user('olga', :'acct');
-SELECT throws_ok($$SELECT pg_temp.res(E'phone\n+12125550151\n+12125550152\n+12125550153\n')$$, 'XX001', NULL,
-				 'an error mid-way raises');
-SELECT is(eightms_api.contact_count(), :'contact_count_before'::bigint, 'and leaves nothing: one call is atomic');
-SELECT pgrst.reset();
-DROP TRIGGER boom ON eightms.contact;
-\else
-SELECT skip('no triggers on distributed tables', 2);
-\endif
+-- ---------------------------------------------------------------- size
 SELECT pgrst.as_user('olga', :'acct');
 SELECT throws_ok(format('SELECT pg_temp.res(%L)', 'phone' || repeat(E'\n+12125550170', 900000)), '54000', NULL,
 				 'a file over 10 MB is refused, with the hint to use a job');
@@ -224,6 +203,31 @@ SELECT is((SELECT string_agg(DISTINCT i.result, ',')
 			 FROM eightms_api.import_contacts_csv((SELECT string_agg(e, E'\n') FROM eightms_api.export_contacts_csv(delimiter => ';') e),
 												  NULL, 'replace') i),
 		  'unchanged', 'with ; and in replace mode too');
+
+-- ---------------------------------------------------------------- atomicity
+SELECT pgrst.as_user('olga', :'acct');
+SELECT eightms_api.contact_count() AS contact_count_before \gset
+SELECT pgrst.reset();
+-- A trigger that fails on one number stands for an error mid-way (Citus
+-- has no triggers on distributed tables: skipped there).  Last: on the
+-- Citus tier a CREATE makes the rest of a suite one transaction.
+SELECT NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') AS plain \gset
+\if :plain
+CREATE FUNCTION pg_temp.boom() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.phone = '+12125550152' THEN RAISE EXCEPTION 'boom' USING ERRCODE = 'XX001'; END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER boom BEFORE INSERT ON eightms.contact FOR EACH ROW EXECUTE FUNCTION pg_temp.boom();
+SELECT pgrst.as_user('olga', :'acct');
+SELECT throws_ok($$SELECT pg_temp.res(E'phone\n+12125550151\n+12125550152\n+12125550153\n')$$, 'XX001', NULL,
+				 'an error mid-way raises');
+SELECT is(eightms_api.contact_count(), :'contact_count_before'::bigint, 'and leaves nothing: one call is atomic');
+SELECT pgrst.reset();
+DROP TRIGGER boom ON eightms.contact;
+\else
+SELECT skip('no triggers on distributed tables', 2);
+\endif
 
 SELECT * FROM finish();
 ROLLBACK;
