@@ -26,6 +26,7 @@ SQL_PARTS = \
 	sql/privacy.sql \
 	sql/dsar.sql \
 	sql/contacts.sql \
+	sql/contacts_import.sql \
 	sql/templates.sql \
 	sql/campaigns.sql \
 	sql/distribute.sql \
@@ -65,7 +66,9 @@ OBJS = \
 	src/bridge/queue.o \
 	src/bridge/recorder.o \
 	src/bridge/transfer.o \
-	src/bridge/worker.o
+	src/bridge/worker.o \
+	src/csv/csv.o \
+	src/csv/csv_sql.o
 
 # The install script of the current version is generated from SQL_PARTS;
 # every released install script and every upgrade script is kept as written

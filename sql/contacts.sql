@@ -215,6 +215,14 @@ BEGIN
 END
 $$;
 
+-- Whether a lower-cased email is an address name@domain.tld (NULL: no
+-- email); the one check of create_contact, update_contact and the import.
+CREATE FUNCTION eightms.contact_email_ok(email text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT email ~ '^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$'
+$$;
+
 -- A contact's row from its JSON (the keys of doc/contacts.md), applied
 -- over old (NULL: a new contact): a key absent keeps the old value, a key
 -- with null clears it.  Checks every value; the number is read with the
@@ -262,7 +270,7 @@ BEGIN
 	END IF;
 	IF data ? 'email' THEN
 		c.email := lower(eightms.contact_text(data, 'email', 320));
-		IF c.email !~ '^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$' THEN
+		IF NOT eightms.contact_email_ok(c.email) THEN
 			RAISE EXCEPTION 'email is not an email address' USING ERRCODE = '22023',
 				HINT = 'An address is name@domain.tld.';
 		END IF;
@@ -889,7 +897,7 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION eightms.custom_value_ok(text, text[], jsonb), eightms.contact_custom(uuid, jsonb, jsonb),
+GRANT EXECUTE ON FUNCTION eightms.custom_value_ok(text, text[], jsonb), eightms.contact_email_ok(text), eightms.contact_custom(uuid, jsonb, jsonb),
 	eightms.contact_text(jsonb, text, integer), eightms.contact_apply(uuid, eightms.contact, jsonb),
 	eightms.contact_rows(uuid, text, text, text, integer, text, text, text, text[], text[], text, uuid, boolean),
 	eightms.contact_custom_filter(uuid, jsonb), eightms.member_number(uuid, text)

@@ -1,8 +1,8 @@
 # csv.mk: the CSV reader outside the server, included by the top Makefile
 # (or run alone: make -f src/csv/csv.mk).  src/csv/csv.c needs no
 # PostgreSQL headers; its tests (test/csv/, run by test/engine/csv.sh in
-# the engine tier) build with plain cc and clang.  Not linked into the
-# module yet: the import that uses it will add src/csv/csv.o to OBJS.
+# the engine tier) build with plain cc and clang.  The module links it with
+# src/csv/csv_sql.c (the contacts import's SQL functions).
 #
 #   csv-test       the unit tests, under ASan and UBSan
 #   csv-diff       the differential check against Python's csv module on
