@@ -6555,7 +6555,6 @@ GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(uuid, text[]) TO eightms_phon
 -- The whole row: Citus does not give a column's grant to the shards.
 GRANT INSERT ON eightms.contact TO eightms_phone;
 REVOKE ALL ON FUNCTION eightms_api.set_contact_options(boolean), eightms.inbound_contacts(uuid, text[]) FROM PUBLIC;
-++ sql/versions/eightms--0.1.0--0.2.0.sql
 
 -- ==== contact import and export
 -- Importing contacts from CSV or JSON, in one call or as a job of chunks,
