@@ -6741,15 +6741,6 @@ BEGIN
 		SELECT v.*, row_number() OVER (PARTITION BY v.e164 ORDER BY v.pos DESC) AS nth
 		  FROM v WHERE v.why IS NULL
 	),
-	-- The account's contacts with these numbers, locked: a member's update
-	-- of one between this read and the write below waits for the import,
-	-- or the import reads its result, and is not overwritten with what the
-	-- row was before it.
-	o AS MATERIALIZED (
-		SELECT c.* FROM eightms.contact c
-		 WHERE c.account_id = acct AND c.phone IN (SELECT ok.e164 FROM ok WHERE ok.nth = 1)
-		   FOR UPDATE
-	),
 	-- Each number's winning row with the contact it has, and what the
 	-- contact becomes.
 	n AS (
@@ -6761,7 +6752,7 @@ BEGIN
 						THEN 'unchanged'
 					ELSE 'updated' END AS status
 		  FROM ok
-		  LEFT JOIN o ON o.phone = ok.e164
+		  LEFT JOIN eightms.contact o ON o.account_id = acct AND o.phone = ok.e164
 		  CROSS JOIN LATERAL (
 			SELECT CASE WHEN whole OR 'first_name' = ANY (ok.given) THEN ok.first_name ELSE o.first_name END AS first_name,
 				   CASE WHEN whole OR 'last_name' = ANY (ok.given) THEN ok.last_name ELSE o.last_name END AS last_name,
