@@ -4239,18 +4239,24 @@ $$;
 
 CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], phones uuid[], numbers text[],
 										bodies text[], idems text[], send_ats timestamptz[], at timestamptz,
-										ttl interval)
+										ttl interval, campaign uuid DEFAULT NULL,
+										expires timestamptz[] DEFAULT NULL, closes timestamptz[] DEFAULT NULL)
 RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = auto
 AS $$
 BEGIN
+	-- A campaign's release (sql/campaigns.sql) passes its campaign, each
+	-- message's expiry (its window's opening + the campaign's ttl) and its
+	-- window's closing; a send passes none of them.
 	RETURN QUERY
 	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id, peer_number,
-									  body, encoding, segments, status, pending, idempotency_key, send_at, expires_at)
+									  body, encoding, segments, status, pending, idempotency_key, send_at, expires_at,
+									  campaign_id, window_closes_at)
 	SELECT acct, ids[k], convs[k], 'out', phones[k], numbers[k], bodies[k], i.encoding, i.segments, 'queued', true,
-		   idems[k], coalesce(send_ats[k], at), coalesce(send_ats[k], at) + ttl
+		   idems[k], coalesce(send_ats[k], at), coalesce(expires[k], coalesce(send_ats[k], at) + ttl),
+		   campaign, closes[k]
 	  FROM generate_subscripts(ids, 1) AS k
 	 CROSS JOIN LATERAL eightms.sms_info(bodies[k]) i
 	 ORDER BY k
@@ -4458,7 +4464,8 @@ REVOKE ALL ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval),
 	eightms.touch_conversations(uuid, text[], timestamptz),
 	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
 	eightms.open_conversations(uuid, text[], uuid[], integer[], text[], timestamptz),
-	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
+	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval,
+		uuid, timestamptz[], timestamptz[]),
 	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.cancel_queued(uuid, uuid[], timestamptz, text) FROM PUBLIC;
 -- The steps of send_messages and cancel_messages run as their caller.
@@ -4466,7 +4473,8 @@ GRANT EXECUTE ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval)
 	eightms.touch_conversations(uuid, text[], timestamptz),
 	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
 	eightms.open_conversations(uuid, text[], uuid[], integer[], text[], timestamptz),
-	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
+	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval,
+		uuid, timestamptz[], timestamptz[]),
 	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.cancel_queued(uuid, uuid[], timestamptz, text)
 TO eightms_user;
@@ -4571,6 +4579,8 @@ $$;
 -- (message_queue_idx, message_unassigned_idx).  Locked rows others hold
 -- are skipped.  Each row's ctid is kept so that the claim's update finds it
 -- without the primary key: the rows are locked, so it cannot move meanwhile.
+-- A campaign message whose send window has closed is never handed out: the
+-- campaigns job moves it to its next window (sql/campaigns.sql).
 CREATE FUNCTION eightms.lock_due_messages(acct uuid, me uuid, own boolean, lim integer, t_now timestamptz)
 RETURNS TABLE (message_id uuid, tid tid, segments integer, conversation_id uuid, peer_number text,
 			   created_at timestamptz, expires_at timestamptz, status text, attempts integer)
@@ -4586,6 +4596,7 @@ BEGIN
 		  FROM eightms.message m
 		 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= t_now
 		   AND (m.status = 'queued' OR m.lease_expires_at < t_now)
+		   AND (m.window_closes_at IS NULL OR m.window_closes_at > t_now)
 		 ORDER BY m.send_at
 		 LIMIT lim
 		   FOR UPDATE SKIP LOCKED;
@@ -4595,6 +4606,7 @@ BEGIN
 			   m.status, m.attempts
 		  FROM eightms.message m
 		 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= t_now
+		   AND (m.window_closes_at IS NULL OR m.window_closes_at > t_now)
 		 ORDER BY m.send_at
 		 LIMIT lim
 		   FOR UPDATE SKIP LOCKED;
@@ -6118,6 +6130,10 @@ CREATE TABLE eightms.campaign_recipient (
 -- window has opened.
 CREATE INDEX campaign_recipient_waiting_idx ON eightms.campaign_recipient (account_id, campaign_id, window_opens_at)
 	WHERE state = 'waiting';
+-- The job's completion check: a running campaign's recipients whose
+-- message is still in the gateway's hands.
+CREATE INDEX campaign_recipient_queued_idx ON eightms.campaign_recipient (account_id, campaign_id)
+	WHERE state = 'queued';
 -- Attribution: the campaign whose message reached a number last.
 CREATE INDEX campaign_recipient_reached_idx ON eightms.campaign_recipient (account_id, phone, reached_at)
 	WHERE reached_at IS NOT NULL;
@@ -6188,5 +6204,11 @@ INSERT INTO eightms.data_column (table_name, column_name, class, subject, retent
 	('campaign_recipient', 'body', 'content', 'contact', 'account_lifetime', 'the text while it waits for its window; cleared when queued');
 
 ALTER TABLE eightms.message ADD COLUMN campaign_id uuid;
+ALTER TABLE eightms.message ADD COLUMN window_closes_at timestamptz;
+-- The campaigns job: campaign messages still waiting when their window
+-- closed.  Only campaign messages have an entry.
+CREATE INDEX message_window_idx ON eightms.message (account_id, window_closes_at)
+	WHERE pending AND window_closes_at IS NOT NULL;
 INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
-	('message', 'campaign_id', 'operational', 'contact', 'account_lifetime', 'the campaign it was sent for');
+	('message', 'campaign_id', 'operational', 'contact', 'account_lifetime', 'the campaign it was sent for'),
+	('message', 'window_closes_at', 'operational', 'contact', 'account_lifetime', 'send window');
