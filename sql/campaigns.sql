@@ -574,9 +574,9 @@ BEGIN
 				USING ERRCODE = '22023';
 		END IF;
 		SELECT s.audience INTO seg FROM eightms.contact_segment s
-		 WHERE s.account_id = acct AND s.segment_id = eightms.try_uuid(audience ->> 'segment_id');
+		 WHERE s.account_id = acct AND s.segment_id = eightms.try_uuid(audience_condition.audience ->> 'segment_id');
 		IF seg IS NULL THEN
-			RAISE EXCEPTION 'no segment %', left(audience ->> 'segment_id', 40) USING ERRCODE = 'P0002',
+			RAISE EXCEPTION 'no segment %', left(audience_condition.audience ->> 'segment_id', 40) USING ERRCODE = 'P0002',
 				HINT = 'segments() lists the account''s saved audiences.';
 		END IF;
 		RETURN eightms.audience_condition(acct, seg, true);
@@ -627,8 +627,8 @@ AS $$
 	SELECT ARRAY(SELECT eightms.try_uuid(e #>> '{}')
 				   FROM jsonb_array_elements(coalesce(
 							(SELECT s.audience FROM eightms.contact_segment s
-							  WHERE s.account_id = acct AND s.segment_id = eightms.try_uuid(audience ->> 'segment_id')),
-							audience) -> 'contact_ids') e)
+							  WHERE s.account_id = acct AND s.segment_id = eightms.try_uuid(audience_ids.audience ->> 'segment_id')),
+							audience_ids.audience) -> 'contact_ids') e)
 $$;
 
 -- The rows of a campaign's audience, one per contact it selects, as SQL
