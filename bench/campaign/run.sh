@@ -24,10 +24,12 @@ bench_account_with_phones 'Campaign Bench'
 
 psql -X -q -d "$DB" -v ON_ERROR_STOP=1 -v acct="$ACCT" -v n="$N" <<'SQL'
 INSERT INTO eightms.contact_field (account_id, name, type) VALUES (:'acct', 'plan', 'text');
--- US, British, French and German numbers (US: the account's zone; the
--- others: their region's one zone, or the contact's), a name on most,
--- a plan on half, tags on all; 1% opted out.
-INSERT INTO eightms.contact (account_id, phone, first_name, last_name, company, custom, tags, source, time_zone)
+-- US, British, French and German numbers (GB and FR: their region's one
+-- zone; US and DE, regions of several zones: the account's), a name on
+-- most, a plan on half, tags on all; 1% opted out.  No contact has a
+-- zone of its own: contact_time_zone_check reads the whole tz database
+-- (pg_timezone_names) for each row written with one.
+INSERT INTO eightms.contact (account_id, phone, first_name, last_name, company, custom, tags, source)
 SELECT :'acct',
 	   CASE i % 4 WHEN 0 THEN '+1212' || lpad((5550000 + i)::text, 7, '0')
 				  WHEN 1 THEN '+447700' || lpad(i::text, 6, '0')
@@ -35,8 +37,7 @@ SELECT :'acct',
 				  ELSE '+49151' || lpad(i::text, 8, '0') END,
 	   CASE WHEN i % 10 <> 0 THEN 'First' || i END, 'Last' || i, 'Company ' || (i % 500),
 	   CASE WHEN i % 2 = 0 THEN jsonb_build_object('plan', 'gold') ELSE '{}' END,
-	   ARRAY['all', 'group' || (i % 7)], 'import',
-	   CASE WHEN i % 4 = 3 THEN 'Europe/Berlin' END
+	   ARRAY['all', 'group' || (i % 7)], 'import'
   FROM generate_series(1, :n) i;
 INSERT INTO eightms.opt_out (account_id, number)
 SELECT :'acct', c.phone FROM eightms.contact c WHERE c.account_id = :'acct' AND c.contact_id::text LIKE '%00';

@@ -6643,13 +6643,19 @@ $$;
 -- repeated ones and ones that are no contact of the account count as
 -- excluded (duplicate, invalid).
 CREATE FUNCTION eightms.audience_ids(acct uuid, audience jsonb) RETURNS uuid[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT ARRAY(SELECT eightms.try_uuid(e #>> '{}')
-				   FROM jsonb_array_elements(coalesce(
-							(SELECT s.audience FROM eightms.contact_segment s
-							  WHERE s.account_id = acct AND s.segment_id = eightms.try_uuid(audience_ids.audience ->> 'segment_id')),
-							audience_ids.audience) -> 'contact_ids') e)
+DECLARE
+	seg jsonb;
+BEGIN
+	-- PL/pgSQL, in two statements: Citus plans no SQL function with
+	-- parameters that reads a distributed table.
+	SELECT s.audience INTO seg FROM eightms.contact_segment s
+	 WHERE s.account_id = acct AND s.segment_id = eightms.try_uuid(audience_ids.audience ->> 'segment_id');
+	RETURN ARRAY(SELECT eightms.try_uuid(e #>> '{}')
+				   FROM jsonb_array_elements(coalesce(seg, audience_ids.audience) -> 'contact_ids') e);
+END
 $$;
 
 -- The rows of a campaign's audience, one per contact it selects, as SQL
@@ -7380,13 +7386,21 @@ BEGIN
 	FOR j IN SELECT x.account_id, x.campaign_id, x.state FROM eightms.campaign x
 			  WHERE x.state = 'running' OR (x.state = 'scheduled' AND coalesce(x.start_at, '-infinity') <= now())
 			  ORDER BY x.account_id, x.campaign_id LOOP
-		IF j.state = 'scheduled' THEN
-			n := n + 1 + eightms.fan_out_campaign(j.account_id, j.campaign_id);
-		END IF;
-		n := n + eightms.release_campaign(j.account_id, j.campaign_id, batch_size);
-		IF eightms.complete_campaign(j.account_id, j.campaign_id) THEN
-			n := n + 1;
-		END IF;
+		-- One campaign that cannot go on (its audience names a custom
+		-- field dropped since it was scheduled) holds up no other: it is
+		-- named in the log, by id and SQLSTATE only, and tried again.
+		BEGIN
+			IF j.state = 'scheduled' THEN
+				n := n + 1 + eightms.fan_out_campaign(j.account_id, j.campaign_id);
+			END IF;
+			n := n + eightms.release_campaign(j.account_id, j.campaign_id, batch_size);
+			IF eightms.complete_campaign(j.account_id, j.campaign_id) THEN
+				n := n + 1;
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'campaign % of account % failed in the campaigns job (SQLSTATE %)',
+				j.campaign_id, j.account_id, SQLSTATE;
+		END;
 	END LOOP;
 	RETURN n;
 END

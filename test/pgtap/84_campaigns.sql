@@ -244,6 +244,22 @@ SELECT is((SELECT array_agg(name) FROM eightms_api.campaigns(state => 'canceled'
 		  'by state, a page at a time, newest first');
 SELECT throws_ok(format($$SELECT * FROM eightms_api.campaign('%s')$$, :'two'), 'P0002', NULL, 'a deleted campaign is gone');
 
+-- A campaign whose audience can no longer be read (a field dropped after
+-- it was scheduled) holds up no other in the job.
+SELECT eightms_api.set_contact_field('tier', 'text');
+SELECT eightms_api.create_campaign('Five', '{"where_custom": [{"field": "tier", "op": "exists"}]}', body => 'x') AS five \gset
+SELECT eightms_api.schedule_campaign(:'five');
+SELECT eightms_api.drop_contact_field('tier');
+SELECT eightms_api.create_campaign('Six', '{"all": true}', body => 'y') AS six \gset
+SELECT eightms_api.schedule_campaign(:'six');
+SELECT pgrst.reset();
+SET LOCAL client_min_messages = error;
+SELECT eightms.run_campaigns();
+RESET client_min_messages;
+SELECT is((SELECT array_agg(name || ' ' || state ORDER BY name) FROM eightms.campaign WHERE campaign_id IN (:'five', :'six')),
+		  ARRAY['Five scheduled', 'Six running'], 'a campaign the job cannot start stays scheduled, and the others go on');
+SELECT pgrst.as_user('olga', :'acct');
+
 -- ---------------------------------------------------------------- roles and other accounts
 SELECT pgrst.as_user('agnes', :'acct');
 SELECT throws_ok(format($$SELECT eightms_api.delete_campaign('%s')$$, :'three'), '42501', NULL, 'an agent does not delete campaigns');
