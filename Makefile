@@ -26,6 +26,7 @@ SQL_PARTS = \
 	sql/privacy.sql \
 	sql/dsar.sql \
 	sql/contacts.sql \
+	sql/templates.sql \
 	sql/campaigns.sql \
 	sql/distribute.sql \
 	sql/privileges.sql
@@ -37,6 +38,7 @@ OBJS = \
 	src/preload.o \
 	src/util/try_uuid.o \
 	src/util/uuid_v7.o \
+	src/util/tz_name.o \
 	src/util/base64url.o \
 	src/secrets/random.o \
 	src/secrets/seal_gcm.o \
@@ -52,6 +54,8 @@ OBJS = \
 	src/sms/consent_ascii.o \
 	src/sms/sms_encoding.o \
 	src/sms/sms_sql.o \
+	src/template/template.o \
+	src/template/template_sql.o \
 	src/phone/phone.o \
 	src/phone/tables/v9_0_35.o \
 	src/phone/phone_sql.o \
@@ -70,7 +74,7 @@ DATA_built = eightms--$(EXTVERSION).sql
 # The DBA's command for data-subject requests (doc/privacy.md), into bindir.
 SCRIPTS = bin/eightms-dsar
 DATA = $(wildcard sql/versions/eightms--*.sql)
-EXTRA_CLEAN = eightms-phone .phone-build .csv-build test/regress/results test/regress/regression.diffs \
+EXTRA_CLEAN = eightms-phone .phone-build .csv-build .template-build test/regress/results test/regress/regression.diffs \
 	test/regress/regression.out test/isolation/output_iso test/tmp_check .engine-build
 
 # The version is written once, in eightms.control; the C code gets it here.
@@ -127,6 +131,8 @@ include src/phone/phone.mk
 # The CSV reader outside the server (unit tests, the check against Python's
 # csv module, the fuzzer): its own fragment.
 include src/csv/csv.mk
+# The template parser outside the server (unit tests, the fuzzer).
+include src/template/template.mk
 
 # The test tiers one at a time (installcheck runs the first three).  The
 # psql of the server's installation creates the isolation database.

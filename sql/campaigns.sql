@@ -488,60 +488,6 @@ COMMENT ON FUNCTION eightms.window_closing(timestamptz, text, time, time, smalli
 
 -- ------------------------------------------------------------ texts
 
--- TEMPORARY until templates land; the lead replaces it at merge (the
--- templates work provides eightms.render_template in C, with the same
--- signature).  A placeholder {{name}} or {{name|fallback}} becomes the
--- contact's value, else its fallback, else nothing.
-CREATE FUNCTION eightms.render_template(body text, first_name text, last_name text, company text, custom jsonb)
-RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	m text[];
-	v text;
-BEGIN
-	FOR m IN SELECT regexp_matches(body, '(\{\{\s*([a-z_]+(?:\.[a-z][a-z0-9_]*)?)\s*(?:\|([^{}]*))?\}\})', 'g') LOOP
-		v := CASE WHEN m[2] = 'first_name' THEN first_name WHEN m[2] = 'last_name' THEN last_name
-				  WHEN m[2] = 'company' THEN company WHEN m[2] LIKE 'custom.%' THEN custom ->> substr(m[2], 8) END;
-		body := replace(body, m[1], coalesce(nullif(v, ''), m[3], ''));
-	END LOOP;
-	RETURN body;
-END
-$$;
-
--- Why a campaign's text cannot be used, or NULL: 1 to 1,600 characters,
--- and each placeholder one a contact has ({{first_name}}, {{last_name}},
--- {{company}}, {{custom.<field>}} of a field the account defines), with
--- an optional fallback ({{first_name|there}}).
-CREATE FUNCTION eightms.campaign_body_error(acct uuid, body text) RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	m text[];
-	n integer := 0;
-BEGIN
-	IF body IS NULL OR length(body) NOT BETWEEN 1 AND 1600 THEN
-		RETURN 'a campaign''s text must be 1 to 1600 characters';
-	END IF;
-	FOR m IN SELECT regexp_matches(body, '\{\{\s*([a-z_]+(?:\.[a-z][a-z0-9_]*)?)\s*(?:\|[^{}]*)?\}\}', 'g') LOOP
-		n := n + 1;
-		IF m[1] NOT IN ('first_name', 'last_name', 'company')
-		   AND NOT (m[1] LIKE 'custom.%'
-					AND EXISTS (SELECT FROM eightms.contact_field f
-								 WHERE f.account_id = acct AND f.name = substr(m[1], 8))) THEN
-			RETURN format('placeholder %s of the text is not one a contact has', n);
-		END IF;
-	END LOOP;
-	-- Braces left over: a placeholder written wrong ({{ first name }}).
-	IF (SELECT count(*) FROM regexp_matches(body, '\{\{', 'g')) <> n THEN
-		RETURN 'the text has a {{ that does not start a placeholder';
-	END IF;
-	RETURN NULL;
-END
-$$;
-
 -- ------------------------------------------------------------ audiences
 
 -- The SQL condition (on the contacts, alias c) an audience selects, its
@@ -743,7 +689,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k text;
-	err text;
 BEGIN
 	IF jsonb_typeof(changes) IS DISTINCT FROM 'object' THEN
 		RAISE EXCEPTION 'changes is a JSON object' USING ERRCODE = '22023',
@@ -768,12 +713,9 @@ BEGIN
 			END IF;
 		END IF;
 		IF changes ? 'template' AND jsonb_typeof(changes -> 'template') <> 'null' THEN
-			IF to_regclass('eightms.message_template') IS NULL THEN
-				RAISE EXCEPTION 'templates are not available on this server' USING ERRCODE = '0A000',
-					HINT = 'Pass the text as body.';
-			END IF;
-			EXECUTE 'SELECT t.template_id, t.body FROM eightms.message_template t WHERE t.account_id = $1 AND t.name = $2'
-				INTO c.template_id, c.body USING acct, changes ->> 'template';
+			SELECT t.template_id, t.body INTO c.template_id, c.body
+			  FROM eightms.message_template t
+			 WHERE t.account_id = acct AND t.name = changes ->> 'template';
 			IF c.template_id IS NULL THEN
 				RAISE EXCEPTION 'no template of that name' USING ERRCODE = 'P0002',
 					HINT = 'templates() lists the account''s templates.';
@@ -811,11 +753,13 @@ BEGIN
 		RAISE EXCEPTION 'a campaign value has the wrong form' USING ERRCODE = '22023',
 			HINT = 'phone_ids: an array of phone ids; start_at: a time with its offset; window_from/until: HH:MM; window_days: ISO days 1 (Monday) to 7; ttl: an interval.';
 	END;
-	err := eightms.campaign_body_error(acct, c.body);
-	IF err IS NOT NULL THEN
-		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
-			HINT = 'Placeholders: {{first_name}}, {{last_name}}, {{company}}, {{custom.<field>}}, each with an optional fallback ({{first_name|there}}).';
+	IF c.body IS NULL THEN
+		RAISE EXCEPTION 'a campaign needs a body or a template' USING ERRCODE = '22023',
+			HINT = 'Pass the text as body, or the name of one of the account''s templates as template.';
 	END IF;
+	-- The rules of a saved template: 1 to 1,600 characters, every
+	-- placeholder one a contact has.
+	PERFORM eightms.template_check(acct, c.body);
 	PERFORM eightms.audience_condition(acct, c.audience);
 	IF c.phone_ids IS NOT NULL AND (cardinality(c.phone_ids) NOT BETWEEN 1 AND 100 OR EXISTS (
 		SELECT FROM unnest(c.phone_ids) u(id)
@@ -1418,7 +1362,7 @@ INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VAL
 GRANT EXECUTE ON FUNCTION eightms.send_window(timestamptz, text, time, time, smallint[]),
 	eightms.window_opening(timestamptz, text, time, time, smallint[]),
 	eightms.window_closing(timestamptz, text, time, time, smallint[]),
-	eightms.render_template(text, text, text, text, jsonb), eightms.region_zone()
+	eightms.region_zone()
 TO eightms_user, eightms_dba;
 GRANT EXECUTE ON FUNCTION eightms.run_campaigns(integer) TO eightms_dba;
 GRANT EXECUTE ON PROCEDURE eightms.campaign_job(interval, integer) TO eightms_dba;

@@ -903,3 +903,67 @@ GRANT EXECUTE ON FUNCTION eightms_api.create_contact(jsonb), eightms_api.update_
 	eightms_api.add_opt_out(text, text), eightms_api.remove_opt_out(text, text),
 	eightms_api.opt_outs(timestamptz, text, integer)
 TO eightms_user;
+
+-- ------------------------------------------------------------ contacts in the inbox
+
+-- An account option: a message from a number that is not a contact yet
+-- makes one (source inbound, the number alone).  Last in the table: an
+-- upgrade appends it.
+ALTER TABLE eightms.account ADD COLUMN create_contacts_from_inbound boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN eightms.account.create_contacts_from_inbound IS
+	'A message from a number that is not one of the account''s contacts makes it one (set_contact_options)';
+INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
+	('account', 'create_contacts_from_inbound', 'operational', 'account', 'account_lifetime', 'setting');
+
+-- The account's contact options (owner or admin), as set_message_options.
+CREATE FUNCTION eightms_api.set_contact_options(create_contacts_from_inbound boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	acct := eightms.current_account_id();
+	IF create_contacts_from_inbound IS NULL THEN
+		RAISE EXCEPTION 'create_contacts_from_inbound must be true or false' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.account a SET create_contacts_from_inbound = set_contact_options.create_contacts_from_inbound
+	 WHERE a.account_id = acct;
+END
+$$;
+
+-- These numbers, the senders of new inbound messages, made contacts of
+-- the account when they are not (receive_messages, when the account's
+-- option is on): one statement for a batch.  Anything that is not an
+-- E.164 number (a short code, an alphanumeric sender) stays out.  Run as
+-- the phone, which may insert its account's contacts (the grant below;
+-- never update or delete them): on Citus, a SECURITY DEFINER writer could
+-- not touch the placements the phone has written in the same transaction.
+CREATE FUNCTION eightms.inbound_contacts(acct uuid, numbers text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- Not the generic plans receive_messages asks for: Citus routes this
+-- statement by the account's value.
+SET plan_cache_mode = auto
+AS $$
+BEGIN
+	INSERT INTO eightms.contact (account_id, phone, source)
+	SELECT DISTINCT acct, u.phone COLLATE "C", 'inbound' FROM unnest(numbers) AS u(phone)
+	 WHERE u.phone ~ '^\+[1-9][0-9]{1,14}$'
+	-- Without a conflict target, which would need SELECT on its columns:
+	-- the number is the only key a new contact can meet.
+	ON CONFLICT DO NOTHING;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION eightms_api.set_contact_options(boolean) TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(uuid, text[]) TO eightms_phone;
+-- The whole row: Citus does not give a column's grant to the shards.
+GRANT INSERT ON eightms.contact TO eightms_phone;
+-- What that grant lets a phone write, and no more: a contact that is a
+-- number and nothing else, marked inbound.  Names, email, company, fields,
+-- tags and zones stay the members' to write.
+CREATE POLICY phone_inbound_only ON eightms.contact AS RESTRICTIVE FOR INSERT TO eightms_phone
+	WITH CHECK (source = 'inbound' AND first_name IS NULL AND last_name IS NULL AND email IS NULL
+				AND company IS NULL AND custom = '{}' AND tags = '{}' AND time_zone IS NULL);

@@ -164,8 +164,14 @@ DECLARE
 	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
 	dev text;
+	-- The account's option (sql/contacts.sql): the new messages whose
+	-- senders become contacts, made in one statement after the batch.
+	make_contacts boolean;
+	stored uuid[];
+	senders text[];
 BEGIN
-	SELECT a.default_region INTO region FROM eightms.account a WHERE a.account_id = acct;
+	SELECT a.default_region, a.create_contacts_from_inbound INTO region, make_contacts
+	  FROM eightms.account a WHERE a.account_id = acct;
 	SELECT p.device_id INTO dev FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me;
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
@@ -186,9 +192,17 @@ BEGIN
 		IF error IS NULL THEN
 			SELECT r.message_id, r.duplicate, r.consent INTO message_id, duplicate, consent
 			  FROM eightms.receive_one(acct, me, dev, region, x) r;
+			IF make_contacts AND NOT duplicate THEN
+				stored := stored || message_id;
+			END IF;
 		END IF;
 		RETURN NEXT;
 	END LOOP;
+	IF stored IS NOT NULL THEN
+		SELECT array_agg(m.peer_number) INTO senders FROM eightms.message m
+		 WHERE m.account_id = acct AND m.message_id = ANY (stored);
+		PERFORM eightms.inbound_contacts(acct, senders);
+	END IF;
 END
 $$;
 

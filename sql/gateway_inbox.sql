@@ -63,25 +63,28 @@ $$;
 
 -- The inbox, newest first, a page at a time: pass the last row's
 -- (last_message_at, conversation_id) to get the next page (keyset
--- pagination, stable while messages arrive).  PL/pgSQL, with the account
--- read first: Citus plans no statement of an SQL function that has
--- parameters, and routes this one (the conversation and its colocated
--- messages) to the account's shards by its value.
+-- pagination, stable while messages arrive).  Each row names the
+-- account's contact with that number, if any (contact_id, first_name,
+-- last_name; NULL otherwise).  PL/pgSQL, with the account read first:
+-- Citus plans no statement of an SQL function that has parameters, and
+-- routes this one (the conversation, its colocated messages and contacts)
+-- to the account's shards by its value.
 CREATE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
 											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
-			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
+			   unread_count integer, archived_at timestamptz, last_body text, last_direction text,
+			   contact_id uuid, first_name text, last_name text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	acct uuid := eightms.require_account();
 BEGIN
-	-- The page first, then each row's last message: only the page's rows
-	-- look their last message up.
+	-- The page first, then each row's last message and contact: only the
+	-- page's rows look them up (the contact by contact_phone_key).
 	RETURN QUERY
 	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
-		   lm.body, lm.direction
+		   lm.body, lm.direction, ct.contact_id, ct.first_name, ct.last_name
 	  FROM (SELECT c.*
 			  FROM eightms.conversation c
 			 WHERE c.account_id = acct
@@ -99,6 +102,7 @@ BEGIN
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
 						  WHERE m.account_id = acct AND m.conversation_id = c.conversation_id
 						  ORDER BY coalesce(m.received_at, m.created_at) DESC, m.message_id DESC LIMIT 1) lm ON true
+	  LEFT JOIN eightms.contact ct ON ct.account_id = acct AND ct.phone = c.peer_number
 	 ORDER BY c.last_message_at DESC, c.conversation_id DESC;
 END
 $$;

@@ -2066,8 +2066,14 @@ DECLARE
 	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
 	dev text;
+	-- The account's option (sql/contacts.sql): the new messages whose
+	-- senders become contacts, made in one statement after the batch.
+	make_contacts boolean;
+	stored uuid[];
+	senders text[];
 BEGIN
-	SELECT a.default_region INTO region FROM eightms.account a WHERE a.account_id = acct;
+	SELECT a.default_region, a.create_contacts_from_inbound INTO region, make_contacts
+	  FROM eightms.account a WHERE a.account_id = acct;
 	SELECT p.device_id INTO dev FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me;
 	IF jsonb_typeof(messages) IS DISTINCT FROM 'array' OR jsonb_array_length(messages) > 1000 THEN
 		RAISE EXCEPTION 'messages must be a JSON array of at most 1000 {from, body, received_at, device_message_id}'
@@ -2088,9 +2094,17 @@ BEGIN
 		IF error IS NULL THEN
 			SELECT r.message_id, r.duplicate, r.consent INTO message_id, duplicate, consent
 			  FROM eightms.receive_one(acct, me, dev, region, x) r;
+			IF make_contacts AND NOT duplicate THEN
+				stored := stored || message_id;
+			END IF;
 		END IF;
 		RETURN NEXT;
 	END LOOP;
+	IF stored IS NOT NULL THEN
+		SELECT array_agg(m.peer_number) INTO senders FROM eightms.message m
+		 WHERE m.account_id = acct AND m.message_id = ANY (stored);
+		PERFORM eightms.inbound_contacts(acct, senders);
+	END IF;
 END
 $$;
 
@@ -2117,21 +2131,25 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
+-- Its rows name the contact with their number (0.2.0, "contacts in the
+-- inbox"): a new return type, so dropped and created again.
+DROP FUNCTION eightms_api.list_conversations(timestamptz, uuid, integer, boolean);
+CREATE FUNCTION eightms_api.list_conversations(after_at timestamptz DEFAULT NULL, after_id uuid DEFAULT NULL,
 											   page_size integer DEFAULT 50, archived boolean DEFAULT false)
 RETURNS TABLE (conversation_id uuid, peer_number text, phone_id uuid, last_message_at timestamptz,
-			   unread_count integer, archived_at timestamptz, last_body text, last_direction text)
+			   unread_count integer, archived_at timestamptz, last_body text, last_direction text,
+			   contact_id uuid, first_name text, last_name text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	acct uuid := eightms.require_account();
 BEGIN
-	-- The page first, then each row's last message: only the page's rows
-	-- look their last message up.
+	-- The page first, then each row's last message and contact: only the
+	-- page's rows look them up (the contact by contact_phone_key).
 	RETURN QUERY
 	SELECT c.conversation_id, c.peer_number, c.phone_id, c.last_message_at, c.unread_count, c.archived_at,
-		   lm.body, lm.direction
+		   lm.body, lm.direction, ct.contact_id, ct.first_name, ct.last_name
 	  FROM (SELECT c.*
 			  FROM eightms.conversation c
 			 WHERE c.account_id = acct
@@ -2149,9 +2167,12 @@ BEGIN
 	  LEFT JOIN LATERAL (SELECT m.body, m.direction FROM eightms.message m
 						  WHERE m.account_id = acct AND m.conversation_id = c.conversation_id
 						  ORDER BY coalesce(m.received_at, m.created_at) DESC, m.message_id DESC LIMIT 1) lm ON true
+	  LEFT JOIN eightms.contact ct ON ct.account_id = acct AND ct.phone = c.peer_number
 	 ORDER BY c.last_message_at DESC, c.conversation_id DESC;
 END
 $$;
+GRANT EXECUTE ON FUNCTION eightms_api.list_conversations(timestamptz, uuid, integer, boolean) TO eightms_user;
+REVOKE ALL ON FUNCTION eightms_api.list_conversations(timestamptz, uuid, integer, boolean) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION eightms_api.conversation_messages(conversation_id uuid, after_at timestamptz DEFAULT NULL,
 												  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
@@ -6213,6 +6234,348 @@ INSERT INTO eightms.data_column (table_name, column_name, class, subject, retent
 	('message', 'campaign_id', 'operational', 'contact', 'account_lifetime', 'the campaign it was sent for'),
 	('message', 'window_closes_at', 'operational', 'contact', 'account_lifetime', 'send window');
 
+-- ==== time zone names read once per backend (src/util/tz_name.c)
+-- The check ran pg_timezone_names, which loads every zone file, for each
+-- row written: an import of contacts with zones spent minutes in it.
+CREATE OR REPLACE FUNCTION eightms.is_timezone_name(tz text) RETURNS boolean
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'eightms_is_timezone_name';
+COMMENT ON FUNCTION eightms.is_timezone_name(text) IS
+	'Whether a text is exactly a name pg_timezone_names lists (src/util/tz_name.c reads them once per backend)';
+-- ==== templates
+-- An account's message templates, checked when saved and rendered in C
+-- (sql/templates.sql, src/template/, doc/contacts.md "Templates").
+
+CREATE TABLE eightms.message_template (
+	account_id	uuid NOT NULL REFERENCES eightms.account (account_id) ON DELETE CASCADE,
+	template_id	uuid NOT NULL DEFAULT eightms.uuid_v7(),
+	name		text NOT NULL
+		CONSTRAINT message_template_name_check CHECK (length(name) BETWEEN 1 AND 100 AND name = btrim(name)),
+	-- Ten GSM-7 segments' worth before rendering.
+	body		text NOT NULL
+		CONSTRAINT message_template_body_check CHECK (length(body) BETWEEN 1 AND 1600),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (account_id, template_id),
+	CONSTRAINT message_template_name_key UNIQUE (account_id, name)
+);
+COMMENT ON TABLE eightms.message_template IS
+	'An account''s message templates: a name (unique in the account) and a body with {{placeholders}}';
+SELECT pg_catalog.pg_extension_config_dump('eightms.message_template', '');
+ALTER TABLE eightms.message_template ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.message_template FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.message_template
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+-- Members read; every write goes through the functions below.
+GRANT SELECT ON eightms.message_template TO eightms_user;
+
+INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
+	('message_template', 'account_id', 'operational', 'account', 'account_lifetime', 'key'),
+	('message_template', 'template_id', 'operational', 'account', 'account_lifetime', 'key'),
+	('message_template', 'name', 'content', 'account', 'account_lifetime', 'the account''s name for the template'),
+	('message_template', 'body', 'content', 'account', 'account_lifetime', 'the account''s message text'),
+	('message_template', 'created_at', 'operational', 'account', 'account_lifetime', 'timestamp'),
+	('message_template', 'updated_at', 'operational', 'account', 'account_lifetime', 'timestamp');
+
+-- ------------------------------------------------------------ the engine
+
+CREATE FUNCTION eightms.render_template(body text, first_name text, last_name text, company text, custom jsonb)
+RETURNS text
+AS 'MODULE_PATHNAME', 'eightms_render_template'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.render_template(text, text, text, text, jsonb) IS
+	'The body with each placeholder replaced by the contact''s value, or its fallback when the value is NULL or empty; the parsed body is kept per call site';
+
+CREATE FUNCTION eightms.template_fields(body text, OUT names text[], OUT positions integer[])
+RETURNS record
+AS 'MODULE_PATHNAME', 'eightms_template_fields'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eightms.template_fields(text) IS
+	'The custom fields a template names, each once with the character of its first placeholder; 22023 with the position when the body is not a template';
+
+-- Whether body can be saved as a template of the account: 1 to 1600
+-- characters, every placeholder known, every custom field one the account
+-- defines.  22023 otherwise, with the character of the placeholder at
+-- fault (never the body).  Saving and campaigns call it.
+CREATE FUNCTION eightms.template_check(acct uuid, body text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	f record;
+	defined text[];
+	bad integer;
+BEGIN
+	IF body IS NULL OR length(body) NOT BETWEEN 1 AND 1600 THEN
+		RAISE EXCEPTION 'a template''s body is 1 to 1600 characters' USING ERRCODE = '22023';
+	END IF;
+	f := eightms.template_fields(body);
+	IF cardinality(f.names) > 0 THEN
+		defined := ARRAY(SELECT c.name FROM eightms.contact_field c
+						  WHERE c.account_id = acct AND c.name = ANY (f.names));
+		SELECT min(u.position) INTO bad FROM unnest(f.names, f.positions) AS u(name, position)
+		 WHERE NOT u.name = ANY (defined);
+		IF bad IS NOT NULL THEN
+			RAISE EXCEPTION 'unknown custom field at character % of the template', bad USING ERRCODE = '22023',
+				HINT = 'Define it with set_contact_field(name, type); contact_fields() lists the account''s fields.';
+		END IF;
+	END IF;
+END
+$$;
+
+-- What a rendered text is as the send path would queue it
+-- (eightms.queue_message): folded first when the account folds
+-- look-alikes, then its encoding and segments; the characters that force
+-- UCS-2, each once in order of appearance; and whether folding changed it.
+CREATE FUNCTION eightms.template_preview(body text, fold boolean,
+										 OUT rendered text, OUT encoding text, OUT segments integer,
+										 OUT ucs2_chars text[], OUT folded boolean)
+RETURNS record
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	i record;
+BEGIN
+	rendered := body;
+	IF body IS NOT NULL AND fold THEN
+		rendered := eightms.sms_fold(body);
+	END IF;
+	folded := rendered IS DISTINCT FROM body;
+	i := eightms.sms_info(coalesce(rendered, ''));
+	encoding := i.encoding;
+	segments := i.segments;
+	ucs2_chars := '{}';
+	IF i.encoding = 'ucs2' THEN
+		ucs2_chars := ARRAY(SELECT u.ch FROM (SELECT s.ch COLLATE "C" AS ch, min(s.n) AS n
+												FROM regexp_split_to_table(rendered, '') WITH ORDINALITY AS s(ch, n)
+											   WHERE (eightms.sms_info(s.ch)).encoding = 'ucs2'
+											   GROUP BY 1) u
+							 ORDER BY u.n);
+	END IF;
+END
+$$;
+
+-- ------------------------------------------------------------ API
+
+-- Save a template (owner, admin or agent): created, or its body replaced
+-- when the account has one of that name.  Its id.
+CREATE FUNCTION eightms_api.save_template(name text, body text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	id uuid;
+	at timestamptz := now();
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	name := btrim(name);
+	IF name IS NULL OR length(name) NOT BETWEEN 1 AND 100 THEN
+		RAISE EXCEPTION 'a template''s name is 1 to 100 characters' USING ERRCODE = '22023';
+	END IF;
+	PERFORM eightms.template_check(acct, body);
+	IF (SELECT count(*) FROM eightms.message_template t WHERE t.account_id = acct AND t.name <> save_template.name) >= 1000 THEN
+		RAISE EXCEPTION 'an account has at most 1000 templates' USING ERRCODE = '22023',
+			HINT = 'Delete one with delete_template first.';
+	END IF;
+	INSERT INTO eightms.message_template AS t (account_id, name, body, created_at, updated_at)
+	VALUES (acct, save_template.name, save_template.body, at, at)
+	ON CONFLICT ON CONSTRAINT message_template_name_key DO UPDATE
+		SET body = EXCLUDED.body, updated_at = EXCLUDED.updated_at
+	RETURNING t.template_id INTO id;
+	RETURN id;
+END
+$$;
+
+-- The account's templates, by name (any member).
+CREATE FUNCTION eightms_api.templates()
+RETURNS TABLE (template_id uuid, name text, body text, created_at timestamptz, updated_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	RETURN QUERY SELECT t.template_id, t.name, t.body, t.created_at, t.updated_at
+				   FROM eightms.message_template t WHERE t.account_id = acct ORDER BY t.name;
+END
+$$;
+
+-- One template by its name (any member).
+CREATE FUNCTION eightms_api.get_template(name text)
+RETURNS TABLE (template_id uuid, body text, created_at timestamptz, updated_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	wanted text := btrim(get_template.name);
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	RETURN QUERY SELECT t.template_id, t.body, t.created_at, t.updated_at
+				   FROM eightms.message_template t WHERE t.account_id = acct AND t.name = wanted;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no template of that name' USING ERRCODE = 'P0002', HINT = 'templates() lists them.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION eightms_api.delete_template(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	DELETE FROM eightms.message_template t WHERE t.account_id = acct AND t.name = btrim(delete_template.name);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no template of that name' USING ERRCODE = 'P0002', HINT = 'templates() lists them.';
+	END IF;
+END
+$$;
+
+-- A body rendered for some of the account's contacts (any member): those
+-- named, in that order (an id not the account's is P0002), or the first
+-- sample_count by creation; an account without contacts gets one row
+-- rendered without values (the fallbacks), contact_id NULL.  Each row as
+-- the send path would queue it (eightms.template_preview).
+CREATE FUNCTION eightms_api.preview_template(body text, contact_ids uuid[] DEFAULT NULL, sample_count integer DEFAULT 3)
+RETURNS TABLE (contact_id uuid, rendered text, encoding text, segments integer, ucs2_chars text[], folded boolean)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+	fold boolean;
+	known uuid[];
+	missing uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
+	acct := eightms.current_account_id();
+	PERFORM eightms.template_check(acct, body);
+	sample_count := coalesce(sample_count, 3);
+	IF sample_count NOT BETWEEN 1 AND 100 THEN
+		RAISE EXCEPTION 'sample_count must be 1 to 100' USING ERRCODE = '22023';
+	END IF;
+	IF cardinality(contact_ids) > 100 THEN
+		RAISE EXCEPTION 'contact_ids must be at most 100 ids' USING ERRCODE = '22023';
+	END IF;
+	SELECT a.fold_lookalikes INTO fold FROM eightms.account a WHERE a.account_id = acct;
+	IF contact_ids IS NOT NULL THEN
+		known := ARRAY(SELECT x.contact_id FROM eightms.contact x
+						WHERE x.account_id = acct AND x.contact_id = ANY (contact_ids));
+		SELECT u.id INTO missing FROM unnest(contact_ids) AS u(id) WHERE NOT u.id = ANY (known) LIMIT 1;
+		IF missing IS NOT NULL THEN
+			RAISE EXCEPTION 'no contact %', missing USING ERRCODE = 'P0002';
+		END IF;
+	END IF;
+	RETURN QUERY
+	SELECT x.contact_id, p.*
+	  FROM eightms.contact x
+	 CROSS JOIN LATERAL eightms.template_preview(
+			eightms.render_template(body, x.first_name, x.last_name, x.company, x.custom), fold) p
+	 WHERE x.account_id = acct AND (contact_ids IS NULL OR x.contact_id = ANY (contact_ids))
+	 ORDER BY array_position(contact_ids, x.contact_id), x.created_at, x.contact_id
+	 LIMIT CASE WHEN contact_ids IS NULL THEN sample_count END;
+	IF NOT FOUND AND contact_ids IS NULL THEN
+		RETURN QUERY SELECT NULL::uuid, p.*
+					   FROM eightms.template_preview(eightms.render_template(body, NULL, NULL, NULL, NULL), fold) p;
+	END IF;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION eightms.render_template(text, text, text, text, jsonb), eightms.template_fields(text),
+	eightms.template_check(uuid, text), eightms.template_preview(text, boolean)
+TO eightms_user, eightms_dba;
+GRANT EXECUTE ON FUNCTION eightms_api.save_template(text, text), eightms_api.templates(),
+	eightms_api.get_template(text), eightms_api.delete_template(text),
+	eightms_api.preview_template(text, uuid[], integer)
+TO eightms_user;
+REVOKE ALL ON FUNCTION eightms.render_template(text, text, text, text, jsonb), eightms.template_fields(text),
+	eightms.template_check(uuid, text), eightms.template_preview(text, boolean),
+	eightms_api.save_template(text, text), eightms_api.templates(),
+	eightms_api.get_template(text), eightms_api.delete_template(text),
+	eightms_api.preview_template(text, uuid[], integer)
+FROM PUBLIC;
+REVOKE ALL ON eightms.message_template FROM PUBLIC;
+
+-- ==== contacts in the inbox
+-- Conversations name the account's contact with their number
+-- (list_conversations, dropped and created again above, in "gateway
+-- fixes"), and an account option makes a contact of an inbound message's
+-- unknown sender (receive_messages, above; sql/contacts.sql).
+
+-- An account option: a message from a number that is not a contact yet
+-- makes one (source inbound, the number alone).  Last in the table: an
+-- upgrade appends it.
+ALTER TABLE eightms.account ADD COLUMN create_contacts_from_inbound boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN eightms.account.create_contacts_from_inbound IS
+	'A message from a number that is not one of the account''s contacts makes it one (set_contact_options)';
+INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
+	('account', 'create_contacts_from_inbound', 'operational', 'account', 'account_lifetime', 'setting');
+
+-- The account's contact options (owner or admin), as set_message_options.
+CREATE FUNCTION eightms_api.set_contact_options(create_contacts_from_inbound boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid;
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	acct := eightms.current_account_id();
+	IF create_contacts_from_inbound IS NULL THEN
+		RAISE EXCEPTION 'create_contacts_from_inbound must be true or false' USING ERRCODE = '22023';
+	END IF;
+	UPDATE eightms.account a SET create_contacts_from_inbound = set_contact_options.create_contacts_from_inbound
+	 WHERE a.account_id = acct;
+END
+$$;
+
+-- These numbers, the senders of new inbound messages, made contacts of
+-- the account when they are not (receive_messages, when the account's
+-- option is on): one statement for a batch.  Anything that is not an
+-- E.164 number (a short code, an alphanumeric sender) stays out.  Run as
+-- the phone, which may insert its account's contacts (the grant below;
+-- never update or delete them): on Citus, a SECURITY DEFINER writer could
+-- not touch the placements the phone has written in the same transaction.
+CREATE FUNCTION eightms.inbound_contacts(acct uuid, numbers text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- Not the generic plans receive_messages asks for: Citus routes this
+-- statement by the account's value.
+SET plan_cache_mode = auto
+AS $$
+BEGIN
+	INSERT INTO eightms.contact (account_id, phone, source)
+	SELECT DISTINCT acct, u.phone COLLATE "C", 'inbound' FROM unnest(numbers) AS u(phone)
+	 WHERE u.phone ~ '^\+[1-9][0-9]{1,14}$'
+	-- Without a conflict target, which would need SELECT on its columns:
+	-- the number is the only key a new contact can meet.
+	ON CONFLICT DO NOTHING;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION eightms_api.set_contact_options(boolean) TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(uuid, text[]) TO eightms_phone;
+-- The whole row: Citus does not give a column's grant to the shards.
+GRANT INSERT ON eightms.contact TO eightms_phone;
+-- What that grant lets a phone write, and no more: a contact that is a
+-- number and nothing else, marked inbound.  Names, email, company, fields,
+-- tags and zones stay the members' to write.
+CREATE POLICY phone_inbound_only ON eightms.contact AS RESTRICTIVE FOR INSERT TO eightms_phone
+	WITH CHECK (source = 'inbound' AND first_name IS NULL AND last_name IS NULL AND email IS NULL
+				AND company IS NULL AND custom = '{}' AND tags = '{}' AND time_zone IS NULL);
+REVOKE ALL ON FUNCTION eightms_api.set_contact_options(boolean), eightms.inbound_contacts(uuid, text[]) FROM PUBLIC;
+
 -- ==== campaigns
 -- Send windows, the campaigns API, the fan-out and the campaigns job
 -- (sql/campaigns.sql); the claim skips campaign messages whose window has
@@ -6509,60 +6872,6 @@ COMMENT ON FUNCTION eightms.window_closing(timestamptz, text, time, time, smalli
 
 -- ------------------------------------------------------------ texts
 
--- TEMPORARY until templates land; the lead replaces it at merge (the
--- templates work provides eightms.render_template in C, with the same
--- signature).  A placeholder {{name}} or {{name|fallback}} becomes the
--- contact's value, else its fallback, else nothing.
-CREATE FUNCTION eightms.render_template(body text, first_name text, last_name text, company text, custom jsonb)
-RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	m text[];
-	v text;
-BEGIN
-	FOR m IN SELECT regexp_matches(body, '(\{\{\s*([a-z_]+(?:\.[a-z][a-z0-9_]*)?)\s*(?:\|([^{}]*))?\}\})', 'g') LOOP
-		v := CASE WHEN m[2] = 'first_name' THEN first_name WHEN m[2] = 'last_name' THEN last_name
-				  WHEN m[2] = 'company' THEN company WHEN m[2] LIKE 'custom.%' THEN custom ->> substr(m[2], 8) END;
-		body := replace(body, m[1], coalesce(nullif(v, ''), m[3], ''));
-	END LOOP;
-	RETURN body;
-END
-$$;
-
--- Why a campaign's text cannot be used, or NULL: 1 to 1,600 characters,
--- and each placeholder one a contact has ({{first_name}}, {{last_name}},
--- {{company}}, {{custom.<field>}} of a field the account defines), with
--- an optional fallback ({{first_name|there}}).
-CREATE FUNCTION eightms.campaign_body_error(acct uuid, body text) RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	m text[];
-	n integer := 0;
-BEGIN
-	IF body IS NULL OR length(body) NOT BETWEEN 1 AND 1600 THEN
-		RETURN 'a campaign''s text must be 1 to 1600 characters';
-	END IF;
-	FOR m IN SELECT regexp_matches(body, '\{\{\s*([a-z_]+(?:\.[a-z][a-z0-9_]*)?)\s*(?:\|[^{}]*)?\}\}', 'g') LOOP
-		n := n + 1;
-		IF m[1] NOT IN ('first_name', 'last_name', 'company')
-		   AND NOT (m[1] LIKE 'custom.%'
-					AND EXISTS (SELECT FROM eightms.contact_field f
-								 WHERE f.account_id = acct AND f.name = substr(m[1], 8))) THEN
-			RETURN format('placeholder %s of the text is not one a contact has', n);
-		END IF;
-	END LOOP;
-	-- Braces left over: a placeholder written wrong ({{ first name }}).
-	IF (SELECT count(*) FROM regexp_matches(body, '\{\{', 'g')) <> n THEN
-		RETURN 'the text has a {{ that does not start a placeholder';
-	END IF;
-	RETURN NULL;
-END
-$$;
-
 -- ------------------------------------------------------------ audiences
 
 -- The SQL condition (on the contacts, alias c) an audience selects, its
@@ -6764,7 +7073,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k text;
-	err text;
 BEGIN
 	IF jsonb_typeof(changes) IS DISTINCT FROM 'object' THEN
 		RAISE EXCEPTION 'changes is a JSON object' USING ERRCODE = '22023',
@@ -6789,12 +7097,9 @@ BEGIN
 			END IF;
 		END IF;
 		IF changes ? 'template' AND jsonb_typeof(changes -> 'template') <> 'null' THEN
-			IF to_regclass('eightms.message_template') IS NULL THEN
-				RAISE EXCEPTION 'templates are not available on this server' USING ERRCODE = '0A000',
-					HINT = 'Pass the text as body.';
-			END IF;
-			EXECUTE 'SELECT t.template_id, t.body FROM eightms.message_template t WHERE t.account_id = $1 AND t.name = $2'
-				INTO c.template_id, c.body USING acct, changes ->> 'template';
+			SELECT t.template_id, t.body INTO c.template_id, c.body
+			  FROM eightms.message_template t
+			 WHERE t.account_id = acct AND t.name = changes ->> 'template';
 			IF c.template_id IS NULL THEN
 				RAISE EXCEPTION 'no template of that name' USING ERRCODE = 'P0002',
 					HINT = 'templates() lists the account''s templates.';
@@ -6832,11 +7137,13 @@ BEGIN
 		RAISE EXCEPTION 'a campaign value has the wrong form' USING ERRCODE = '22023',
 			HINT = 'phone_ids: an array of phone ids; start_at: a time with its offset; window_from/until: HH:MM; window_days: ISO days 1 (Monday) to 7; ttl: an interval.';
 	END;
-	err := eightms.campaign_body_error(acct, c.body);
-	IF err IS NOT NULL THEN
-		RAISE EXCEPTION '%', err USING ERRCODE = '22023',
-			HINT = 'Placeholders: {{first_name}}, {{last_name}}, {{company}}, {{custom.<field>}}, each with an optional fallback ({{first_name|there}}).';
+	IF c.body IS NULL THEN
+		RAISE EXCEPTION 'a campaign needs a body or a template' USING ERRCODE = '22023',
+			HINT = 'Pass the text as body, or the name of one of the account''s templates as template.';
 	END IF;
+	-- The rules of a saved template: 1 to 1,600 characters, every
+	-- placeholder one a contact has.
+	PERFORM eightms.template_check(acct, c.body);
 	PERFORM eightms.audience_condition(acct, c.audience);
 	IF c.phone_ids IS NOT NULL AND (cardinality(c.phone_ids) NOT BETWEEN 1 AND 100 OR EXISTS (
 		SELECT FROM unnest(c.phone_ids) u(id)
@@ -7439,7 +7746,7 @@ INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VAL
 GRANT EXECUTE ON FUNCTION eightms.send_window(timestamptz, text, time, time, smallint[]),
 	eightms.window_opening(timestamptz, text, time, time, smallint[]),
 	eightms.window_closing(timestamptz, text, time, time, smallint[]),
-	eightms.render_template(text, text, text, text, jsonb), eightms.region_zone()
+	eightms.region_zone()
 TO eightms_user, eightms_dba;
 GRANT EXECUTE ON FUNCTION eightms.run_campaigns(integer) TO eightms_dba;
 GRANT EXECUTE ON PROCEDURE eightms.campaign_job(interval, integer) TO eightms_dba;

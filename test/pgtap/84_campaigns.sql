@@ -57,11 +57,20 @@ SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}')$$, '
 SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}', template => 't', body => 'b')$$, '22023', NULL,
 				 'not both');
 SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}', body => 'Hi {{nickname}}')$$, '22023',
-				 'placeholder 1 of the text is not one a contact has', 'an unknown placeholder is refused');
+				 'unknown placeholder at character 4 of the template', 'an unknown placeholder is refused');
 SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}', body => 'Hi {{custom.shoe_size}}')$$, '22023',
 				 NULL, 'a placeholder of an undefined field is refused');
 SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}', body => 'Hi {{ first name }}')$$, '22023',
 				 NULL, 'a placeholder written wrong is refused');
+-- A template named is read (message_template) and its text copied.
+SELECT eightms_api.save_template('greeting', 'Hi {{first_name|there}} ({{custom.plan|basic}})') AS greeting \gset
+SELECT eightms_api.create_campaign('from a template', '{"all": true}', template => 'greeting') AS tcamp \gset
+SELECT is((SELECT row(template_id, body)::text FROM eightms_api.campaign(:'tcamp')),
+		  row(:'greeting'::uuid, 'Hi {{first_name|there}} ({{custom.plan|basic}})')::text,
+		  'a campaign from a template keeps its id and a copy of its text');
+SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}', template => 'no such')$$, 'P0002', NULL,
+				 'a template that is not the account''s is refused');
+SELECT eightms_api.delete_campaign(:'tcamp');
 SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}', body => 'x', window_from => '20:00', window_until => '09:00')$$,
 				 '22023', 'window_from must come before window_until', 'a window ending before it starts is refused');
 SELECT throws_ok($$SELECT eightms_api.create_campaign('c', '{"all": true}', body => 'x', window_days => '{0}')$$,

@@ -10,6 +10,12 @@ SELECT count(*) AS region_codes
 SELECT tz, eightms.is_timezone_name(tz)
   FROM unnest(ARRAY['UTC', 'Europe/Paris', 'America/Argentina/Buenos_Aires',
 					'Mars/Olympus', 'EST5EDT,M3.2.0', '+05:00', '../etc/passwd', '']) AS tz;
+-- Exactly the names pg_timezone_names lists: case matters, POSIX rules
+-- are not names, every listed name is one.
+SELECT tz, eightms.is_timezone_name(tz)
+  FROM unnest(ARRAY['europe/paris', 'XYZ3', 'Europe//Paris', 'Europe/', 'America/New_York']) AS tz;
+SELECT count(*) AS listed_names_refused
+  FROM pg_catalog.pg_timezone_names n WHERE NOT eightms.is_timezone_name(n.name);
 
 -- Random bytes: the asked length, or a clear error.
 SELECT length(eightms.random_bytes(1)) AS one, length(eightms.random_bytes(1024)) AS max;
