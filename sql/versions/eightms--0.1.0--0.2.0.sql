@@ -3613,8 +3613,8 @@ END
 $$;
 
 -- Everything an account holds, gone: its bridge requests and their
--- attempts, its messages, then the account (every other table follows it
--- by its foreign key).  One table at a time, keyed by account_id (Citus).
+-- attempts, its messages, its campaigns' recipients, then the account
+-- (every other table follows it by its foreign key).  One table at a time, keyed by account_id (Citus).
 CREATE FUNCTION eightms.purge_account(acct uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -3637,6 +3637,10 @@ BEGIN
 	DELETE FROM eightms.message m WHERE m.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('message', n);
+	-- Campaign recipients have no foreign key either (sql/campaigns.sql).
+	DELETE FROM eightms.campaign_recipient r WHERE r.account_id = acct;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('campaign_recipient', n);
 	DELETE FROM eightms.account a WHERE a.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	-- The sessions are the coordinator's on Citus, where the member
@@ -6118,7 +6122,11 @@ COMMENT ON TABLE eightms.campaign IS
 SELECT pg_catalog.pg_extension_config_dump('eightms.campaign', '');
 
 -- One row per distinct number a campaign reaches (its key), from the
--- fan-out to the end of its message.
+-- fan-out to the end of its message.  No foreign key to the campaign, for
+-- the reason the gateway's message table has none: its check is a query
+-- per row written, a large share of the fan-out, which inserts the rows
+-- under the campaign's row lock anyway.  delete_campaign deletes a
+-- campaign's recipients and eightms.purge_account an account's.
 CREATE TABLE eightms.campaign_recipient (
 	account_id		uuid NOT NULL,
 	campaign_id		uuid NOT NULL,
@@ -6144,8 +6152,7 @@ CREATE TABLE eightms.campaign_recipient (
 	-- The rendered text while it waits; NULL once queued (the message
 	-- holds it from then on).
 	body			text,
-	PRIMARY KEY (account_id, campaign_id, phone),
-	FOREIGN KEY (account_id, campaign_id) REFERENCES eightms.campaign (account_id, campaign_id) ON DELETE CASCADE
+	PRIMARY KEY (account_id, campaign_id, phone)
 );
 -- The campaigns job's release: a running campaign's recipients whose
 -- window has opened.
@@ -6967,31 +6974,44 @@ BEGIN
 END
 $$;
 
--- The rows of a campaign's audience, one per contact it selects, as SQL
--- with parameters $1 the account, $2 the campaign's text, $3 the account's
--- region, $4 whether it folds look-alikes, $5 its time zone: each with its
--- number, its text rendered (folded when the account folds), segments,
--- the zone its window is read in (the number's region's when the region
--- has one zone, else the contact's, else the account's), and whether it is
--- left out: opted out, or invalid (a number the phone engine places in no
--- region, a rendered text that is empty or longer than 1,600 characters).
--- The one query of the estimate and the fan-out.
+-- The contacts of a campaign's audience, one row per contact it selects,
+-- as SQL with parameters $1 the account, $3 the account's region, $5 its
+-- time zone: each with its number, names, company and custom fields,
+-- its number's region (NULL: the phone engine places it in none), the
+-- zone its window is read in (the number's region's when the region has
+-- one zone, else the contact's, else the account's), and whether its
+-- number is opted out.  Nothing rendered: the fan-out's counts and zones
+-- read it alone.
+CREATE FUNCTION eightms.audience_contacts(acct uuid, audience jsonb) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+	SELECT format(
+		'SELECT c.account_id, c.contact_id, c.phone, c.first_name, c.last_name, c.company, c.custom, g.region,
+				coalesce(z.zone, c.time_zone, $5) AS tz, o.number IS NOT NULL AS opted
+		   FROM eightms.contact c
+		   LEFT JOIN eightms.opt_out o ON o.account_id = $1 AND o.number = c.phone
+		  CROSS JOIN LATERAL (SELECT eightms.phone_region(c.phone, $3) AS region) g
+		   LEFT JOIN eightms.region_zone() z ON z.region = g.region
+		  WHERE c.account_id = $1 AND %s', eightms.audience_condition(acct, audience))
+$$;
+
+-- The rows of a campaign's audience (eightms.audience_contacts) with, as
+-- further parameters, $2 the campaign's text and $4 whether the account
+-- folds look-alikes: each contact's text rendered (folded when the
+-- account folds) and its segments, and whether it is invalid (a number
+-- the phone engine places in no region, a rendered text that is empty or
+-- longer than 1,600 characters).  The estimate's query and the fan-out's.
 CREATE FUNCTION eightms.audience_rows(acct uuid, audience jsonb) RETURNS text
 LANGUAGE sql STABLE
 AS $$
 	SELECT format(
-		'SELECT c.contact_id, c.phone, coalesce(z.zone, c.time_zone, $5) AS tz, t.body, i.segments,
-				o.number IS NOT NULL AS opted,
-				t.region IS NULL OR eightms.body_error(t.body, false) IS NOT NULL AS invalid
-		   FROM eightms.contact c
-		   LEFT JOIN eightms.opt_out o ON o.account_id = $1 AND o.number = c.phone
-		  CROSS JOIN LATERAL (SELECT eightms.phone_region(c.phone, $3) AS region,
-									 CASE WHEN $4 THEN eightms.sms_fold(r.body) ELSE r.body END AS body
-								FROM (SELECT eightms.render_template($2, c.first_name, c.last_name, c.company,
-																	 c.custom) AS body) r) t
-		   LEFT JOIN eightms.region_zone() z ON z.region = t.region
-		   LEFT JOIN LATERAL eightms.sms_info(t.body) i ON true
-		  WHERE c.account_id = $1 AND %s', eightms.audience_condition(acct, audience))
+		'SELECT a.account_id, a.contact_id, a.phone, a.tz, t.body, (eightms.sms_info(t.body)).segments, a.opted,
+				a.region IS NULL OR eightms.body_error(t.body, false) IS NOT NULL AS invalid
+		   FROM (%s) a
+		  CROSS JOIN LATERAL (SELECT CASE WHEN $4 THEN eightms.sms_fold(r.body) ELSE r.body END AS body
+								FROM (SELECT eightms.render_template($2, a.first_name, a.last_name, a.company,
+																	 a.custom) AS body) r) t',
+		eightms.audience_contacts(acct, audience))
 $$;
 
 -- ------------------------------------------------------------ segments API
@@ -7428,11 +7448,16 @@ $$;
 
 -- ------------------------------------------------------------ the job
 
--- A scheduled campaign starts: its audience fans out into recipients in
--- one INSERT ... SELECT (eightms.audience_rows: each contact once, its
--- number's opt-out and validity, its text rendered, its zone), each
--- waiting for the first opening of its window at or after the start; the
--- figures go on the campaign, and it is running.
+-- A scheduled campaign starts: its audience fans out into recipients,
+-- each waiting for the first opening of its window at or after the
+-- start; the figures go on the campaign, and it is running.  Three
+-- statements, each on the account's contacts alone (Citus plans no
+-- data-modifying WITH on distributed tables): the counts and the zones
+-- (eightms.audience_contacts, nothing rendered), each zone's opening,
+-- then one INSERT ... SELECT (eightms.audience_rows: each contact once,
+-- its text rendered) in the recipients' key order, so that the primary
+-- key's index is appended to.  What is neither opted out nor inserted
+-- was invalid.
 CREATE FUNCTION eightms.fan_out_campaign(acct uuid, cid uuid) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -7443,8 +7468,9 @@ DECLARE
 	at timestamptz := now();
 	n_all bigint;
 	n_opted bigint;
-	n_invalid bigint;
 	n_in bigint;
+	zones text[];
+	opens timestamptz[];
 	ids uuid[];
 	dup bigint;
 	missing bigint;
@@ -7454,22 +7480,21 @@ BEGIN
 		RETURN 0;
 	END IF;
 	SELECT * INTO a FROM eightms.account x WHERE x.account_id = acct;
-	EXECUTE format(
-		'WITH r AS MATERIALIZED (%s),
-		 w AS (SELECT d.tz, eightms.window_opening($6, d.tz, $7, $8, $9) AS opens
-				 FROM (SELECT DISTINCT r.tz FROM r WHERE NOT r.opted AND NOT r.invalid) d),
-		 ins AS (INSERT INTO eightms.campaign_recipient (account_id, campaign_id, phone, contact_id, time_zone,
-														segments, window_opens_at, body)
-				 SELECT $1, $10, r.phone, r.contact_id, r.tz, r.segments, w.opens, r.body
-				   FROM r JOIN w ON w.tz = r.tz
-				  WHERE NOT r.opted AND NOT r.invalid
-				 RETURNING 1)
-		 SELECT count(*), count(*) FILTER (WHERE r.opted), count(*) FILTER (WHERE r.invalid AND NOT r.opted),
-				(SELECT count(*) FROM ins)
-		   FROM r', eightms.audience_rows(acct, c.audience))
-		INTO n_all, n_opted, n_invalid, n_in
-		USING acct, c.body, a.default_region, a.fold_lookalikes, a.timezone,
-			  greatest(at, c.start_at), c.window_from, c.window_until, c.window_days, c.campaign_id;
+	EXECUTE format('SELECT count(*), count(*) FILTER (WHERE r.opted), array_agg(DISTINCT r.tz) FILTER (WHERE NOT r.opted)
+					  FROM (%s) r', eightms.audience_contacts(acct, c.audience))
+		INTO n_all, n_opted, zones
+		USING acct, NULL::text, a.default_region, NULL::boolean, a.timezone;
+	opens := ARRAY(SELECT eightms.window_opening(greatest(at, c.start_at), z.tz, c.window_from, c.window_until,
+												 c.window_days)
+					 FROM unnest(zones) WITH ORDINALITY z(tz, n) ORDER BY z.n);
+	EXECUTE format('INSERT INTO eightms.campaign_recipient (account_id, campaign_id, phone, contact_id, time_zone,
+															 segments, window_opens_at, body)
+					SELECT r.account_id, $6, r.phone, r.contact_id, r.tz, r.segments, w.opens, r.body
+					  FROM (%s) r JOIN unnest($7::text[], $8::timestamptz[]) w(tz, opens) ON w.tz = r.tz
+					 WHERE NOT r.opted AND NOT r.invalid
+					 ORDER BY r.phone', eightms.audience_rows(acct, c.audience))
+		USING acct, c.body, a.default_region, a.fold_lookalikes, a.timezone, c.campaign_id, zones, opens;
+	GET DIAGNOSTICS n_in = ROW_COUNT;
 	ids := eightms.audience_ids(acct, c.audience);
 	SELECT cardinality(ids) - count(DISTINCT u.id), count(DISTINCT u.id) - count(DISTINCT x.contact_id)
 	  INTO dup, missing
@@ -7478,7 +7503,7 @@ BEGIN
 	UPDATE eightms.campaign x
 	   SET state = 'running', started_at = at, updated_at = at,
 		   audience_count = n_all + coalesce(dup, 0) + coalesce(missing, 0), excluded_opted_out = n_opted,
-		   excluded_invalid = n_invalid + coalesce(missing, 0), excluded_duplicate = coalesce(dup, 0)
+		   excluded_invalid = n_all - n_opted - n_in + coalesce(missing, 0), excluded_duplicate = coalesce(dup, 0)
 	 WHERE x.account_id = acct AND x.campaign_id = cid;
 	RETURN n_in::integer;
 END
