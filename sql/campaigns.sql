@@ -1169,11 +1169,16 @@ $$;
 -- release: the job ran late) waits for its next one; one queued in a
 -- window that opened after the one it waited for (the job was down) has
 -- its ttl counted from that window's opening.  Returns how many
--- recipients moved.
+-- recipients moved.  plan_cache_mode = auto, not force_generic_plan: its
+-- statements that join the recipients to their windows or update them
+-- from arrays are ones Citus cannot plan generically; left to choose, the
+-- plan cache keeps a generic plan on one server and a custom one on Citus
+-- (as eightms.create_conversations).  One plan a batch is nothing next to
+-- the batch.
 CREATE FUNCTION eightms.release_campaign(acct uuid, cid uuid, lim integer) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
+SET plan_cache_mode = auto
 AS $$
 DECLARE
 	c eightms.campaign;
