@@ -1096,13 +1096,16 @@ BEGIN
 					  FROM (%s) r', eightms.audience_contacts(acct, c.audience))
 		INTO n_all, n_opted, zones
 		USING acct, NULL::text, a.default_region, NULL::boolean, a.timezone;
+	-- A zone's opening is looked up in these arrays by each row (a
+	-- campaign's recipients are in a few zones).
 	opens := ARRAY(SELECT eightms.window_opening(greatest(at, c.start_at), z.tz, c.window_from, c.window_until,
 												 c.window_days)
 					 FROM unnest(zones) WITH ORDINALITY z(tz, n) ORDER BY z.n);
 	EXECUTE format('INSERT INTO eightms.campaign_recipient (account_id, campaign_id, phone, contact_id, time_zone,
 															 segments, window_opens_at, body)
-					SELECT r.account_id, $6, r.phone, r.contact_id, r.tz, r.segments, w.opens, r.body
-					  FROM (%s) r JOIN unnest($7::text[], $8::timestamptz[]) w(tz, opens) ON w.tz = r.tz
+					SELECT r.account_id, $6, r.phone, r.contact_id, r.tz, r.segments,
+						   ($8::timestamptz[])[array_position($7::text[], r.tz)], r.body
+					  FROM (%s) r
 					 WHERE NOT r.opted AND NOT r.invalid
 					 ORDER BY r.phone', eightms.audience_rows(acct, c.audience))
 		USING acct, c.body, a.default_region, a.fold_lookalikes, a.timezone, c.campaign_id, zones, opens;
