@@ -168,24 +168,13 @@ SELECT ok(EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = t.relid),
 		  format('%s has a row-level security policy', t.rel))
   FROM tenant_tables t;
 
--- Every policy that grants rows compares account_id to the caller's
--- account and nothing else: no subqueries (Citus refuses them), no other
--- conditions.
+-- Every policy compares account_id to the caller's account and nothing
+-- else: no subqueries (Citus refuses them), no other conditions.
 SELECT ok(pg_get_expr(p.polqual, p.polrelid) = '(account_id = eightms.current_account_id())'
 		  AND (p.polwithcheck IS NULL
 			   OR pg_get_expr(p.polwithcheck, p.polrelid) = '(account_id = eightms.current_account_id())'),
 		  format('policy %s on %s is exactly account_id = eightms.current_account_id()', p.polname, t.rel))
-  FROM tenant_tables t JOIN pg_policy p ON p.polrelid = t.relid
- WHERE p.polpermissive;
--- A restrictive policy only narrows what those grant (contact's
--- phone_inbound_only: what a phone may insert): it is for named roles,
--- never PUBLIC, and reads the row alone (no subquery).
-SELECT ok(NOT 0 = ANY (p.polroles)
-		  AND coalesce(pg_get_expr(p.polqual, p.polrelid), '') !~* '\mselect\M'
-		  AND coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') !~* '\mselect\M',
-		  format('restrictive policy %s on %s is for named roles and reads the row alone', p.polname, t.rel))
-  FROM tenant_tables t JOIN pg_policy p ON p.polrelid = t.relid
- WHERE NOT p.polpermissive;
+  FROM tenant_tables t JOIN pg_policy p ON p.polrelid = t.relid;
 
 SELECT is(p.provolatile::text || p.proparallel::text, 'ss',
 		  'eightms.current_account_id() is STABLE and PARALLEL SAFE')
