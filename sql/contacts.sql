@@ -961,9 +961,3 @@ GRANT EXECUTE ON FUNCTION eightms_api.set_contact_options(boolean) TO eightms_us
 GRANT EXECUTE ON FUNCTION eightms.inbound_contacts(uuid, text[]) TO eightms_phone;
 -- The whole row: Citus does not give a column's grant to the shards.
 GRANT INSERT ON eightms.contact TO eightms_phone;
--- What that grant lets a phone write, and no more: a contact that is a
--- number and nothing else, marked inbound.  Names, email, company, fields,
--- tags and zones stay the members' to write.
-CREATE POLICY phone_inbound_only ON eightms.contact AS RESTRICTIVE FOR INSERT TO eightms_phone
-	WITH CHECK (source = 'inbound' AND first_name IS NULL AND last_name IS NULL AND email IS NULL
-				AND company IS NULL AND custom = '{}' AND tags = '{}' AND time_zone IS NULL);
