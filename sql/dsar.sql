@@ -460,8 +460,8 @@ END
 $$;
 
 -- Everything an account holds, gone: its bridge requests and their
--- attempts, its messages, then the account (every other table follows it
--- by its foreign key).  One table at a time, keyed by account_id (Citus).
+-- attempts, its messages, its campaigns' recipients, then the account
+-- (every other table follows it by its foreign key).  One table at a time, keyed by account_id (Citus).
 CREATE FUNCTION eightms.purge_account(acct uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -484,6 +484,10 @@ BEGIN
 	DELETE FROM eightms.message m WHERE m.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('message', n);
+	-- Campaign recipients have no foreign key either (sql/campaigns.sql).
+	DELETE FROM eightms.campaign_recipient r WHERE r.account_id = acct;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('campaign_recipient', n);
 	DELETE FROM eightms.account a WHERE a.account_id = acct;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	-- The sessions are the coordinator's on Citus, where the member

@@ -175,6 +175,8 @@ INSERT INTO eightms.scheduled_job (job_name, schedule, command, description) VAL
 -- (message_queue_idx, message_unassigned_idx).  Locked rows others hold
 -- are skipped.  Each row's ctid is kept so that the claim's update finds it
 -- without the primary key: the rows are locked, so it cannot move meanwhile.
+-- A campaign message whose send window has closed is never handed out: the
+-- campaigns job moves it to its next window (sql/campaigns.sql).
 CREATE FUNCTION eightms.lock_due_messages(acct uuid, me uuid, own boolean, lim integer, t_now timestamptz)
 RETURNS TABLE (message_id uuid, tid tid, segments integer, conversation_id uuid, peer_number text,
 			   created_at timestamptz, expires_at timestamptz, status text, attempts integer)
@@ -190,6 +192,7 @@ BEGIN
 		  FROM eightms.message m
 		 WHERE m.account_id = acct AND m.phone_id = me AND m.pending AND m.send_at <= t_now
 		   AND (m.status = 'queued' OR m.lease_expires_at < t_now)
+		   AND (m.window_closes_at IS NULL OR m.window_closes_at > t_now)
 		 ORDER BY m.send_at
 		 LIMIT lim
 		   FOR UPDATE SKIP LOCKED;
@@ -199,6 +202,7 @@ BEGIN
 			   m.status, m.attempts
 		  FROM eightms.message m
 		 WHERE m.account_id = acct AND m.phone_id IS NULL AND m.pending AND m.send_at <= t_now
+		   AND (m.window_closes_at IS NULL OR m.window_closes_at > t_now)
 		 ORDER BY m.send_at
 		 LIMIT lim
 		   FOR UPDATE SKIP LOCKED;

@@ -329,18 +329,24 @@ $$;
 -- without it, it sends them as COPY, which row-level security refuses.
 CREATE FUNCTION eightms.insert_outbound(acct uuid, ids uuid[], convs uuid[], phones uuid[], numbers text[],
 										bodies text[], idems text[], send_ats timestamptz[], at timestamptz,
-										ttl interval)
+										ttl interval, campaign uuid DEFAULT NULL,
+										expires timestamptz[] DEFAULT NULL, closes timestamptz[] DEFAULT NULL)
 RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = auto
 AS $$
 BEGIN
+	-- A campaign's release (sql/campaigns.sql) passes its campaign, each
+	-- message's expiry (its window's opening + the campaign's ttl) and its
+	-- window's closing; a send passes none of them.
 	RETURN QUERY
 	INSERT INTO eightms.message AS x (account_id, message_id, conversation_id, direction, phone_id, peer_number,
-									  body, encoding, segments, status, pending, idempotency_key, send_at, expires_at)
+									  body, encoding, segments, status, pending, idempotency_key, send_at, expires_at,
+									  campaign_id, window_closes_at)
 	SELECT acct, ids[k], convs[k], 'out', phones[k], numbers[k], bodies[k], i.encoding, i.segments, 'queued', true,
-		   idems[k], coalesce(send_ats[k], at), coalesce(send_ats[k], at) + ttl
+		   idems[k], coalesce(send_ats[k], at), coalesce(expires[k], coalesce(send_ats[k], at) + ttl),
+		   campaign, closes[k]
 	  FROM generate_subscripts(ids, 1) AS k
 	 CROSS JOIN LATERAL eightms.sms_info(bodies[k]) i
 	 ORDER BY k
@@ -623,7 +629,8 @@ GRANT EXECUTE ON FUNCTION eightms.outbound_items(jsonb, text, boolean, interval)
 	eightms.touch_conversations(uuid, text[], timestamptz),
 	eightms.create_conversations(uuid, text[], uuid[], timestamptz),
 	eightms.open_conversations(uuid, text[], uuid[], integer[], text[], timestamptz),
-	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval),
+	eightms.insert_outbound(uuid, uuid[], uuid[], uuid[], text[], text[], text[], timestamptz[], timestamptz, interval,
+		uuid, timestamptz[], timestamptz[]),
 	eightms.queue_plain_outbound(uuid, jsonb, text, boolean, interval),
 	eightms.cancel_queued(uuid, uuid[], timestamptz, text)
 TO eightms_user;

@@ -179,6 +179,10 @@ CREATE TABLE eightms.message (
 	-- else NULL: reports and receipts find its recipient row by this and
 	-- the number.  Not indexed: no report pays for it in index entries.
 	campaign_id			uuid,
+	-- A campaign message's send window closes here (sql/campaigns.sql):
+	-- no claim hands it out from then on, and the campaigns job moves it
+	-- to its next window.  NULL for every other message.
+	window_closes_at	timestamptz,
 	CONSTRAINT message_state_check CHECK (eightms.message_state_ok(direction, status, pending)),
 	PRIMARY KEY (account_id, message_id)
 );
@@ -197,6 +201,10 @@ ALTER TABLE eightms.message SET (fillfactor = 70);
 CREATE INDEX message_queue_idx ON eightms.message (account_id, phone_id, send_at) WHERE pending;
 -- What no phone was chosen for (none was online): any phone takes it.
 CREATE INDEX message_unassigned_idx ON eightms.message (account_id, send_at) WHERE pending AND phone_id IS NULL;
+-- The campaigns job: campaign messages still waiting when their window
+-- closed.  Only campaign messages have an entry.
+CREATE INDEX message_window_idx ON eightms.message (account_id, window_closes_at)
+	WHERE pending AND window_closes_at IS NOT NULL;
 -- A conversation's messages in order: an inbound message at the time the
 -- phone received it (received_at, never later than its arrival), an
 -- outbound one at its creation.  Its id is unique across accounts, so the

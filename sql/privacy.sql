@@ -335,6 +335,7 @@ INSERT INTO eightms.data_column (table_name, column_name, class, subject, retent
 	('message', 'body', 'content', 'contact', 'message_body', 'the text'),
 	('message', 'device_id', 'personal', 'phone', 'account_lifetime', 'the handset an inbound message came from'),
 	('message', 'campaign_id', 'operational', 'contact', 'account_lifetime', 'the campaign it was sent for'),
+	('message', 'window_closes_at', 'operational', 'contact', 'account_lifetime', 'send window'),
 
 	('opt_out', 'account_id', 'operational', 'account', 'account_lifetime', 'key'),
 	('opt_out', 'number', 'personal', 'contact', 'account_lifetime', 'the suppressed number: never text it again'),

@@ -26,6 +26,13 @@
  */
 #define ERRCODE_EIGHTMS_COUNT_MISMATCH	MAKE_SQLSTATE('E','8','C','0','1')
 
+/*
+ * E8C02: a campaign's state does not allow the move asked for (schedule,
+ * pause, resume, cancel, change, delete); the message names its state
+ * (sql/campaigns.sql, eightms.campaign_for_move)
+ */
+#define ERRCODE_EIGHTMS_CAMPAIGN_STATE	MAKE_SQLSTATE('E','8','C','0','2')
+
 /* E8S01: a sealed value could not be opened (tampered, wrong context, unknown key) */
 #define ERRCODE_EIGHTMS_UNSEAL_FAILED	MAKE_SQLSTATE('E','8','S','0','1')
 

@@ -32,6 +32,8 @@ INSERT INTO extreme VALUES
 	('uuid[]', $$(SELECT array_agg(gen_random_uuid()) FROM generate_series(1, 20000))$$),
 	('interval', $$'178000000 years'::interval$$),
 	('timestamp with time zone', $$'infinity'::timestamptz$$),
+	('time without time zone', $$'24:00'::time$$),
+	('smallint[]', $$(SELECT array_agg(32767::smallint) FROM generate_series(1, 20000))$$),
 	('jsonb', $$(SELECT jsonb_agg(jsonb_build_object('to', repeat('9', 1000), 'from', repeat('9', 1000),
 		'body', repeat('b', 1000), 'id', gen_random_uuid(), 'status', 'sent', 'device_message_id', g::text))
 		FROM generate_series(1, 20000) g)$$);

@@ -1,6 +1,6 @@
 -- Deleting an account purges everything it holds, and nothing of others.
 BEGIN;
-SELECT plan(13);
+SELECT plan(14);
 SELECT pgrst.share_tap();
 
 SELECT pgrst.as_user('olga', NULL, NULL, '{"session_id":"olga-1"}');
@@ -34,6 +34,16 @@ SELECT throws_ok('SELECT eightms_api.delete_account(''olga optics'')', '22023',
 				 'the company name must be typed back exactly');
 SELECT is((SELECT count(*) FROM eightms.message WHERE account_id = :'olga'), 3::bigint,
 		  'the account has messages in both directions before it is deleted');
+-- A campaign fanned out, so the deletion has recipients to remove (they
+-- have no foreign key to follow).
+SELECT eightms_api.create_contact('{"phone": "+12125550142", "first_name": "Ida"}');
+SELECT eightms_api.create_campaign('Frames', '{"all": true}', body => 'Hi {{first_name|there}}') AS olga_camp \gset
+SELECT eightms_api.schedule_campaign(:'olga_camp');
+SELECT pgrst.reset();
+SELECT eightms.run_campaigns();
+SELECT is((SELECT count(*) FROM eightms.campaign_recipient WHERE account_id = :'olga'), 1::bigint,
+		  'the account has a campaign''s recipient before it is deleted');
+SELECT pgrst.as_user('olga', :'olga', NULL, '{"session_id":"olga-1"}');
 SELECT lives_ok('SELECT eightms_api.delete_account(''Olga Optics'')', 'the owner deletes the account');
 SELECT pgrst.reset();
 
