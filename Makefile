@@ -27,6 +27,7 @@ SQL_PARTS = \
 	sql/dsar.sql \
 	sql/contacts.sql \
 	sql/campaigns.sql \
+	sql/campaign_stats.sql \
 	sql/distribute.sql \
 	sql/privileges.sql
 

@@ -164,6 +164,11 @@ DECLARE
 	region text;
 	-- Messages are recognised per handset: pairing it again keeps them.
 	dev text;
+	-- The account has campaigns that reached numbers: the batch's new
+	-- messages, and whether each opted its number out, for attribution.
+	attribute boolean;
+	mids uuid[];
+	opts boolean[];
 BEGIN
 	SELECT a.default_region INTO region FROM eightms.account a WHERE a.account_id = acct;
 	SELECT p.device_id INTO dev FROM eightms.phone p WHERE p.account_id = acct AND p.phone_id = me;
@@ -174,6 +179,7 @@ BEGIN
 	IF jsonb_array_length(messages) > 1 THEN
 		PERFORM eightms.lock_senders(acct, me, dev, region, messages);
 	END IF;
+	attribute := eightms.has_reached_recipients(acct);
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
 		message_id := NULL;
@@ -186,9 +192,21 @@ BEGIN
 		IF error IS NULL THEN
 			SELECT r.message_id, r.duplicate, r.consent INTO message_id, duplicate, consent
 			  FROM eightms.receive_one(acct, me, dev, region, x) r;
+			IF attribute AND NOT duplicate THEN
+				mids := mids || receive_messages.message_id;
+				opts := opts || coalesce(consent = 'opt_out', false);
+			END IF;
 		END IF;
 		RETURN NEXT;
 	END LOOP;
+	-- Replies and opt-outs count for the campaign that reached their
+	-- number last (sql/campaign_stats.sql), once per batch.
+	IF mids IS NOT NULL THEN
+		PERFORM eightms.attribute_answers(acct, array_agg(m.peer_number ORDER BY u.i),
+										  array_agg(m.received_at ORDER BY u.i), array_agg(u.opt ORDER BY u.i))
+		   FROM unnest(mids, opts) WITH ORDINALITY AS u(id, opt, i)
+		   JOIN eightms.message m ON m.account_id = acct AND m.message_id = u.id;
+	END IF;
 END
 $$;
 

@@ -542,17 +542,27 @@ $$;
 
 -- Cancel what is still queued of these messages of the account, as one
 -- statement on one table (a single-shard UPDATE on Citus); the ids
--- canceled.
+-- canceled.  The recipients of the campaign messages among them follow
+-- (sql/campaign_stats.sql).
 CREATE FUNCTION eightms.cancel_queued(acct uuid, ids uuid[], at timestamptz, why text) RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	gone uuid[];
+	camp uuid[];
 BEGIN
-	RETURN QUERY
-	UPDATE eightms.message m
-	   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
-	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
-	RETURNING m.message_id;
+	WITH x AS (
+		UPDATE eightms.message m
+		   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
+		 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
+		RETURNING m.message_id, m.campaign_id)
+	SELECT array_agg(x.message_id), array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL)
+	  INTO gone, camp FROM x;
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
+	RETURN QUERY SELECT u FROM unnest(gone) u;
 END
 $$;
 
