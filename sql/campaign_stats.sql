@@ -102,13 +102,15 @@ $$;
 -- into this backend's slot, campaigns in id order (two transactions take
 -- their rows in the same order).  The fan-out counts its new recipients
 -- here (becomes 'waiting'), the release its waiting ones queued.
+-- PL/pgSQL: Citus plans no statement of an SQL function with parameters.
 CREATE FUNCTION eightms.count_recipient_moves(acct uuid, camps uuid[], was text[], becomes text[],
 											  reached integer[] DEFAULT NULL, replied integer[] DEFAULT NULL,
 											  opted integer[] DEFAULT NULL)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
 	INSERT INTO eightms.campaign_counter AS c
 		(account_id, campaign_id, slot, recipients, waiting, queued, sent, delivered, failed, expired, canceled,
 		 reached, replied, opted_out)
@@ -133,7 +135,8 @@ AS $$
 		   delivered = c.delivered + EXCLUDED.delivered, failed = c.failed + EXCLUDED.failed,
 		   expired = c.expired + EXCLUDED.expired, canceled = c.canceled + EXCLUDED.canceled,
 		   reached = c.reached + EXCLUDED.reached, replied = c.replied + EXCLUDED.replied,
-		   opted_out = c.opted_out + EXCLUDED.opted_out
+		   opted_out = c.opted_out + EXCLUDED.opted_out;
+END
 $$;
 
 -- The recipients of these messages (those of a campaign; the others are
@@ -161,39 +164,47 @@ DECLARE
 	reached integer[];
 	at timestamptz[];
 BEGIN
-	SELECT array_agg(m.campaign_id), array_agg(m.peer_number), array_agg(m.message_id),
-		   array_agg(CASE WHEN m.status IN ('queued', 'claimed') THEN 'queued' ELSE m.status END),
-		   array_agg(m.sent_at)
+	-- The messages in id order: each recipient finds its own by a binary
+	-- search (width_bucket), as apply_reports does, with no join.
+	SELECT array_agg(m.campaign_id ORDER BY m.message_id), array_agg(m.peer_number ORDER BY m.message_id),
+		   array_agg(m.message_id ORDER BY m.message_id),
+		   array_agg(CASE WHEN m.status IN ('queued', 'claimed') THEN 'queued' ELSE m.status END ORDER BY m.message_id),
+		   array_agg(m.sent_at ORDER BY m.message_id)
 	  INTO camps, phones, mids, sts, sents
 	  FROM eightms.message m
 	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.campaign_id IS NOT NULL;
 	IF camps IS NULL THEN
 		RETURN;
 	END IF;
-	SELECT array_agg(r.campaign_id ORDER BY r.campaign_id, r.phone), array_agg(r.phone ORDER BY r.campaign_id, r.phone),
-		   array_agg(r.state ORDER BY r.campaign_id, r.phone), array_agg(u.st ORDER BY r.campaign_id, r.phone),
-		   array_agg(CASE WHEN r.reached_at IS NULL AND (u.st IN ('sent', 'delivered') OR u.sent_at IS NOT NULL)
-						  THEN 1 ELSE 0 END ORDER BY r.campaign_id, r.phone),
+	PERFORM FROM eightms.campaign_recipient r
+	 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.phone = ANY (phones) AND r.message_id = ANY (mids)
+	 ORDER BY r.campaign_id, r.phone
+	   FOR NO KEY UPDATE;
+	SELECT array_agg(x.campaign_id ORDER BY x.message_id), array_agg(x.message_id ORDER BY x.message_id),
+		   array_agg(x.state ORDER BY x.message_id), array_agg(x.st ORDER BY x.message_id),
+		   array_agg(CASE WHEN x.reached_at IS NULL AND (x.st IN ('sent', 'delivered') OR x.sent_at IS NOT NULL)
+						  THEN 1 ELSE 0 END ORDER BY x.message_id),
 		   -- A message sent and then failed (one batch reported both) was
 		   -- sent all the same.
-		   array_agg(CASE WHEN u.st IN ('sent', 'delivered') THEN coalesce(r.reached_at, u.sent_at, t_now)
-						  ELSE coalesce(r.reached_at, u.sent_at) END ORDER BY r.campaign_id, r.phone)
-	  INTO camps, phones, was, becomes, reached, at
-	  FROM (SELECT r2.campaign_id, r2.phone, r2.state, r2.reached_at, r2.message_id
-			  FROM eightms.campaign_recipient r2
-			 WHERE r2.account_id = acct
-			   AND (r2.campaign_id, r2.phone) IN (SELECT * FROM unnest(camps, phones))
-			 ORDER BY r2.campaign_id, r2.phone
-			   FOR NO KEY UPDATE) r
-	  JOIN unnest(camps, phones, mids, sts, sents) AS u(camp, phone, mid, st, sent_at)
-		ON u.camp = r.campaign_id AND u.phone = r.phone AND u.mid = r.message_id
-	 WHERE eightms.recipient_moves(r.state, u.st);
+		   array_agg(CASE WHEN x.st IN ('sent', 'delivered') THEN coalesce(x.reached_at, x.sent_at, t_now)
+						  ELSE coalesce(x.reached_at, x.sent_at) END ORDER BY x.message_id)
+	  INTO camps, mids, was, becomes, reached, at
+	  FROM (SELECT r.campaign_id, r.message_id, r.state, r.reached_at,
+				   sts[width_bucket(r.message_id, mids)] AS st, sents[width_bucket(r.message_id, mids)] AS sent_at
+			  FROM eightms.campaign_recipient r
+			 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.phone = ANY (phones)
+			   AND r.message_id = ANY (mids)) x
+	 WHERE eightms.recipient_moves(x.state, x.st);
 	IF camps IS NULL THEN
 		RETURN;
 	END IF;
-	UPDATE eightms.campaign_recipient r SET state = u.st, reached_at = coalesce(u.at, r.reached_at)
-	  FROM unnest(camps, phones, becomes, at) AS u(camp, phone, st, at)
-	 WHERE r.account_id = acct AND r.campaign_id = u.camp AND r.phone = u.phone;
+	-- The moving ones, in message id order; each set from its own element,
+	-- inside coalesce (Citus takes a bare array element for an assignment
+	-- to an element: sql/gateway_claim.sql, apply_reports).
+	UPDATE eightms.campaign_recipient r
+	   SET state = coalesce(becomes[width_bucket(r.message_id, mids)], r.state),
+		   reached_at = coalesce(r.reached_at, at[width_bucket(r.message_id, mids)])
+	 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.message_id = ANY (mids);
 	PERFORM eightms.count_recipient_moves(acct, camps, was, becomes, reached);
 END
 $$;
@@ -211,55 +222,49 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	win interval;
-	camps uuid[];
-	phones text[];
-	t_ats timestamptz[];
-	t_opted boolean[];
+	a record;
+	camp uuid;
 	rep uuid[];
 	opt uuid[];
 BEGIN
-	SELECT a.attribution_window INTO win FROM eightms.account a WHERE a.account_id = acct;
-	SELECT array_agg(t.campaign_id), array_agg(u.peer), array_agg(u.at), array_agg(u.opt)
-	  INTO camps, phones, t_ats, t_opted
-	  FROM unnest(peers, ats, opted) AS u(peer, at, opt)
-	 CROSS JOIN LATERAL (
-		SELECT r.campaign_id FROM eightms.campaign_recipient r
-		 WHERE r.account_id = acct AND r.phone = u.peer AND r.reached_at IS NOT NULL
-		   AND r.reached_at <= u.at AND r.reached_at > u.at - win
+	SELECT x.attribution_window INTO win FROM eightms.account x WHERE x.account_id = acct;
+	-- Each number's first reply and first opt-out of the batch, then its
+	-- campaign by one probe of the index, then its recipient by key: every
+	-- statement on one table, for Citus.
+	FOR a IN
+		SELECT u.peer, min(u.at) FILTER (WHERE NOT u.opt) AS replied, min(u.at) FILTER (WHERE u.opt) AS opted
+		  FROM unnest(peers, ats, opted) AS u(peer, at, opt)
+		 WHERE u.peer IS NOT NULL AND u.at IS NOT NULL
+		 GROUP BY u.peer
+		 ORDER BY u.peer
+	LOOP
+		SELECT r.campaign_id INTO camp FROM eightms.campaign_recipient r
+		 WHERE r.account_id = acct AND r.phone = a.peer AND r.reached_at IS NOT NULL
+		   AND r.reached_at <= least(a.replied, a.opted) AND r.reached_at > least(a.replied, a.opted) - win
 		 ORDER BY r.reached_at DESC
-		 LIMIT 1) t;
-	IF camps IS NULL THEN
-		RETURN;
-	END IF;
-	WITH w AS (
-		UPDATE eightms.campaign_recipient r SET replied_at = u.at
-		  FROM (SELECT x.camp, x.phone, min(x.at) AS at FROM unnest(camps, phones, t_ats, t_opted) AS x(camp, phone, at, opt)
-				 WHERE NOT x.opt GROUP BY x.camp, x.phone) u
-		 WHERE r.account_id = acct AND r.campaign_id = u.camp AND r.phone = u.phone AND r.replied_at IS NULL
-		RETURNING r.campaign_id)
-	SELECT array_agg(w.campaign_id) INTO rep FROM w;
-	WITH w AS (
-		UPDATE eightms.campaign_recipient r SET opted_out_at = u.at
-		  FROM (SELECT x.camp, x.phone, min(x.at) AS at FROM unnest(camps, phones, t_ats, t_opted) AS x(camp, phone, at, opt)
-				 WHERE x.opt GROUP BY x.camp, x.phone) u
-		 WHERE r.account_id = acct AND r.campaign_id = u.camp AND r.phone = u.phone AND r.opted_out_at IS NULL
-		RETURNING r.campaign_id)
-	SELECT array_agg(w.campaign_id) INTO opt FROM w;
+		 LIMIT 1;
+		CONTINUE WHEN NOT FOUND;
+		IF a.replied IS NOT NULL THEN
+			UPDATE eightms.campaign_recipient r SET replied_at = a.replied
+			 WHERE r.account_id = acct AND r.campaign_id = camp AND r.phone = a.peer AND r.replied_at IS NULL;
+			IF FOUND THEN
+				rep := rep || camp;
+			END IF;
+		END IF;
+		IF a.opted IS NOT NULL THEN
+			UPDATE eightms.campaign_recipient r SET opted_out_at = a.opted
+			 WHERE r.account_id = acct AND r.campaign_id = camp AND r.phone = a.peer AND r.opted_out_at IS NULL;
+			IF FOUND THEN
+				opt := opt || camp;
+			END IF;
+		END IF;
+	END LOOP;
 	IF rep IS NOT NULL OR opt IS NOT NULL THEN
 		PERFORM eightms.count_recipient_moves(acct, coalesce(rep, '{}') || coalesce(opt, '{}'), NULL, NULL, NULL,
 			array_fill(1, ARRAY[coalesce(cardinality(rep), 0)]) || array_fill(0, ARRAY[coalesce(cardinality(opt), 0)]),
 			array_fill(0, ARRAY[coalesce(cardinality(rep), 0)]) || array_fill(1, ARRAY[coalesce(cardinality(opt), 0)]));
 	END IF;
 END
-$$;
-
--- Whether the account has a recipient its campaigns reached: receive
--- asks once per batch, and attributes nothing otherwise.  One probe of
--- campaign_recipient_reached_idx.
-CREATE FUNCTION eightms.has_reached_recipients(acct uuid) RETURNS boolean
-LANGUAGE sql STABLE
-AS $$
-	SELECT EXISTS (SELECT FROM eightms.campaign_recipient r WHERE r.account_id = acct AND r.reached_at IS NOT NULL)
 $$;
 
 -- ------------------------------------------------------------ API
@@ -345,6 +350,5 @@ GRANT EXECUTE ON FUNCTION eightms_api.campaigns_stats(uuid[]), eightms_api.campa
 TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms.recipient_moves(text, text),
 	eightms.count_recipient_moves(uuid, uuid[], text[], text[], integer[], integer[], integer[]),
-	eightms.follow_campaign_messages(uuid, uuid[]), eightms.attribute_answers(uuid, text[], timestamptz[], boolean[]),
-	eightms.has_reached_recipients(uuid)
+	eightms.follow_campaign_messages(uuid, uuid[]), eightms.attribute_answers(uuid, text[], timestamptz[], boolean[])
 TO eightms_user, eightms_phone;

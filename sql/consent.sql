@@ -307,6 +307,8 @@ DECLARE
 	confirmation uuid;
 	t timestamptz := now();
 	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF action = 'opt_out' THEN
 		INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, change_consent.number) ON CONFLICT DO NOTHING;
@@ -317,12 +319,16 @@ BEGIN
 		-- of it is in the number's conversation, whose messages one index
 		-- holds (the queue index would be read whole).  A campaign's
 		-- recipient follows its message (sql/campaign_stats.sql).
-		WITH x AS (
+		FOR mid, cid IN
 			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
 				   error = 'recipient opted out'
 			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
-			RETURNING m.message_id, m.campaign_id)
-		SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp FROM x;
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
 		IF camp IS NOT NULL THEN
 			PERFORM eightms.follow_campaign_messages(acct, camp);
 		END IF;

@@ -775,6 +775,8 @@ DECLARE
 	conv uuid;
 	t timestamptz := now();
 	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF length(reason) > 500 THEN
 		RAISE EXCEPTION 'a reason is at most 500 characters' USING ERRCODE = '22023';
@@ -786,12 +788,16 @@ BEGIN
 		IF NOT FOUND THEN
 			RETURN false;
 		END IF;
-		WITH x AS (
+		FOR mid, cid IN
 			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
 				   error = 'recipient opted out'
 			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
-			RETURNING m.message_id, m.campaign_id)
-		SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp FROM x;
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
 		IF camp IS NOT NULL THEN
 			PERFORM eightms.follow_campaign_messages(acct, camp);
 		END IF;

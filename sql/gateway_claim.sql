@@ -67,27 +67,40 @@ DECLARE
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
 	t_now timestamptz := now();
 	camp uuid[];
-	camp2 uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	-- The campaign messages among those expired or failed: their
 	-- recipients follow (sql/campaign_stats.sql).
-	WITH x AS (
+	n := 0;
+	FOR mid, cid IN
 		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
 			error = 'not sent before it expired'
 		 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now
-		RETURNING m.message_id, m.campaign_id)
-	SELECT count(*), array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO n, camp FROM x;
-	WITH x AS (
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		n := n + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
+	k := 0;
+	FOR mid, cid IN
 		UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
 			error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 			attempts = m.attempts + 1, lease_expires_at = NULL
 		 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
 		   AND m.attempts + 1 >= max_attempts
-		RETURNING m.message_id, m.campaign_id)
-	SELECT count(*), array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO k, camp2 FROM x;
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		k := k + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
 	n := n + k;
-	IF camp IS NOT NULL OR camp2 IS NOT NULL THEN
-		PERFORM eightms.follow_campaign_messages(acct, coalesce(camp, '{}') || coalesce(camp2, '{}'));
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
 	END IF;
 	UPDATE eightms.message m SET status = 'queued', pending = true, failed_at = NULL, error = NULL,
 		attempts = m.attempts + 1, lease_expires_at = NULL
@@ -271,7 +284,8 @@ DECLARE
 	f_ids uuid[];
 	f_tids tid[];
 	camp uuid[];
-	camp_f uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	FOR f, f_ids, f_tids IN
 		SELECT u.fate, array_agg(u.id), array_agg(u.tid) FROM unnest(ids, tids, fates) AS u(id, tid, fate) GROUP BY u.fate
@@ -284,30 +298,40 @@ BEGIN
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
 			RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
 		ELSIF f = 'expired' THEN
-			WITH x AS (
+			FOR mid, cid IN
 				UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
 					error = 'not sent before it expired'
 				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
-				RETURNING m.message_id, m.campaign_id)
-			SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp_f FROM x;
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSIF f = 'canceled' THEN
-			WITH x AS (
+			FOR mid, cid IN
 				UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
 					error = 'recipient opted out', canceled_at = t_now
 				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
-				RETURNING m.message_id, m.campaign_id)
-			SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp_f FROM x;
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSE
-			WITH x AS (
+			FOR mid, cid IN
 				UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
 					error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 					failed_at = t_now, attempts = m.attempts + 1
 				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
-				RETURNING m.message_id, m.campaign_id)
-			SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp_f FROM x;
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		END IF;
-		camp := camp || camp_f;
-		camp_f := NULL;
 	END LOOP;
 	-- What was not claimed and is a campaign's: its recipient follows
 	-- (a claimed one stays queued).

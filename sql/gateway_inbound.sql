@@ -179,7 +179,9 @@ BEGIN
 	IF jsonb_array_length(messages) > 1 THEN
 		PERFORM eightms.lock_senders(acct, me, dev, region, messages);
 	END IF;
-	attribute := eightms.has_reached_recipients(acct);
+	-- One probe of campaign_recipient_reached_idx.
+	PERFORM FROM eightms.campaign_recipient r WHERE r.account_id = acct AND r.reached_at IS NOT NULL LIMIT 1;
+	attribute := FOUND;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
 		message_id := NULL;

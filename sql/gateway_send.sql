@@ -549,20 +549,24 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	gone uuid[];
 	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
-	WITH x AS (
+	FOR mid, cid IN
 		UPDATE eightms.message m
 		   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
 		 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
-		RETURNING m.message_id, m.campaign_id)
-	SELECT array_agg(x.message_id), array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL)
-	  INTO gone, camp FROM x;
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		RETURN NEXT mid;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
 	IF camp IS NOT NULL THEN
 		PERFORM eightms.follow_campaign_messages(acct, camp);
 	END IF;
-	RETURN QUERY SELECT u FROM unnest(gone) u;
 END
 $$;
 

@@ -1099,6 +1099,8 @@ DECLARE
 	confirmation uuid;
 	t timestamptz := now();
 	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF action = 'opt_out' THEN
 		INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, change_consent.number) ON CONFLICT DO NOTHING;
@@ -1109,12 +1111,16 @@ BEGIN
 		-- of it is in the number's conversation, whose messages one index
 		-- holds (the queue index would be read whole).  A campaign's
 		-- recipient follows its message (sql/campaign_stats.sql).
-		WITH x AS (
+		FOR mid, cid IN
 			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
 				   error = 'recipient opted out'
 			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
-			RETURNING m.message_id, m.campaign_id)
-		SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp FROM x;
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
 		IF camp IS NOT NULL THEN
 			PERFORM eightms.follow_campaign_messages(acct, camp);
 		END IF;
@@ -2110,7 +2116,9 @@ BEGIN
 	IF jsonb_array_length(messages) > 1 THEN
 		PERFORM eightms.lock_senders(acct, me, dev, region, messages);
 	END IF;
-	attribute := eightms.has_reached_recipients(acct);
+	-- One probe of campaign_recipient_reached_idx.
+	PERFORM FROM eightms.campaign_recipient r WHERE r.account_id = acct AND r.reached_at IS NOT NULL LIMIT 1;
+	attribute := FOUND;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
 		message_id := NULL;
@@ -4425,20 +4433,24 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	gone uuid[];
 	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
-	WITH x AS (
+	FOR mid, cid IN
 		UPDATE eightms.message m
 		   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
 		 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
-		RETURNING m.message_id, m.campaign_id)
-	SELECT array_agg(x.message_id), array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL)
-	  INTO gone, camp FROM x;
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		RETURN NEXT mid;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
 	IF camp IS NOT NULL THEN
 		PERFORM eightms.follow_campaign_messages(acct, camp);
 	END IF;
-	RETURN QUERY SELECT u FROM unnest(gone) u;
 END
 $$;
 
@@ -4550,27 +4562,40 @@ DECLARE
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
 	t_now timestamptz := now();
 	camp uuid[];
-	camp2 uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	-- The campaign messages among those expired or failed: their
 	-- recipients follow (sql/campaign_stats.sql).
-	WITH x AS (
+	n := 0;
+	FOR mid, cid IN
 		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
 			error = 'not sent before it expired'
 		 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now
-		RETURNING m.message_id, m.campaign_id)
-	SELECT count(*), array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO n, camp FROM x;
-	WITH x AS (
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		n := n + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
+	k := 0;
+	FOR mid, cid IN
 		UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
 			error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 			attempts = m.attempts + 1, lease_expires_at = NULL
 		 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
 		   AND m.attempts + 1 >= max_attempts
-		RETURNING m.message_id, m.campaign_id)
-	SELECT count(*), array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO k, camp2 FROM x;
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		k := k + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
 	n := n + k;
-	IF camp IS NOT NULL OR camp2 IS NOT NULL THEN
-		PERFORM eightms.follow_campaign_messages(acct, coalesce(camp, '{}') || coalesce(camp2, '{}'));
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
 	END IF;
 	UPDATE eightms.message m SET status = 'queued', pending = true, failed_at = NULL, error = NULL,
 		attempts = m.attempts + 1, lease_expires_at = NULL
@@ -4723,7 +4748,8 @@ DECLARE
 	f_ids uuid[];
 	f_tids tid[];
 	camp uuid[];
-	camp_f uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	FOR f, f_ids, f_tids IN
 		SELECT u.fate, array_agg(u.id), array_agg(u.tid) FROM unnest(ids, tids, fates) AS u(id, tid, fate) GROUP BY u.fate
@@ -4736,30 +4762,40 @@ BEGIN
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
 			RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
 		ELSIF f = 'expired' THEN
-			WITH x AS (
+			FOR mid, cid IN
 				UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
 					error = 'not sent before it expired'
 				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
-				RETURNING m.message_id, m.campaign_id)
-			SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp_f FROM x;
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSIF f = 'canceled' THEN
-			WITH x AS (
+			FOR mid, cid IN
 				UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
 					error = 'recipient opted out', canceled_at = t_now
 				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
-				RETURNING m.message_id, m.campaign_id)
-			SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp_f FROM x;
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSE
-			WITH x AS (
+			FOR mid, cid IN
 				UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
 					error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
 					failed_at = t_now, attempts = m.attempts + 1
 				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
-				RETURNING m.message_id, m.campaign_id)
-			SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp_f FROM x;
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		END IF;
-		camp := camp || camp_f;
-		camp_f := NULL;
 	END LOOP;
 	-- What was not claimed and is a campaign's: its recipient follows
 	-- (a claimed one stays queued).
@@ -5950,6 +5986,8 @@ DECLARE
 	conv uuid;
 	t timestamptz := now();
 	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF length(reason) > 500 THEN
 		RAISE EXCEPTION 'a reason is at most 500 characters' USING ERRCODE = '22023';
@@ -5961,12 +5999,16 @@ BEGIN
 		IF NOT FOUND THEN
 			RETURN false;
 		END IF;
-		WITH x AS (
+		FOR mid, cid IN
 			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
 				   error = 'recipient opted out'
 			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
-			RETURNING m.message_id, m.campaign_id)
-		SELECT array_agg(x.message_id) FILTER (WHERE x.campaign_id IS NOT NULL) INTO camp FROM x;
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
 		IF camp IS NOT NULL THEN
 			PERFORM eightms.follow_campaign_messages(acct, camp);
 		END IF;
@@ -6374,13 +6416,15 @@ $$;
 -- into this backend's slot, campaigns in id order (two transactions take
 -- their rows in the same order).  The fan-out counts its new recipients
 -- here (becomes 'waiting'), the release its waiting ones queued.
+-- PL/pgSQL: Citus plans no statement of an SQL function with parameters.
 CREATE FUNCTION eightms.count_recipient_moves(acct uuid, camps uuid[], was text[], becomes text[],
 											  reached integer[] DEFAULT NULL, replied integer[] DEFAULT NULL,
 											  opted integer[] DEFAULT NULL)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
 	INSERT INTO eightms.campaign_counter AS c
 		(account_id, campaign_id, slot, recipients, waiting, queued, sent, delivered, failed, expired, canceled,
 		 reached, replied, opted_out)
@@ -6405,7 +6449,8 @@ AS $$
 		   delivered = c.delivered + EXCLUDED.delivered, failed = c.failed + EXCLUDED.failed,
 		   expired = c.expired + EXCLUDED.expired, canceled = c.canceled + EXCLUDED.canceled,
 		   reached = c.reached + EXCLUDED.reached, replied = c.replied + EXCLUDED.replied,
-		   opted_out = c.opted_out + EXCLUDED.opted_out
+		   opted_out = c.opted_out + EXCLUDED.opted_out;
+END
 $$;
 
 -- The recipients of these messages (those of a campaign; the others are
@@ -6433,39 +6478,47 @@ DECLARE
 	reached integer[];
 	at timestamptz[];
 BEGIN
-	SELECT array_agg(m.campaign_id), array_agg(m.peer_number), array_agg(m.message_id),
-		   array_agg(CASE WHEN m.status IN ('queued', 'claimed') THEN 'queued' ELSE m.status END),
-		   array_agg(m.sent_at)
+	-- The messages in id order: each recipient finds its own by a binary
+	-- search (width_bucket), as apply_reports does, with no join.
+	SELECT array_agg(m.campaign_id ORDER BY m.message_id), array_agg(m.peer_number ORDER BY m.message_id),
+		   array_agg(m.message_id ORDER BY m.message_id),
+		   array_agg(CASE WHEN m.status IN ('queued', 'claimed') THEN 'queued' ELSE m.status END ORDER BY m.message_id),
+		   array_agg(m.sent_at ORDER BY m.message_id)
 	  INTO camps, phones, mids, sts, sents
 	  FROM eightms.message m
 	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.campaign_id IS NOT NULL;
 	IF camps IS NULL THEN
 		RETURN;
 	END IF;
-	SELECT array_agg(r.campaign_id ORDER BY r.campaign_id, r.phone), array_agg(r.phone ORDER BY r.campaign_id, r.phone),
-		   array_agg(r.state ORDER BY r.campaign_id, r.phone), array_agg(u.st ORDER BY r.campaign_id, r.phone),
-		   array_agg(CASE WHEN r.reached_at IS NULL AND (u.st IN ('sent', 'delivered') OR u.sent_at IS NOT NULL)
-						  THEN 1 ELSE 0 END ORDER BY r.campaign_id, r.phone),
+	PERFORM FROM eightms.campaign_recipient r
+	 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.phone = ANY (phones) AND r.message_id = ANY (mids)
+	 ORDER BY r.campaign_id, r.phone
+	   FOR NO KEY UPDATE;
+	SELECT array_agg(x.campaign_id ORDER BY x.message_id), array_agg(x.message_id ORDER BY x.message_id),
+		   array_agg(x.state ORDER BY x.message_id), array_agg(x.st ORDER BY x.message_id),
+		   array_agg(CASE WHEN x.reached_at IS NULL AND (x.st IN ('sent', 'delivered') OR x.sent_at IS NOT NULL)
+						  THEN 1 ELSE 0 END ORDER BY x.message_id),
 		   -- A message sent and then failed (one batch reported both) was
 		   -- sent all the same.
-		   array_agg(CASE WHEN u.st IN ('sent', 'delivered') THEN coalesce(r.reached_at, u.sent_at, t_now)
-						  ELSE coalesce(r.reached_at, u.sent_at) END ORDER BY r.campaign_id, r.phone)
-	  INTO camps, phones, was, becomes, reached, at
-	  FROM (SELECT r2.campaign_id, r2.phone, r2.state, r2.reached_at, r2.message_id
-			  FROM eightms.campaign_recipient r2
-			 WHERE r2.account_id = acct
-			   AND (r2.campaign_id, r2.phone) IN (SELECT * FROM unnest(camps, phones))
-			 ORDER BY r2.campaign_id, r2.phone
-			   FOR NO KEY UPDATE) r
-	  JOIN unnest(camps, phones, mids, sts, sents) AS u(camp, phone, mid, st, sent_at)
-		ON u.camp = r.campaign_id AND u.phone = r.phone AND u.mid = r.message_id
-	 WHERE eightms.recipient_moves(r.state, u.st);
+		   array_agg(CASE WHEN x.st IN ('sent', 'delivered') THEN coalesce(x.reached_at, x.sent_at, t_now)
+						  ELSE coalesce(x.reached_at, x.sent_at) END ORDER BY x.message_id)
+	  INTO camps, mids, was, becomes, reached, at
+	  FROM (SELECT r.campaign_id, r.message_id, r.state, r.reached_at,
+				   sts[width_bucket(r.message_id, mids)] AS st, sents[width_bucket(r.message_id, mids)] AS sent_at
+			  FROM eightms.campaign_recipient r
+			 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.phone = ANY (phones)
+			   AND r.message_id = ANY (mids)) x
+	 WHERE eightms.recipient_moves(x.state, x.st);
 	IF camps IS NULL THEN
 		RETURN;
 	END IF;
-	UPDATE eightms.campaign_recipient r SET state = u.st, reached_at = coalesce(u.at, r.reached_at)
-	  FROM unnest(camps, phones, becomes, at) AS u(camp, phone, st, at)
-	 WHERE r.account_id = acct AND r.campaign_id = u.camp AND r.phone = u.phone;
+	-- The moving ones, in message id order; each set from its own element,
+	-- inside coalesce (Citus takes a bare array element for an assignment
+	-- to an element: sql/gateway_claim.sql, apply_reports).
+	UPDATE eightms.campaign_recipient r
+	   SET state = coalesce(becomes[width_bucket(r.message_id, mids)], r.state),
+		   reached_at = coalesce(r.reached_at, at[width_bucket(r.message_id, mids)])
+	 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.message_id = ANY (mids);
 	PERFORM eightms.count_recipient_moves(acct, camps, was, becomes, reached);
 END
 $$;
@@ -6483,55 +6536,49 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	win interval;
-	camps uuid[];
-	phones text[];
-	t_ats timestamptz[];
-	t_opted boolean[];
+	a record;
+	camp uuid;
 	rep uuid[];
 	opt uuid[];
 BEGIN
-	SELECT a.attribution_window INTO win FROM eightms.account a WHERE a.account_id = acct;
-	SELECT array_agg(t.campaign_id), array_agg(u.peer), array_agg(u.at), array_agg(u.opt)
-	  INTO camps, phones, t_ats, t_opted
-	  FROM unnest(peers, ats, opted) AS u(peer, at, opt)
-	 CROSS JOIN LATERAL (
-		SELECT r.campaign_id FROM eightms.campaign_recipient r
-		 WHERE r.account_id = acct AND r.phone = u.peer AND r.reached_at IS NOT NULL
-		   AND r.reached_at <= u.at AND r.reached_at > u.at - win
+	SELECT x.attribution_window INTO win FROM eightms.account x WHERE x.account_id = acct;
+	-- Each number's first reply and first opt-out of the batch, then its
+	-- campaign by one probe of the index, then its recipient by key: every
+	-- statement on one table, for Citus.
+	FOR a IN
+		SELECT u.peer, min(u.at) FILTER (WHERE NOT u.opt) AS replied, min(u.at) FILTER (WHERE u.opt) AS opted
+		  FROM unnest(peers, ats, opted) AS u(peer, at, opt)
+		 WHERE u.peer IS NOT NULL AND u.at IS NOT NULL
+		 GROUP BY u.peer
+		 ORDER BY u.peer
+	LOOP
+		SELECT r.campaign_id INTO camp FROM eightms.campaign_recipient r
+		 WHERE r.account_id = acct AND r.phone = a.peer AND r.reached_at IS NOT NULL
+		   AND r.reached_at <= least(a.replied, a.opted) AND r.reached_at > least(a.replied, a.opted) - win
 		 ORDER BY r.reached_at DESC
-		 LIMIT 1) t;
-	IF camps IS NULL THEN
-		RETURN;
-	END IF;
-	WITH w AS (
-		UPDATE eightms.campaign_recipient r SET replied_at = u.at
-		  FROM (SELECT x.camp, x.phone, min(x.at) AS at FROM unnest(camps, phones, t_ats, t_opted) AS x(camp, phone, at, opt)
-				 WHERE NOT x.opt GROUP BY x.camp, x.phone) u
-		 WHERE r.account_id = acct AND r.campaign_id = u.camp AND r.phone = u.phone AND r.replied_at IS NULL
-		RETURNING r.campaign_id)
-	SELECT array_agg(w.campaign_id) INTO rep FROM w;
-	WITH w AS (
-		UPDATE eightms.campaign_recipient r SET opted_out_at = u.at
-		  FROM (SELECT x.camp, x.phone, min(x.at) AS at FROM unnest(camps, phones, t_ats, t_opted) AS x(camp, phone, at, opt)
-				 WHERE x.opt GROUP BY x.camp, x.phone) u
-		 WHERE r.account_id = acct AND r.campaign_id = u.camp AND r.phone = u.phone AND r.opted_out_at IS NULL
-		RETURNING r.campaign_id)
-	SELECT array_agg(w.campaign_id) INTO opt FROM w;
+		 LIMIT 1;
+		CONTINUE WHEN NOT FOUND;
+		IF a.replied IS NOT NULL THEN
+			UPDATE eightms.campaign_recipient r SET replied_at = a.replied
+			 WHERE r.account_id = acct AND r.campaign_id = camp AND r.phone = a.peer AND r.replied_at IS NULL;
+			IF FOUND THEN
+				rep := rep || camp;
+			END IF;
+		END IF;
+		IF a.opted IS NOT NULL THEN
+			UPDATE eightms.campaign_recipient r SET opted_out_at = a.opted
+			 WHERE r.account_id = acct AND r.campaign_id = camp AND r.phone = a.peer AND r.opted_out_at IS NULL;
+			IF FOUND THEN
+				opt := opt || camp;
+			END IF;
+		END IF;
+	END LOOP;
 	IF rep IS NOT NULL OR opt IS NOT NULL THEN
 		PERFORM eightms.count_recipient_moves(acct, coalesce(rep, '{}') || coalesce(opt, '{}'), NULL, NULL, NULL,
 			array_fill(1, ARRAY[coalesce(cardinality(rep), 0)]) || array_fill(0, ARRAY[coalesce(cardinality(opt), 0)]),
 			array_fill(0, ARRAY[coalesce(cardinality(rep), 0)]) || array_fill(1, ARRAY[coalesce(cardinality(opt), 0)]));
 	END IF;
 END
-$$;
-
--- Whether the account has a recipient its campaigns reached: receive
--- asks once per batch, and attributes nothing otherwise.  One probe of
--- campaign_recipient_reached_idx.
-CREATE FUNCTION eightms.has_reached_recipients(acct uuid) RETURNS boolean
-LANGUAGE sql STABLE
-AS $$
-	SELECT EXISTS (SELECT FROM eightms.campaign_recipient r WHERE r.account_id = acct AND r.reached_at IS NOT NULL)
 $$;
 
 -- ------------------------------------------------------------ API
@@ -6617,13 +6664,11 @@ GRANT EXECUTE ON FUNCTION eightms_api.campaigns_stats(uuid[]), eightms_api.campa
 TO eightms_user;
 GRANT EXECUTE ON FUNCTION eightms.recipient_moves(text, text),
 	eightms.count_recipient_moves(uuid, uuid[], text[], text[], integer[], integer[], integer[]),
-	eightms.follow_campaign_messages(uuid, uuid[]), eightms.attribute_answers(uuid, text[], timestamptz[], boolean[]),
-	eightms.has_reached_recipients(uuid)
+	eightms.follow_campaign_messages(uuid, uuid[]), eightms.attribute_answers(uuid, text[], timestamptz[], boolean[])
 TO eightms_user, eightms_phone;
 REVOKE ALL ON FUNCTION eightms.recipient_moves(text, text),
 	eightms.count_recipient_moves(uuid, uuid[], text[], text[], integer[], integer[], integer[]),
 	eightms.follow_campaign_messages(uuid, uuid[]), eightms.attribute_answers(uuid, text[], timestamptz[], boolean[]),
-	eightms.has_reached_recipients(uuid), eightms_api.campaigns_stats(uuid[]), eightms_api.campaign_stats(uuid),
-	eightms_api.set_attribution_window(interval)
+	eightms_api.campaigns_stats(uuid[]), eightms_api.campaign_stats(uuid), eightms_api.set_attribution_window(interval)
 FROM PUBLIC;
 REVOKE ALL ON eightms.campaign_counter FROM PUBLIC;
