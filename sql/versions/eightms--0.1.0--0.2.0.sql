@@ -6416,40 +6416,51 @@ $$;
 -- into this backend's slot, campaigns in id order (two transactions take
 -- their rows in the same order).  The fan-out counts its new recipients
 -- here (becomes 'waiting'), the release its waiting ones queued.
--- PL/pgSQL: Citus plans no statement of an SQL function with parameters.
 CREATE FUNCTION eightms.count_recipient_moves(acct uuid, camps uuid[], was text[], becomes text[],
 											  reached integer[] DEFAULT NULL, replied integer[] DEFAULT NULL,
 											  opted integer[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	slot smallint := (pg_backend_pid() % 16)::smallint;
+	d record;
 BEGIN
-	INSERT INTO eightms.campaign_counter AS c
-		(account_id, campaign_id, slot, recipients, waiting, queued, sent, delivered, failed, expired, canceled,
-		 reached, replied, opted_out)
-	SELECT acct, u.camp, (pg_backend_pid() % 16)::smallint,
-		   count(*) FILTER (WHERE u.was IS NULL AND u.becomes IS NOT NULL)
-			 - count(*) FILTER (WHERE u.was IS NOT NULL AND u.becomes IS NULL),
-		   count(*) FILTER (WHERE u.becomes = 'waiting') - count(*) FILTER (WHERE u.was = 'waiting'),
-		   count(*) FILTER (WHERE u.becomes = 'queued') - count(*) FILTER (WHERE u.was = 'queued'),
-		   count(*) FILTER (WHERE u.becomes = 'sent') - count(*) FILTER (WHERE u.was = 'sent'),
-		   count(*) FILTER (WHERE u.becomes = 'delivered') - count(*) FILTER (WHERE u.was = 'delivered'),
-		   count(*) FILTER (WHERE u.becomes = 'failed') - count(*) FILTER (WHERE u.was = 'failed'),
-		   count(*) FILTER (WHERE u.becomes = 'expired') - count(*) FILTER (WHERE u.was = 'expired'),
-		   count(*) FILTER (WHERE u.becomes = 'canceled') - count(*) FILTER (WHERE u.was = 'canceled'),
-		   coalesce(sum(u.reached), 0), coalesce(sum(u.replied), 0), coalesce(sum(u.opted), 0)
-	  FROM unnest(camps, was, becomes, reached, replied, opted) AS u(camp, was, becomes, reached, replied, opted)
-	 WHERE u.camp IS NOT NULL
-	 GROUP BY u.camp
-	 ORDER BY u.camp
-	ON CONFLICT (account_id, campaign_id, slot) DO UPDATE
-	   SET recipients = c.recipients + EXCLUDED.recipients, waiting = c.waiting + EXCLUDED.waiting,
-		   queued = c.queued + EXCLUDED.queued, sent = c.sent + EXCLUDED.sent,
-		   delivered = c.delivered + EXCLUDED.delivered, failed = c.failed + EXCLUDED.failed,
-		   expired = c.expired + EXCLUDED.expired, canceled = c.canceled + EXCLUDED.canceled,
-		   reached = c.reached + EXCLUDED.reached, replied = c.replied + EXCLUDED.replied,
-		   opted_out = c.opted_out + EXCLUDED.opted_out;
+	-- One upsert of VALUES per campaign (an INSERT ... SELECT is no
+	-- single-shard statement for Citus).
+	FOR d IN
+		SELECT u.camp,
+			   count(*) FILTER (WHERE u.was IS NULL AND u.becomes IS NOT NULL)
+				 - count(*) FILTER (WHERE u.was IS NOT NULL AND u.becomes IS NULL) AS recipients,
+			   count(*) FILTER (WHERE u.becomes = 'waiting') - count(*) FILTER (WHERE u.was = 'waiting') AS waiting,
+			   count(*) FILTER (WHERE u.becomes = 'queued') - count(*) FILTER (WHERE u.was = 'queued') AS queued,
+			   count(*) FILTER (WHERE u.becomes = 'sent') - count(*) FILTER (WHERE u.was = 'sent') AS sent,
+			   count(*) FILTER (WHERE u.becomes = 'delivered') - count(*) FILTER (WHERE u.was = 'delivered') AS delivered,
+			   count(*) FILTER (WHERE u.becomes = 'failed') - count(*) FILTER (WHERE u.was = 'failed') AS failed,
+			   count(*) FILTER (WHERE u.becomes = 'expired') - count(*) FILTER (WHERE u.was = 'expired') AS expired,
+			   count(*) FILTER (WHERE u.becomes = 'canceled') - count(*) FILTER (WHERE u.was = 'canceled') AS canceled,
+			   coalesce(sum(u.reached), 0) AS reached, coalesce(sum(u.replied), 0) AS replied,
+			   coalesce(sum(u.opted), 0) AS opted
+		  FROM unnest(camps, was, becomes, reached, replied, opted) AS u(camp, was, becomes, reached, replied, opted)
+		 WHERE u.camp IS NOT NULL
+		 GROUP BY u.camp
+		 ORDER BY u.camp
+	LOOP
+		INSERT INTO eightms.campaign_counter AS c
+			(account_id, campaign_id, slot, recipients, waiting, queued, sent, delivered, failed, expired, canceled,
+			 reached, replied, opted_out)
+		VALUES (acct, d.camp, count_recipient_moves.slot, d.recipients, d.waiting, d.queued, d.sent, d.delivered,
+				d.failed, d.expired, d.canceled, d.reached, d.replied, d.opted)
+		ON CONFLICT (account_id, campaign_id, slot) DO UPDATE
+		   SET recipients = c.recipients + EXCLUDED.recipients, waiting = c.waiting + EXCLUDED.waiting,
+			   queued = c.queued + EXCLUDED.queued, sent = c.sent + EXCLUDED.sent,
+			   delivered = c.delivered + EXCLUDED.delivered, failed = c.failed + EXCLUDED.failed,
+			   expired = c.expired + EXCLUDED.expired, canceled = c.canceled + EXCLUDED.canceled,
+			   reached = c.reached + EXCLUDED.reached, replied = c.replied + EXCLUDED.replied,
+			   opted_out = c.opted_out + EXCLUDED.opted_out;
+	END LOOP;
 END
 $$;
 
