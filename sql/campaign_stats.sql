@@ -111,7 +111,7 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	slot smallint := (pg_backend_pid() % 16)::smallint;
+	my_slot smallint := (pg_backend_pid() % 16)::smallint;
 	d record;
 BEGIN
 	-- One upsert of VALUES per campaign (an INSERT ... SELECT is no
@@ -137,7 +137,7 @@ BEGIN
 		INSERT INTO eightms.campaign_counter AS c
 			(account_id, campaign_id, slot, recipients, waiting, queued, sent, delivered, failed, expired, canceled,
 			 reached, replied, opted_out)
-		VALUES (acct, d.camp, count_recipient_moves.slot, d.recipients, d.waiting, d.queued, d.sent, d.delivered,
+		VALUES (acct, d.camp, my_slot, d.recipients, d.waiting, d.queued, d.sent, d.delivered,
 				d.failed, d.expired, d.canceled, d.reached, d.replied, d.opted)
 		ON CONFLICT (account_id, campaign_id, slot) DO UPDATE
 		   SET recipients = c.recipients + EXCLUDED.recipients, waiting = c.waiting + EXCLUDED.waiting,
