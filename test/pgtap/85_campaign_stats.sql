@@ -146,9 +146,11 @@ SELECT is(pg_temp.stats('00000000-0000-4000-8000-00000000ca01'),
 SELECT pgrst.reset();
 SELECT pg_temp.release(:'acct', '00000000-0000-4000-8000-00000000ca02', '00000000-0000-4000-8000-0000000000d1',
 					   ARRAY['+12125551000', '+12125551001', '+12125552000', '+12125552001']);
+-- Read first: on Citus a query's function call cannot run another
+-- distributed query inside it.
+SELECT message_id AS to_cancel FROM eightms.campaign_recipient WHERE phone = '+12125552000' \gset
 SELECT pgrst.as_user('cora', :'acct');
-SELECT is((SELECT count(*) FROM eightms_api.cancel_messages(ARRAY(
-			SELECT message_id FROM eightms.campaign_recipient WHERE phone = '+12125552000'))), 1::bigint, 'a member cancels one');
+SELECT is((SELECT count(*) FROM eightms_api.cancel_messages(ARRAY[:'to_cancel'::uuid])), 1::bigint, 'a member cancels one');
 SELECT is((SELECT state FROM eightms.campaign_recipient WHERE phone = '+12125552000'), 'canceled', 'its recipient is canceled');
 -- An opt-out added by hand before the claim: canceled at once.
 SELECT ok(eightms_api.add_opt_out('+12125552001', 'asked by phone'), 'a member opts a number out');
