@@ -29,6 +29,7 @@ SQL_PARTS = \
 	sql/contacts_import.sql \
 	sql/templates.sql \
 	sql/campaigns.sql \
+	sql/campaign_stats.sql \
 	sql/distribute.sql \
 	sql/privileges.sql
 

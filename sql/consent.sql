@@ -306,6 +306,9 @@ AS $$
 DECLARE
 	confirmation uuid;
 	t timestamptz := now();
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF action = 'opt_out' THEN
 		INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, change_consent.number) ON CONFLICT DO NOTHING;
@@ -314,10 +317,21 @@ BEGIN
 		END IF;
 		-- Anything still waiting for this number is canceled at once: all
 		-- of it is in the number's conversation, whose messages one index
-		-- holds (the queue index would be read whole).
-		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
-			   error = 'recipient opted out'
-		 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
+		-- holds (the queue index would be read whole).  A campaign's
+		-- recipient follows its message (sql/campaign_stats.sql).
+		FOR mid, cid IN
+			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
+				   error = 'recipient opted out'
+			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
+		IF camp IS NOT NULL THEN
+			PERFORM eightms.follow_campaign_messages(acct, camp);
+		END IF;
 	ELSE
 		DELETE FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = change_consent.number;
 		IF NOT FOUND THEN

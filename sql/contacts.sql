@@ -782,6 +782,9 @@ AS $$
 DECLARE
 	conv uuid;
 	t timestamptz := now();
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF length(reason) > 500 THEN
 		RAISE EXCEPTION 'a reason is at most 500 characters' USING ERRCODE = '22023';
@@ -793,9 +796,22 @@ BEGIN
 		IF NOT FOUND THEN
 			RETURN false;
 		END IF;
-		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
-			   error = 'recipient opted out'
-		 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
+		FOR mid, cid IN
+			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
+				   error = 'recipient opted out'
+			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
+		IF camp IS NOT NULL THEN
+			PERFORM eightms.follow_campaign_messages(acct, camp);
+		END IF;
+		-- The opt-out counts for the campaign that reached the number last
+		-- (sql/campaign_stats.sql).
+		PERFORM eightms.attribute_answers(acct, ARRAY[member_consent.number], ARRAY[t], ARRAY[true]);
 	ELSE
 		DELETE FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = member_consent.number;
 		IF NOT FOUND THEN

@@ -66,18 +66,42 @@ DECLARE
 	k integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
 	t_now timestamptz := now();
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
-	UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
-		error = 'not sent before it expired'
-	 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
-		error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
-		attempts = m.attempts + 1, lease_expires_at = NULL
-	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
-	   AND m.attempts + 1 >= max_attempts;
-	GET DIAGNOSTICS k = ROW_COUNT;
+	-- The campaign messages among those expired or failed: their
+	-- recipients follow (sql/campaign_stats.sql).
+	n := 0;
+	FOR mid, cid IN
+		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+			error = 'not sent before it expired'
+		 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		n := n + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
+	k := 0;
+	FOR mid, cid IN
+		UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
+			error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
+			attempts = m.attempts + 1, lease_expires_at = NULL
+		 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
+		   AND m.attempts + 1 >= max_attempts
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		k := k + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
 	n := n + k;
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 	UPDATE eightms.message m SET status = 'queued', pending = true, failed_at = NULL, error = NULL,
 		attempts = m.attempts + 1, lease_expires_at = NULL
 	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now;
@@ -263,6 +287,9 @@ DECLARE
 	f text;
 	f_ids uuid[];
 	f_tids tid[];
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	FOR f, f_ids, f_tids IN
 		SELECT u.fate, array_agg(u.id), array_agg(u.tid) FROM unnest(ids, tids, fates) AS u(id, tid, fate) GROUP BY u.fate
@@ -275,20 +302,46 @@ BEGIN
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
 			RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
 		ELSIF f = 'expired' THEN
-			UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
-				error = 'not sent before it expired'
-			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+			FOR mid, cid IN
+				UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+					error = 'not sent before it expired'
+				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSIF f = 'canceled' THEN
-			UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
-				error = 'recipient opted out', canceled_at = t_now
-			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+			FOR mid, cid IN
+				UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
+					error = 'recipient opted out', canceled_at = t_now
+				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSE
-			UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
-				error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
-				failed_at = t_now, attempts = m.attempts + 1
-			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+			FOR mid, cid IN
+				UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
+					error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
+					failed_at = t_now, attempts = m.attempts + 1
+				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		END IF;
 	END LOOP;
+	-- What was not claimed and is a campaign's: its recipient follows
+	-- (a claimed one stays queued).
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 END
 $$;
 
@@ -496,7 +549,7 @@ $$;
 -- the column (NULL until this report: the status check says so) it is the
 -- same value.
 CREATE FUNCTION eightms.apply_reports(acct uuid, me uuid, st text, ids uuid[], ats timestamptz[], errs text[])
-RETURNS SETOF uuid
+RETURNS TABLE (message_id uuid, campaign_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -511,7 +564,7 @@ BEGIN
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND (x.status IN ('queued', 'claimed') OR eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error))
-		RETURNING x.message_id;
+		RETURNING x.message_id, x.campaign_id;
 	ELSIF st = 'delivered' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'delivered', pending = NULL, lease_expires_at = NULL,
@@ -523,7 +576,7 @@ BEGIN
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND (x.status IN ('queued', 'claimed', 'sent')
 				OR eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error))
-		RETURNING x.message_id;
+		RETURNING x.message_id, x.campaign_id;
 	ELSIF st = 'failed' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'failed', pending = NULL, lease_expires_at = NULL,
@@ -532,7 +585,7 @@ BEGIN
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
-		RETURNING x.message_id;
+		RETURNING x.message_id, x.campaign_id;
 	END IF;
 END
 $$;
@@ -607,6 +660,9 @@ DECLARE
 	still_statuses text[];
 	cur_given_up boolean[];
 	f record;
+	-- The campaign messages moved (sql/campaign_stats.sql).
+	camp uuid[];
+	c uuid;
 BEGIN
 	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
 		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
@@ -630,13 +686,24 @@ BEGIN
 				-- Each report read once, not once for each aggregate.
 				OFFSET 0) r;
 		IF sent_ids IS NOT NULL THEN
-			moved := ARRAY(SELECT eightms.apply_reports(acct, me, 'sent', sent_ids, sent_ats, NULL));
+			SELECT coalesce(array_agg(a.message_id), '{}'), array_agg(a.message_id) FILTER (WHERE a.campaign_id IS NOT NULL)
+			  INTO moved, camp
+			  FROM eightms.apply_reports(acct, me, 'sent', sent_ids, sent_ats, NULL) a;
 		END IF;
 		IF delivered_ids IS NOT NULL THEN
-			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'delivered', delivered_ids, delivered_ats, NULL));
+			SELECT moved || coalesce(array_agg(a.message_id), '{}'),
+				   camp || array_agg(a.message_id) FILTER (WHERE a.campaign_id IS NOT NULL)
+			  INTO moved, camp
+			  FROM eightms.apply_reports(acct, me, 'delivered', delivered_ids, delivered_ats, NULL) a;
 		END IF;
 		IF failed_ids IS NOT NULL THEN
-			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'failed', failed_ids, failed_ats, failed_errs));
+			SELECT moved || coalesce(array_agg(a.message_id), '{}'),
+				   camp || array_agg(a.message_id) FILTER (WHERE a.campaign_id IS NOT NULL)
+			  INTO moved, camp
+			  FROM eightms.apply_reports(acct, me, 'failed', failed_ids, failed_ats, failed_errs) a;
+		END IF;
+		IF camp IS NOT NULL THEN
+			PERFORM eightms.follow_campaign_messages(acct, camp);
 		END IF;
 		-- What did not move: late, repeated, malformed or not this phone's
 		-- (the ids are distinct: when as many moved, all did).
@@ -704,8 +771,15 @@ BEGIN
 						 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-		 WHERE x.account_id = acct AND x.message_id = f.id;
+		 WHERE x.account_id = acct AND x.message_id = f.id
+		RETURNING x.campaign_id INTO c;
+		IF c IS NOT NULL THEN
+			camp := camp || f.id;
+		END IF;
 	END LOOP;
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 	RETURN QUERY
 	SELECT step.id, step.st,
 		   step.mine AND coalesce(step.st IN ('sent', 'delivered', 'failed'), false),

@@ -169,6 +169,11 @@ DECLARE
 	make_contacts boolean;
 	stored uuid[];
 	senders text[];
+	-- The account has campaigns that reached numbers: the batch's new
+	-- messages, and whether each opted its number out, for attribution.
+	attribute boolean;
+	mids uuid[];
+	opts boolean[];
 BEGIN
 	SELECT a.default_region, a.create_contacts_from_inbound INTO region, make_contacts
 	  FROM eightms.account a WHERE a.account_id = acct;
@@ -180,6 +185,9 @@ BEGIN
 	IF jsonb_array_length(messages) > 1 THEN
 		PERFORM eightms.lock_senders(acct, me, dev, region, messages);
 	END IF;
+	-- One probe of campaign_recipient_reached_idx.
+	PERFORM FROM eightms.campaign_recipient r WHERE r.account_id = acct AND r.reached_at IS NOT NULL LIMIT 1;
+	attribute := FOUND;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
 		message_id := NULL;
@@ -195,6 +203,10 @@ BEGIN
 			IF make_contacts AND NOT duplicate THEN
 				stored := stored || message_id;
 			END IF;
+			IF attribute AND NOT duplicate THEN
+				mids := mids || receive_messages.message_id;
+				opts := opts || coalesce(consent = 'opt_out', false);
+			END IF;
 		END IF;
 		RETURN NEXT;
 	END LOOP;
@@ -202,6 +214,14 @@ BEGIN
 		SELECT array_agg(m.peer_number) INTO senders FROM eightms.message m
 		 WHERE m.account_id = acct AND m.message_id = ANY (stored);
 		PERFORM eightms.inbound_contacts(acct, senders);
+	END IF;
+	-- Replies and opt-outs count for the campaign that reached their
+	-- number last (sql/campaign_stats.sql), once per batch.
+	IF mids IS NOT NULL THEN
+		PERFORM eightms.attribute_answers(acct, array_agg(m.peer_number ORDER BY u.i),
+										  array_agg(m.received_at ORDER BY u.i), array_agg(u.opt ORDER BY u.i))
+		   FROM unnest(mids, opts) WITH ORDINALITY AS u(id, opt, i)
+		   JOIN eightms.message m ON m.account_id = acct AND m.message_id = u.id;
 	END IF;
 END
 $$;

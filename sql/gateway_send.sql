@@ -548,17 +548,31 @@ $$;
 
 -- Cancel what is still queued of these messages of the account, as one
 -- statement on one table (a single-shard UPDATE on Citus); the ids
--- canceled.
+-- canceled.  The recipients of the campaign messages among them follow
+-- (sql/campaign_stats.sql).
 CREATE FUNCTION eightms.cancel_queued(acct uuid, ids uuid[], at timestamptz, why text) RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
-	RETURN QUERY
-	UPDATE eightms.message m
-	   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
-	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
-	RETURNING m.message_id;
+	FOR mid, cid IN
+		UPDATE eightms.message m
+		   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
+		 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		RETURN NEXT mid;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 END
 $$;
 

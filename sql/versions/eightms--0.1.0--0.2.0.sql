@@ -1098,6 +1098,9 @@ AS $$
 DECLARE
 	confirmation uuid;
 	t timestamptz := now();
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF action = 'opt_out' THEN
 		INSERT INTO eightms.opt_out (account_id, number) VALUES (acct, change_consent.number) ON CONFLICT DO NOTHING;
@@ -1106,10 +1109,21 @@ BEGIN
 		END IF;
 		-- Anything still waiting for this number is canceled at once: all
 		-- of it is in the number's conversation, whose messages one index
-		-- holds (the queue index would be read whole).
-		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
-			   error = 'recipient opted out'
-		 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
+		-- holds (the queue index would be read whole).  A campaign's
+		-- recipient follows its message (sql/campaign_stats.sql).
+		FOR mid, cid IN
+			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
+				   error = 'recipient opted out'
+			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
+		IF camp IS NOT NULL THEN
+			PERFORM eightms.follow_campaign_messages(acct, camp);
+		END IF;
 	ELSE
 		DELETE FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = change_consent.number;
 		IF NOT FOUND THEN
@@ -1942,6 +1956,9 @@ DECLARE
 	still_statuses text[];
 	cur_given_up boolean[];
 	f record;
+	-- The campaign messages moved (sql/campaign_stats.sql).
+	camp uuid[];
+	c uuid;
 BEGIN
 	IF jsonb_typeof(reports) IS DISTINCT FROM 'array' OR jsonb_array_length(reports) > 10000 THEN
 		RAISE EXCEPTION 'reports must be a JSON array of at most 10000 {id, status, error, at}' USING ERRCODE = '22023';
@@ -1965,13 +1982,24 @@ BEGIN
 				-- Each report read once, not once for each aggregate.
 				OFFSET 0) r;
 		IF sent_ids IS NOT NULL THEN
-			moved := ARRAY(SELECT eightms.apply_reports(acct, me, 'sent', sent_ids, sent_ats, NULL));
+			SELECT coalesce(array_agg(a.message_id), '{}'), array_agg(a.message_id) FILTER (WHERE a.campaign_id IS NOT NULL)
+			  INTO moved, camp
+			  FROM eightms.apply_reports(acct, me, 'sent', sent_ids, sent_ats, NULL) a;
 		END IF;
 		IF delivered_ids IS NOT NULL THEN
-			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'delivered', delivered_ids, delivered_ats, NULL));
+			SELECT moved || coalesce(array_agg(a.message_id), '{}'),
+				   camp || array_agg(a.message_id) FILTER (WHERE a.campaign_id IS NOT NULL)
+			  INTO moved, camp
+			  FROM eightms.apply_reports(acct, me, 'delivered', delivered_ids, delivered_ats, NULL) a;
 		END IF;
 		IF failed_ids IS NOT NULL THEN
-			moved := moved || ARRAY(SELECT eightms.apply_reports(acct, me, 'failed', failed_ids, failed_ats, failed_errs));
+			SELECT moved || coalesce(array_agg(a.message_id), '{}'),
+				   camp || array_agg(a.message_id) FILTER (WHERE a.campaign_id IS NOT NULL)
+			  INTO moved, camp
+			  FROM eightms.apply_reports(acct, me, 'failed', failed_ids, failed_ats, failed_errs) a;
+		END IF;
+		IF camp IS NOT NULL THEN
+			PERFORM eightms.follow_campaign_messages(acct, camp);
 		END IF;
 		-- What did not move: late, repeated, malformed or not this phone's
 		-- (the ids are distinct: when as many moved, all did).
@@ -2039,8 +2067,15 @@ BEGIN
 						 WHEN x.status IN ('expired', 'canceled', 'failed') THEN eightms.sent_regardless(x.status, x.error)
 						 ELSE x.error END,
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
-		 WHERE x.account_id = acct AND x.message_id = f.id;
+		 WHERE x.account_id = acct AND x.message_id = f.id
+		RETURNING x.campaign_id INTO c;
+		IF c IS NOT NULL THEN
+			camp := camp || f.id;
+		END IF;
 	END LOOP;
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 	RETURN QUERY
 	SELECT step.id, step.st,
 		   step.mine AND coalesce(step.st IN ('sent', 'delivered', 'failed'), false),
@@ -2071,6 +2106,11 @@ DECLARE
 	make_contacts boolean;
 	stored uuid[];
 	senders text[];
+	-- The account has campaigns that reached numbers: the batch's new
+	-- messages, and whether each opted its number out, for attribution.
+	attribute boolean;
+	mids uuid[];
+	opts boolean[];
 BEGIN
 	SELECT a.default_region, a.create_contacts_from_inbound INTO region, make_contacts
 	  FROM eightms.account a WHERE a.account_id = acct;
@@ -2082,6 +2122,9 @@ BEGIN
 	IF jsonb_array_length(messages) > 1 THEN
 		PERFORM eightms.lock_senders(acct, me, dev, region, messages);
 	END IF;
+	-- One probe of campaign_recipient_reached_idx.
+	PERFORM FROM eightms.campaign_recipient r WHERE r.account_id = acct AND r.reached_at IS NOT NULL LIMIT 1;
+	attribute := FOUND;
 	FOR x IN SELECT * FROM jsonb_array_elements(messages) LOOP
 		device_message_id := x ->> 'device_message_id';
 		message_id := NULL;
@@ -2097,6 +2140,10 @@ BEGIN
 			IF make_contacts AND NOT duplicate THEN
 				stored := stored || message_id;
 			END IF;
+			IF attribute AND NOT duplicate THEN
+				mids := mids || receive_messages.message_id;
+				opts := opts || coalesce(consent = 'opt_out', false);
+			END IF;
 		END IF;
 		RETURN NEXT;
 	END LOOP;
@@ -2104,6 +2151,14 @@ BEGIN
 		SELECT array_agg(m.peer_number) INTO senders FROM eightms.message m
 		 WHERE m.account_id = acct AND m.message_id = ANY (stored);
 		PERFORM eightms.inbound_contacts(acct, senders);
+	END IF;
+	-- Replies and opt-outs count for the campaign that reached their
+	-- number last (sql/campaign_stats.sql), once per batch.
+	IF mids IS NOT NULL THEN
+		PERFORM eightms.attribute_answers(acct, array_agg(m.peer_number ORDER BY u.i),
+										  array_agg(m.received_at ORDER BY u.i), array_agg(u.opt ORDER BY u.i))
+		   FROM unnest(mids, opts) WITH ORDINALITY AS u(id, opt, i)
+		   JOIN eightms.message m ON m.account_id = acct AND m.message_id = u.id;
 	END IF;
 END
 $$;
@@ -4408,12 +4463,25 @@ CREATE FUNCTION eightms.cancel_queued(acct uuid, ids uuid[], at timestamptz, why
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
-	RETURN QUERY
-	UPDATE eightms.message m
-	   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
-	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
-	RETURNING m.message_id;
+	FOR mid, cid IN
+		UPDATE eightms.message m
+		   SET status = 'canceled', pending = NULL, canceled_at = at, error = why
+		 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.direction = 'out' AND m.status = 'queued'
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		RETURN NEXT mid;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 END
 $$;
 
@@ -4526,18 +4594,42 @@ DECLARE
 	k integer;
 	max_attempts integer := current_setting('eightms.message_max_attempts')::integer;
 	t_now timestamptz := now();
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
-	UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
-		error = 'not sent before it expired'
-	 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
-		error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
-		attempts = m.attempts + 1, lease_expires_at = NULL
-	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
-	   AND m.attempts + 1 >= max_attempts;
-	GET DIAGNOSTICS k = ROW_COUNT;
+	-- The campaign messages among those expired or failed: their
+	-- recipients follow (sql/campaign_stats.sql).
+	n := 0;
+	FOR mid, cid IN
+		UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+			error = 'not sent before it expired'
+		 WHERE m.account_id = acct AND m.pending AND m.expires_at < t_now
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		n := n + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
+	k := 0;
+	FOR mid, cid IN
+		UPDATE eightms.message m SET status = 'failed', pending = NULL, failed_at = t_now,
+			error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
+			attempts = m.attempts + 1, lease_expires_at = NULL
+		 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now
+		   AND m.attempts + 1 >= max_attempts
+		RETURNING m.message_id, m.campaign_id
+	LOOP
+		k := k + 1;
+		IF cid IS NOT NULL THEN
+			camp := camp || mid;
+		END IF;
+	END LOOP;
 	n := n + k;
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 	UPDATE eightms.message m SET status = 'queued', pending = true, failed_at = NULL, error = NULL,
 		attempts = m.attempts + 1, lease_expires_at = NULL
 	 WHERE m.account_id = acct AND m.pending AND m.status = 'claimed' AND m.lease_expires_at < t_now;
@@ -4692,6 +4784,9 @@ DECLARE
 	f text;
 	f_ids uuid[];
 	f_tids tid[];
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	FOR f, f_ids, f_tids IN
 		SELECT u.fate, array_agg(u.id), array_agg(u.tid) FROM unnest(ids, tids, fates) AS u(id, tid, fate) GROUP BY u.fate
@@ -4704,20 +4799,46 @@ BEGIN
 			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
 			RETURNING m.message_id, m.peer_number, m.body, m.encoding, m.segments, m.attempts + 1, m.lease_expires_at;
 		ELSIF f = 'expired' THEN
-			UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
-				error = 'not sent before it expired'
-			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+			FOR mid, cid IN
+				UPDATE eightms.message m SET status = 'expired', pending = NULL, lease_expires_at = NULL,
+					error = 'not sent before it expired'
+				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSIF f = 'canceled' THEN
-			UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
-				error = 'recipient opted out', canceled_at = t_now
-			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+			FOR mid, cid IN
+				UPDATE eightms.message m SET status = 'canceled', pending = NULL, lease_expires_at = NULL,
+					error = 'recipient opted out', canceled_at = t_now
+				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		ELSE
-			UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
-				error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
-				failed_at = t_now, attempts = m.attempts + 1
-			 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids);
+			FOR mid, cid IN
+				UPDATE eightms.message m SET status = 'failed', pending = NULL, lease_expires_at = NULL,
+					error = 'the phone did not report within its lease ' || (m.attempts + 1)::text || ' times',
+					failed_at = t_now, attempts = m.attempts + 1
+				 WHERE m.account_id = acct AND m.ctid = ANY (f_tids) AND m.message_id = ANY (f_ids)
+				RETURNING m.message_id, m.campaign_id
+			LOOP
+				IF cid IS NOT NULL THEN
+					camp := camp || mid;
+				END IF;
+			END LOOP;
 		END IF;
 	END LOOP;
+	-- What was not claimed and is a campaign's: its recipient follows
+	-- (a claimed one stays queued).
+	IF camp IS NOT NULL THEN
+		PERFORM eightms.follow_campaign_messages(acct, camp);
+	END IF;
 END
 $$;
 
@@ -4760,7 +4881,7 @@ $$;
 -- the column (NULL until this report: the status check says so) it is the
 -- same value.
 CREATE FUNCTION eightms.apply_reports(acct uuid, me uuid, st text, ids uuid[], ats timestamptz[], errs text[])
-RETURNS SETOF uuid
+RETURNS TABLE (message_id uuid, campaign_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -4775,7 +4896,7 @@ BEGIN
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND (x.status IN ('queued', 'claimed') OR eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error))
-		RETURNING x.message_id;
+		RETURNING x.message_id, x.campaign_id;
 	ELSIF st = 'delivered' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'delivered', pending = NULL, lease_expires_at = NULL,
@@ -4787,7 +4908,7 @@ BEGIN
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND (x.status IN ('queued', 'claimed', 'sent')
 				OR eightms.given_up(x.status, x.claimed_at, x.sent_at, x.error))
-		RETURNING x.message_id;
+		RETURNING x.message_id, x.campaign_id;
 	ELSIF st = 'failed' THEN
 		RETURN QUERY
 		UPDATE eightms.message x SET status = 'failed', pending = NULL, lease_expires_at = NULL,
@@ -4796,7 +4917,7 @@ BEGIN
 			attempts = CASE WHEN x.status = 'claimed' THEN x.attempts + 1 ELSE x.attempts END
 		 WHERE x.account_id = acct AND x.message_id = ANY (ids) AND x.direction = 'out' AND x.phone_id = me
 		   AND x.status NOT IN ('delivered', 'failed', 'expired', 'canceled')
-		RETURNING x.message_id;
+		RETURNING x.message_id, x.campaign_id;
 	END IF;
 END
 $$;
@@ -5909,6 +6030,9 @@ AS $$
 DECLARE
 	conv uuid;
 	t timestamptz := now();
+	camp uuid[];
+	mid uuid;
+	cid uuid;
 BEGIN
 	IF length(reason) > 500 THEN
 		RAISE EXCEPTION 'a reason is at most 500 characters' USING ERRCODE = '22023';
@@ -5920,9 +6044,22 @@ BEGIN
 		IF NOT FOUND THEN
 			RETURN false;
 		END IF;
-		UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
-			   error = 'recipient opted out'
-		 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending;
+		FOR mid, cid IN
+			UPDATE eightms.message m SET status = 'canceled', pending = NULL, canceled_at = t,
+				   error = 'recipient opted out'
+			 WHERE m.account_id = acct AND m.conversation_id = conv AND m.pending
+			RETURNING m.message_id, m.campaign_id
+		LOOP
+			IF cid IS NOT NULL THEN
+				camp := camp || mid;
+			END IF;
+		END LOOP;
+		IF camp IS NOT NULL THEN
+			PERFORM eightms.follow_campaign_messages(acct, camp);
+		END IF;
+		-- The opt-out counts for the campaign that reached the number last
+		-- (sql/campaign_stats.sql).
+		PERFORM eightms.attribute_answers(acct, ARRAY[member_consent.number], ARRAY[t], ARRAY[true]);
 	ELSE
 		DELETE FROM eightms.opt_out o WHERE o.account_id = acct AND o.number = member_consent.number;
 		IF NOT FOUND THEN
@@ -8586,3 +8723,361 @@ TO eightms_user;
 
 REVOKE ALL ON ALL ROUTINES IN SCHEMA eightms FROM PUBLIC;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA eightms_api FROM PUBLIC;
+
+-- ==== campaign stats and attribution (sql/campaign_stats.sql)
+
+-- An account option: how long after a campaign's message reached a number
+-- a reply or an opt-out from that number counts for the campaign.  Last in
+-- the table: an upgrade appends it.
+ALTER TABLE eightms.account
+	ADD COLUMN attribution_window interval NOT NULL DEFAULT '72 hours'
+		CONSTRAINT account_attribution_window_check
+			CHECK (attribution_window BETWEEN interval '1 hour' AND interval '30 days');
+COMMENT ON COLUMN eightms.account.attribution_window IS
+	'A reply or opt-out counts for the campaign whose message reached the number last within this long (1 hour to 30 days)';
+
+CREATE TABLE eightms.campaign_counter (
+	account_id	uuid NOT NULL,
+	campaign_id	uuid NOT NULL,
+	slot		smallint NOT NULL
+		CONSTRAINT campaign_counter_slot_check CHECK (slot BETWEEN 0 AND 15),
+	-- Recipients by their state now.
+	recipients	bigint NOT NULL DEFAULT 0,
+	waiting		bigint NOT NULL DEFAULT 0,
+	queued		bigint NOT NULL DEFAULT 0,
+	sent		bigint NOT NULL DEFAULT 0,
+	delivered	bigint NOT NULL DEFAULT 0,
+	failed		bigint NOT NULL DEFAULT 0,
+	expired		bigint NOT NULL DEFAULT 0,
+	canceled	bigint NOT NULL DEFAULT 0,
+	-- Recipients whose message went out (reached_at set), replied, opted out.
+	reached		bigint NOT NULL DEFAULT 0,
+	replied		bigint NOT NULL DEFAULT 0,
+	opted_out	bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (account_id, campaign_id, slot),
+	FOREIGN KEY (account_id, campaign_id) REFERENCES eightms.campaign (account_id, campaign_id) ON DELETE CASCADE
+);
+COMMENT ON TABLE eightms.campaign_counter IS
+	'A campaign''s recipients counted by state, reached, replied and opted out, in slots summed when read';
+SELECT pg_catalog.pg_extension_config_dump('eightms.campaign_counter', '');
+ALTER TABLE eightms.campaign_counter ENABLE ROW LEVEL SECURITY;
+ALTER TABLE eightms.campaign_counter FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON eightms.campaign_counter
+	USING (account_id = eightms.current_account_id())
+	WITH CHECK (account_id = eightms.current_account_id());
+-- The gateway's functions run as their caller (a phone, a member): they
+-- move recipients and count them under row-level security.
+GRANT SELECT ON eightms.campaign_counter TO eightms_user, eightms_phone;
+GRANT INSERT, UPDATE ON eightms.campaign_counter TO eightms_user, eightms_phone;
+GRANT SELECT ON eightms.campaign_recipient TO eightms_phone;
+GRANT UPDATE (state, reached_at, replied_at, opted_out_at) ON eightms.campaign_recipient TO eightms_user, eightms_phone;
+
+INSERT INTO eightms.data_column (table_name, column_name, class, subject, retention, reason) VALUES
+	('account', 'attribution_window', 'operational', 'account', 'account_lifetime', 'setting'),
+	('campaign_counter', 'account_id', 'operational', 'account', 'account_lifetime', 'key'),
+	('campaign_counter', 'campaign_id', 'operational', 'account', 'account_lifetime', 'key'),
+	('campaign_counter', 'slot', 'operational', 'account', 'account_lifetime', 'key'),
+	('campaign_counter', 'recipients', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'waiting', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'queued', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'sent', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'delivered', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'failed', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'expired', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'canceled', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'reached', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'replied', 'operational', 'account', 'account_lifetime', 'count'),
+	('campaign_counter', 'opted_out', 'operational', 'account', 'account_lifetime', 'count');
+
+-- A recipient's state moves forward only: waiting, queued, sent, then one
+-- end.  The one move back is a message the gateway gave up (expired,
+-- canceled, failed for want of a report: eightms.given_up) that its phone
+-- then reports sent or delivered: it went out, and the recipient follows.
+-- A message cannot leave any other end (sql/gateway_claim.sql), so that
+-- move is allowed from every end but delivered.  Inlined.
+CREATE FUNCTION eightms.recipient_moves(was text, becomes text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN was IN ('failed', 'expired', 'canceled') THEN becomes IN ('sent', 'delivered')
+				WHEN was = 'delivered' THEN false
+				WHEN was = 'sent' THEN becomes IN ('delivered', 'failed')
+				WHEN was = 'queued' THEN becomes IN ('sent', 'delivered', 'failed', 'expired', 'canceled')
+				WHEN was = 'waiting' THEN becomes IN ('queued', 'sent', 'delivered', 'failed', 'expired', 'canceled')
+				ELSE false END
+$$;
+
+-- Count moves of recipients, one element each: its campaign, the state it
+-- had (NULL: a new recipient) and has now (NULL: removed), and 1 where it
+-- was reached, replied or opted out by this move.  One write per campaign,
+-- into this backend's slot, campaigns in id order (two transactions take
+-- their rows in the same order).  The fan-out counts its new recipients
+-- here (becomes 'waiting'), the release its waiting ones queued.
+CREATE FUNCTION eightms.count_recipient_moves(acct uuid, camps uuid[], was text[], becomes text[],
+											  reached integer[] DEFAULT NULL, replied integer[] DEFAULT NULL,
+											  opted integer[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	my_slot smallint := (pg_backend_pid() % 16)::smallint;
+	d record;
+BEGIN
+	-- One upsert of VALUES per campaign (an INSERT ... SELECT is no
+	-- single-shard statement for Citus).
+	FOR d IN
+		SELECT u.camp,
+			   count(*) FILTER (WHERE u.was IS NULL AND u.becomes IS NOT NULL)
+				 - count(*) FILTER (WHERE u.was IS NOT NULL AND u.becomes IS NULL) AS recipients,
+			   count(*) FILTER (WHERE u.becomes = 'waiting') - count(*) FILTER (WHERE u.was = 'waiting') AS waiting,
+			   count(*) FILTER (WHERE u.becomes = 'queued') - count(*) FILTER (WHERE u.was = 'queued') AS queued,
+			   count(*) FILTER (WHERE u.becomes = 'sent') - count(*) FILTER (WHERE u.was = 'sent') AS sent,
+			   count(*) FILTER (WHERE u.becomes = 'delivered') - count(*) FILTER (WHERE u.was = 'delivered') AS delivered,
+			   count(*) FILTER (WHERE u.becomes = 'failed') - count(*) FILTER (WHERE u.was = 'failed') AS failed,
+			   count(*) FILTER (WHERE u.becomes = 'expired') - count(*) FILTER (WHERE u.was = 'expired') AS expired,
+			   count(*) FILTER (WHERE u.becomes = 'canceled') - count(*) FILTER (WHERE u.was = 'canceled') AS canceled,
+			   coalesce(sum(u.reached), 0) AS reached, coalesce(sum(u.replied), 0) AS replied,
+			   coalesce(sum(u.opted), 0) AS opted
+		  FROM unnest(camps, was, becomes, reached, replied, opted) AS u(camp, was, becomes, reached, replied, opted)
+		 WHERE u.camp IS NOT NULL
+		 GROUP BY u.camp
+		 ORDER BY u.camp
+	LOOP
+		INSERT INTO eightms.campaign_counter AS c
+			(account_id, campaign_id, slot, recipients, waiting, queued, sent, delivered, failed, expired, canceled,
+			 reached, replied, opted_out)
+		VALUES (acct, d.camp, my_slot, d.recipients, d.waiting, d.queued, d.sent, d.delivered,
+				d.failed, d.expired, d.canceled, d.reached, d.replied, d.opted)
+		ON CONFLICT (account_id, campaign_id, slot) DO UPDATE
+		   SET recipients = c.recipients + EXCLUDED.recipients, waiting = c.waiting + EXCLUDED.waiting,
+			   queued = c.queued + EXCLUDED.queued, sent = c.sent + EXCLUDED.sent,
+			   delivered = c.delivered + EXCLUDED.delivered, failed = c.failed + EXCLUDED.failed,
+			   expired = c.expired + EXCLUDED.expired, canceled = c.canceled + EXCLUDED.canceled,
+			   reached = c.reached + EXCLUDED.reached, replied = c.replied + EXCLUDED.replied,
+			   opted_out = c.opted_out + EXCLUDED.opted_out;
+	END LOOP;
+END
+$$;
+
+-- The recipients of these messages (those of a campaign; the others are
+-- skipped) take their message's state, where that is a move forward
+-- (recipient_moves); reached_at is set when it is first sent (its
+-- message's sent_at).  Called by
+-- the gateway's functions after they moved messages, with the ids of the
+-- campaign messages among them only.  The recipients are locked in key
+-- order first and read, so that each move is counted from the state it
+-- left.  As its caller: row-level security holds.
+CREATE FUNCTION eightms.follow_campaign_messages(acct uuid, ids uuid[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	t_now timestamptz := now();
+	camps uuid[];
+	phones text[];
+	mids uuid[];
+	sts text[];
+	sents timestamptz[];
+	was text[];
+	becomes text[];
+	reached integer[];
+	at timestamptz[];
+BEGIN
+	-- The messages in id order: each recipient finds its own by a binary
+	-- search (width_bucket), as apply_reports does, with no join.
+	SELECT array_agg(m.campaign_id ORDER BY m.message_id), array_agg(m.peer_number ORDER BY m.message_id),
+		   array_agg(m.message_id ORDER BY m.message_id),
+		   array_agg(CASE WHEN m.status IN ('queued', 'claimed') THEN 'queued' ELSE m.status END ORDER BY m.message_id),
+		   array_agg(m.sent_at ORDER BY m.message_id)
+	  INTO camps, phones, mids, sts, sents
+	  FROM eightms.message m
+	 WHERE m.account_id = acct AND m.message_id = ANY (ids) AND m.campaign_id IS NOT NULL;
+	IF camps IS NULL THEN
+		RETURN;
+	END IF;
+	PERFORM FROM eightms.campaign_recipient r
+	 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.phone = ANY (phones) AND r.message_id = ANY (mids)
+	 ORDER BY r.campaign_id, r.phone
+	   FOR NO KEY UPDATE;
+	-- One table, no subquery: Citus plans a generic plan of nothing else.
+	SELECT array_agg(r.campaign_id ORDER BY r.message_id), array_agg(r.message_id ORDER BY r.message_id),
+		   array_agg(r.state ORDER BY r.message_id),
+		   array_agg(sts[width_bucket(r.message_id, mids)] ORDER BY r.message_id),
+		   array_agg(CASE WHEN r.reached_at IS NULL
+							   AND (sts[width_bucket(r.message_id, mids)] IN ('sent', 'delivered')
+									OR sents[width_bucket(r.message_id, mids)] IS NOT NULL)
+						  THEN 1 ELSE 0 END ORDER BY r.message_id),
+		   -- A message sent and then failed (one batch reported both) was
+		   -- sent all the same.
+		   array_agg(CASE WHEN sts[width_bucket(r.message_id, mids)] IN ('sent', 'delivered')
+						  THEN coalesce(r.reached_at, sents[width_bucket(r.message_id, mids)], t_now)
+						  ELSE coalesce(r.reached_at, sents[width_bucket(r.message_id, mids)]) END ORDER BY r.message_id)
+	  INTO camps, mids, was, becomes, reached, at
+	  FROM eightms.campaign_recipient r
+	 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.phone = ANY (phones) AND r.message_id = ANY (mids)
+	   AND eightms.recipient_moves(r.state, sts[width_bucket(r.message_id, mids)]);
+	IF camps IS NULL THEN
+		RETURN;
+	END IF;
+	-- The moving ones, in message id order; each set from its own element,
+	-- inside coalesce (Citus takes a bare array element for an assignment
+	-- to an element: sql/gateway_claim.sql, apply_reports).
+	UPDATE eightms.campaign_recipient r
+	   SET state = coalesce(becomes[width_bucket(r.message_id, mids)], r.state),
+		   reached_at = coalesce(r.reached_at, at[width_bucket(r.message_id, mids)])
+	 WHERE r.account_id = acct AND r.campaign_id = ANY (camps) AND r.message_id = ANY (mids);
+	PERFORM eightms.count_recipient_moves(acct, camps, was, becomes, reached);
+END
+$$;
+
+-- Replies and opt-outs from these numbers (peers, each with when it came:
+-- ats; opted: an opt-out, else a reply), each attributed to the campaign
+-- whose message reached the number last within the account's attribution
+-- window before it, by the index campaign_recipient_reached_idx.  A
+-- recipient's first reply and first opt-out are kept, and counted once.
+CREATE FUNCTION eightms.attribute_answers(acct uuid, peers text[], ats timestamptz[], opted boolean[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	win interval;
+	a record;
+	camp uuid;
+	rep uuid[];
+	opt uuid[];
+BEGIN
+	SELECT x.attribution_window INTO win FROM eightms.account x WHERE x.account_id = acct;
+	-- Each number's first reply and first opt-out of the batch, then its
+	-- campaign by one probe of the index, then its recipient by key: every
+	-- statement on one table, for Citus.
+	FOR a IN
+		SELECT u.peer, min(u.at) FILTER (WHERE NOT u.opt) AS replied, min(u.at) FILTER (WHERE u.opt) AS opted
+		  FROM unnest(peers, ats, opted) AS u(peer, at, opt)
+		 WHERE u.peer IS NOT NULL AND u.at IS NOT NULL
+		 GROUP BY u.peer
+		 ORDER BY u.peer
+	LOOP
+		SELECT r.campaign_id INTO camp FROM eightms.campaign_recipient r
+		 WHERE r.account_id = acct AND r.phone = a.peer AND r.reached_at IS NOT NULL
+		   AND r.reached_at <= least(a.replied, a.opted) AND r.reached_at > least(a.replied, a.opted) - win
+		 ORDER BY r.reached_at DESC
+		 LIMIT 1;
+		CONTINUE WHEN NOT FOUND;
+		IF a.replied IS NOT NULL THEN
+			UPDATE eightms.campaign_recipient r SET replied_at = a.replied
+			 WHERE r.account_id = acct AND r.campaign_id = camp AND r.phone = a.peer AND r.replied_at IS NULL;
+			IF FOUND THEN
+				rep := rep || camp;
+			END IF;
+		END IF;
+		IF a.opted IS NOT NULL THEN
+			UPDATE eightms.campaign_recipient r SET opted_out_at = a.opted
+			 WHERE r.account_id = acct AND r.campaign_id = camp AND r.phone = a.peer AND r.opted_out_at IS NULL;
+			IF FOUND THEN
+				opt := opt || camp;
+			END IF;
+		END IF;
+	END LOOP;
+	IF rep IS NOT NULL OR opt IS NOT NULL THEN
+		PERFORM eightms.count_recipient_moves(acct, coalesce(rep, '{}') || coalesce(opt, '{}'), NULL, NULL, NULL,
+			array_fill(1, ARRAY[coalesce(cardinality(rep), 0)]) || array_fill(0, ARRAY[coalesce(cardinality(opt), 0)]),
+			array_fill(0, ARRAY[coalesce(cardinality(rep), 0)]) || array_fill(1, ARRAY[coalesce(cardinality(opt), 0)]));
+	END IF;
+END
+$$;
+
+-- ------------------------------------------------------------ API
+
+-- The stats of campaigns of the caller's account: the given ones, or all,
+-- newest first.  Sums of the counters (at most 16 rows a campaign), never
+-- a scan of the recipients.  sent counts the recipients whose message went
+-- out (delivered, or failed after it was sent, included).
+CREATE FUNCTION eightms_api.campaigns_stats(campaign_ids uuid[] DEFAULT NULL)
+RETURNS TABLE (campaign_id uuid, name text, state text, recipients bigint, waiting bigint, queued bigint,
+			   sent bigint, delivered bigint, failed bigint, expired bigint, canceled bigint, replied bigint,
+			   opted_out bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	acct uuid := eightms.require_account();
+BEGIN
+	IF cardinality(campaign_ids) > 1000 THEN
+		RAISE EXCEPTION 'campaign_ids must be at most 1000 ids' USING ERRCODE = '22023';
+	END IF;
+	RETURN QUERY
+	SELECT c.campaign_id, c.name, c.state,
+		   coalesce(s.recipients, 0), coalesce(s.waiting, 0), coalesce(s.queued, 0), coalesce(s.reached, 0),
+		   coalesce(s.delivered, 0), coalesce(s.failed, 0), coalesce(s.expired, 0), coalesce(s.canceled, 0),
+		   coalesce(s.replied, 0), coalesce(s.opted_out, 0)
+	  FROM eightms.campaign c
+	  LEFT JOIN LATERAL (
+		SELECT sum(k.recipients)::bigint AS recipients, sum(k.waiting)::bigint AS waiting,
+			   sum(k.queued)::bigint AS queued, sum(k.reached)::bigint AS reached,
+			   sum(k.delivered)::bigint AS delivered, sum(k.failed)::bigint AS failed,
+			   sum(k.expired)::bigint AS expired, sum(k.canceled)::bigint AS canceled,
+			   sum(k.replied)::bigint AS replied, sum(k.opted_out)::bigint AS opted_out
+		  FROM eightms.campaign_counter k
+		 WHERE k.account_id = acct AND k.campaign_id = c.campaign_id) s ON true
+	 WHERE c.account_id = acct AND (campaign_ids IS NULL OR c.campaign_id = ANY (campaign_ids))
+	 ORDER BY c.created_at DESC, c.campaign_id DESC;
+END
+$$;
+COMMENT ON FUNCTION eightms_api.campaigns_stats(uuid[]) IS
+	'Stats of the account''s campaigns (the given ones, or all): recipients by state, sent, replied, opted out';
+
+CREATE FUNCTION eightms_api.campaign_stats(campaign uuid)
+RETURNS TABLE (campaign_id uuid, name text, state text, recipients bigint, waiting bigint, queued bigint,
+			   sent bigint, delivered bigint, failed bigint, expired bigint, canceled bigint, replied bigint,
+			   opted_out bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY SELECT * FROM eightms_api.campaigns_stats(ARRAY[campaign_stats.campaign]);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no such campaign in this account' USING ERRCODE = 'P0002',
+			HINT = 'campaigns_stats() lists the account''s campaigns.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION eightms_api.campaign_stats(uuid) IS
+	'One campaign''s stats: recipients by state, sent, replied, opted out, each recipient counted once';
+
+-- The attribution window (owner, admin), as set_message_options sets the
+-- account's sending options.
+CREATE FUNCTION eightms_api.set_attribution_window(attribution_window interval) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM eightms.require_member_role('owner', 'admin');
+	IF attribution_window IS NULL OR attribution_window NOT BETWEEN interval '1 hour' AND interval '30 days' THEN
+		RAISE EXCEPTION 'attribution_window must be 1 hour to 30 days' USING ERRCODE = '22023',
+			HINT = 'Replies and opt-outs count for the campaign that reached the number last within this long.';
+	END IF;
+	UPDATE eightms.account a SET attribution_window = set_attribution_window.attribution_window
+	 WHERE a.account_id = eightms.current_account_id();
+END
+$$;
+COMMENT ON FUNCTION eightms_api.set_attribution_window(interval) IS
+	'Set how long after a campaign reached a number its replies and opt-outs count for it (owner, admin)';
+
+GRANT EXECUTE ON FUNCTION eightms_api.campaigns_stats(uuid[]), eightms_api.campaign_stats(uuid),
+	eightms_api.set_attribution_window(interval)
+TO eightms_user;
+GRANT EXECUTE ON FUNCTION eightms.recipient_moves(text, text),
+	eightms.count_recipient_moves(uuid, uuid[], text[], text[], integer[], integer[], integer[]),
+	eightms.follow_campaign_messages(uuid, uuid[]), eightms.attribute_answers(uuid, text[], timestamptz[], boolean[])
+TO eightms_user, eightms_phone;
+REVOKE ALL ON FUNCTION eightms.recipient_moves(text, text),
+	eightms.count_recipient_moves(uuid, uuid[], text[], text[], integer[], integer[], integer[]),
+	eightms.follow_campaign_messages(uuid, uuid[]), eightms.attribute_answers(uuid, text[], timestamptz[], boolean[]),
+	eightms_api.campaigns_stats(uuid[]), eightms_api.campaign_stats(uuid), eightms_api.set_attribution_window(interval)
+FROM PUBLIC;
+REVOKE ALL ON eightms.campaign_counter FROM PUBLIC;
