@@ -216,6 +216,67 @@ SELECT peer_number, direction, status, encoding, segments, left(body, 40) AS bod
 SELECT status, error_code, error FROM eightms_api.send_messages('[{"to": "+12125550199", "body": "One more offer"}]');
 COMMIT;
 
+-- Contacts, a template and a campaign to completion through the paired
+-- phone.  Done on the first run; later runs show the campaign's stats.
+SELECT count(*) = 0 AS campaign_first_run FROM eightms.campaign WHERE name = 'Demo: check-up reminder' \gset
+SELECT json_build_object('role', 'eightms_phone', 'account_id', p.account_id, 'phone_id', p.phone_id,
+						 'tv', p.token_version)::text AS phone_claims
+  FROM eightms.phone p WHERE p.device_id = 'demo-pixel-7' AND p.unpaired_at IS NULL \gset
+SELECT eightms.jwt_sign(:'phone_claims') AS phone_token \gset
+\set template_body 'Hi {{first_name|there}}, your {{custom.plan|yearly}} check-up is due. Reply STOP to opt out.'
+\if :campaign_first_run
+BEGIN;
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'owner_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'owner_claims', true) \gset
+SELECT eightms_api.pre_request() \gset
+SELECT eightms_api.set_contact_field('plan', 'choice', '{basic,premium}') \gset
+\echo 'The dashboard imports a CSV (import_contacts_csv): a result for every line, by line number:'
+SELECT line, result, reason, detail FROM eightms_api.import_contacts_csv(
+	E'Mobile,First,Last,Plan,Tags\r\n'
+	'(212) 555-0150,Ana,Silva,premium,demo|vip\r\n'
+	'+1 212 555 0151,"Ben ""Benny""",Okafor,basic,demo\r\n'
+	'212-555-0152,Zoë,,basic,demo\r\n'
+	'555-01,Dan,,basic,demo\r\n'
+	'212 555 0153,Eve,,gold,demo\r\n'
+	'212.555.0150,Ana,Silva-Lee,premium,demo|vip\r\n',
+	'{"Mobile": "phone", "First": "first_name", "Last": "last_name", "Plan": "custom.plan",
+	  "Tags": {"field": "tags", "separator": "|"}}');
+SELECT eightms_api.save_template('check-up', :'template_body') \gset
+\echo 'A template previewed for the contacts (preview_template): the encoding, segments, what forces UCS-2:'
+SELECT rendered, encoding, segments, ucs2_chars FROM eightms_api.preview_template(:'template_body');
+\echo 'A campaign to the tag "demo", any time of day in each recipient''s zone, and its estimate:'
+SELECT eightms_api.create_campaign('Demo: check-up reminder', '{"tags_any": ["demo"]}', template => 'check-up',
+								   window_from => '00:00', window_until => '23:59') AS campaign_id \gset
+SELECT * FROM eightms_api.estimate_campaign(:'campaign_id');
+SELECT eightms_api.schedule_campaign(:'campaign_id') AS state;
+COMMIT;
+\echo 'The campaigns job (pg_cron runs it every minute) starts it and queues each message in its window:'
+CALL eightms.campaign_job();
+BEGIN;
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || :'phone_token')::text, true),
+	   set_config('role', 'eightms_phone', true), set_config('request.jwt.claims', :'phone_claims', true) \gset
+SELECT eightms_api.pre_request() \gset
+\echo 'The phone claims the campaign''s messages, sends them and reports; Ana replies:'
+SELECT to_number, body, encoding, segments FROM eightms_api.claim_messages(10) ORDER BY to_number;
+SELECT status, accepted FROM eightms_api.report_messages(coalesce((
+	SELECT jsonb_agg(jsonb_build_object('id', m.message_id, 'status', s.status))
+	  FROM eightms.message m, (VALUES ('sent'), ('delivered')) s(status)
+	 WHERE m.status = 'claimed' AND m.phone_id = eightms.current_phone_id()), '[]'));
+SELECT duplicate, consent FROM eightms_api.receive_messages(
+	'[{"from": "+12125550150", "body": "Thanks, booking now", "device_message_id": "demo-sms-2"}]');
+COMMIT;
+CALL eightms.campaign_job();
+\endif
+BEGIN;
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || eightms.jwt_sign(:'owner_claims'))::text, true),
+	   set_config('role', 'eightms_user', true), set_config('request.jwt.claims', :'owner_claims', true) \gset
+SELECT eightms_api.pre_request() \gset
+\echo 'The campaign and its stats (campaign_stats): each recipient counted once:'
+SELECT s.name, s.state, s.recipients, s.sent, s.delivered, s.replied, s.opted_out
+  FROM eightms_api.campaigns() c, eightms_api.campaign_stats(c.campaign_id) s
+ WHERE c.name = 'Demo: check-up reminder';
+COMMIT;
+
 \echo 'The seal key ring the server loaded from its key file (ids only):'
 SELECT * FROM eightms.seal_status();
 \echo 'The HTTP bridge worker:'

@@ -8337,6 +8337,7 @@ DECLARE
 	at timestamptz := now();
 	queued uuid[];
 	gone uuid[];
+	moved bigint;
 BEGIN
 	PERFORM eightms.require_member_role('owner', 'admin', 'agent');
 	acct := eightms.current_account_id();
@@ -8344,6 +8345,8 @@ BEGIN
 								   ARRAY['draft', 'scheduled', 'running', 'paused']);
 	UPDATE eightms.campaign_recipient r SET state = 'canceled', body = NULL
 	 WHERE r.account_id = acct AND r.campaign_id = c.campaign_id AND r.state = 'waiting';
+	GET DIAGNOSTICS moved = ROW_COUNT;
+	PERFORM eightms.count_campaign_moves(acct, c.campaign_id, 'waiting', 'canceled', moved);
 	SELECT array_agg(r.message_id) INTO queued FROM eightms.campaign_recipient r
 	 WHERE r.account_id = acct AND r.campaign_id = c.campaign_id AND r.state = 'queued';
 	IF queued IS NOT NULL THEN
@@ -8351,6 +8354,8 @@ BEGIN
 		UPDATE eightms.campaign_recipient r SET state = 'canceled'
 		 WHERE r.account_id = acct AND r.campaign_id = c.campaign_id AND r.state = 'queued'
 		   AND r.message_id = ANY (gone);
+		GET DIAGNOSTICS moved = ROW_COUNT;
+		PERFORM eightms.count_campaign_moves(acct, c.campaign_id, 'queued', 'canceled', moved);
 	END IF;
 	UPDATE eightms.campaign x SET state = 'canceled', canceled_at = at, updated_at = at
 	 WHERE x.account_id = acct AND x.campaign_id = c.campaign_id;
@@ -8377,6 +8382,23 @@ END
 $$;
 
 -- ------------------------------------------------------------ the job
+
+-- Count n recipients of a campaign moved from one state to another (was
+-- NULL: new) in its counters (sql/campaign_stats.sql, which a stats call
+-- sums): the fan-out's new recipients, the release's and a cancel's moves.
+-- What follows a queued message is counted where its message moves.
+CREATE FUNCTION eightms.count_campaign_moves(acct uuid, cid uuid, was text, becomes text, n bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF n > 0 THEN
+		PERFORM eightms.count_recipient_moves(acct, array_fill(cid, ARRAY[n::integer]),
+											  array_fill(was, ARRAY[n::integer]), array_fill(becomes, ARRAY[n::integer]));
+	END IF;
+END
+$$;
 
 -- A scheduled campaign starts: its audience fans out into recipients,
 -- each waiting for the first opening of its window at or after the
@@ -8428,6 +8450,7 @@ BEGIN
 					 ORDER BY r.phone', eightms.audience_rows(acct, c.audience))
 		USING acct, c.body, a.default_region, a.fold_lookalikes, a.timezone, c.campaign_id, zones, opens;
 	GET DIAGNOSTICS n_in = ROW_COUNT;
+	PERFORM eightms.count_campaign_moves(acct, cid, NULL, 'waiting', n_in);
 	ids := eightms.audience_ids(acct, c.audience);
 	SELECT cardinality(ids) - count(DISTINCT u.id), count(DISTINCT u.id) - count(DISTINCT x.contact_id)
 	  INTO dup, missing
@@ -8520,6 +8543,7 @@ DECLARE
 	ids uuid[];
 	phones uuid[];
 	n integer := 0;
+	moved bigint;
 BEGIN
 	SELECT * INTO c FROM eightms.campaign x WHERE x.account_id = acct AND x.campaign_id = cid FOR NO KEY UPDATE;
 	IF c.state IS DISTINCT FROM 'running' THEN
@@ -8588,6 +8612,8 @@ BEGIN
 	IF cardinality(opted) > 0 THEN
 		UPDATE eightms.campaign_recipient r SET state = 'canceled', body = NULL
 		 WHERE r.account_id = acct AND r.campaign_id = cid AND r.phone = ANY (opted) AND r.state = 'waiting';
+		GET DIAGNOSTICS moved = ROW_COUNT;
+		PERFORM eightms.count_campaign_moves(acct, cid, 'waiting', 'canceled', moved);
 		n := n + cardinality(opted);
 		SELECT array_agg(u.number), array_agg(u.body), array_agg(u.opens_at), array_agg(u.closes_at), array_agg(u.named)
 		  INTO numbers, bodies, opens, closes, named
@@ -8607,6 +8633,8 @@ BEGIN
 	UPDATE eightms.campaign_recipient r SET state = 'queued', message_id = u.id, body = NULL, window_opens_at = u.opens_at
 	  FROM unnest(numbers, ids, opens) AS u(number, id, opens_at)
 	 WHERE r.account_id = acct AND r.campaign_id = cid AND r.phone = u.number AND r.state = 'waiting';
+	GET DIAGNOSTICS moved = ROW_COUNT;
+	PERFORM eightms.count_campaign_moves(acct, cid, 'waiting', 'queued', moved);
 	-- Realtime: ids only, as send_messages notifies.
 	PERFORM count(pg_notify('eightms_outbound',
 							json_build_object('account_id', acct, 'phone_id', g.phone_id, 'message_ids', g.ids)::text))
@@ -9081,3 +9109,6 @@ REVOKE ALL ON FUNCTION eightms.recipient_moves(text, text),
 	eightms_api.campaigns_stats(uuid[]), eightms_api.campaign_stats(uuid), eightms_api.set_attribution_window(interval)
 FROM PUBLIC;
 REVOKE ALL ON eightms.campaign_counter FROM PUBLIC;
+
+-- ==== campaigns: the fan-out, the release and a cancel counted in the stats
+REVOKE ALL ON FUNCTION eightms.count_campaign_moves(uuid, uuid, text, text, bigint) FROM PUBLIC;

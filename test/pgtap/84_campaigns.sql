@@ -138,6 +138,11 @@ SELECT ok((SELECT window_opens_at > now() FROM eightms.campaign_recipient WHERE 
 		  'Pago Pago''s recipient waits for a later day');
 SELECT is((SELECT window_opens_at FROM eightms.campaign_recipient WHERE campaign_id = :'camp' AND phone = '+12125550102'),
 		  :'job_at'::timestamptz, 'Kiritimati''s window is open now');
+SELECT is((SELECT row(sum(k.recipients), sum(k.waiting), sum(k.queued))::text FROM eightms.campaign_counter k
+			WHERE k.campaign_id = :'camp'),
+		  (SELECT row(count(*), count(*) FILTER (WHERE r.state = 'waiting'), count(*) FILTER (WHERE r.state = 'queued'))::text
+			 FROM eightms.campaign_recipient r WHERE r.campaign_id = :'camp'),
+		  'the stats'' counters hold the fan-out''s recipients by state');
 
 -- ---------------------------------------------------------------- release and windows
 SELECT is((SELECT array_agg(phone || ' ' || state ORDER BY phone) FROM eightms.campaign_recipient WHERE campaign_id = :'camp'),
