@@ -2110,6 +2110,9 @@ DECLARE
 	-- messages, and whether each opted its number out, for attribution.
 	attribute boolean;
 	mids uuid[];
+	opted_ids uuid[];
+	peers text[];
+	ats timestamptz[];
 	opts boolean[];
 BEGIN
 	SELECT a.default_region, a.create_contacts_from_inbound INTO region, make_contacts
@@ -2142,7 +2145,9 @@ BEGIN
 			END IF;
 			IF attribute AND NOT duplicate THEN
 				mids := mids || receive_messages.message_id;
-				opts := opts || coalesce(consent = 'opt_out', false);
+				IF consent = 'opt_out' THEN
+					opted_ids := opted_ids || receive_messages.message_id;
+				END IF;
 			END IF;
 		END IF;
 		RETURN NEXT;
@@ -2155,10 +2160,11 @@ BEGIN
 	-- Replies and opt-outs count for the campaign that reached their
 	-- number last (sql/campaign_stats.sql), once per batch.
 	IF mids IS NOT NULL THEN
-		PERFORM eightms.attribute_answers(acct, array_agg(m.peer_number ORDER BY u.i),
-										  array_agg(m.received_at ORDER BY u.i), array_agg(u.opt ORDER BY u.i))
-		   FROM unnest(mids, opts) WITH ORDINALITY AS u(id, opt, i)
-		   JOIN eightms.message m ON m.account_id = acct AND m.message_id = u.id;
+		SELECT array_agg(m.peer_number), array_agg(m.received_at), array_agg(coalesce(m.message_id = ANY (opted_ids), false))
+		  INTO peers, ats, opts
+		  FROM eightms.message m
+		 WHERE m.account_id = acct AND m.message_id = ANY (mids);
+		PERFORM eightms.attribute_answers(acct, peers, ats, opts);
 	END IF;
 END
 $$;
