@@ -148,8 +148,18 @@ AS $$
 DECLARE
 	region text;
 	at timestamptz := now();
+	numbers text[];
 BEGIN
 	SELECT a.default_region INTO region FROM eightms.account a WHERE a.account_id = acct;
+	-- The account's contacts with these numbers, locked before the merge
+	-- reads them: a member's update of one waits for the import, or the
+	-- import waits for it and (a statement of its own, with a snapshot
+	-- taken after the lock) merges with its result instead of writing back
+	-- what the row was before it (test/isolation/specs/import_update.spec).
+	-- A statement of its own: Citus cannot run a locking CTE.
+	numbers := ARRAY(SELECT eightms.try_e164(left(u.phone, 64), region, true) FROM unnest(rows) u
+					  WHERE u.reason IS NULL);
+	PERFORM FROM eightms.contact c WHERE c.account_id = acct AND c.phone COLLATE "C" = ANY (numbers) FOR UPDATE;
 	RETURN QUERY
 	WITH f AS (
 		SELECT x.name, x.type, x.choices FROM eightms.contact_field x WHERE x.account_id = acct
